@@ -1,0 +1,278 @@
+"""Typed errors with a stable code and a human message from one catalog.
+
+Every failure a user can act on is a `DteSyncError` carrying a `code` (stable: ERPs key on
+it), the place (`source`, `line` for TXT, `path` for XML/JSON, `field`), and what was
+`expected` vs `found`. The message text is never stored on the exception: it is rendered
+from `CATALOG` in the configured language (Spanish by default) by `render()`, which is the
+one place where errors become status-file entries.
+
+Several errors from one input are raised together as `DteSyncErrors` so that the ERP
+programmer sees every problem of a file at once, not one per attempt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+# code -> (spanish, english). Templates use str.format with the error's params plus
+# field/expected/found/line/path. SII terms (folio, timbre, CAF, boleta, RUT) stay in Spanish.
+CATALOG: dict[str, tuple[str, str]] = {
+    # --- input: encoding, syntax, hostile content -------------------------------------
+    "INPUT_EMPTY": ("El archivo está vacío.", "The file is empty."),
+    "INPUT_TOO_LARGE": (
+        "El archivo pesa {found} bytes; el máximo es {expected} bytes.",
+        "The file is {found} bytes; the maximum is {expected} bytes.",
+    ),
+    "INPUT_UNKNOWN_FORMAT": (
+        "No se reconoce el formato del archivo (se esperaba {expected}; se encontró {found}).",
+        "Unrecognised file format (expected {expected}; found {found}).",
+    ),
+    "INPUT_ENCODING": (
+        "Codificación inválida: {detail}. Use UTF-8 o ISO-8859-1 y declárela.",
+        "Invalid text encoding: {detail}. Use UTF-8 or ISO-8859-1 and declare it.",
+    ),
+    "INPUT_BINARY": (
+        "El archivo contiene datos binarios (byte 0x00), no texto.",
+        "The file contains binary data (a 0x00 byte), not text.",
+    ),
+    "XML_MALFORMED": ("XML mal formado: {detail}.", "Malformed XML: {detail}."),
+    "XML_DOCTYPE_FORBIDDEN": (
+        "El XML trae DOCTYPE o declaraciones de entidades; no se aceptan por seguridad.",
+        "The XML has a DOCTYPE or entity declarations; they are refused for security.",
+    ),
+    "JSON_MALFORMED": ("JSON mal formado: {detail}.", "Malformed JSON: {detail}."),
+    "TXT_SYNTAX": (
+        "Línea mal formada: {detail}.",
+        "Malformed line: {detail}.",
+    ),
+    # --- input: structure and values ------------------------------------------------
+    "FIELD_UNKNOWN": (
+        "Campo desconocido '{field}' en {path}.",
+        "Unknown field '{field}' in {path}.",
+    ),
+    "FIELD_REQUIRED": (
+        "Falta el campo obligatorio '{field}'.",
+        "The required field '{field}' is missing.",
+    ),
+    "FIELD_INVALID": (
+        "Valor inválido en '{field}': se esperaba {expected}, se encontró '{found}'.",
+        "Invalid value in '{field}': expected {expected}, found '{found}'.",
+    ),
+    "FIELD_REPEATED": (
+        "El campo '{field}' aparece más de una vez y admite solo una.",
+        "The field '{field}' appears more than once but allows only one.",
+    ),
+    "FIELD_TOO_LONG": (
+        "'{field}' tiene {found} caracteres; el máximo es {expected}.",
+        "'{field}' has {found} characters; the maximum is {expected}.",
+    ),
+    "FIELD_NOT_ALLOWED": (
+        "El campo '{field}' no corresponde a TipoDTE {tipo_dte}.",
+        "The field '{field}' does not apply to TipoDTE {tipo_dte}.",
+    ),
+    "TOO_MANY": (
+        "Demasiados '{field}': {found}; el máximo es {expected}.",
+        "Too many '{field}': {found}; the maximum is {expected}.",
+    ),
+    "RUT_INVALID": (
+        "RUT inválido en '{field}': '{found}' ({detail}).",
+        "Invalid RUT in '{field}': '{found}' ({detail}).",
+    ),
+    "TIPO_DTE_UNSUPPORTED": (
+        "TipoDTE {found} no soportado; se acepta {expected}.",
+        "TipoDTE {found} is not supported; accepted: {expected}.",
+    ),
+    "REFERENCIA_REQUIRED": (
+        "TipoDTE {tipo_dte} (nota de crédito/débito) requiere al menos una Referencia al documento que modifica.",
+        "TipoDTE {tipo_dte} (credit/debit note) requires at least one Referencia to the document it modifies.",
+    ),
+    "EMISOR_MISMATCH": (
+        "RUTEmisor '{found}' no es el de la empresa configurada ({expected}).",
+        "RUTEmisor '{found}' is not the configured company's ({expected}).",
+    ),
+    # --- totals ------------------------------------------------------------------------
+    "TOTALS_INCONSISTENT": (
+        "Totales inconsistentes en '{field}': se calculó {expected}, el archivo dice {found}.",
+        "Inconsistent totals in '{field}': computed {expected}, the file says {found}.",
+    ),
+    "LINE_AMOUNT_INCONSISTENT": (
+        "MontoItem de la línea {line_no} inconsistente: se calculó {expected}, el archivo dice {found}.",
+        "MontoItem of line {line_no} is inconsistent: computed {expected}, the file says {found}.",
+    ),
+    "AMOUNT_NEGATIVE": (
+        "Monto negativo en '{field}': {found}.",
+        "Negative amount in '{field}': {found}.",
+    ),
+    # --- CAF and folios --------------------------------------------------------------------
+    "CAF_MALFORMED": ("Archivo CAF inválido: {detail}.", "Invalid CAF file: {detail}."),
+    "CAF_SIGNATURE_INVALID": (
+        "La firma FRMA del CAF no verifica con el certificado del SII (IDK {idk}).",
+        "The CAF's FRMA signature does not verify with the SII certificate (IDK {idk}).",
+    ),
+    "CAF_OTHER_COMPANY": (
+        "El CAF es de la empresa {found}, no de {expected}.",
+        "The CAF belongs to company {found}, not {expected}.",
+    ),
+    "CAF_MISSING": (
+        "No hay CAF cargado para TipoDTE {tipo_dte}. Importe uno con 'dtesync caf import'.",
+        "No CAF is loaded for TipoDTE {tipo_dte}. Import one with 'dtesync caf import'.",
+    ),
+    "CAF_EXPIRED": (
+        "El CAF de TipoDTE {tipo_dte} (folios {desde}-{hasta}) venció el {expired_on}.",
+        "The CAF for TipoDTE {tipo_dte} (folios {desde}-{hasta}) expired on {expired_on}.",
+    ),
+    "CAF_OVERLAP": (
+        "El CAF de TipoDTE {tipo_dte} (folios {desde}-{hasta}) se superpone con uno ya cargado.",
+        "The CAF for TipoDTE {tipo_dte} (folios {desde}-{hasta}) overlaps one already loaded.",
+    ),
+    "FOLIOS_EXHAUSTED": (
+        "No quedan folios para TipoDTE {tipo_dte}. Solicite un CAF nuevo al SII e impórtelo.",
+        "No folios left for TipoDTE {tipo_dte}. Request a new CAF from the SII and import it.",
+    ),
+    "FOLIO_NOT_IN_CAF": (
+        "El folio {folio} de TipoDTE {tipo_dte} no está en ningún CAF cargado.",
+        "Folio {folio} of TipoDTE {tipo_dte} is not in any loaded CAF.",
+    ),
+    "FOLIO_USED": (
+        "El folio {folio} de TipoDTE {tipo_dte} ya fue usado.",
+        "Folio {folio} of TipoDTE {tipo_dte} has already been used.",
+    ),
+    # --- certificate and signature --------------------------------------------------------
+    "CERT_UNREADABLE": (
+        "No se pudo leer el certificado {found}: {detail}.",
+        "Could not read the certificate {found}: {detail}.",
+    ),
+    "CERT_PASSWORD": (
+        "La contraseña del certificado es incorrecta.",
+        "The certificate password is wrong.",
+    ),
+    "CERT_EXPIRED": (
+        "El certificado venció el {expired_on}; renuévelo.",
+        "The certificate expired on {expired_on}; renew it.",
+    ),
+    "CERT_NOT_YET_VALID": (
+        "El certificado es válido recién desde {valid_from}.",
+        "The certificate is only valid from {valid_from}.",
+    ),
+    "SECRET_MISSING": (
+        "No se encontró el secreto '{field}': {detail}.",
+        "The secret '{field}' was not found: {detail}.",
+    ),
+    "SCHEMA_INVALID": (
+        "El documento no cumple el esquema oficial del SII: {detail}.",
+        "The document does not conform to the official SII schema: {detail}.",
+    ),
+    # --- configuration ------------------------------------------------------------------------
+    "CONFIG_INVALID": (
+        "Configuración inválida en '{field}': {detail}.",
+        "Invalid configuration in '{field}': {detail}.",
+    ),
+    "CONFIG_MISSING": (
+        "No se encontró el archivo de configuración {found}.",
+        "The configuration file {found} was not found.",
+    ),
+    # --- catch-all ------------------------------------------------------------------------------
+    "INTERNAL": (
+        "Error interno: {detail}. El archivo se conserva; informe este error.",
+        "Internal error: {detail}. The file is kept; please report this error.",
+    ),
+}
+
+LANGUAGES = ("es", "en")
+
+
+class _Defaulting(dict):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+@dataclass(eq=False)
+class DteSyncError(Exception):
+    """One problem a person can act on; see module docstring."""
+
+    code: str
+    field: str | None = None
+    expected: Any = None
+    found: Any = None
+    line: int | None = None
+    path: str | None = None
+    source: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.code not in CATALOG:
+            raise KeyError(f"error code {self.code!r} is not in the catalog")
+        super().__init__(self.code)
+
+    def message(self, lang: str = "es") -> str:
+        template = CATALOG[self.code][1 if lang == "en" else 0]
+        values = _Defaulting(self.params)
+        values.update(
+            field=self.field or "?",
+            expected=self.expected if self.expected is not None else "?",
+            found=_shorten(self.found),
+            line=self.line if self.line is not None else "?",
+            path=self.path or "?",
+        )
+        return template.format_map(values)
+
+    def render(self, lang: str = "es") -> dict[str, Any]:
+        """The status-file form: {code, message, field, line, ...}."""
+        out: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message(lang),
+            "field": self.field,
+            "line": self.line,
+        }
+        if self.path:
+            out["path"] = self.path
+        if self.expected is not None:
+            out["expected"] = str(self.expected)
+        if self.found is not None:
+            out["found"] = _shorten(self.found)
+        return out
+
+    def __str__(self) -> str:
+        where = []
+        if self.source:
+            where.append(self.source)
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.path:
+            where.append(self.path)
+        prefix = (":".join(str(w) for w in where) + ": ") if where else ""
+        return f"{prefix}{self.code}: {self.message('en')}"
+
+
+class DteSyncErrors(Exception):
+    """Several problems found in one input, reported together."""
+
+    def __init__(self, errors: Iterable[DteSyncError]):
+        self.errors = list(errors)
+        super().__init__("; ".join(str(e) for e in self.errors))
+
+    @property
+    def code(self) -> str:
+        return self.errors[0].code if self.errors else "INTERNAL"
+
+
+def as_error_list(exc: BaseException, source: str | None = None) -> list[DteSyncError]:
+    """Turn any exception into the list of typed errors to report (one place for this)."""
+    if isinstance(exc, DteSyncErrors):
+        errors = exc.errors
+    elif isinstance(exc, DteSyncError):
+        errors = [exc]
+    else:
+        errors = [DteSyncError("INTERNAL", params={"detail": f"{type(exc).__name__}: {exc}"})]
+    for e in errors:
+        if source and not e.source:
+            e.source = source
+    return errors
+
+
+def _shorten(value: Any, limit: int = 120) -> str:
+    if value is None:
+        return "?"
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
