@@ -12,7 +12,8 @@ programmer sees every problem of a file at once, not one per attempt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 # code -> (spanish, english). Templates use str.format with the error's params plus
@@ -35,6 +36,14 @@ CATALOG: dict[str, tuple[str, str]] = {
     "INPUT_BINARY": (
         "El archivo contiene datos binarios (byte 0x00), no texto.",
         "The file contains binary data (a 0x00 byte), not text.",
+    ),
+    "INPUT_SYMLINK": (
+        "El archivo es un enlace simbólico (apunta a {found}); no se siguen enlaces: deje el archivo real en la bandeja.",
+        "The file is a symbolic link (to {found}); links are never followed: drop the real file in the inbox.",
+    ),
+    "NAME_IN_PROGRESS": (
+        "Ya hay un documento llamado '{field}' en proceso en esta carpeta ({found}); espere su resultado antes de enviar otro con el mismo nombre.",
+        "A document named '{field}' is still being processed in this folder ({found}); wait for its result before sending another with the same name.",
     ),
     "XML_MALFORMED": ("XML mal formado: {detail}.", "Malformed XML: {detail}."),
     "XML_DOCTYPE_FORBIDDEN": (
@@ -71,6 +80,10 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El campo '{field}' no corresponde a TipoDTE {tipo_dte}.",
         "The field '{field}' does not apply to TipoDTE {tipo_dte}.",
     ),
+    "INPUT_SIGNED": (
+        "El archivo trae '{field}', que dtesync agrega al timbrar y firmar; envíe el documento sin timbre ni firma.",
+        "The file carries '{field}', which dtesync adds when stamping and signing; send the document without timbre or signature.",
+    ),
     "TOO_MANY": (
         "Demasiados '{field}': {found}; el máximo es {expected}.",
         "Too many '{field}': {found}; the maximum is {expected}.",
@@ -91,6 +104,10 @@ CATALOG: dict[str, tuple[str, str]] = {
         "RUTEmisor '{found}' no es el de la empresa configurada ({expected}).",
         "RUTEmisor '{found}' is not the configured company's ({expected}).",
     ),
+    "TEXT_NOT_LATIN1": (
+        "El campo '{field}' contiene el carácter '{found}' ({codepoint}), que no existe en ISO-8859-1; reemplácelo.",
+        "The field '{field}' contains the character '{found}' ({codepoint}), which ISO-8859-1 cannot encode; replace it.",
+    ),
     # --- totals ------------------------------------------------------------------------
     "TOTALS_INCONSISTENT": (
         "Totales inconsistentes en '{field}': se calculó {expected}, el archivo dice {found}.",
@@ -103,6 +120,20 @@ CATALOG: dict[str, tuple[str, str]] = {
     "AMOUNT_NEGATIVE": (
         "Monto negativo en '{field}': {found}.",
         "Negative amount in '{field}': {found}.",
+    ),
+    "LINE_VALUE_INCONSISTENT": (
+        "'{field}' de la línea {line_no} inconsistente: se calculó {expected}, el archivo dice {found}.",
+        "'{field}' of line {line_no} is inconsistent: computed {expected}, the file says {found}.",
+    ),
+    "TAX_CODE_UNSUPPORTED": (
+        "No se puede calcular el impuesto o retención código {found}: {detail}.",
+        "Cannot compute the tax or retention with code {found}: {detail}.",
+    ),
+    "GROSS_WITH_ADDITIONAL_TAX": (
+        "Con montos brutos (MntBruto=1) no se admiten impuestos adicionales ni retenciones "
+        "(CodImpAdic {found} en la línea {line_no}); informe los montos netos.",
+        "Gross amounts (MntBruto=1) do not allow additional taxes or retentions "
+        "(CodImpAdic {found} on line {line_no}); send net amounts instead.",
     ),
     # --- CAF and folios --------------------------------------------------------------------
     "CAF_MALFORMED": ("Archivo CAF inválido: {detail}.", "Invalid CAF file: {detail}."),
@@ -159,6 +190,18 @@ CATALOG: dict[str, tuple[str, str]] = {
         "No se encontró el secreto '{field}': {detail}.",
         "The secret '{field}' was not found: {detail}.",
     ),
+    "SECRET_FILE_INSECURE": (
+        "El archivo de secreto {found} tiene permisos {mode}: otros usuarios pueden leerlo. Ejecute 'chmod 600 {found}'.",
+        "The secret file {found} has mode {mode}: other users can read it. Run 'chmod 600 {found}'.",
+    ),
+    "CERT_LEGACY_PBE": (
+        "El certificado {found} usa cifrado antiguo (RC2-40) y esta instalación no lo soporta; reexpórtelo con 'openssl pkcs12 -legacy -in {found} -nodes | openssl pkcs12 -export -out nuevo.pfx'.",
+        "The certificate {found} uses legacy encryption (RC2-40), unsupported by this installation; re-export it with 'openssl pkcs12 -legacy -in {found} -nodes | openssl pkcs12 -export -out new.pfx'.",
+    ),
+    "ENVIO_RUT_ENVIA_MISMATCH": (
+        "RutEnvia {found} no es el RUT del certificado que firma el envío ({expected}).",
+        "RutEnvia {found} is not the RUT of the certificate signing the envelope ({expected}).",
+    ),
     "SCHEMA_INVALID": (
         "El documento no cumple el esquema oficial del SII: {detail}.",
         "The document does not conform to the official SII schema: {detail}.",
@@ -171,6 +214,15 @@ CATALOG: dict[str, tuple[str, str]] = {
     "CONFIG_MISSING": (
         "No se encontró el archivo de configuración {found}.",
         "The configuration file {found} was not found.",
+    ),
+    # --- daemon ----------------------------------------------------------------------------------
+    "STATE_DIR_NETWORK": (
+        "La carpeta de estado {found} está en una unidad de red ({detail}); el diario SQLite necesita un disco local.",
+        "The state folder {found} is on a network share ({detail}); the SQLite journal needs a local disk.",
+    ),
+    "DAEMON_ALREADY_RUNNING": (
+        "Otro dtesync ya usa {found} (bloqueo {detail}); detenga ese proceso o use otra configuración.",
+        "Another dtesync is already using {found} (lock {detail}); stop that process or use another configuration.",
     ),
     # --- catch-all ------------------------------------------------------------------------------
     "INTERNAL": (
@@ -198,7 +250,7 @@ class DteSyncError(Exception):
     line: int | None = None
     path: str | None = None
     source: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.code not in CATALOG:

@@ -1,0 +1,292 @@
+"""The one TOML configuration file, loaded into typed dataclasses.
+
+Relative paths are resolved against the config file's folder, so a sandbox folder can be
+moved as a whole. Secrets (certificate password, API tokens) are never values in this file:
+they are references, `{ env = "NAME" }` or `{ file = "path" }`, resolved when needed by
+`resolve_secret()` (a file must not be readable by group or others on POSIX).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from sync.errors import DteSyncError
+from sync.rut import Rut, RutError
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives: an environment variable or a protected file; never inline."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    def describe(self) -> str:
+        return f"env:{self.env}" if self.env else f"file:{self.file}"
+
+
+@dataclass
+class Branch:
+    """A sucursal: fills Sucursal/CdgSIISucur/DirOrigen for documents of its station."""
+
+    name: str
+    sucursal: str | None = None
+    cdg_sii_sucur: int | None = None
+    direccion: str | None = None
+    comuna: str | None = None
+    ciudad: str | None = None
+
+
+@dataclass
+class Company:
+    rut: Rut
+    razon_social: str
+    giro: str
+    acteco: list[int]
+    direccion: str | None = None
+    comuna: str | None = None
+    ciudad: str | None = None
+    telefono: str | None = None
+    correo: str | None = None
+    fch_resol: date = date(2014, 8, 22)
+    nro_resol: int = 0
+    branches: dict[str, Branch] = field(default_factory=dict)
+
+
+@dataclass
+class CertificateConfig:
+    path: Path
+    password: SecretRef
+
+
+@dataclass
+class Folders:
+    inbox: Path
+    outbox: Path
+    archive: Path
+    rejected: Path
+    state: Path
+    caf: Path
+
+
+@dataclass
+class DaemonConfig:
+    watch: str = "auto"  # auto | events | poll
+    workers: int = 0  # 0 = number of cores
+    stable_window: float = 0.2
+    empty_timeout: float = 30.0
+    scan_interval: float = 5.0
+    status_txt: bool = False
+
+
+@dataclass
+class Config:
+    path: Path | None
+    company: Company
+    certificate: CertificateConfig
+    folders: Folders
+    language: str = "es"
+    environment: str = "certificacion"  # certificacion | produccion
+    timezone: str = "America/Santiago"
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    trusted_caf_keys: dict[int, Path] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def default_config_path() -> Path:
+    """DTESYNC_CONFIG, then the platform's standard location."""
+    env = os.environ.get("DTESYNC_CONFIG")
+    if env:
+        return Path(env)
+    if sys.platform == "win32":
+        base = Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData"))
+        return base / "dtesync" / "dtesync.toml"
+    return Path("/etc/dtesync/dtesync.toml")
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    path = Path(path) if path else default_config_path()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise DteSyncError("CONFIG_MISSING", found=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise DteSyncError("CONFIG_INVALID", field=str(path), params={"detail": f"no es UTF-8 ({exc})"}) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DteSyncError("CONFIG_INVALID", field=str(path), params={"detail": str(exc)}) from None
+    return parse_config(data, base=path.parent, path=path)
+
+
+def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) -> Config:
+    r = _Reader(data, base)
+    company = Company(
+        rut=r.rut("company.rut"),
+        razon_social=r.str("company.razon_social"),
+        giro=r.str("company.giro"),
+        acteco=[int(a) for a in r.list("company.acteco")],
+        direccion=r.str("company.direccion", None),
+        comuna=r.str("company.comuna", None),
+        ciudad=r.str("company.ciudad", None),
+        telefono=r.str("company.telefono", None),
+        correo=r.str("company.correo", None),
+        fch_resol=r.date("company.fch_resol", date(2014, 8, 22)),
+        nro_resol=r.int("company.nro_resol", 0),
+    )
+    for i, b in enumerate(r.list("company.branches", [])):
+        key = f"company.branches[{i}]"
+        if not isinstance(b, dict) or "name" not in b:
+            raise _invalid(key, "cada sucursal necesita 'name'")
+        company.branches[str(b["name"])] = Branch(
+            name=str(b["name"]),
+            sucursal=b.get("sucursal"),
+            cdg_sii_sucur=b.get("cdg_sii_sucur"),
+            direccion=b.get("direccion"),
+            comuna=b.get("comuna"),
+            ciudad=b.get("ciudad"),
+        )
+    certificate = CertificateConfig(
+        path=r.path("certificate.path"), password=r.secret("certificate.password")
+    )
+    state = r.path("folders.state", base / "state")
+    folders = Folders(
+        inbox=r.path("folders.inbox", base / "inbox"),
+        outbox=r.path("folders.outbox", base / "outbox"),
+        archive=r.path("folders.archive", base / "archive"),
+        rejected=r.path("folders.rejected", base / "rejected"),
+        state=state,
+        caf=r.path("folders.caf", base / "caf"),
+    )
+    language = r.str("language", "es")
+    if language not in ("es", "en"):
+        raise _invalid("language", "use 'es' o 'en'")
+    environment = r.str("environment", "certificacion")
+    if environment not in ("certificacion", "produccion"):
+        raise _invalid("environment", "use 'certificacion' o 'produccion'")
+    watch = r.str("daemon.watch", "auto")
+    if watch not in ("auto", "events", "poll"):
+        raise _invalid("daemon.watch", "use 'auto', 'events' o 'poll'")
+    daemon = DaemonConfig(
+        watch=watch,
+        workers=r.int("daemon.workers", 0),
+        stable_window=float(r.get("daemon.stable_window", 0.2)),
+        empty_timeout=float(r.get("daemon.empty_timeout", 30.0)),
+        scan_interval=float(r.get("daemon.scan_interval", 5.0)),
+        status_txt=bool(r.get("daemon.status_txt", False)),
+    )
+    trusted = {int(k): base / v for k, v in r.get("caf.trusted_keys", {}).items()}
+    return Config(
+        path=path,
+        company=company,
+        certificate=certificate,
+        folders=folders,
+        language=language,
+        environment=environment,
+        timezone=r.str("timezone", "America/Santiago"),
+        daemon=daemon,
+        trusted_caf_keys=trusted,
+        raw=data,
+    )
+
+
+def resolve_secret(ref: SecretRef, name: str) -> str:
+    """Read a secret from its env var or protected file (trailing newline stripped)."""
+    if ref.env:
+        value = os.environ.get(ref.env)
+        if value is None:
+            raise DteSyncError(
+                "SECRET_MISSING", field=name, params={"detail": f"la variable de entorno {ref.env} no está definida"}
+            )
+        return value
+    assert ref.file is not None
+    try:
+        st = ref.file.stat()
+    except OSError as exc:
+        raise DteSyncError("SECRET_MISSING", field=name, params={"detail": f"{ref.file}: {exc.strerror}"}) from None
+    if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise DteSyncError(
+            "SECRET_MISSING",
+            field=name,
+            params={"detail": f"{ref.file} es legible por otros usuarios; use chmod 600"},
+        )
+    return ref.file.read_text(encoding="utf-8").rstrip("\r\n")
+
+
+_MISSING = object()
+
+
+def _invalid(key: str, detail: str) -> DteSyncError:
+    return DteSyncError("CONFIG_INVALID", field=key, params={"detail": detail})
+
+
+class _Reader:
+    """Dotted-key access with typed conversion and errors that name the key."""
+
+    def __init__(self, data: dict[str, Any], base: Path):
+        self.data, self.base = data, base
+
+    def get(self, key: str, default: Any = _MISSING) -> Any:
+        node: Any = self.data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                if default is _MISSING:
+                    raise _invalid(key, "falta este valor")
+                return default
+            node = node[part]
+        return node
+
+    def str(self, key: str, default: Any = _MISSING) -> Any:
+        value = self.get(key, default)
+        if value is not None and not isinstance(value, str):
+            raise _invalid(key, f"se esperaba texto, se encontró {value!r}")
+        return value
+
+    def int(self, key: str, default: Any = _MISSING) -> Any:
+        value = self.get(key, default)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise _invalid(key, f"se esperaba un entero, se encontró {value!r}")
+        return value
+
+    def list(self, key: str, default: Any = _MISSING) -> list:
+        value = self.get(key, default)
+        if not isinstance(value, list):
+            raise _invalid(key, f"se esperaba una lista, se encontró {value!r}")
+        return value
+
+    def date(self, key: str, default: Any = _MISSING) -> date:
+        value = self.get(key, default)
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            raise _invalid(key, f"se esperaba una fecha AAAA-MM-DD, se encontró {value!r}") from None
+
+    def rut(self, key: str) -> Rut:
+        try:
+            return Rut.parse(self.str(key))
+        except RutError as exc:
+            raise _invalid(key, f"RUT inválido: {exc.reason}") from None
+
+    def path(self, key: str, default: Any = _MISSING) -> Path:
+        value = self.get(key, default)
+        p = Path(value)
+        return p if p.is_absolute() else (self.base / p)
+
+    def secret(self, key: str) -> SecretRef:
+        value = self.get(key)
+        if isinstance(value, str):
+            raise _invalid(key, "los secretos no van en claro: use { env = \"VAR\" } o { file = \"ruta\" }")
+        if not isinstance(value, dict) or not (("env" in value) ^ ("file" in value)):
+            raise _invalid(key, "use { env = \"VAR\" } o { file = \"ruta\" }")
+        if "env" in value:
+            return SecretRef(env=str(value["env"]))
+        return SecretRef(file=self.path(f"{key}.file"))

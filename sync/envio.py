@@ -1,0 +1,147 @@
+"""The SII envelopes, EnvioDTE and EnvioBOLETA: a Caratula and signed DTEs, signed as a set.
+
+The namespace convention (why every standalone DTE starts with `new_dte_root()`):
+inclusive C14N puts every namespace in scope into a digest, so a DTE's own signature survives
+being pasted into an envelope only if its Documento (and its SignedInfo) has exactly the same
+namespaces in scope in both places. The envelope root declares `xmlns="http://www.sii.cl/SiiDte"`
+and `xmlns:xsi=…XMLSchema-instance` (it needs xsi for `xsi:schemaLocation`), so the standalone DTE
+declares those same two:
+
+    <DTE xmlns="http://www.sii.cl/SiiDte" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" version="1.0">
+
+and its signature then verifies with any standard verifier (xmlsec1) both in the DTE file the ERP
+gets and inside the envelope the SII gets. (Signing a DTE with only `xmlns` — what most
+libraries do — gives a DTE whose signature fails in context; the SII tolerates it, xmlsec1 and
+receivers do not.)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from copy import deepcopy
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Iterable
+
+from lxml import etree
+
+from sync.errors import DteSyncError
+from sync.rut import SII_RUT, Rut
+from sync.signing.certificate import Certificate
+from sync.signing.xmldsig import SII_NS, XSI_NS, sign_after
+
+XML_HEADER = b'<?xml version="1.0" encoding="ISO-8859-1"?>\n'
+NSMAP = {None: SII_NS, "xsi": XSI_NS}
+MAX_DTE = 2000  # EnvioDTE_v10.xsd: DTE maxOccurs
+MAX_BOLETA = 500  # EnvioBOLETA_v11.xsd: DTE maxOccurs
+BOLETA_TYPES = frozenset({39, 41})
+_S = "{%s}" % SII_NS
+# Same parser policy as inputs: no entities, no network, keep every whitespace byte.
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False, huge_tree=False)
+
+
+def new_dte_root() -> etree._Element:
+    """`<DTE xmlns=SiiDte xmlns:xsi=… version="1.0">`: the root every standalone DTE must use."""
+    root = etree.Element(_S + "DTE", nsmap=NSMAP)
+    root.set("version", "1.0")
+    return root
+
+
+def sign_dte(dte_root: etree._Element, cert: Certificate) -> etree._Element:
+    """Sign the DTE's Documento and append the Signature right after it; returns the Signature."""
+    if dict(dte_root.nsmap) != NSMAP:
+        raise ValueError(f"the DTE must declare exactly {NSMAP} (see new_dte_root), found {dte_root.nsmap}")
+    documento = dte_root.find(_S + "Documento")
+    if documento is None:
+        raise ValueError("the DTE has no Documento to sign")
+    return sign_after(documento, cert)
+
+
+def to_bytes(root: etree._Element) -> bytes:
+    """ISO-8859-1 bytes with the SII's double-quoted XML declaration (never re-indent after signing)."""
+    return XML_HEADER + etree.tostring(root, encoding="ISO-8859-1", xml_declaration=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Caratula:
+    """The envelope's cover. `rut_envia` is the certificate holder's RUT (None: take it from cert)."""
+
+    rut_emisor: Rut
+    rut_envia: Rut | None = None
+    rut_receptor: Rut = SII_RUT
+    fch_resol: date
+    nro_resol: int
+    tmst_firma_env: datetime
+
+
+def _tipo_dte(dte: etree._Element) -> int:
+    text = dte.findtext(f"{_S}Documento/{_S}Encabezado/{_S}IdDoc/{_S}TipoDTE")
+    if text is None:
+        raise ValueError("a DTE without Documento/Encabezado/IdDoc/TipoDTE in the SiiDte namespace")
+    return int(text)
+
+
+def _as_element(dte: bytes | etree._Element) -> etree._Element:
+    if isinstance(dte, (bytes, bytearray)):
+        return etree.fromstring(bytes(dte), _PARSER)
+    return deepcopy(dte)  # never move the caller's element
+
+
+def _rut_envia(caratula: Caratula, cert: Certificate) -> Rut:
+    if caratula.rut_envia is None:
+        if cert.rut is None:
+            raise DteSyncError("CERT_UNREADABLE", found=cert.subject, params={"detail": "el certificado no trae RUT"})
+        return cert.rut
+    if cert.rut is not None and caratula.rut_envia != cert.rut:
+        raise DteSyncError(
+            "ENVIO_RUT_ENVIA_MISMATCH", field="RutEnvia", found=str(caratula.rut_envia), expected=str(cert.rut)
+        )
+    return caratula.rut_envia
+
+
+def _sub(parent: etree._Element, tag: str, text: str) -> None:
+    etree.SubElement(parent, _S + tag).text = text
+
+
+def build_envio(
+    signed_dtes: Iterable[bytes | etree._Element], caratula: Caratula, cert: Certificate, *, boleta: bool
+) -> bytes:
+    """A signed EnvioDTE (or EnvioBOLETA) holding the DTEs unchanged, as ISO-8859-1 bytes.
+
+    Each DTE keeps its own signature byte for byte; only the SetDTE is signed here.
+    """
+    dtes = [_as_element(d) for d in signed_dtes]
+    limit, name = (MAX_BOLETA, "EnvioBOLETA") if boleta else (MAX_DTE, "EnvioDTE")
+    if not dtes:
+        raise DteSyncError("FIELD_REQUIRED", field=f"{name}/SetDTE/DTE")
+    if len(dtes) > limit:
+        raise DteSyncError("TOO_MANY", field=f"{name}/SetDTE/DTE", found=len(dtes), expected=limit)
+    counts = Counter(_tipo_dte(d) for d in dtes)
+    wrong = sorted(t for t in counts if (t in BOLETA_TYPES) != boleta)
+    if wrong:
+        expected = "39, 41" if boleta else "tipos distintos de 39 y 41 (boletas van en EnvioBOLETA)"
+        raise DteSyncError("TIPO_DTE_UNSUPPORTED", field="TipoDTE", found=wrong[0], expected=expected)
+    rut_envia = _rut_envia(caratula, cert)
+
+    root = etree.Element(_S + name, nsmap=NSMAP)
+    root.set("{%s}schemaLocation" % XSI_NS, f"{SII_NS} {'EnvioBOLETA_v11.xsd' if boleta else 'EnvioDTE_v10.xsd'}")
+    root.set("version", "1.0")
+    set_dte = etree.SubElement(root, _S + "SetDTE", ID="SetDoc")
+    set_dte.text = "\n"
+    cover = etree.SubElement(set_dte, _S + "Caratula", version="1.0")
+    cover.tail = "\n"
+    _sub(cover, "RutEmisor", str(caratula.rut_emisor))
+    _sub(cover, "RutEnvia", str(rut_envia))
+    _sub(cover, "RutReceptor", str(caratula.rut_receptor))
+    _sub(cover, "FchResol", caratula.fch_resol.isoformat())
+    _sub(cover, "NroResol", str(caratula.nro_resol))
+    _sub(cover, "TmstFirmaEnv", caratula.tmst_firma_env.replace(microsecond=0, tzinfo=None).isoformat())
+    for tipo in sorted(counts):
+        sub = etree.SubElement(cover, _S + "SubTotDTE")
+        _sub(sub, "TpoDTE", str(tipo))
+        _sub(sub, "NroDTE", str(counts[tipo]))
+    for dte in dtes:
+        set_dte.append(dte)
+        dte.tail = "\n"
+    sign_after(set_dte, cert)
+    return to_bytes(root)

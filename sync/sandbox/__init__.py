@@ -1,0 +1,1 @@
+"""Sandbox: locally generated stand-ins (fake SII, test certificate, CAFs) for the demo and tests."""
