@@ -3,13 +3,12 @@
 Relative paths are resolved against the config file's folder, so a sandbox folder can be
 moved as a whole. Secrets (certificate password, API tokens) are never values in this file:
 they are references, `{ env = "NAME" }` or `{ file = "path" }`, resolved when needed by
-`resolve_secret()` (a file must not be readable by group or others on POSIX).
+`resolve_secret()` (sync.secrets: a file must be private to its owner on POSIX).
 """
 
 from __future__ import annotations
 
 import os
-import stat
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -19,17 +18,7 @@ from typing import Any
 
 from sync.errors import DteSyncError
 from sync.rut import Rut, RutError
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    """Where a secret lives: an environment variable or a protected file; never inline."""
-
-    env: str | None = None
-    file: Path | None = None
-
-    def describe(self) -> str:
-        return f"env:{self.env}" if self.env else f"file:{self.file}"
+from sync.secrets import SecretRef, read_secret
 
 
 @dataclass
@@ -198,26 +187,8 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
 
 
 def resolve_secret(ref: SecretRef, name: str) -> str:
-    """Read a secret from its env var or protected file (trailing newline stripped)."""
-    if ref.env:
-        value = os.environ.get(ref.env)
-        if value is None:
-            raise DteSyncError(
-                "SECRET_MISSING", field=name, params={"detail": f"la variable de entorno {ref.env} no está definida"}
-            )
-        return value
-    assert ref.file is not None
-    try:
-        st = ref.file.stat()
-    except OSError as exc:
-        raise DteSyncError("SECRET_MISSING", field=name, params={"detail": f"{ref.file}: {exc.strerror}"}) from None
-    if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise DteSyncError(
-            "SECRET_MISSING",
-            field=name,
-            params={"detail": f"{ref.file} es legible por otros usuarios; use chmod 600"},
-        )
-    return ref.file.read_text(encoding="utf-8").rstrip("\r\n")
+    """Read a secret from its env var or protected file (see sync.secrets)."""
+    return read_secret(ref, name=name)
 
 
 _MISSING = object()

@@ -15,7 +15,7 @@ Regenerate the skeleton after an XSD update with tools/gen_model.py and diff.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -29,6 +29,11 @@ def sii(tag: str, *, boleta: str | None = None, many: bool = False) -> Any:
     if many:
         return field(default_factory=list, metadata=meta)
     return field(default=None, metadata=meta)
+
+
+def is_group(value: Any) -> bool:
+    """A model element group (a dataclass with SII fields), as opposed to a leaf value (Rut too)."""
+    return is_dataclass(value) and not isinstance(value, (Rut, type))
 
 
 def sii_fields(cls_or_obj: Any) -> list:

@@ -17,17 +17,19 @@ from lxml import etree
 from sync.errors import DteSyncError
 
 SCHEMA_FILES = {
-    "DTE": "DTE_v10.xsd",
-    "EnvioDTE": "EnvioDTE_v10.xsd",
-    "EnvioBOLETA": "EnvioBOLETA_v11.xsd",
+    "DTE": "sii/DTE_v10.xsd",
+    "EnvioDTE": "sii/EnvioDTE_v10.xsd",
+    "EnvioBOLETA": "sii/EnvioBOLETA_v11.xsd",
+    "BoletaDTE": "dtesync/BoletaDTE.xsd",  # a standalone DTE of type 39/41
 }
+BOLETA_TYPES = ("39", "41")
 
 _lock = threading.Lock()
 _cache: dict[str, etree.XMLSchema] = {}
 
 
 def schema_dir() -> Path:
-    return Path(str(resources.files("sync") / "schemas" / "sii"))
+    return Path(str(resources.files("sync") / "schemas"))
 
 
 def get_schema(root_name: str) -> etree.XMLSchema:
@@ -44,6 +46,8 @@ def get_schema(root_name: str) -> etree.XMLSchema:
 def schema_errors(root: etree._Element) -> list[str]:
     """Human-readable violations of the official schema for this root ([] if valid)."""
     name = etree.QName(root).localname
+    if name == "DTE" and _tipo_dte(root) in BOLETA_TYPES:
+        name = "BoletaDTE"
     if name not in SCHEMA_FILES:
         return [f"raíz <{name}> no es DTE, EnvioDTE ni EnvioBOLETA"]
     schema = get_schema(name)
@@ -57,3 +61,9 @@ def validate(root: etree._Element) -> None:
     errors = schema_errors(root)
     if errors:
         raise DteSyncError("SCHEMA_INVALID", params={"detail": "; ".join(errors[:5])})
+
+
+def _tipo_dte(dte: etree._Element) -> str | None:
+    for el in dte.iter("{*}TipoDTE"):
+        return (el.text or "").strip()
+    return None

@@ -12,7 +12,6 @@ a 3-line factura costs tens of microseconds.
 
 from __future__ import annotations
 
-from dataclasses import is_dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -22,7 +21,7 @@ from lxml import etree
 
 from sync.dte.tag_order import ORDER
 from sync.errors import DteSyncError, DteSyncErrors
-from sync.model import Documento, sii_fields
+from sync.model import Documento, is_group, sii_fields
 from sync.rut import Rut
 
 SII_NS = "http://www.sii.cl/SiiDte"
@@ -91,7 +90,7 @@ def _emit(element: etree._Element, obj: Any, kind: str, path: str, errors: list[
             continue
         for item in value if isinstance(value, list) else (value,):
             child = etree.SubElement(element, _Q + tag)
-            if is_dataclass(item):
+            if is_group(item):
                 _emit(child, item, kind, f"{path}/{tag}", errors)
             else:
                 child.text = format_value(item)

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from sync.secrets import SecretRef, read_secret  # noqa: F401  (re-exported)
 from sync.errors import DteSyncError
 from sync.rut import Rut, RutError
 
@@ -176,54 +177,6 @@ def check_validity(cert: Certificate, now: datetime) -> None:
         raise DteSyncError("CERT_EXPIRED", found=cert.subject, params=dates)
     if now < cert.not_before:
         raise DteSyncError("CERT_NOT_YET_VALID", found=cert.subject, params=dates)
-
-
-# --- the password reference ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    """Where a secret lives: `{"env": "NAME"}` or `{"file": "path"}`; never the value itself."""
-
-    env: str | None = None
-    file: Path | None = None
-
-    @classmethod
-    def of(cls, ref: Any) -> "SecretRef":
-        """Accept a mapping from the config, or any object with `env`/`file` attributes."""
-        if isinstance(ref, Mapping):
-            env, file = ref.get("env"), ref.get("file")
-            if set(ref) - {"env", "file"} or (env is None) == (file is None):
-                raise DteSyncError(
-                    "CONFIG_INVALID",
-                    field="password",
-                    params={"detail": 'use { env = "VARIABLE" } o { file = "ruta" }, uno de los dos'},
-                )
-        else:
-            env, file = getattr(ref, "env", None), getattr(ref, "file", None)
-        return cls(env=str(env) if env else None, file=Path(file) if file else None)
-
-
-def read_secret(ref: Any, *, name: str = "password", environ: Mapping[str, str] | None = None) -> str:
-    """Resolve a SecretRef; a file must be private to its owner on POSIX (like ssh keys)."""
-    ref = SecretRef.of(ref)
-    if ref.env:
-        value = (os.environ if environ is None else environ).get(ref.env)
-        if value is None:
-            raise DteSyncError(
-                "SECRET_MISSING", field=name, params={"detail": f"la variable de entorno {ref.env} no está definida"}
-            )
-        return value
-    assert ref.file is not None
-    try:
-        mode = ref.file.stat().st_mode
-        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise DteSyncError(
-                "SECRET_FILE_INSECURE", field=name, found=str(ref.file), params={"mode": oct(stat.S_IMODE(mode))}
-            )
-        return ref.file.read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as exc:
-        raise DteSyncError("SECRET_MISSING", field=name, params={"detail": f"{ref.file}: {exc.strerror}"}) from None
 
 
 def load_certificate_file(
