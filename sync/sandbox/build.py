@@ -54,14 +54,19 @@ def create_sandbox(root: Path, *, folios_per_type: int = 10_000, today: date | N
 
 
 def copy_examples(inbox: Path) -> list[Path]:
-    """Drop every shipped example into the inbox (renamed into place, as an ERP should)."""
+    """Drop every shipped example into the inbox (renamed into place, as an ERP should).
+
+    The same document ships in several formats (33_factura.txt/.json/.xml); inputs sharing a
+    NAME collide in the outbox by contract, so each gets its format in the name.
+    """
     out = []
     for src in sorted(examples_dir().iterdir()):
         if src.suffix not in (".txt", ".json", ".xml"):
             continue
-        tmp = inbox / (src.name + ".tmp")
+        name = f"{src.stem}-{src.suffix[1:]}{src.suffix}"
+        tmp = inbox / (name + ".tmp")
         shutil.copyfile(src, tmp)
-        final = inbox / src.name
+        final = inbox / name
         os.replace(tmp, final)
         out.append(final)
     return out

@@ -1,0 +1,196 @@
+"""The daemon-side commands: `run`, `demo`, `status`, `queue`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from sync.errors import DteSyncError
+
+DONE_STATES = {"signed", "queued", "sent", "accepted", "accepted_with_objections", "rejected_sii", "rejected_input", "error"}
+BAD_SAMPLE_NAME = "99_rut_invalido.txt"
+BAD_SAMPLE = (
+    "# Ejemplo con un error a propósito: el dígito verificador del RUT receptor es incorrecto.\n"
+    "[Encabezado.IdDoc]\nTipoDTE=33\n"
+    "[Encabezado.Receptor]\nRUTRecep=77123456-0\nRznSocRecep=Cliente con RUT mal escrito\n"
+    "GiroRecep=Comercio\nDirRecep=Calle 1\nCmnaRecep=Santiago\n"
+    "[Detalle]\nNmbItem=Producto\nQtyItem=1\nPrcItem=1000\n"
+)
+
+
+def register(command: Callable[..., argparse.ArgumentParser]) -> None:
+    command("run", cmd_run, "run the daemon in the foreground (inbox -> outbox) until SIGTERM/SIGINT")
+    p = command("demo", cmd_demo, "build a sandbox in DIR and process sample files end to end")
+    p.add_argument("dir", nargs="?", type=Path, default=Path("dtesync-demo"))
+    p.add_argument("--serve", action="store_true", help="keep the daemon running on the sandbox afterwards")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the samples (default 120)")
+    p = command("status", cmd_status, "counts by state, folio stock per type and the last errors")
+    p.add_argument("--json", action="store_true")
+    command("queue", cmd_queue, "documents not yet final, oldest first")
+
+
+def _open_daemon(config, **overrides):
+    from sync.daemon import Daemon
+    from sync.runtime import open_engine
+
+    engine = open_engine(config)
+    return Daemon.from_config(config, engine, **overrides), engine
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sync.cli import EXIT_FAIL, EXIT_OK, UsageError, load
+    from sync.daemon import install_signal_handlers
+    from sync.logs import setup_logging
+
+    config = load(args)
+    setup_logging(config.folders.state / "logs", verbose=args.verbose)
+    try:
+        daemon, _engine = _open_daemon(config)
+    except DteSyncError as exc:
+        raise UsageError(exc.message(config.language)) from None
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    try:
+        daemon.run(stop)
+    except DteSyncError as exc:
+        print(f"dtesync: {exc.message(config.language)}")
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sync.cli import EXIT_FAIL, EXIT_OK
+    from sync.config import load_config
+    from sync.daemon import install_signal_handlers
+    from sync.sandbox.build import copy_examples, create_sandbox
+    from sync.verify import verify_bytes
+    from sync.runtime import trusted_caf_keys
+
+    started = time.monotonic()
+    sandbox = create_sandbox(args.dir)
+    config = load_config(sandbox.config_path)
+    print(f"Sandbox en {sandbox.root} (configuración: {sandbox.config_path})")
+    daemon, engine = _open_daemon(config)
+    daemon.start()
+    try:
+        dropped = copy_examples(sandbox.inbox)
+        bad = sandbox.inbox / BAD_SAMPLE_NAME
+        bad.with_suffix(".tmp").write_text(BAD_SAMPLE, encoding="utf-8")
+        bad.with_suffix(".tmp").replace(bad)
+        dropped.append(bad)
+        statuses = _wait_for_statuses(config.folders.outbox, [p.stem for p in dropped], args.timeout)
+        keys = trusted_caf_keys(config)
+        rows = []
+        for path in dropped:
+            st = statuses.get(path.stem) or {}
+            xml = config.folders.outbox / f"{path.stem}.xml"
+            verified = "-"
+            if st.get("state") == "signed" and xml.exists():
+                verified = "sí" if verify_bytes(xml.read_bytes(), xml.name, caf_keys=keys).ok else "NO"
+            err = (st.get("errors") or [{}])[0].get("code", "")
+            rows.append((path.name, st.get("state", "(sin estado)"), st.get("tipo_dte") or "", st.get("folio") or "",
+                         st.get("monto_total") or "", verified, err))
+        _print_table(["archivo", "estado", "tipo", "folio", "total", "verificado", "error"], rows)
+        print(
+            f"\nResultados en {config.folders.outbox} (NAME.status.json, NAME.xml), entradas archivadas en "
+            f"{config.folders.archive}, rechazadas en {config.folders.rejected}.\n"
+            f"Verifique un DTE con: dtesync verify --config {sandbox.config_path} {config.folders.outbox}/33_factura-txt.xml\n"
+            f"Procesado en {time.monotonic() - started:.1f} s."
+        )
+        expected_ok = all(r[1] == "signed" and r[5] == "sí" for r in rows if r[0] != BAD_SAMPLE_NAME)
+        expected_bad = any(r[0] == BAD_SAMPLE_NAME and r[1] == "rejected_input" for r in rows)
+        if args.serve:
+            print("Sirviendo: deje archivos en la bandeja de entrada; Ctrl+C para terminar.")
+            stop = threading.Event()
+            install_signal_handlers(stop)
+            while not stop.wait(0.5):
+                pass
+        return EXIT_OK if expected_ok and expected_bad else EXIT_FAIL
+    finally:
+        daemon.stop()
+
+
+def _wait_for_statuses(outbox: Path, stems: list[str], timeout: float) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout
+    found: dict[str, dict] = {}
+    while time.monotonic() < deadline:
+        for stem in stems:
+            if stem in found:
+                continue
+            path = outbox / f"{stem}.status.json"
+            try:
+                status = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if status.get("state") in DONE_STATES:
+                found[stem] = status
+        if len(found) == len(stems):
+            break
+        time.sleep(0.05)
+    return found
+
+
+def _print_table(headers: list[str], rows: list[tuple]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    print(line)
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from sync.cli import EXIT_OK, load
+    from sync.daemon import journal_snapshot
+    from sync.journal import Journal
+    from sync.runtime import open_folio_store
+
+    config = load(args)
+    journal_path = config.folders.state / "journal.sqlite3"
+    snap = journal_snapshot(Journal(journal_path), config.language) if journal_path.exists() else {"counts": {}}
+    store = open_folio_store(config)
+    snap["folios"] = [
+        {"tipo_dte": r.tipo_dte, "available": r.available, "next_folio": r.next_folio,
+         "expires_on": r.expires_on.isoformat() if r.expires_on else None}
+        for r in store.stock(date.today())
+    ]
+    snap["pending_annulment"] = len(store.pending_annulment())
+    if args.json:
+        print(json.dumps(snap, ensure_ascii=False, indent=2, default=str))
+        return EXIT_OK
+    print("Documentos por estado:")
+    for state, n in sorted(snap.get("counts", {}).items()):
+        print(f"  {state:<26} {n}")
+    print("Folios disponibles:")
+    for f in snap["folios"]:
+        print(f"  TipoDTE {f['tipo_dte']:<4} {f['available']:>8}  vence {f['expires_on'] or '-'}")
+    print(f"Folios pendientes de anulación: {snap['pending_annulment']}")
+    errors = snap.get("last_errors") or []
+    if errors:
+        print("Últimos errores:")
+        for e in errors:
+            first = (e.get("errors") or [{}])[0]
+            print(f"  {e['source']}: {first.get('code')} {first.get('message', '')}")
+    return EXIT_OK
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from sync.cli import EXIT_OK, load
+    from sync.daemon import journal_queue
+    from sync.journal import Journal
+
+    config = load(args)
+    journal_path = config.folders.state / "journal.sqlite3"
+    rows = journal_queue(Journal(journal_path)) if journal_path.exists() else []
+    if not rows:
+        print("Cola vacía: no hay documentos pendientes.")
+        return EXIT_OK
+    _print_table(["id", "archivo", "estación", "etapa", "estado", "intentos", "edad (s)"],
+                 [(r["id"], r["source"], r["station"] or "", r["step"], r["state"], r["attempts"], r["age_s"]) for r in rows])
+    return EXIT_OK

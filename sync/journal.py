@@ -1,0 +1,433 @@
+"""The journal: one SQLite row per input document, every stage durable before it counts.
+
+The row's `step` is the daemon's own progress, so a restart after SIGKILL or a power cut
+knows exactly what is left to do:
+
+    claiming -> claimed -> decided -> filed        (or -> gone: the file vanished unclaimed)
+
+- claiming: the row exists, the rename into the work folder may or may not have happened.
+- claimed:  the input is in `work/<id><ext>`, its sha256 is known and its name resolved
+            (new document, duplicate of an existing one, or NAME_IN_PROGRESS conflict).
+- decided:  the outcome (signed with its folio, or rejected with its errors) and the input's
+            final place (archive/ or rejected/) are recorded; outbox writes are idempotent.
+- filed:    status written and input moved. Later stages (print, uplink) only change `state`.
+
+`state` is the public state the ERP sees in NAME.status.json (DESIGN.md), plus the
+internal `duplicate` for an input answered with an earlier document's result.
+
+Name rules (DESIGN.md, "Outbox"): the outbox is keyed on (folder, NAME). The same bytes
+under the same NAME while a document holds that NAME are a duplicate, never a second folio;
+different bytes while it is unfinished are rejected (NAME_IN_PROGRESS); once it is final,
+the new input is a new document and supersedes it (its outbox files move to archive/).
+
+WAL with synchronous=FULL, on a local disk only (WAL needs shared memory that network
+file systems do not provide).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
+
+from sync.errors import DteSyncError
+from sync.watch.fs import network_fs
+
+STEPS = ("claiming", "claimed", "decided", "filed", "gone")
+UNFINISHED_STEPS = ("claiming", "claimed", "decided")
+PUBLIC_STATES = (
+    "received",
+    "rejected_input",
+    "signed",
+    "queued",
+    "sent",
+    "accepted",
+    "accepted_with_objections",
+    "rejected_sii",
+    "error",
+)
+# Outcomes that hold no folio: the same bytes dropped again are tried again, not deduplicated
+# (an operator may have fixed the cause, e.g. imported a CAF).
+NO_FOLIO_STATES = ("rejected_input", "error")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    id          INTEGER PRIMARY KEY,
+    folder      TEXT NOT NULL,            -- inbox-relative folder, '' for the root
+    name        TEXT NOT NULL,            -- input file name as dropped
+    out_stem    TEXT NOT NULL,            -- outbox key NAME (the full name for a conflict)
+    ext         TEXT NOT NULL,
+    station     TEXT,
+    step        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    sha256      TEXT,
+    size        INTEGER,
+    mode        INTEGER,
+    tipo_dte    INTEGER,
+    folio       INTEGER,
+    rut_emisor  TEXT,
+    monto_total INTEGER,
+    track_id    TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    errors      TEXT,                     -- JSON list of structured errors (rendered at write time)
+    dup_of      INTEGER,
+    superseded  INTEGER NOT NULL DEFAULT 0, -- 0 current, 1 outbox files moving, 2 moved
+    final_path  TEXT,                     -- where the input was filed (archive/ or rejected/)
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS documents_name ON documents(folder, out_stem);
+CREATE INDEX IF NOT EXISTS documents_step ON documents(step);
+CREATE INDEX IF NOT EXISTS documents_state ON documents(state);
+CREATE TABLE IF NOT EXISTS history (
+    doc_id INTEGER NOT NULL,
+    at     REAL NOT NULL,
+    state  TEXT NOT NULL,
+    note   TEXT
+);
+CREATE INDEX IF NOT EXISTS history_doc ON history(doc_id);
+"""
+
+
+@dataclass
+class Doc:
+    id: int
+    folder: str
+    name: str
+    out_stem: str
+    ext: str
+    station: str | None
+    step: str
+    state: str
+    sha256: str | None
+    size: int | None
+    mode: int | None
+    tipo_dte: int | None
+    folio: int | None
+    rut_emisor: str | None
+    monto_total: int | None
+    track_id: str | None
+    attempts: int
+    errors: str | None
+    dup_of: int | None
+    superseded: int
+    final_path: str | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def rel(self) -> str:
+        """The inbox-relative source name, as the ERP wrote it."""
+        return f"{self.folder}/{self.name}" if self.folder else self.name
+
+    @property
+    def work_name(self) -> str:
+        return f"{self.id}{self.ext.lower()}"
+
+    @property
+    def error_list(self) -> list[dict[str, Any]]:
+        return json.loads(self.errors) if self.errors else []
+
+    @property
+    def unfinished(self) -> bool:
+        return self.step in UNFINISHED_STEPS
+
+
+_COLUMNS = [f.name for f in fields(Doc)]
+
+
+@dataclass(frozen=True)
+class ClaimIntent:
+    folder: str
+    name: str
+    out_stem: str
+    ext: str
+    station: str | None
+    size: int
+    mode: int
+
+
+class JournalError(RuntimeError):
+    pass
+
+
+def error_to_json(err: DteSyncError) -> dict[str, Any]:
+    """The structured (language-free) form stored in the journal; rendered at write time."""
+
+    def plain(v: Any) -> Any:
+        return v if v is None or isinstance(v, (str, int, float, bool)) else str(v)
+
+    return {
+        "code": err.code,
+        "field": err.field,
+        "expected": plain(err.expected),
+        "found": plain(err.found),
+        "line": err.line,
+        "path": err.path,
+        "source": err.source,
+        "params": {k: plain(v) for k, v in (err.params or {}).items()},
+    }
+
+
+def error_from_json(d: dict[str, Any]) -> DteSyncError:
+    return DteSyncError(
+        d["code"],
+        field=d.get("field"),
+        expected=d.get("expected"),
+        found=d.get("found"),
+        line=d.get("line"),
+        path=d.get("path"),
+        source=d.get("source"),
+        params=d.get("params") or {},
+    )
+
+
+class Journal:
+    """Thread-safe: one connection, each transaction under a lock (SQLite has one writer)."""
+
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time, allow_network: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not allow_network:
+            share = network_fs(self.path.parent)
+            if share:
+                raise DteSyncError("STATE_DIR_NETWORK", found=str(self.path.parent), params={"detail": share})
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._filed_pending: list[tuple[float, int]] = []
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise JournalError(f"SQLite refused WAL mode on {self.path} (got {mode})")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.flush()
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._apply_filed(self._db)
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _history(self, db: sqlite3.Connection, doc_id: int, state: str, now: float, note: str | None = None) -> None:
+        db.execute("INSERT INTO history(doc_id, at, state, note) VALUES (?,?,?,?)", (doc_id, now, state, note))
+
+    # --- claim ----------------------------------------------------------------------------------
+    def begin_claims(self, intents: Iterable[ClaimIntent]) -> list[int]:
+        """Record the intent to claim files (one transaction for the batch); returns ids."""
+        now = self._clock()
+        ids = []
+        with self._tx() as db:
+            for it in intents:
+                cur = db.execute(
+                    "INSERT INTO documents(folder, name, out_stem, ext, station, step, state, size, mode,"
+                    " created_at, updated_at) VALUES (?,?,?,?,?,'claiming','received',?,?,?,?)",
+                    (it.folder, it.name, it.out_stem, it.ext, it.station, it.size, it.mode, now, now),
+                )
+                ids.append(int(cur.lastrowid))
+        return ids
+
+    def drop_claims(self, doc_ids: Iterable[int]) -> None:
+        """The rename did not happen (file vanished or is locked): forget the intent."""
+        with self._tx() as db:
+            db.executemany("DELETE FROM documents WHERE id=? AND step='claiming'", [(i,) for i in doc_ids])
+
+    def mark_claimed(self, claims: Iterable[tuple[int, str]]) -> list[Doc]:
+        """Record sha256 of claimed inputs and resolve their names, in claim order."""
+        now = self._clock()
+        out = []
+        with self._tx() as db:
+            for doc_id, sha in claims:
+                doc = self._get(db, doc_id)
+                if doc is None or doc.step != "claiming":
+                    continue
+                self._resolve(db, doc, sha, now)
+                out.append(self._get(db, doc_id))
+        return [d for d in out if d is not None]
+
+    def _resolve(self, db: sqlite3.Connection, doc: Doc, sha: str, now: float) -> None:
+        cur = self._current(db, doc.folder, doc.out_stem, before=doc.id)
+        sets: dict[str, Any] = {"sha256": sha, "step": "claimed", "updated_at": now}
+        note = None
+        if cur is not None and cur.sha256 == sha and cur.state not in NO_FOLIO_STATES:
+            sets.update(dup_of=cur.id, state="duplicate")
+            note = f"duplicate of #{cur.id}"
+        elif cur is not None and cur.unfinished:
+            err = DteSyncError("NAME_IN_PROGRESS", field=doc.out_stem, found=cur.name, source=doc.rel)
+            sets.update(out_stem=doc.name, state="rejected_input", errors=json.dumps([error_to_json(err)]))
+        elif cur is not None:
+            db.execute("UPDATE documents SET superseded=1, updated_at=? WHERE id=?", (now, cur.id))
+            note = f"supersedes #{cur.id}"
+        cols = ", ".join(f"{k}=?" for k in sets)
+        db.execute(f"UPDATE documents SET {cols} WHERE id=?", (*sets.values(), doc.id))
+        self._history(db, doc.id, "received", now, note)
+
+    def _current(self, db: sqlite3.Connection, folder: str, out_stem: str, before: int) -> Doc | None:
+        """The document that holds (folder, NAME) now: not superseded, not a duplicate."""
+        row = db.execute(
+            "SELECT * FROM documents WHERE folder=? AND out_stem=? AND id<? AND superseded=0"
+            " AND dup_of IS NULL AND step!='gone'"
+            " ORDER BY id DESC LIMIT 1",
+            (folder, out_stem, before),
+        ).fetchone()
+        return self._doc(row)
+
+    # --- outcome --------------------------------------------------------------------------------
+    def decide(
+        self,
+        doc_id: int,
+        state: str,
+        *,
+        final_path: str,
+        errors: list[DteSyncError] | None = None,
+        tipo_dte: int | None = None,
+        folio: int | None = None,
+        rut_emisor: str | None = None,
+        monto_total: int | None = None,
+    ) -> Doc:
+        """Record the outcome and the input's destination (before anything is moved)."""
+        now = self._clock()
+        errs = json.dumps([error_to_json(e) for e in errors]) if errors else None
+        with self._tx() as db:
+            db.execute(
+                "UPDATE documents SET step='decided', state=?, final_path=?, errors=COALESCE(?, errors),"
+                " tipo_dte=?, folio=?, rut_emisor=?, monto_total=?, updated_at=? WHERE id=?",
+                (state, final_path, errs, tipo_dte, folio, rut_emisor, monto_total, now, doc_id),
+            )
+            if state != "duplicate":
+                self._history(db, doc_id, state, now)
+            doc = self._get(db, doc_id)
+        assert doc is not None
+        return doc
+
+    def filed(self, doc_id: int, *, defer: bool = False) -> None:
+        """Mark a document filed. `defer=True` rides on the next transaction (group commit):
+        losing it in a crash only means redoing idempotent outbox work for that document."""
+        with self._lock:
+            self._filed_pending.append((self._clock(), doc_id))
+        if not defer:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._filed_pending:
+                with self._tx():
+                    pass
+
+    def _apply_filed(self, db: sqlite3.Connection) -> None:
+        if self._filed_pending:
+            db.executemany(
+                "UPDATE documents SET step='filed', updated_at=? WHERE id=? AND step='decided'", self._filed_pending
+            )
+            self._filed_pending.clear()
+
+    def gone(self, doc_id: int, note: str) -> None:
+        """The claimed file disappeared before we could read it (someone deleted it)."""
+        now = self._clock()
+        with self._tx() as db:
+            db.execute("UPDATE documents SET step='gone', updated_at=? WHERE id=?", (now, doc_id))
+            self._history(db, doc_id, "gone", now, note)
+
+    def bump_attempts(self, doc_id: int) -> int:
+        with self._tx() as db:
+            db.execute("UPDATE documents SET attempts=attempts+1, updated_at=? WHERE id=?", (self._clock(), doc_id))
+            return int(db.execute("SELECT attempts FROM documents WHERE id=?", (doc_id,)).fetchone()[0])
+
+    def set_state(self, doc_id: int, state: str, note: str | None = None, **values: Any) -> Doc:
+        """Later stages (queued, sent, accepted, ...): change the public state, keep history."""
+        allowed = {"track_id", "tipo_dte", "folio", "rut_emisor", "monto_total"}
+        bad = set(values) - allowed
+        if bad or state not in PUBLIC_STATES:
+            raise ValueError(f"set_state: bad state {state!r} or fields {bad}")
+        now = self._clock()
+        with self._tx() as db:
+            cols = "".join(f", {k}=?" for k in values)
+            db.execute(f"UPDATE documents SET state=?, updated_at=?{cols} WHERE id=?", (state, now, *values.values(), doc_id))
+            self._history(db, doc_id, state, now, note)
+            doc = self._get(db, doc_id)
+        assert doc is not None
+        return doc
+
+    def supersede_done(self, doc_id: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE documents SET superseded=2 WHERE id=?", (doc_id,))
+
+    # --- reads ----------------------------------------------------------------------------------
+    def _doc(self, row: sqlite3.Row | None) -> Doc | None:
+        return Doc(**{k: row[k] for k in _COLUMNS}) if row is not None else None
+
+    def _get(self, db: sqlite3.Connection, doc_id: int) -> Doc | None:
+        return self._doc(db.execute("SELECT * FROM documents WHERE id=?", (doc_id,)).fetchone())
+
+    def get(self, doc_id: int) -> Doc | None:
+        with self._lock:
+            return self._get(self._db, doc_id)
+
+    def history(self, doc_id: int) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT at, state, note FROM history WHERE doc_id=? ORDER BY rowid", (doc_id,)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def unfinished(self) -> list[Doc]:
+        self.flush()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM documents WHERE step IN ('claiming','claimed','decided') ORDER BY id"
+            ).fetchall()
+        return [d for d in map(self._doc, rows) if d is not None]
+
+    def superseding(self, folder: str, out_stem: str) -> list[Doc]:
+        """Documents of this NAME whose outbox files still have to move to the archive."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM documents WHERE folder=? AND out_stem=? AND superseded=1 ORDER BY id",
+                (folder, out_stem),
+            ).fetchall()
+        return [d for d in map(self._doc, rows) if d is not None]
+
+    def reserved_paths(self) -> set[str]:
+        """Final paths chosen but not yet filled (for collision-free names after a restart)."""
+        with self._lock:
+            rows = self._db.execute("SELECT final_path FROM documents WHERE step='decided'").fetchall()
+        return {r[0] for r in rows if r[0]}
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM documents WHERE step!='gone' GROUP BY state").fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def step_counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT step, COUNT(*) FROM documents GROUP BY step").fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def last_errors(self, limit: int = 10) -> list[Doc]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM documents WHERE errors IS NOT NULL ORDER BY updated_at DESC, id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [d for d in map(self._doc, rows) if d is not None]
+
+    def all_docs(self) -> list[Doc]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM documents ORDER BY id").fetchall()
+        return [d for d in map(self._doc, rows) if d is not None]

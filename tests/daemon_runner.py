@@ -1,0 +1,129 @@
+"""Test support for the daemon: a fake engine with the real engine's contract, and a runner.
+
+The fake parses nothing. It allocates folios from a SQLite counter keyed by doc_key
+(idempotent: the same doc_key after a crash gets the same folio, like the real engine),
+and raises catalog errors for recognisable bad inputs:
+  "BAD"   -> FIELD_REQUIRED (TipoDTE)       "\\x00"  -> INPUT_BINARY
+  "NOCAF" -> CAF_MISSING                     "SLOW"   -> sleeps 0.4 s first
+  "boleta" -> TipoDTE 39, else 33            "FLAKY"  -> RuntimeError on its first call
+
+Run as a script it is the daemon process of the crash test:
+    python tests/daemon_runner.py ROOT MODE
+with ROOT/{inbox,outbox,archive,rejected,state}; it prints READY once started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sync.errors import DteSyncError  # noqa: E402
+
+
+@dataclass
+class Issued:
+    tipo_dte: int
+    folio: int
+    rut_emisor: str
+    monto_total: int
+    dte_xml: bytes
+    ted: bytes
+
+
+class FakeEngine:
+    def __init__(self, db_path: Path) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(db_path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS folios(doc_key TEXT PRIMARY KEY, tipo INTEGER, folio INTEGER, sha TEXT)"
+        )
+        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS folio_unique ON folios(tipo, folio)")
+        self.calls = 0
+        self._flaky_seen: set[str] = set()
+
+    def issue(self, data: bytes, source: str, *, doc_key: str) -> Issued:
+        self.calls += 1
+        if b"SLOW" in data:
+            time.sleep(0.4)
+        if b"\x00" in data:
+            raise DteSyncError("INPUT_BINARY", source=source)
+        if b"BAD" in data:
+            raise DteSyncError("FIELD_REQUIRED", field="TipoDTE", source=source, line=1)
+        if b"NOCAF" in data:
+            raise DteSyncError("CAF_MISSING", params={"tipo_dte": 33})
+        if b"FLAKY" in data and doc_key not in self._flaky_seen:
+            self._flaky_seen.add(doc_key)
+            raise RuntimeError("transient engine failure")
+        tipo = 39 if b"boleta" in data else 33
+        sha = hashlib.sha256(data).hexdigest()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute("SELECT folio FROM folios WHERE doc_key=?", (doc_key,)).fetchone()
+            if row is None:
+                nxt = self._db.execute("SELECT COALESCE(MAX(folio), 0) + 1 FROM folios WHERE tipo=?", (tipo,)).fetchone()[0]
+                self._db.execute("INSERT INTO folios VALUES (?,?,?,?)", (doc_key, tipo, nxt, sha))
+                folio = nxt
+            else:
+                folio = row[0]
+            self._db.execute("COMMIT")
+        xml = f'<?xml version="1.0" encoding="ISO-8859-1"?><DTE><TipoDTE>{tipo}</TipoDTE><Folio>{folio}</Folio><Sha>{sha}</Sha></DTE>'
+        return Issued(tipo, folio, "76192083-9", len(data), xml.encode("latin-1"), b"TED")
+
+    def allocated(self) -> list[tuple[str, int, int, str]]:
+        with self._lock:
+            return list(self._db.execute("SELECT doc_key, tipo, folio, sha FROM folios ORDER BY tipo, folio"))
+
+
+def make_daemon(root: Path, mode: str, **kw):
+    from sync.daemon import Daemon
+
+    (root / "state").mkdir(parents=True, exist_ok=True)
+    engine = kw.pop("engine", None) or FakeEngine(root / "state" / "fake-folios.sqlite3")
+    params = dict(
+        inbox=root / "inbox",
+        outbox=root / "outbox",
+        archive=root / "archive",
+        rejected=root / "rejected",
+        state_dir=root / "state",
+        engine=engine,
+        watch=mode,
+        workers=2,
+        lang="es",
+        stable_window=0.2,
+        empty_timeout=2.0,
+        scan_interval=1.0,
+        poll_interval=0.1,
+    )
+    params.update(kw)
+    return Daemon(**params), engine
+
+
+def main() -> None:
+    root, mode = Path(sys.argv[1]), sys.argv[2]
+    (root / "state").mkdir(parents=True, exist_ok=True)
+    daemon, _ = make_daemon(root, mode, stations={"caja1", "caja2"})
+    stop = threading.Event()
+    from sync.daemon import install_signal_handlers
+
+    install_signal_handlers(stop)
+    daemon.start()
+    print("READY", flush=True)
+    try:
+        while not stop.wait(0.2):
+            pass
+    finally:
+        daemon.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""The daemon end to end on real folders, with the fake engine; events and polling modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from daemon_runner import FakeEngine, make_daemon
+from sync.errors import DteSyncError
+
+FINAL = {"signed", "rejected_input", "error"}
+
+
+def wait_for(pred, timeout: float = 30.0, what: str = "condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def read_status(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def final_status(root: Path, stem: str, folder: str = "", timeout: float = 30.0) -> dict:
+    p = root / "outbox" / folder / f"{stem}.status.json"
+
+    def done():
+        st = read_status(p)
+        return st if st and st["state"] in FINAL else None
+
+    return wait_for(done, timeout, f"final status of {folder}/{stem}")
+
+
+@pytest.fixture(params=["events", "poll"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def run(tmp_path: Path, mode: str):
+    started = []
+
+    def start(**kw):
+        kw.setdefault("stations", {"caja1", "caja2"})
+        d, eng = make_daemon(tmp_path, mode, **kw)
+        d.start()
+        started.append(d)
+        return d, eng
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+def test_signed_input_gets_status_xml_and_is_archived(run, tmp_path: Path) -> None:
+    d, eng = run()
+    (tmp_path / "inbox" / "F1.txt").write_bytes(b"factura uno")
+    st = final_status(tmp_path, "F1")
+    assert (st["state"], st["tipo_dte"], st["folio"], st["source"]) == ("signed", 33, 1, "F1.txt")
+    assert b"<Folio>1</Folio>" in (tmp_path / "outbox" / "F1.xml").read_bytes()
+    archived = list((tmp_path / "archive").rglob("F1.txt"))
+    assert len(archived) == 1 and archived[0].parent.parent == tmp_path / "archive"
+    assert archived[0].read_bytes() == b"factura uno"
+    assert [h["state"] for h in st["history"]] == ["received", "signed"]
+
+
+def test_bad_input_is_rejected_with_catalog_error_and_kept(run, tmp_path: Path) -> None:
+    run()
+    (tmp_path / "inbox" / "B.json").write_bytes(b'{"BAD": 1}')
+    st = final_status(tmp_path, "B")
+    assert st["state"] == "rejected_input"
+    assert st["errors"] == [{"code": "FIELD_REQUIRED", "message": "Falta el campo obligatorio 'TipoDTE'.",
+                             "field": "TipoDTE", "line": 1}]
+    assert (tmp_path / "rejected" / "B.json").read_bytes() == b'{"BAD": 1}'
+
+
+def test_environment_error_is_state_error_and_retried_when_dropped_again(run, tmp_path: Path) -> None:
+    run()
+    (tmp_path / "inbox" / "N.txt").write_bytes(b"NOCAF")
+    st = final_status(tmp_path, "N")
+    assert st["state"] == "error" and st["errors"][0]["code"] == "CAF_MISSING"
+    first_id = st["document_id"]
+    (tmp_path / "inbox" / "N.txt").write_bytes(b"NOCAF")
+    wait_for(lambda: (read_status(tmp_path / "outbox" / "N.status.json") or {}).get("document_id") != first_id)
+
+
+def test_same_bytes_dropped_again_get_the_existing_result_not_a_second_folio(run, tmp_path: Path) -> None:
+    d, eng = run()
+    (tmp_path / "inbox" / "F1.txt").write_bytes(b"factura")
+    first = final_status(tmp_path, "F1")
+    (tmp_path / "outbox" / "F1.status.json").unlink()  # the ERP consumed it
+    (tmp_path / "inbox" / "F1.txt").write_bytes(b"factura")
+    again = final_status(tmp_path, "F1")
+    assert (again["folio"], again["document_id"]) == (first["folio"], first["document_id"])
+    assert len(eng.allocated()) == 1
+    assert len(list((tmp_path / "archive").rglob("F1*.txt"))) == 2  # both inputs kept
+
+
+def test_new_content_under_final_name_is_new_document_and_old_results_archived(run, tmp_path: Path) -> None:
+    d, eng = run()
+    (tmp_path / "inbox" / "F1.txt").write_bytes(b"primera")
+    first = final_status(tmp_path, "F1")
+    (tmp_path / "inbox" / "F1.txt").write_bytes(b"segunda")
+    second = wait_for(lambda: (s := read_status(tmp_path / "outbox" / "F1.status.json")) and s["document_id"] != first["document_id"] and s["state"] in FINAL and s)
+    assert (first["folio"], second["folio"]) == (1, 2)
+    day = next((tmp_path / "archive").iterdir())
+    old = json.loads((day / "F1.status.json").read_text("utf-8"))
+    assert old["folio"] == 1 and (day / "F1.xml").exists() and (day / "F1.txt").read_bytes() == b"primera"
+    assert (day / "F1~2.txt").read_bytes() == b"segunda"
+
+
+def test_same_name_while_unfinished_is_rejected_name_in_progress(run, tmp_path: Path) -> None:
+    run()
+    (tmp_path / "inbox" / "F1.txt").write_bytes(b"SLOW factura")
+    wait_for(lambda: read_status(tmp_path / "outbox" / "F1.status.json"))
+    (tmp_path / "inbox" / "F1.xml").write_bytes(b"<otra/>")
+    st = final_status(tmp_path, "F1.xml")
+    assert st["state"] == "rejected_input" and st["errors"][0]["code"] == "NAME_IN_PROGRESS"
+    assert final_status(tmp_path, "F1")["state"] == "signed"
+    assert (tmp_path / "rejected" / "F1.xml").exists()
+
+
+def test_unknown_extension_is_rejected_with_clear_code(run, tmp_path: Path) -> None:
+    run()
+    (tmp_path / "inbox" / "F1.pdf").write_bytes(b"%PDF")
+    st = final_status(tmp_path, "F1")
+    assert st["errors"][0]["code"] == "INPUT_UNKNOWN_FORMAT" and (tmp_path / "rejected" / "F1.pdf").exists()
+
+
+def test_temp_names_are_ignored_until_renamed(run, tmp_path: Path) -> None:
+    run()
+    inbox = tmp_path / "inbox"
+    (inbox / "T1.txt.tmp").write_bytes(b"x")
+    (inbox / "~T2.txt").write_bytes(b"x")
+    (inbox / "T3.part").write_bytes(b"x")
+    (inbox / "T0.txt").write_bytes(b"x0")
+    final_status(tmp_path, "T0")
+    time.sleep(1.2)  # longer than a scan interval
+    assert {p.name for p in inbox.iterdir()} >= {"T1.txt.tmp", "~T2.txt", "T3.part"}
+    os.rename(inbox / "T1.txt.tmp", inbox / "T1.txt")
+    assert final_status(tmp_path, "T1")["state"] == "signed"
+
+
+def test_empty_file_is_rejected_after_timeout(run, tmp_path: Path) -> None:
+    run()
+    (tmp_path / "inbox" / "E.txt").write_bytes(b"")
+    st = final_status(tmp_path, "E")
+    assert st["errors"][0]["code"] == "INPUT_EMPTY" and (tmp_path / "rejected" / "E.txt").exists()
+
+
+def test_symlink_is_rejected_as_a_link_never_followed(run, tmp_path: Path) -> None:
+    run()
+    secret = tmp_path / "outside.txt"
+    secret.write_bytes(b"do not read me")
+    os.symlink(secret, tmp_path / "inbox" / "L.txt")
+    st = final_status(tmp_path, "L")
+    assert st["errors"][0]["code"] == "INPUT_SYMLINK"
+    moved = tmp_path / "rejected" / "L.txt"
+    assert moved.is_symlink() and os.readlink(moved) == str(secret)
+    assert secret.read_bytes() == b"do not read me"
+
+
+def test_hostile_inbox_each_gets_a_clear_status_and_daemon_keeps_running(run, tmp_path: Path) -> None:
+    d, eng = run()
+    inbox = tmp_path / "inbox"
+    (inbox / "garbage.txt").write_bytes(bytes(range(256)) * 4)
+    (inbox / "not-a-station").mkdir()
+    (inbox / "not-a-station" / "X.txt").write_bytes(b"x")
+    (inbox / "caja1").mkdir()
+    (inbox / "caja1" / "dir.txt").mkdir()  # a directory with an input's name, inside a station
+    spaced, accented, long = "factura con espacios", "Ñandú Peñalolén", "L" * 196
+    for stem in (spaced, accented, long):
+        (inbox / f"{stem}.txt").write_bytes(f"doc {stem}".encode())
+    gone = inbox / "gone.txt"
+    gone.write_bytes(b"deleted while being read")
+    gone.unlink()
+    assert final_status(tmp_path, "garbage")["errors"][0]["code"] == "INPUT_BINARY"
+    for stem in (spaced, accented, long):
+        assert final_status(tmp_path, stem)["state"] == "signed"
+    (inbox / "after.txt").write_bytes(b"still alive")
+    assert final_status(tmp_path, "after")["state"] == "signed"
+    assert (inbox / "not-a-station" / "X.txt").exists() and (inbox / "caja1" / "dir.txt").is_dir()
+    assert not (tmp_path / "outbox" / "gone.status.json").exists()
+
+
+def test_station_outbox_mirrors_inbox_and_keeps_order(run, tmp_path: Path) -> None:
+    run()
+    st_dir = tmp_path / "inbox" / "caja1"
+    st_dir.mkdir()
+    for i in range(15):
+        (st_dir / f"V{i:02d}.txt").write_bytes(b"venta %d" % i)
+    folios = [final_status(tmp_path, f"V{i:02d}", folder="caja1")["folio"] for i in range(15)]
+    assert folios == sorted(folios)
+    assert (tmp_path / "outbox" / "caja1" / "V00.xml").exists()
+
+
+def test_done_marker_required_mode(run, tmp_path: Path) -> None:
+    run(require_done_marker=True)
+    (tmp_path / "inbox" / "M.txt").write_bytes(b"marked")
+    time.sleep(0.8)
+    assert read_status(tmp_path / "outbox" / "M.status.json") is None
+    (tmp_path / "inbox" / "M.done").write_bytes(b"")
+    assert final_status(tmp_path, "M")["state"] == "signed"
+    assert not (tmp_path / "inbox" / "M.done").exists()
+
+
+def test_transient_engine_failure_is_retried(run, tmp_path: Path) -> None:
+    run()
+    (tmp_path / "inbox" / "R.txt").write_bytes(b"FLAKY")
+    assert final_status(tmp_path, "R")["state"] == "signed"
+
+
+def test_status_txt_written_when_configured(run, tmp_path: Path) -> None:
+    run(status_txt=True)
+    (tmp_path / "inbox" / "K.txt").write_bytes(b"x")
+    final_status(tmp_path, "K")
+    assert "state=signed" in (tmp_path / "outbox" / "K.status.txt").read_text("utf-8")
+
+
+def test_second_daemon_on_same_state_folder_is_refused(run, tmp_path: Path, mode: str) -> None:
+    run()
+    other, _ = make_daemon(tmp_path, mode)
+    with pytest.raises(DteSyncError) as exc:
+        other.start()
+    assert exc.value.code == "DAEMON_ALREADY_RUNNING"
+
+
+def test_after_signed_callback_and_update_state_rewrite_status(run, tmp_path: Path) -> None:
+    seen = []
+    d, _ = run(after_signed=[lambda doc, issued: seen.append((doc.id, issued.folio if issued else None))])
+    (tmp_path / "inbox" / "U.txt").write_bytes(b"x")
+    st = final_status(tmp_path, "U")
+    assert seen == [(st["document_id"], st["folio"])]
+    d.update_state(st["document_id"], "sent", track_id="4711")
+    st2 = read_status(tmp_path / "outbox" / "U.status.json")
+    assert (st2["state"], st2["track_id"]) == ("sent", "4711")
+    assert [h["state"] for h in st2["history"]] == ["received", "signed", "sent"]
+
+
+def test_snapshot_and_queue(run, tmp_path: Path) -> None:
+    d, _ = run()
+    (tmp_path / "inbox" / "A.txt").write_bytes(b"x")
+    (tmp_path / "inbox" / "B.txt").write_bytes(b"BAD")
+    final_status(tmp_path, "A"), final_status(tmp_path, "B")
+    wait_for(d.idle)
+    snap = d.snapshot()
+    assert snap["counts"] == {"signed": 1, "rejected_input": 1}
+    assert snap["last_errors"][0]["errors"][0]["code"] == "FIELD_REQUIRED"
+    assert d.queue() == []
+
+
+def test_graceful_stop_then_restart_processes_what_arrived_meanwhile(tmp_path: Path, mode: str) -> None:
+    d, eng = make_daemon(tmp_path, mode)
+    d.start()
+    (tmp_path / "inbox" / "A.txt").write_bytes(b"a")
+    final_status(tmp_path, "A")
+    d.stop()
+    (tmp_path / "inbox" / "B.txt").write_bytes(b"b")
+    d2, _ = make_daemon(tmp_path, mode, engine=eng)
+    d2.start()
+    try:
+        assert final_status(tmp_path, "B")["folio"] == 2
+    finally:
+        d2.stop()
+
+
+def write_burst(inbox: Path, n: int, seed: int = 7, prefix: str = "D") -> dict[str, bytes]:
+    """n files of mixed kinds: direct, slow chunked, renamed into place, dropped twice, bad."""
+    rnd = random.Random(seed)
+    expected: dict[str, bytes] = {}
+    for s in ("caja1", "caja2"):
+        (inbox / s).mkdir(exist_ok=True)
+    slow: list[tuple[Path, bytes]] = []
+    for i in range(n):
+        folder = rnd.choice(["", "", "caja1", "caja2"])
+        ext = rnd.choice([".txt", ".json", ".xml"])
+        rel = f"{folder}/{prefix}{i:04d}{ext}" if folder else f"{prefix}{i:04d}{ext}"
+        kind = rnd.random()
+        body = (b"BAD " if kind < 0.05 else b"") + (b"boleta " if i % 3 == 0 else b"factura ") + b"%d " % i * 40
+        expected[rel] = body
+        path = inbox / rel
+        if kind < 0.15:
+            slow.append((path, body))
+        elif kind < 0.40:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(body)
+            os.rename(tmp, path)
+        else:
+            path.write_bytes(body)
+            if kind > 0.90:
+                path.write_bytes(body)  # dropped twice, maybe after the first claim
+
+    def slow_writer(items: list[tuple[Path, bytes]]) -> None:
+        for path, body in items:
+            with open(path, "wb") as f:
+                for k in range(0, len(body), len(body) // 4 + 1):
+                    f.write(body[k : k + len(body) // 4 + 1])
+                    f.flush()
+                    time.sleep(0.01)
+
+    threads = [threading.Thread(target=slow_writer, args=(slow[k::4],)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return expected
+
+
+def check_invariants(root: Path, expected: dict[str, bytes], eng_alloc: list) -> None:
+    """Each input has exactly one final status; no folio twice; no unexplained gap."""
+    signed: list[tuple[int, int]] = []
+    for rel, body in expected.items():
+        folder, _, name = rel.rpartition("/")
+        st = read_status(root / "outbox" / folder / (name.rsplit(".", 1)[0] + ".status.json"))
+        assert st is not None, f"no status for {rel}"
+        assert st["source"] == rel
+        want = "rejected_input" if body.startswith(b"BAD") else "signed"
+        assert st["state"] == want, (rel, st)
+        if want == "signed":
+            signed.append((st["tipo_dte"], st["folio"]))
+            xml = (root / "outbox" / folder / (name.rsplit(".", 1)[0] + ".xml")).read_bytes()
+            assert f"<Folio>{st['folio']}</Folio>".encode() in xml
+    assert len(signed) == len(set(signed)), "a folio was used twice"
+    allocated = sorted((tipo, folio) for _, tipo, folio, _ in eng_alloc)
+    assert sorted(signed) == allocated, "engine allocated folios that no status explains"
+    for tipo in {t for t, _ in allocated}:
+        fs = sorted(f for t, f in allocated if t == tipo)
+        assert fs == list(range(1, len(fs) + 1)), "gap in the folio sequence"
+    leftovers = [p for p in (root / "inbox").rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert leftovers == []
+    assert not any((root / "state" / "work").iterdir())
+    n_inputs = sum(1 for p in (root / "archive").rglob("*") if p.is_file() and p.suffix in (".txt", ".json", ".xml")
+                   and not p.name.endswith(".status.json"))
+    n_rejected = sum(1 for p in (root / "rejected").rglob("*") if p.is_file())
+    assert n_inputs + n_rejected >= len(expected)
+
+
+def test_burst_of_500_mixed_files_each_gets_exactly_one_final_status(run, tmp_path: Path) -> None:
+    d, eng = run()
+    expected = write_burst(tmp_path / "inbox", 500)
+    for rel in expected:
+        folder, _, name = rel.rpartition("/")
+        final_status(tmp_path, name.rsplit(".", 1)[0], folder, timeout=60)
+    wait_for(d.idle, 30, "daemon idle")
+    check_invariants(tmp_path, expected, eng.allocated())
+    counts = Counter(doc.state for doc in d.journal.all_docs())
+    assert counts["signed"] == sum(1 for b in expected.values() if not b.startswith(b"BAD"))

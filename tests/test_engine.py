@@ -1,0 +1,199 @@
+"""The engine end to end: every shipped example becomes a DTE that xmlsec1 and the official
+XSDs accept, alone and enveloped; every way to go wrong is a precise typed error."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from conftest import xmlsec1_verifies
+from sync import schema
+from sync.config import load_config
+from sync.engine import Engine
+from sync.errors import DteSyncError, DteSyncErrors
+from sync.folios.store import FolioStore
+from sync.rut import Rut
+from sync.runtime import load_certificate
+from sync.sandbox.build import DEMO_RUT, examples_dir
+from sync.sandbox.caf_factory import default_fake_sii
+from sync.sandbox.cert_factory import make_test_certificate
+from sync.signing import load_pkcs12
+from sync.timbre import ted_bytes, verify_ted
+
+EXAMPLES = sorted(p for p in examples_dir().iterdir() if p.suffix in (".txt", ".json", ".xml"))
+FACTURA = (examples_dir() / "33_factura.txt").read_bytes()
+NOTA_CREDITO = (examples_dir() / "61_nota_credito.txt").read_bytes()
+
+
+def codes(exc_info) -> list[str]:
+    exc = exc_info.value
+    return [e.code for e in exc.errors] if isinstance(exc, DteSyncErrors) else [exc.code]
+
+
+def fresh_engine(sandbox_config, tmp_path, *, cafs=(), certificate=None) -> Engine:
+    """An engine over an empty folio store holding only `cafs` (bytes)."""
+    store = FolioStore(tmp_path / "folios.sqlite")
+    for data in cafs:
+        store.import_caf(data, DEMO_RUT, date.today(), trusted_keys=default_fake_sii().trusted_keys)
+    cert = certificate or load_certificate(sandbox_config)
+    return Engine.from_config(sandbox_config, store, cert)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_signs_and_verifies_with_xmlsec1_and_the_xsd(engine, example, tmp_path):
+    issued = engine.issue(example.read_bytes(), example.name, doc_key=f"test:{example.name}")
+    path = tmp_path / "dte.xml"
+    path.write_bytes(issued.dte_xml)
+    assert xmlsec1_verifies(path)
+    reparsed = etree.fromstring(issued.dte_xml)
+    assert schema.schema_errors(reparsed) == []
+    assert issued.dte_xml.startswith(b'<?xml version="1.0" encoding="ISO-8859-1"?>')
+
+
+@pytest.mark.parametrize("example", [e for e in EXAMPLES if e.suffix == ".txt"], ids=lambda p: p.name)
+def test_each_dte_signature_also_verifies_inside_its_envelope(engine, example, tmp_path):
+    issued = engine.issue(example.read_bytes(), example.name, doc_key=f"env:{example.name}")
+    envelope = engine.envelope([issued])
+    path = tmp_path / "envio.xml"
+    path.write_bytes(envelope)
+    root = etree.fromstring(envelope)
+    assert schema.schema_errors(root) == []
+    assert xmlsec1_verifies(path, 1)  # the DTE's own signature, in context
+    assert xmlsec1_verifies(path, 2)  # the SetDTE signature
+
+
+def test_ted_verifies_and_is_the_pdf417_payload(engine):
+    issued = engine.issue(FACTURA, "33_factura.txt", doc_key="ted-check")
+    ted = issued.dte.find(".//{*}TED")
+    assert verify_ted(ted, extra_keys=default_fake_sii().trusted_keys) == []
+    assert issued.ted == ted_bytes(ted)
+    assert issued.ted.startswith(b'<TED version="1.0"><DD><RE>76543210-3</RE><TD>33</TD>')
+
+
+def test_the_same_doc_key_gets_the_same_folio_never_a_second_one(engine):
+    first = engine.issue(FACTURA, "a.txt", doc_key="same-key")
+    again = engine.issue(FACTURA, "a.txt", doc_key="same-key")
+    other = engine.issue(FACTURA, "b.txt", doc_key="other-key")
+    assert first.folio == again.folio
+    assert other.folio != first.folio
+
+
+def test_company_defaults_fill_the_emisor_the_erp_omitted(engine):
+    issued = engine.issue((examples_dir() / "34_factura_exenta.txt").read_bytes(), "34.txt", doc_key="defaults")
+    emisor = issued.documento.encabezado.emisor
+    assert emisor.rut_emisor == DEMO_RUT
+    assert emisor.rzn_soc == "Ferretería Los Aromos SpA"
+    assert emisor.acteco == [466301]
+
+
+def test_station_branch_fills_sucursal(engine):
+    issued = engine.issue(FACTURA.replace(b"CiudadOrigen=Santiago\n", b""), "s.txt", doc_key="branch", station="caja1")
+    assert issued.documento.encabezado.emisor.cdg_sii_sucur == 81234567
+
+
+def test_iva_follows_round_half_up_in_the_signed_xml(engine):
+    txt = b"[Encabezado.IdDoc]\nTipoDTE=33\n[Encabezado.Receptor]\nRUTRecep=77123456-9\nRznSocRecep=Cliente\n" \
+          b"GiroRecep=Comercio\nDirRecep=Calle 1\nCmnaRecep=Santiago\n[Detalle]\nNmbItem=Servicio\nQtyItem=1\nPrcItem=33655\n"
+    issued = engine.issue(txt, "iva.txt", doc_key="iva-rule")
+    xml = issued.dte_xml.decode("iso-8859-1")
+    assert "<MntNeto>33655</MntNeto>" in xml and "<IVA>6394</IVA>" in xml and "<MntTotal>40049</MntTotal>" in xml
+
+
+def test_nota_de_credito_without_referencia_is_rejected_before_taking_a_folio(engine):
+    without = re.sub(rb"\[Referencia\][^\[]*", b"", NOTA_CREDITO)
+    before = engine.folios.stock(date.today())
+    with pytest.raises(DteSyncErrors) as exc:
+        engine.issue(without, "nc.txt", doc_key="nc-no-ref")
+    assert codes(exc) == ["REFERENCIA_REQUIRED"]
+    assert engine.folios.stock(date.today()) == before
+
+
+def test_inconsistent_totals_are_rejected_naming_the_field(engine):
+    bad = FACTURA + b"\n[Encabezado.Totales]\nMntTotal=1\n"
+    with pytest.raises(DteSyncErrors) as exc:
+        engine.issue(bad, "tot.txt", doc_key="bad-totals")
+    errors = exc.value.errors
+    assert [e.code for e in errors] == ["TOTALS_INCONSISTENT"]
+    assert errors[0].field == "MntTotal" and str(errors[0].found) == "1"
+
+
+def test_rut_emisor_of_another_company_is_rejected(engine):
+    bad = FACTURA.replace(b"RUTEmisor=76543210-3", b"RUTEmisor=" + str(Rut.of(77777777)).encode())
+    with pytest.raises(DteSyncErrors) as exc:
+        engine.issue(bad, "emisor.txt", doc_key="other-emisor")
+    assert codes(exc) == ["EMISOR_MISMATCH"]
+
+
+def test_missing_required_receptor_field_is_reported_with_its_path(engine):
+    bad = FACTURA.replace(b"RznSocRecep=Constructora Pe\xc3\xb1alol\xc3\xa9n Ltda.\n", b"")
+    with pytest.raises(DteSyncErrors) as exc:
+        engine.issue(bad, "req.txt", doc_key="missing-rzn")
+    err = exc.value.errors[0]
+    assert (err.code, err.field, err.path) == ("FIELD_REQUIRED", "RznSocRecep", "Documento/Encabezado/Receptor/RznSocRecep")
+
+
+def test_no_caf_for_the_type_is_a_clear_error(sandbox_config, tmp_path):
+    engine = fresh_engine(sandbox_config, tmp_path)
+    with pytest.raises(DteSyncError) as exc:
+        engine.issue(FACTURA, "f.txt", doc_key="k")
+    assert exc.value.code == "CAF_MISSING" and exc.value.params["tipo_dte"] == 33
+
+
+def test_exhausted_folios_are_a_clear_error(sandbox_config, tmp_path):
+    caf = default_fake_sii().make_caf(DEMO_RUT, "X", 33, 1, 2, date.today())
+    engine = fresh_engine(sandbox_config, tmp_path, cafs=[caf])
+    engine.issue(FACTURA, "1.txt", doc_key="1")
+    engine.issue(FACTURA, "2.txt", doc_key="2")
+    with pytest.raises(DteSyncError) as exc:
+        engine.issue(FACTURA, "3.txt", doc_key="3")
+    assert exc.value.code == "FOLIOS_EXHAUSTED"
+
+
+def test_expired_caf_is_a_clear_error(sandbox_config, tmp_path):
+    old = date.today() - timedelta(days=200)
+    store = FolioStore(tmp_path / "f.sqlite")
+    caf = default_fake_sii().make_caf(DEMO_RUT, "X", 33, 1, 5, old)
+    store.import_caf(caf, DEMO_RUT, old, trusted_keys=default_fake_sii().trusted_keys)
+    engine = Engine.from_config(sandbox_config, store, load_certificate(sandbox_config))
+    with pytest.raises(DteSyncError) as exc:
+        engine.issue(FACTURA, "f.txt", doc_key="k")
+    assert exc.value.code == "CAF_EXPIRED"
+
+
+def test_caf_of_another_company_is_refused_at_import(tmp_path):
+    store = FolioStore(tmp_path / "f.sqlite")
+    other = default_fake_sii().make_caf(Rut.of(77777777), "Otra SpA", 33, 1, 5, date.today())
+    with pytest.raises(DteSyncError) as exc:
+        store.import_caf(other, DEMO_RUT, date.today())
+    assert exc.value.code == "CAF_OTHER_COMPANY"
+
+
+def test_input_folio_must_lie_in_a_loaded_caf(engine):
+    bad = FACTURA.replace(b"TipoDTE=33\n", b"TipoDTE=33\nFolio=999999\n")
+    with pytest.raises(DteSyncError) as exc:
+        engine.issue(bad, "f.txt", doc_key="folio-outside")
+    assert exc.value.code == "FOLIO_NOT_IN_CAF"
+
+
+def test_expired_certificate_is_refused_with_its_date():
+    start = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    data = make_test_certificate(DEMO_RUT, "VIEJO", not_before=start, not_after=start + timedelta(days=365), password="x")
+    with pytest.raises(DteSyncError) as exc:
+        load_pkcs12(data, "x", now=datetime.now(timezone.utc))
+    assert exc.value.code == "CERT_EXPIRED"
+
+
+def test_wrong_certificate_password_is_refused(sandbox):
+    data = (sandbox.root / "cert" / "empresa-demo.pfx").read_bytes()
+    with pytest.raises(DteSyncError) as exc:
+        load_pkcs12(data, "not-the-password", now=datetime.now(timezone.utc))
+    assert exc.value.code == "CERT_PASSWORD"
+
+
+def test_boleta_without_receptor_is_issued_to_the_anonymous_rut(engine):
+    issued = engine.issue((examples_dir() / "39_boleta.txt").read_bytes(), "b.txt", doc_key="boleta-anon")
+    assert b"<RR>66666666-6</RR>" in issued.ted
