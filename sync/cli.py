@@ -66,9 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", type=Path, nargs="+")
     p.add_argument("-q", "--quiet", action="store_true", help="only the verdict per file")
 
-    p = command("caf", cmd_caf, "CAF files: import, list, stock")
-    p.add_argument("action", choices=["import", "list", "stock"])
-    p.add_argument("files", type=Path, nargs="*")
+    caf = sub.add_parser("caf", help="CAF files (folio authorizations): import, list, stock")
+    caf_sub = caf.add_subparsers(title="actions", metavar="ACTION", dest="action", required=True)
+    p = caf_sub.add_parser("import", parents=[common], help="import CAF files from the SII")
+    p.add_argument("files", type=Path, nargs="+")
+    p.set_defaults(func=cmd_caf)
+    for action, text in (("list", "the loaded CAFs"), ("stock", "folios available per TipoDTE, pending annulments")):
+        caf_sub.add_parser(action, parents=[common], help=text).set_defaults(func=cmd_caf, files=[])
 
     from sync import cli_daemon  # the daemon-side commands live in their own module
 
@@ -164,8 +168,6 @@ def cmd_caf(args: argparse.Namespace) -> int:
     store = open_folio_store(config)
     today = date.today()
     if args.action == "import":
-        if not args.files:
-            raise UsageError("caf import necesita al menos un archivo CAF")
         failed = False
         for path in args.files:
             result = import_caf_file(store, config, path, today)

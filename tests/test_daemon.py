@@ -159,7 +159,8 @@ def test_empty_file_is_rejected_after_timeout(run, tmp_path: Path) -> None:
     run()
     (tmp_path / "inbox" / "E.txt").write_bytes(b"")
     st = final_status(tmp_path, "E")
-    assert st["errors"][0]["code"] == "INPUT_EMPTY" and (tmp_path / "rejected" / "E.txt").exists()
+    assert st["errors"][0]["code"] == "INPUT_EMPTY"
+    wait_for(lambda: (tmp_path / "rejected" / "E.txt").exists(), 10, "E.txt filed in rejected/")
 
 
 def test_symlink_is_rejected_as_a_link_never_followed(run, tmp_path: Path) -> None:
@@ -170,6 +171,7 @@ def test_symlink_is_rejected_as_a_link_never_followed(run, tmp_path: Path) -> No
     st = final_status(tmp_path, "L")
     assert st["errors"][0]["code"] == "INPUT_SYMLINK"
     moved = tmp_path / "rejected" / "L.txt"
+    wait_for(moved.is_symlink, 10, "the link filed in rejected/")  # filing follows the final status
     assert moved.is_symlink() and os.readlink(moved) == str(secret)
     assert secret.read_bytes() == b"do not read me"
 
