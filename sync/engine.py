@@ -1,8 +1,7 @@
 """The DTE engine: one ERP input file -> a stamped, signed, schema-valid DTE.
 
-    parse -> company defaults -> rules -> totals -> required fields   (no folio yet)
-    -> folio (durable before use) -> build Documento -> TED -> TmstFirma -> sign -> XSD
-    -> folio marked used
+    parse -> company defaults -> rules -> totals -> build Documento   (no folio yet)
+    -> folio (durable before use) -> TED -> TmstFirma -> sign -> XSD -> folio marked used
 
 Everything that can reject an input runs before a folio is taken, so a bad file never burns a
 folio; a failure after allocation (which would be a bug or a broken certificate) releases the
@@ -25,8 +24,7 @@ from lxml import etree
 
 from sync import schema
 from sync.config import Branch, Company, Config
-from sync.dte.build import SII_NS, build_documento, schema_kind
-from sync.dte.tag_order import ORDER
+from sync.dte.build import SII_NS, build_documento
 from sync.envio import Caratula, build_envio, new_dte_root, sign_dte, to_bytes
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.folios.store import FolioStore
@@ -36,13 +34,11 @@ from sync.model import (
     Documento,
     Emisor,
     Receptor,
-    is_group,
-    sii_fields,
 )
 from sync.parse import parse_document
 from sync.rut import Rut
 from sync.signing import Certificate
-from sync.timbre import latin1_text, stamp_with_bytes
+from sync.timbre import stamp_with_bytes
 from sync.totals import complete_totals
 
 log = logging.getLogger("dtesync.engine")
@@ -51,6 +47,7 @@ log = logging.getLogger("dtesync.engine")
 ANONYMOUS_RUT = Rut(66666666, "6")
 ANONYMOUS_NAME = "CONSUMIDOR FINAL"
 _Q = "{" + SII_NS + "}"
+_FOLIO_PATH = f"{_Q}Encabezado/{_Q}IdDoc/{_Q}Folio"
 
 
 @dataclass
@@ -107,6 +104,8 @@ class Engine:
     def issue_document(self, doc: Documento, *, doc_key: str, station: str | None = None) -> Issued:
         now = self.now()
         prepare(doc, self.company, self.company.branches.get(station or ""), today=now.date())
+        root = new_dte_root()
+        documento = build_documento(doc, parent=root)  # every input error is raised here, before a folio
         tipo = doc.tipo_dte
         given = doc.folio
         if given is not None:
@@ -116,34 +115,32 @@ class Engine:
             folio, caf = self.folios.allocate(tipo, now.date(), doc_key)
         try:
             doc.encabezado.id_doc.folio = folio
-            dte, ted = self._sign(doc, caf, now)
+            documento.find(_FOLIO_PATH).text = str(folio)
+            documento.set("ID", f"F{folio}T{tipo}")
+            ted = self._stamp_and_sign(root, documento, doc, caf, now)
         except BaseException as exc:
             # The folio was taken and is now in an unknown state: never reuse it.
             self.folios.release_for_annulment(tipo, folio, f"{type(exc).__name__}: {exc}"[:500], now=now.date())
             raise
         self.folios.mark_used(tipo, folio)
-        totales = doc.encabezado.totales
         return Issued(
             documento=doc,
             tipo_dte=tipo,
             folio=folio,
             rut_emisor=str(doc.encabezado.emisor.rut_emisor),
-            monto_total=int(totales.mnt_total),
-            dte=dte,
-            dte_xml=to_bytes(dte),
+            monto_total=int(doc.encabezado.totales.mnt_total),
+            dte=root,
+            dte_xml=to_bytes(root),
             ted=ted,
         )
 
-    def _sign(self, doc: Documento, caf: Any, now: datetime) -> tuple[etree._Element, bytes]:
-        tipo, folio = doc.tipo_dte, doc.folio
-        root = new_dte_root()
-        documento = build_documento(doc, f"F{folio}T{tipo}", parent=root)
+    def _stamp_and_sign(self, root: etree._Element, documento: etree._Element, doc: Documento, caf: Any, now: datetime) -> bytes:
         receptor = doc.encabezado.receptor
         ted, ted_bytes = stamp_with_bytes(
             caf,
             namespace=SII_NS,
-            tipo_dte=tipo,
-            folio=folio,
+            tipo_dte=doc.tipo_dte,
+            folio=doc.folio,
             fch_emis=doc.encabezado.id_doc.fch_emis,
             rut_recep=receptor.rut_recep,
             rzn_soc_recep=receptor.rzn_soc_recep or ANONYMOUS_NAME,
@@ -155,7 +152,7 @@ class Engine:
         etree.SubElement(documento, _Q + "TmstFirma").text = now.strftime("%Y-%m-%dT%H:%M:%S")
         sign_dte(root, self.certificate)
         schema.validate(root)
-        return root, ted_bytes
+        return ted_bytes
 
     # ---- envelopes ---------------------------------------------------------------------
     def envelope(self, issued: list[Issued]) -> bytes:
@@ -172,7 +169,8 @@ class Engine:
 
 # ---- pure preparation steps (no I/O, no clock) ----------------------------------------
 def prepare(doc: Documento, company: Company, branch: Branch | None, *, today: date) -> None:
-    """Defaults, business rules, totals and required fields: everything before a folio."""
+    """Defaults, business rules and totals. Required fields, Latin-1 text and schema placement
+    are checked by build_documento in the same walk that builds the XML, also before a folio."""
     errors: list[DteSyncError] = []
     apply_company_defaults(doc, company, branch, errors)
     apply_document_defaults(doc, today)
@@ -180,10 +178,6 @@ def prepare(doc: Documento, company: Company, branch: Branch | None, *, today: d
     if errors:
         raise DteSyncErrors(errors)
     complete_totals(doc)
-    latin1_model(doc)
-    missing = missing_required(doc)
-    if missing:
-        raise DteSyncErrors(missing)
 
 
 def apply_company_defaults(doc: Documento, company: Company, branch: Branch | None, errors: list) -> None:
@@ -235,52 +229,3 @@ def apply_document_defaults(doc: Documento, today: date) -> None:
 def check_rules(doc: Documento, errors: list) -> None:
     if doc.tipo_dte in NOTE_TYPES and not doc.referencia:
         errors.append(DteSyncError("REFERENCIA_REQUIRED", field="Referencia", params={"tipo_dte": doc.tipo_dte}))
-
-
-def latin1_model(obj: Any, path: str = "Documento") -> None:
-    """Every text is ISO-8859-1 (transliterated where safe), so the body and the TED agree."""
-    for f in sii_fields(obj):
-        value = getattr(obj, f.name)
-        if isinstance(value, str):
-            setattr(obj, f.name, latin1_text(value, f.metadata["sii"]))
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, str):
-                    value[i] = latin1_text(item, f.metadata["sii"])
-                elif is_group(item):
-                    latin1_model(item)
-        elif is_group(value):
-            latin1_model(value)
-
-
-# Fields the engine itself supplies after this check.
-_SUPPLIED_LATER = {"Documento/Encabezado/IdDoc/Folio"}
-
-
-def missing_required(doc: Documento) -> list[DteSyncError]:
-    """FIELD_REQUIRED for every element the document's XSD requires and the input lacks.
-
-    Checked here rather than left to the XSD so the ERP programmer gets the SII tag and the
-    path, in the catalog's words, instead of a libxml2 message.
-    """
-    kind = schema_kind(doc.tipo_dte)
-    out: list[DteSyncError] = []
-    _missing(doc, kind, "Documento", "Documento", out)
-    return out
-
-
-def _missing(obj: Any, kind: str, schema_path: str, shown_path: str, out: list) -> None:
-    by_tag = {f.metadata["boleta" if kind == "boleta" else "sii"]: f.name for f in sii_fields(obj)}
-    for tag, min_occurs, _max in ORDER[kind].get(schema_path, ()):
-        name = by_tag.get(tag)
-        value = getattr(obj, name) if name else None
-        child_schema_path = f"{schema_path}/{tag}"
-        if value is None or value == "" or value == []:
-            if min_occurs and child_schema_path not in _SUPPLIED_LATER:
-                out.append(DteSyncError("FIELD_REQUIRED", field=tag, path=f"{shown_path}/{tag}"))
-            continue
-        repeated = isinstance(value, list)
-        for i, item in enumerate(value if repeated else [value], 1):
-            if is_group(item):
-                shown = f"{shown_path}/{tag}" + (f"[{i}]" if repeated else "")
-                _missing(item, kind, child_schema_path, shown, out)

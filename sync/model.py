@@ -31,14 +31,26 @@ def sii(tag: str, *, boleta: str | None = None, many: bool = False) -> Any:
     return field(default=None, metadata=meta)
 
 
+_GROUP_CLASSES: dict[type, bool] = {}
+_SII_FIELDS: dict[type, tuple] = {}
+
+
 def is_group(value: Any) -> bool:
     """A model element group (a dataclass with SII fields), as opposed to a leaf value (Rut too)."""
-    return is_dataclass(value) and not isinstance(value, (Rut, type))
+    cls = type(value)
+    known = _GROUP_CLASSES.get(cls)
+    if known is None:
+        known = _GROUP_CLASSES[cls] = is_dataclass(cls) and not issubclass(cls, (Rut, type))
+    return known
 
 
-def sii_fields(cls_or_obj: Any) -> list:
+def sii_fields(cls_or_obj: Any) -> tuple:
     """The dataclass fields of a model class that map to SII tags, in declaration order."""
-    return [f for f in fields(cls_or_obj) if "sii" in f.metadata]
+    cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
+    cached = _SII_FIELDS.get(cls)
+    if cached is None:
+        cached = _SII_FIELDS[cls] = tuple(f for f in fields(cls) if "sii" in f.metadata)
+    return cached
 
 
 @dataclass

@@ -9,6 +9,7 @@ namespaced DTE), so the same function serves stamping, the PDF417 payload and ve
 from __future__ import annotations
 
 import base64
+import re
 import unicodedata
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Mapping
@@ -90,6 +91,10 @@ _LATIN1_FALLBACK = str.maketrans({
 })
 
 
+# Every character Latin-1 can carry and XML allows: tab, CR, LF, printable ASCII, 0xA0-0xFF.
+_PLAIN_LATIN1 = re.compile("[\t\n\r\x20-\x7e\xa0-\xff]*")
+
+
 def latin1_text(value: str, field: str) -> str:
     """`value` made ISO-8859-1-encodable, or DteSyncError TEXT_NOT_LATIN1.
 
@@ -97,12 +102,8 @@ def latin1_text(value: str, field: str) -> str:
     letters with accents Latin-1 lacks lose them (ą -> a, š -> s); anything else (emoji, CJK,
     control characters XML forbids) is refused, because a silent '?' would change the signed text.
     """
-    try:
-        value.encode("iso-8859-1")
-        if not _has_forbidden_controls(value):
-            return value
-    except UnicodeEncodeError:
-        pass
+    if _PLAIN_LATIN1.fullmatch(value):  # the common case, without a per-character loop
+        return value
     out = []
     for ch in value.translate(_LATIN1_FALLBACK):
         out.append(ch if _latin1_ok(ch) else _transliterate(ch, field))

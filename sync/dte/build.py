@@ -22,6 +22,7 @@ from lxml import etree
 from sync.dte.tag_order import ORDER
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.model import Documento, is_group, sii_fields
+from sync.timbre import latin1_text
 from sync.rut import Rut
 
 SII_NS = "http://www.sii.cl/SiiDte"
@@ -52,48 +53,81 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+# Elements the engine fills after the input is accepted (the folio is taken last).
+SUPPLIED_BY_ENGINE = frozenset({"Documento/Encabezado/IdDoc/Folio"})
+
+
 @lru_cache(maxsize=None)
-def _plan(cls: type, kind: str, path: str) -> tuple[tuple[str, str], ...]:
-    """(tag, field name) in XSD order for the fields of `cls` that the schema allows."""
-    by_tag: dict[str, str] = {}
-    for f in sii_fields(cls):
-        by_tag[f.metadata["boleta" if kind == "boleta" else "sii"]] = f.name
-    return tuple((tag, by_tag[tag]) for tag, _mn, _mx in ORDER[kind][path] if tag in by_tag)
+def _plan(cls: type, kind: str, path: str) -> tuple[tuple[str, str | None, bool], ...]:
+    """(tag, field name or None, required) for every child the schema defines, in XSD order."""
+    by_tag = {f.metadata["boleta" if kind == "boleta" else "sii"]: f.name for f in sii_fields(cls)}
+    return tuple(
+        (tag, by_tag.get(tag), bool(min_occurs) and f"{path}/{tag}" not in SUPPLIED_BY_ENGINE)
+        for tag, min_occurs, _mx in ORDER[kind][path]
+    )
 
 
 @lru_cache(maxsize=None)
 def _allowed(cls: type, kind: str, path: str) -> frozenset[str]:
-    return frozenset(name for _tag, name in _plan(cls, kind, path))
+    return frozenset(name for _tag, name, _req in _plan(cls, kind, path) if name)
 
 
-def build_documento(doc: Documento, doc_id: str, parent: etree._Element | None = None) -> etree._Element:
-    """`<Documento ID=doc_id>` with Encabezado..Comisiones (no TED, no TmstFirma yet)."""
+def build_documento(doc: Documento, doc_id: str | None = None, parent: etree._Element | None = None) -> etree._Element:
+    """`<Documento>` with Encabezado..Comisiones (no TED, no TmstFirma yet), in one walk that
+    also reports every input problem the schema would: a required element missing
+    (FIELD_REQUIRED with its path), a value with no place in this type's schema
+    (FIELD_NOT_ALLOWED), text outside ISO-8859-1 (transliterated where safe, written back to
+    the model so the body, the TED and the printout agree; TEXT_NOT_LATIN1 otherwise).
+    Elements in SUPPLIED_BY_ENGINE are emitted empty when the model has no value yet.
+    """
     kind = schema_kind(doc.tipo_dte)
     if parent is None:
         documento = etree.Element(_Q + "Documento", nsmap={None: SII_NS})
     else:
         documento = etree.SubElement(parent, _Q + "Documento")
-    documento.set("ID", doc_id)
+    if doc_id:
+        documento.set("ID", doc_id)
     errors: list[DteSyncError] = []
-    _emit(documento, doc, kind, "Documento", errors)
+    _emit(documento, doc, kind, "Documento", "Documento", errors)
     if errors:
         raise DteSyncErrors(errors)
     return documento
 
 
-def _emit(element: etree._Element, obj: Any, kind: str, path: str, errors: list[DteSyncError]) -> None:
+def _emit(element: etree._Element, obj: Any, kind: str, path: str, shown: str, errors: list[DteSyncError]) -> None:
     cls = type(obj)
     _check_not_allowed(obj, cls, kind, path, errors)
-    for tag, name in _plan(cls, kind, path):
-        value = getattr(obj, name)
-        if value is None or (isinstance(value, list) and not value):
+    for tag, name, required in _plan(cls, kind, path):
+        value = getattr(obj, name) if name else None
+        if value is None or value == "" or (isinstance(value, list) and not value):
+            if required:
+                errors.append(DteSyncError("FIELD_REQUIRED", field=tag, path=f"{shown}/{tag}"))
+            elif f"{path}/{tag}" in SUPPLIED_BY_ENGINE:
+                etree.SubElement(element, _Q + tag)
             continue
-        for item in value if isinstance(value, list) else (value,):
+        repeated = isinstance(value, list)
+        for i, item in enumerate(value if repeated else (value,)):
             child = etree.SubElement(element, _Q + tag)
             if is_group(item):
-                _emit(child, item, kind, f"{path}/{tag}", errors)
+                _emit(child, item, kind, f"{path}/{tag}", f"{shown}/{tag}" + (f"[{i + 1}]" if repeated else ""), errors)
+            elif isinstance(item, str):
+                text = _latin1(item, tag, errors)
+                if text is not item:
+                    if repeated:
+                        value[i] = text
+                    else:
+                        setattr(obj, name, text)
+                child.text = text
             else:
                 child.text = format_value(item)
+
+
+def _latin1(text: str, tag: str, errors: list[DteSyncError]) -> str:
+    try:
+        return latin1_text(text, tag)
+    except DteSyncError as exc:
+        errors.append(exc)
+        return text
 
 
 @lru_cache(maxsize=None)

@@ -1,0 +1,289 @@
+"""The daemon end to end, as an ERP sees it: files dropped into a running `dtesync run`.
+
+    python bench/daemon.py                      # full run, events and poll (~6-8 min on 2 cores)
+    python bench/daemon.py --quick              # smaller N, a smoke run
+    python bench/daemon.py --modes events --json
+    python bench/daemon.py --profile burst      # cProfile of an in-process daemon instead
+
+Scenarios (each on a fresh sandbox: test company, certificate, CAFs of 12 000 folios per type):
+- burst:   N files (default 2000) renamed into the inbox as fast as possible; throughput is
+           N / (last status.json saying `signed` - first drop).
+- steady:  files at a steady rate (default 20/s for 30 s); latency per file is the time from its
+           rename into the inbox (the file is complete: DESIGN.md, "Latency") to the rename of
+           its NAME.status.json saying `signed`, seen by inotify on outbox/; p50/p95/p99.
+- backlog: B files (default 10 000) already in the inbox when the daemon starts; throughput from
+           the process start to the last `signed` status (start-up and scan included).
+Peak RSS is the daemon process's VmHWM (/proc/PID/status) at the end of each scenario.
+
+Inputs are the shipped examples of every type and format, each made distinct (a receiver or
+item name carrying its number). The daemon runs as `python -m sync run --config ...`, a separate
+process, so the bench's own work (writing files, watching the outbox) is not in its RSS; both
+share the machine's cores, as an ERP and dtesync do.
+
+Prints figures; it is not a test and asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # runnable from a checkout without `pip install -e .`
+    sys.path.insert(0, str(REPO))
+
+from watchdog.events import FileMovedEvent, FileSystemEventHandler  # noqa: E402
+from watchdog.observers import Observer  # noqa: E402
+
+from sync.sandbox.build import create_sandbox, examples_dir  # noqa: E402
+
+FOLIOS_PER_TYPE = 12_000
+
+
+# --- inputs -----------------------------------------------------------------------------------------
+def bodies(n: int, offset: int = 0) -> list[tuple[str, bytes]]:
+    """n distinct documents cycling through every shipped example (all types, all formats)."""
+    examples = sorted(p for p in examples_dir().iterdir() if p.suffix in (".txt", ".json", ".xml"))
+    raw = [(p, p.read_bytes()) for p in examples]
+    out = []
+    for k in range(n):
+        i = offset + k
+        src, body = raw[i % len(raw)]
+        tag = f" N{i}".encode()
+        for pat in (rb"(RznSocRecep=[^\r\n]*)", rb'("RznSocRecep":\s*"[^"]*)', rb"(<RznSocRecep>[^<]*)",
+                    rb"(NmbItem=[^\r\n]*)", rb'("NmbItem":\s*"[^"]*)', rb"(<NmbItem>[^<]*)"):
+            body, hits = re.subn(pat, lambda m: m.group(1)[:60] + tag, body, count=1)
+            if hits:
+                break
+        out.append((f"B{i:06d}-{src.stem}{src.suffix}", body))
+    return out
+
+
+def drop(inbox: Path, name: str, body: bytes) -> float:
+    """Write under a temporary name and rename into place; returns when the file was complete."""
+    tmp = inbox / f".{name}.tmp"
+    tmp.write_bytes(body)
+    os.rename(tmp, inbox / name)
+    return time.time()
+
+
+# --- the outbox, seen by inotify ---------------------------------------------------------------------
+class SignedWatch(FileSystemEventHandler):
+    """Records when each NAME.status.json first says `signed` (or another final state)."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+        self.final: dict[str, str] = {}
+        self.cond = threading.Condition()
+
+    def on_moved(self, event: FileMovedEvent) -> None:  # atomic writes land by rename
+        now = time.time()
+        dest = os.fsdecode(event.dest_path)
+        if not dest.endswith(".status.json"):
+            return
+        try:
+            state = json.loads(Path(dest).read_bytes()).get("state")
+        except (OSError, ValueError):
+            return
+        if state in ("signed", "rejected_input", "error"):
+            stem = os.path.basename(dest)[: -len(".status.json")]
+            with self.cond:
+                if stem not in self.final:
+                    self.at[stem], self.final[stem] = now, state
+                    self.cond.notify_all()
+
+    def wait(self, stems: list[str], timeout: float) -> None:
+        end = time.monotonic() + timeout
+        with self.cond:
+            while not all(s in self.final for s in stems):
+                left = end - time.monotonic()
+                if left <= 0:
+                    missing = [s for s in stems if s not in self.final]
+                    raise TimeoutError(f"{len(missing)} files without a final status, e.g. {missing[:3]}")
+                self.cond.wait(min(left, 1.0))
+
+
+# --- the daemon process --------------------------------------------------------------------------------
+class DaemonProcess:
+    def __init__(self, config: Path) -> None:
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.started = time.time()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sync", "run", "--config", str(config)], cwd=REPO, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+
+    def vm(self, key: str) -> int:
+        """VmHWM / VmRSS of the daemon in kB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+        return 0
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=120)
+        if self.proc.returncode != 0:
+            print(err.decode(errors="replace")[-2000:], file=sys.stderr)
+        return self.proc.returncode
+
+
+def sandbox(root: Path, mode: str) -> Path:
+    sb = create_sandbox(root, folios_per_type=FOLIOS_PER_TYPE)
+    with open(sb.config_path, "a", encoding="utf-8") as f:
+        f.write(f'\n[daemon]\nwatch = "{mode}"\n')
+    return sb.config_path
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))
+    return ordered[k]
+
+
+def run_scenario(kind: str, mode: str, n: int, rate: float, work: Path) -> dict:
+    root = work / f"{kind}-{mode}"
+    config = sandbox(root, mode)
+    inbox, outbox = root / "inbox", root / "outbox"
+    docs = bodies(n)
+    if kind == "backlog":
+        for name, body in docs:
+            drop(inbox, name, body)
+    watch = SignedWatch()
+    observer = Observer()
+    observer.schedule(watch, str(outbox), recursive=False)
+    observer.start()
+    daemon = DaemonProcess(config)
+    try:
+        if kind != "backlog":  # warm up: the daemon is up and the first document is through
+            name, body = bodies(1, offset=10**6)[0]
+            drop(inbox, name, body)
+            watch.wait([name.rsplit(".", 1)[0]], 120)
+        dropped: dict[str, float] = {}
+        start = daemon.started if kind == "backlog" else time.time()
+        if kind == "burst":
+            for name, body in docs:
+                dropped[name.rsplit(".", 1)[0]] = drop(inbox, name, body)
+        elif kind == "steady":
+            t0 = time.monotonic()
+            for k, (name, body) in enumerate(docs):
+                delay = t0 + k / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                dropped[name.rsplit(".", 1)[0]] = drop(inbox, name, body)
+        stems = [name.rsplit(".", 1)[0] for name, _ in docs]
+        watch.wait(stems, timeout=max(300, n / 5))
+        end = max(watch.at[s] for s in stems)
+        hwm, rss = daemon.vm("VmHWM"), daemon.vm("VmRSS")
+    finally:
+        rc = daemon.stop()
+        observer.stop()
+        observer.join()
+    states = {watch.final[s] for s in stems}
+    out = {
+        "scenario": kind, "mode": mode, "files": n, "exit_code": rc, "states": sorted(states),
+        "seconds": round(end - start, 2), "docs_per_s": round(n / (end - start), 1),
+        "peak_rss_mb": round(hwm / 1024, 1), "final_rss_mb": round(rss / 1024, 1),
+    }
+    if kind != "backlog":
+        lat = [(watch.at[s] - dropped[s]) * 1000 for s in stems]
+        out.update(p50_ms=round(pct(lat, 50), 1), p95_ms=round(pct(lat, 95), 1), p99_ms=round(pct(lat, 99), 1),
+                   max_ms=round(max(lat), 1), mean_ms=round(statistics.fmean(lat), 1))
+    if kind == "steady":
+        out["rate_per_s"] = rate
+    shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def profile(kind: str, n: int, work: Path) -> None:
+    """cProfile of an in-process daemon processing n files (burst or backlog)."""
+    import cProfile
+    import pstats
+
+    from sync.config import load_config
+    from sync.daemon import Daemon
+    from sync.runtime import open_engine
+
+    root = work / "profile"
+    config = load_config(sandbox(root, "events"))
+    docs = bodies(n)
+    if kind == "backlog":
+        for name, body in docs:
+            drop(root / "inbox", name, body)
+    daemon = Daemon.from_config(config, open_engine(config))
+    prof = cProfile.Profile()
+    prof.enable()
+    daemon.start()
+    if kind != "backlog":
+        for name, body in docs:
+            drop(root / "inbox", name, body)
+    stems = [name.rsplit(".", 1)[0] for name, _ in docs]
+    while not all((root / "outbox" / f"{s}.xml").exists() for s in stems[-5:]) or not daemon.idle():
+        time.sleep(0.05)
+    daemon.stop()
+    prof.disable()
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="N=300, 10 s steady, backlog 1000")
+    ap.add_argument("--modes", nargs="+", default=["events", "poll"], choices=["events", "poll"])
+    ap.add_argument("--scenarios", nargs="+", default=["burst", "steady", "backlog"], choices=["burst", "steady", "backlog"])
+    ap.add_argument("-n", type=int, default=2000, help="files in the burst (default 2000)")
+    ap.add_argument("--rate", type=float, default=20.0, help="files per second in the steady scenario")
+    ap.add_argument("--steady-seconds", type=float, default=30.0)
+    ap.add_argument("--backlog", type=int, default=10_000)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--profile", choices=["burst", "backlog"], help="cProfile an in-process daemon instead")
+    args = ap.parse_args()
+    if args.quick:
+        args.n, args.steady_seconds, args.backlog = 300, 10.0, 1000
+    work = Path(tempfile.mkdtemp(prefix="dtesync-bench-daemon-"))
+    try:
+        if args.profile:
+            profile(args.profile, args.n if args.profile == "burst" else args.backlog, work)
+            return 0
+        sizes = {"burst": args.n, "steady": int(args.rate * args.steady_seconds), "backlog": args.backlog}
+        results = []
+        for mode in args.modes:
+            for kind in args.scenarios:
+                r = run_scenario(kind, mode, sizes[kind], args.rate, work)
+                results.append(r)
+                if not args.json:
+                    print(json.dumps(r), flush=True)
+        if args.json:
+            print(json.dumps({"machine": machine(), "results": results}, indent=1))
+        else:
+            print(f"machine: {machine()}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
