@@ -89,7 +89,11 @@ def verify_bytes(data: bytes, source: str, *, caf_keys: Mapping[int, rsa.RSAPubl
 def _check_ted_alone(ted: etree._Element, report: Report, caf_keys) -> None:
     """A bare TED (e.g. decoded from a printed PDF417): timbre and CAF only."""
     values = dd_values(ted)
-    label = f"TED TipoDTE {values.get('TD')} folio {values.get('F')}"
+    _check_ted(ted, f"TED TipoDTE {values.get('TD')} folio {values.get('F')}", report, caf_keys)
+
+
+def _check_ted(ted: etree._Element, label: str, report: Report, caf_keys) -> None:
+    """FRMT with the CAF key (FAIL if it does not verify); a CAF whose IDK has no known key is a WARN."""
     problems = verify_ted(ted, extra_keys=caf_keys)
     unknown = [p for p in problems if "IDK" in p and "desconocid" in p]
     hard = [p for p in problems if p not in unknown]
@@ -130,12 +134,7 @@ def _check_dte(dte: etree._Element, report: Report, caf_keys) -> None:
     if ted is None:
         report.add(FAIL, f"timbre {label}", "el Documento no trae TED")
         return
-    problems = verify_ted(ted, extra_keys=caf_keys)
-    caf_unknown = [p for p in problems if "IDK" in p and "desconocid" in p]
-    hard = [p for p in problems if p not in caf_unknown]
-    report.add(FAIL if hard else OK, f"timbre {label}", "; ".join(hard) or "FRMT verifica con la clave del CAF")
-    for p in caf_unknown:
-        report.add(WARN, f"CAF {label}", p)
+    _check_ted(ted, label, report, caf_keys)
     _check_ted_matches_document(ted, documento, label, report)
     _check_totals(dte, documento, label, report)
 

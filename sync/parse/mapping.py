@@ -232,6 +232,15 @@ class _Invalid(Exception):
         self.expected = expected
 
 
+def is_utf8(data: bytes) -> bool:
+    """Whether the bytes decode as UTF-8 (a Latin-1 declaration over UTF-8 bytes is a mistake)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def clean_text(text: str) -> str:
     """Trimmed text fit for an ISO-8859-1 DTE (see _CP1252_FOLD); raises _Invalid."""
     text = text.strip(WS)

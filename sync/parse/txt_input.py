@@ -22,7 +22,7 @@ from functools import lru_cache
 
 from sync import model
 from sync.errors import DteSyncError, DteSyncErrors
-from sync.parse.mapping import MAX_ERRORS, SIGNED_TAGS, XML_PATHS, Leaf, Node, class_spec, to_documento
+from sync.parse.mapping import MAX_ERRORS, SIGNED_TAGS, XML_PATHS, Leaf, Node, class_spec, is_utf8, to_documento
 
 BOM = b"\xef\xbb\xbf"
 _CHARSET_RE = re.compile(rb"[ \t]*#[ \t]*charset[ \t]*[=:][ \t]*([^\s]*)[ \t]*(?:\r\n|\r|\n|$)", re.I)
@@ -64,7 +64,7 @@ def decode_txt(data: bytes, source: str | None = None) -> str:
                         detail=f"byte 0x{data[exc.start]:02X} no es UTF-8 válido en la línea {line}; "
                                f"si el archivo es ISO-8859-1, declárelo con #charset=ISO-8859-1") from None
     if declared == "latin-1":
-        if not data.isascii() and _is_utf8(data):
+        if not data.isascii() and is_utf8(data):
             raise _fail(source, "INPUT_ENCODING", line=1, found=m.group(1).decode("latin-1"),
                         detail="el archivo declara ISO-8859-1 pero su contenido está en UTF-8 (se vería 'Ã±' en vez "
                                "de 'ñ'); corrija la declaración a #charset=UTF-8")
@@ -73,14 +73,6 @@ def decode_txt(data: bytes, source: str | None = None) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return data.decode("latin-1")
-
-
-def _is_utf8(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _fail(source: str | None, code: str, *, line: int | None = None, found: str | None = None,

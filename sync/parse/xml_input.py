@@ -14,7 +14,7 @@ import re
 from lxml import etree
 
 from sync.errors import DteSyncError, DteSyncErrors
-from sync.parse.mapping import MANY_TAGS, WS, XML_PATHS, Leaf, Node, to_documento
+from sync.parse.mapping import MANY_TAGS, WS, XML_PATHS, Leaf, Node, is_utf8, to_documento
 from sync.model import Documento
 
 SII_NS = "http://www.sii.cl/SiiDte"
@@ -49,7 +49,7 @@ def parse_xml(data: bytes, source: str | None = None) -> Documento:
     encoding = declared_encoding(data)
     if encoding not in _ACCEPTED:
         raise fail("INPUT_ENCODING", found=encoding, params={"detail": f"codificación declarada '{encoding}' no soportada"})
-    if encoding in _SINGLE_BYTE and not data.isascii() and _is_utf8(data):
+    if encoding in _SINGLE_BYTE and not data.isascii() and is_utf8(data):
         raise fail("INPUT_ENCODING", found=encoding, params={
             "detail": f"el XML declara {encoding} pero su contenido está en UTF-8; declare encoding=\"UTF-8\""})
     try:
@@ -66,14 +66,6 @@ def parse_xml(data: bytes, source: str | None = None) -> Documento:
     for p in problems:
         p.source = source
     return to_documento(tree, style=XML_PATHS, source=source, errors=problems)
-
-
-def _is_utf8(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _local(tag: object) -> tuple[str | None, str]:
