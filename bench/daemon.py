@@ -14,6 +14,8 @@ Scenarios (each on a fresh sandbox: test company, certificate, CAFs of 12 000 fo
 - backlog: B files (default 10 000) already in the inbox when the daemon starts; throughput from
            the process start to the last `signed` status (start-up and scan included).
 Peak RSS is the daemon process's VmHWM (/proc/PID/status) at the end of each scenario.
+NAME.pdf (sync.printing) is off unless --pdf: the figures are the daemon's own pipeline
+(claim, journal, engine, outbox, archive); --pdf adds the PDF rendering printing does per document.
 
 Inputs are the shipped examples of every type and format, each made distinct (a receiver or
 item name carrying its number). The daemon runs as `python -m sync run --config ...`, a separate
@@ -104,10 +106,12 @@ class SignedWatch(FileSystemEventHandler):
                     self.at[stem], self.final[stem] = now, state
                     self.cond.notify_all()
 
-    def wait(self, stems: list[str], timeout: float) -> None:
+    def wait(self, stems: list[str], timeout: float, alive: "DaemonProcess") -> None:
         end = time.monotonic() + timeout
         with self.cond:
             while not all(s in self.final for s in stems):
+                if alive.proc.poll() is not None:
+                    raise RuntimeError(f"the daemon exited with {alive.proc.returncode}: {alive.proc.stderr.read()[-2000:]!r}")
                 left = end - time.monotonic()
                 if left <= 0:
                     missing = [s for s in stems if s not in self.final]
@@ -140,10 +144,17 @@ class DaemonProcess:
         return self.proc.returncode
 
 
-def sandbox(root: Path, mode: str) -> Path:
+def sandbox(root: Path, mode: str, pdf: bool = False) -> Path:
+    """A fresh sandbox watching in `mode`; NAME.pdf (sync.printing) only when `pdf`."""
     sb = create_sandbox(root, folios_per_type=FOLIOS_PER_TYPE)
-    with open(sb.config_path, "a", encoding="utf-8") as f:
-        f.write(f'\n[daemon]\nwatch = "{mode}"\n')
+    text = sb.config_path.read_text(encoding="utf-8")
+    if re.search(r"(?m)^\[daemon\]", text):
+        text = re.sub(r'(?m)^watch\s*=.*$', f'watch = "{mode}"', text, count=1)
+    else:
+        text += f'\n[daemon]\nwatch = "{mode}"\n'
+    if not re.search(r"(?m)^\[printing\]", text):
+        text += f"\n[printing]\npdf = {'true' if pdf else 'false'}\n"
+    sb.config_path.write_text(text, encoding="utf-8")
     return sb.config_path
 
 
@@ -153,9 +164,9 @@ def pct(values: list[float], p: float) -> float:
     return ordered[k]
 
 
-def run_scenario(kind: str, mode: str, n: int, rate: float, work: Path) -> dict:
+def run_scenario(kind: str, mode: str, n: int, rate: float, work: Path, pdf: bool = False) -> dict:
     root = work / f"{kind}-{mode}"
-    config = sandbox(root, mode)
+    config = sandbox(root, mode, pdf)
     inbox, outbox = root / "inbox", root / "outbox"
     docs = bodies(n)
     if kind == "backlog":
@@ -170,7 +181,7 @@ def run_scenario(kind: str, mode: str, n: int, rate: float, work: Path) -> dict:
         if kind != "backlog":  # warm up: the daemon is up and the first document is through
             name, body = bodies(1, offset=10**6)[0]
             drop(inbox, name, body)
-            watch.wait([name.rsplit(".", 1)[0]], 120)
+            watch.wait([name.rsplit(".", 1)[0]], 120, daemon)
         dropped: dict[str, float] = {}
         start = daemon.started if kind == "backlog" else time.time()
         if kind == "burst":
@@ -184,7 +195,7 @@ def run_scenario(kind: str, mode: str, n: int, rate: float, work: Path) -> dict:
                     time.sleep(delay)
                 dropped[name.rsplit(".", 1)[0]] = drop(inbox, name, body)
         stems = [name.rsplit(".", 1)[0] for name, _ in docs]
-        watch.wait(stems, timeout=max(300, n / 5))
+        watch.wait(stems, max(300, n / 5), daemon)
         end = max(watch.at[s] for s in stems)
         hwm, rss = daemon.vm("VmHWM"), daemon.vm("VmRSS")
     finally:
@@ -193,7 +204,7 @@ def run_scenario(kind: str, mode: str, n: int, rate: float, work: Path) -> dict:
         observer.join()
     states = {watch.final[s] for s in stems}
     out = {
-        "scenario": kind, "mode": mode, "files": n, "exit_code": rc, "states": sorted(states),
+        "scenario": kind, "mode": mode, "pdf": pdf, "files": n, "exit_code": rc, "states": sorted(states),
         "seconds": round(end - start, 2), "docs_per_s": round(n / (end - start), 1),
         "peak_rss_mb": round(hwm / 1024, 1), "final_rss_mb": round(rss / 1024, 1),
     }
@@ -258,6 +269,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=20.0, help="files per second in the steady scenario")
     ap.add_argument("--steady-seconds", type=float, default=30.0)
     ap.add_argument("--backlog", type=int, default=10_000)
+    ap.add_argument("--pdf", action="store_true", help="also render NAME.pdf per document (sync.printing; off by default)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--profile", choices=["burst", "backlog"], help="cProfile an in-process daemon instead")
     args = ap.parse_args()
@@ -272,7 +284,7 @@ def main() -> int:
         results = []
         for mode in args.modes:
             for kind in args.scenarios:
-                r = run_scenario(kind, mode, sizes[kind], args.rate, work)
+                r = run_scenario(kind, mode, sizes[kind], args.rate, work, args.pdf)
                 results.append(r)
                 if not args.json:
                     print(json.dumps(r), flush=True)

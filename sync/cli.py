@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import logging
 import sys
 from datetime import date
@@ -19,6 +20,9 @@ from sync.config import Config, default_config_path, load_config
 from sync.errors import DteSyncError, DteSyncErrors, as_error_list
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+# Each of these modules has `register(command)` adding its sub-commands (one module per area).
+COMMAND_MODULES = ("sync.cli_daemon", "sync.cli_service", "sync.cli_print", "sync.cli_uplink")
 
 log = logging.getLogger("dtesync.cli")
 
@@ -74,9 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     for action, text in (("list", "the loaded CAFs"), ("stock", "folios available per TipoDTE, pending annulments")):
         caf_sub.add_parser(action, parents=[common], help=text).set_defaults(func=cmd_caf, files=[])
 
-    from sync import cli_daemon  # the daemon-side commands live in their own module
-
-    cli_daemon.register(command)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(command)
     return parser
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,6 +14,8 @@ from typing import Callable
 from sync.errors import DteSyncError
 
 DONE_STATES = {"signed", "queued", "sent", "accepted", "accepted_with_objections", "rejected_sii", "rejected_input", "error"}
+FINAL_STATES = {"accepted", "accepted_with_objections", "rejected_sii", "rejected_input", "error"}
+SIGNED_STATES = {"signed", "queued", "sent", "accepted", "accepted_with_objections"}
 BAD_SAMPLE_NAME = "99_rut_invalido.txt"
 BAD_SAMPLE = (
     "# Ejemplo con un error a propósito: el dígito verificador del RUT receptor es incorrecto.\n"
@@ -37,27 +41,38 @@ def _open_daemon(config, **overrides):
     from sync.daemon import Daemon
     from sync.runtime import open_engine
 
+    from sync.printing.service import attach
+
     engine = open_engine(config)
-    return Daemon.from_config(config, engine, **overrides), engine
+    daemon = Daemon.from_config(config, engine, **overrides)
+    attach(daemon, config)  # NAME.pdf and tickets right after signing (sync.printing)
+    from sync.uplink.build import attach as attach_uplink
+
+    attach_uplink(daemon, config, engine)  # queued -> sent -> accepted (sync.uplink)
+    return daemon, engine
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from sync.cli import EXIT_FAIL, EXIT_OK, UsageError, load
     from sync.daemon import install_signal_handlers
     from sync.logs import setup_logging
+    from sync.service.sd_notify import Notifier, SystemdSupervision
 
     config = load(args)
-    setup_logging(config.folders.state / "logs", verbose=args.verbose)
+    # Under systemd, LogsDirectory= sets LOGS_DIRECTORY (/var/log/dtesync).
+    logs_dir = os.environ.get("LOGS_DIRECTORY", "").split(":")[0] or config.folders.state / "logs"
+    setup_logging(Path(logs_dir) / "dtesync.log", level="DEBUG" if args.verbose else "INFO")
     try:
         daemon, _engine = _open_daemon(config)
     except DteSyncError as exc:
         raise UsageError(exc.message(config.language)) from None
     stop = threading.Event()
     install_signal_handlers(stop)
+    supervision = SystemdSupervision(Notifier.from_env())  # no-op outside a Type=notify unit
     try:
-        daemon.run(stop)
-    except DteSyncError as exc:
-        print(f"dtesync: {exc.message(config.language)}")
+        daemon.run(stop, on_tick=supervision, tick=supervision.tick)
+    except DteSyncError as exc:  # e.g. DAEMON_ALREADY_RUNNING: the code for scripts, the message for people
+        print(f"dtesync: {exc.code}: {exc.message(config.language)}", file=sys.stderr)
         return EXIT_FAIL
     return EXIT_OK
 
@@ -74,6 +89,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sandbox = create_sandbox(args.dir)
     config = load_config(sandbox.config_path)
     print(f"Sandbox en {sandbox.root} (configuración: {sandbox.config_path})")
+    fake = _demo_fake_sii(config)  # a local SII stand-in: the documents reach `accepted`
+    print(f"fake-sii (SII de prueba local) en {fake.url}")
     daemon, engine = _open_daemon(config)
     daemon.start()
     try:
@@ -82,14 +99,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         bad.with_suffix(".tmp").write_text(BAD_SAMPLE, encoding="utf-8")
         bad.with_suffix(".tmp").replace(bad)
         dropped.append(bad)
-        statuses = _wait_for_statuses(config.folders.outbox, [p.stem for p in dropped], args.timeout)
+        statuses = _wait_for_statuses(config.folders.outbox, [p.stem for p in dropped], args.timeout, FINAL_STATES)
         keys = trusted_caf_keys(config)
         rows = []
         for path in dropped:
             st = statuses.get(path.stem) or {}
             xml = config.folders.outbox / f"{path.stem}.xml"
             verified = "-"
-            if st.get("state") == "signed" and xml.exists():
+            if st.get("state") in SIGNED_STATES and xml.exists():
                 verified = "sí" if verify_bytes(xml.read_bytes(), xml.name, caf_keys=keys).ok else "NO"
             err = (st.get("errors") or [{}])[0].get("code", "")
             rows.append((path.name, st.get("state", "(sin estado)"), st.get("tipo_dte") or "", st.get("folio") or "",
@@ -101,7 +118,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"Verifique un DTE con: dtesync verify --config {sandbox.config_path} {config.folders.outbox}/33_factura-txt.xml\n"
             f"Procesado en {time.monotonic() - started:.1f} s."
         )
-        expected_ok = all(r[1] == "signed" and r[5] == "sí" for r in rows if r[0] != BAD_SAMPLE_NAME)
+        expected_ok = all(r[1] == "accepted" and r[5] == "sí" for r in rows if r[0] != BAD_SAMPLE_NAME)
         expected_bad = any(r[0] == BAD_SAMPLE_NAME and r[1] == "rejected_input" for r in rows)
         if args.serve:
             print("Sirviendo: deje archivos en la bandeja de entrada; Ctrl+C para terminar.")
@@ -112,9 +129,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_OK if expected_ok and expected_bad else EXIT_FAIL
     finally:
         daemon.stop()
+        fake.stop()
 
 
-def _wait_for_statuses(outbox: Path, stems: list[str], timeout: float) -> dict[str, dict]:
+def _demo_fake_sii(config):
+    """Start fake-sii on a free loopback port and point the demo's uplink at it (in memory:
+    the sandbox's dtesync.toml keeps `kind = "none"` until an admin points it somewhere)."""
+    from sync.fakesii import FakeSii
+    from sync.runtime import trusted_caf_keys
+    from sync.uplink.settings import UplinkConfig
+
+    fake = FakeSii(caf_keys=trusted_caf_keys(config), processing_polls=1).start()
+    config.uplink = UplinkConfig(kind="sii", url=fake.url, batch_max=50, batch_wait=0.3, backoff_base=0.5,
+                                 backoff_cap=5, poll_first=0.2, poll_base=0.2, poll_cap=1, uncertain_wait=0.5,
+                                 drain_interval=0.2, poll_interval=0.2, connect_timeout=2, read_timeout=10)
+    return fake
+
+
+def _wait_for_statuses(outbox: Path, stems: list[str], timeout: float, done: set[str] = DONE_STATES) -> dict[str, dict]:
     deadline = time.monotonic() + timeout
     found: dict[str, dict] = {}
     while time.monotonic() < deadline:
@@ -126,7 +158,7 @@ def _wait_for_statuses(outbox: Path, stems: list[str], timeout: float) -> dict[s
                 status = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            if status.get("state") in DONE_STATES:
+            if status.get("state") in done:
                 found[stem] = status
         if len(found) == len(stems):
             break

@@ -68,11 +68,48 @@ class Folders:
 @dataclass
 class DaemonConfig:
     watch: str = "auto"  # auto | events | poll
-    workers: int = 0  # 0 = number of cores
+    workers: int = 0  # 0 = two per core
     stable_window: float = 0.2
     empty_timeout: float = 30.0
     scan_interval: float = 5.0
     status_txt: bool = False
+
+
+CONNECTOR_TYPES = ("tcp", "usb", "serial", "win32", "cups", "file")
+
+
+@dataclass
+class PrintStation:
+    """A printer at a point of sale (sync.printing.stations): where tickets for it go."""
+
+    name: str
+    connector: dict[str, Any]  # {type = tcp|usb|serial|win32|cups|file, host, port, device, ...}
+    profile: str = "generic-80mm"  # a printers/*.toml profile name, or a path to one
+    copies: int = 1
+    cash_drawer: bool = False
+    cut: bool = True
+    cedible: bool = False  # also print the CEDIBLE copy where it applies
+
+
+@dataclass
+class PrintingConfig:
+    """[printing]: PDF in the outbox and ESC/POS stations (docs/printing.md)."""
+
+    pdf: bool = True  # write NAME.pdf to the outbox
+    sheet: str = "letter"  # letter | a4: facturas, notas, guías
+    roll: str = "80mm"  # 80mm | 58mm: the PDF of boletas
+    sii_unidad: str = "SANTIAGO CENTRO"  # "S.I.I. - <unidad>" under the document box
+    membrete: list[str] = field(default_factory=list)  # extra header lines under the razón social
+    logo: Path | None = None
+    boleta_url: str = "www.sii.cl"  # where buyers verify boletas (Res. Ex. 74/2020)
+    footer: list[str] = field(default_factory=list)
+    default_station: str | None = None
+    route_field: str | None = None  # e.g. "Referencia/CodCaja": its value names the station
+    profiles: Path | None = None  # extra folder of printer profiles
+    retry_base: float = 1.0  # s, doubled per failure
+    retry_max: float = 60.0
+    give_up_after: float = 86400.0  # s; then the job is 'failed' (reprint with `dtesync print`)
+    stations: list[PrintStation] = field(default_factory=list)
 
 
 @dataclass
@@ -86,6 +123,8 @@ class Config:
     timezone: str = "America/Santiago"
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     trusted_caf_keys: dict[int, Path] = field(default_factory=dict)
+    printing: PrintingConfig = field(default_factory=PrintingConfig)
+    uplink: Any = None  # sync.uplink.settings.UplinkConfig ([uplink], parsed there)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -182,8 +221,67 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
         timezone=r.str("timezone", "America/Santiago"),
         daemon=daemon,
         trusted_caf_keys=trusted,
+        printing=_printing(r),
+        uplink=_uplink(data, base),
         raw=data,
     )
+
+
+def _printing(r: "_Reader") -> PrintingConfig:
+    """[printing] and [[printing.stations]]; names and connector types checked here."""
+    if not r.get("printing", {}):
+        return PrintingConfig()
+    d = PrintingConfig()
+    for key in ("sheet", "roll"):
+        value = r.str(f"printing.{key}", getattr(d, key))
+        allowed = ("letter", "a4") if key == "sheet" else ("80mm", "58mm")
+        if value not in allowed:
+            raise _invalid(f"printing.{key}", "use " + " o ".join(repr(a) for a in allowed))
+        setattr(d, key, value)
+    d.pdf = bool(r.get("printing.pdf", True))
+    d.sii_unidad = r.str("printing.sii_unidad", d.sii_unidad)
+    d.membrete = [str(x) for x in r.list("printing.membrete", [])]
+    d.footer = [str(x) for x in r.list("printing.footer", [])]
+    d.logo = r.path("printing.logo") if r.get("printing.logo", None) else None
+    d.profiles = r.path("printing.profiles") if r.get("printing.profiles", None) else None
+    d.boleta_url = r.str("printing.boleta_url", d.boleta_url)
+    d.default_station = r.str("printing.default_station", None)
+    d.route_field = r.str("printing.route_field", None)
+    for key in ("retry_base", "retry_max", "give_up_after"):
+        value = r.get(f"printing.{key}", getattr(d, key))
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise _invalid(f"printing.{key}", f"se esperaba un número de segundos > 0, se encontró {value!r}")
+        setattr(d, key, float(value))
+    for i, s in enumerate(r.list("printing.stations", [])):
+        key = f"printing.stations[{i}]"
+        if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not s["name"]:
+            raise _invalid(key, "cada estación necesita 'name'")
+        conn = s.get("connector")
+        if not isinstance(conn, dict) or conn.get("type") not in CONNECTOR_TYPES:
+            raise _invalid(f"{key}.connector", "use { type = " + " | ".join(CONNECTOR_TYPES) + ", ... }")
+        if any(x.name == s["name"] for x in d.stations):
+            raise _invalid(f"{key}.name", f"estación repetida: {s['name']!r}")
+        copies = s.get("copies", 1)
+        if not isinstance(copies, int) or isinstance(copies, bool) or not 0 <= copies <= 5:
+            raise _invalid(f"{key}.copies", "se esperaba un entero entre 0 y 5")
+        conn = dict(conn)
+        for pk in ("path", "device"):
+            if conn["type"] == "file" and isinstance(conn.get(pk), str):
+                conn[pk] = str(r.path(f"{key}.connector.{pk}", conn[pk]))
+        d.stations.append(PrintStation(
+            name=s["name"], connector=conn, profile=str(s.get("profile", "generic-80mm")), copies=copies,
+            cash_drawer=bool(s.get("cash_drawer", False)), cut=bool(s.get("cut", True)), cedible=bool(s.get("cedible", False)),
+        ))
+    names = {x.name for x in d.stations}
+    if d.default_station is not None and d.default_station not in names:
+        raise _invalid("printing.default_station", f"no hay una estación llamada {d.default_station!r}")
+    return d
+
+
+def _uplink(data: dict[str, Any], base: Path) -> Any:
+    from sync.uplink.settings import parse_uplink
+
+    return parse_uplink(data, base)
 
 
 def resolve_secret(ref: SecretRef, name: str) -> str:

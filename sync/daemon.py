@@ -4,7 +4,8 @@ Threads:
 - ingest (one): waits on the inbox watcher, claims complete files by renaming them into
   the work folder, records them in the journal in claim order (name rules resolved here,
   serially), and hands document ids to the dispatcher.
-- workers (pool, one per core by default): take a document, run it through the stages
+- workers (pool, two per core by default: a document waits on fsync about as long as it
+  computes, so two threads per core keep the core busy): take a document, run it through the stages
   the journal says are left (see sync.journal), each stage durable before the next.
   Documents of one printing station are handed out one at a time, in claim order; inputs
   in the inbox root have no order among themselves and run in parallel.
@@ -57,7 +58,7 @@ class IssuedLike(Protocol):
 
 
 class EngineLike(Protocol):
-    def issue(self, data: bytes, source: str, *, doc_key: str) -> IssuedLike: ...
+    def issue(self, data: bytes, source: str, *, doc_key: str, station: str | None = None) -> IssuedLike: ...
 
 
 AfterSigned = Callable[[Doc, "IssuedLike | None"], None]
@@ -122,6 +123,7 @@ class Dispatcher:
         self._timers: list[tuple[float, int, object, int]] = []
         self._seq = 0
         self._closed = False
+        self._queued = 0  # documents in _queues: pending() is asked once per document, keep it O(1)
 
     @staticmethod
     def key_for(doc: Doc) -> object:
@@ -131,6 +133,7 @@ class Dispatcher:
         with self._cond:
             q = self._queues.setdefault(key, collections.deque())
             q.appendleft(doc_id) if front else q.append(doc_id)
+            self._queued += 1
             if len(q) == 1 and key not in self._busy:
                 self._ready.append(key)
             self._cond.notify()
@@ -152,6 +155,7 @@ class Dispatcher:
                     key = self._ready.popleft()
                     q = self._queues[key]
                     doc_id = q.popleft()
+                    self._queued -= 1
                     if not q:
                         del self._queues[key]
                     self._busy.add(key)
@@ -175,12 +179,13 @@ class Dispatcher:
             self._busy.discard(key)
             q = self._queues.setdefault(key, collections.deque())
             q.appendleft(doc_id)
+            self._queued += 1
             if key not in self._ready:
                 self._ready.append(key)
 
     def pending(self) -> int:
         with self._cond:
-            return sum(len(q) for q in self._queues.values()) + len(self._busy) + len(self._timers)
+            return self._queued + len(self._busy) + len(self._timers)
 
     def close(self) -> None:
         with self._cond:
@@ -249,7 +254,7 @@ class Daemon:
         self.state_dir = Path(os.path.abspath(state_dir))
         self.engine = engine
         self.watch_mode = watch
-        self.workers = workers or os.cpu_count() or 2
+        self.workers = workers or 2 * (os.cpu_count() or 1)
         self.lang, self.status_txt, self.tz = lang, status_txt, tz
         self.stations = None if stations is None else frozenset(stations)
         self.stable_window, self.empty_timeout = stable_window, empty_timeout
@@ -272,6 +277,15 @@ class Daemon:
         self._started = False
         self._retries: dict[int, int] = {}
         self._pending_xml: dict[int, IssuedLike] = {}
+        # Later stages (sync.printing.service.attach): extra status-file entries, lifecycle hooks.
+        self.status_extras: list[Callable[[Doc], dict[str, Any]]] = []
+        self.on_start: list[Callable[[], None]] = []
+        self.on_stop: list[Callable[[], None]] = []
+        self._status_lock = threading.Lock()
+        # Service supervision (sync.service.sd_notify): set after the first reconciliation scan;
+        # the ingest loop's last beat (monotonic) tells a watchdog it is not stuck.
+        self.first_scan = threading.Event()
+        self.ingest_beat = 0.0
 
     @classmethod
     def from_config(cls, config: Any, engine: EngineLike, **overrides: Any) -> "Daemon":
@@ -295,7 +309,8 @@ class Daemon:
             workers=d.workers,
             lang=config.language,
             status_txt=d.status_txt,
-            stations=frozenset(getattr(config.company, "branches", {}) or ()),
+            stations=frozenset(getattr(config.company, "branches", {}) or ())
+            | frozenset(s.name for s in getattr(getattr(config, "printing", None), "stations", ())),
             stable_window=d.stable_window,
             empty_timeout=d.empty_timeout,
             scan_interval=d.scan_interval,
@@ -328,6 +343,7 @@ class Daemon:
                 self.outbox_dir, self.archive, self.rejected, lang=self.lang, status_txt=self.status_txt, tz=self.tz,
                 reserved=self.journal.reserved_paths(),
             )
+            self.out.extras = self.status_extras
             self.watcher = InboxWatcher(
                 self.inbox,
                 mode=self.watch_mode,
@@ -353,6 +369,8 @@ class Daemon:
             threading.Thread(target=self._worker_loop, name=f"dtesync-worker-{i}", daemon=True)
             for i in range(self.workers)
         ]
+        for hook in self.on_start:
+            hook()
         for t in self._threads:
             t.start()
         self._started = True
@@ -369,21 +387,37 @@ class Daemon:
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(timeout=max(0.1, deadline - time.monotonic()))
+        for hook in self.on_stop:
+            try:
+                hook()
+            except Exception:
+                log.exception("daemon: on_stop hook failed")
         self._release()
         self._started = False
         log.info("daemon: stopped")
 
-    def run(self, stop_event: threading.Event | None = None) -> None:
-        """Foreground: start, wait for `stop_event` (or SIGTERM/SIGINT), stop gracefully."""
+    def run(
+        self, stop_event: threading.Event | None = None, *, on_tick: Callable[["Daemon"], None] | None = None,
+        tick: float = 1.0,
+    ) -> None:
+        """Foreground: start, wait for `stop_event` (or SIGTERM/SIGINT), stop gracefully.
+        `on_tick(daemon)` runs every `tick` s from this main loop (systemd's READY/WATCHDOG)."""
         stop_event = stop_event or threading.Event()
         if threading.current_thread() is threading.main_thread():
             install_signal_handlers(stop_event)
         self.start()
         try:
-            while not stop_event.wait(1.0):
-                pass
+            while not stop_event.wait(tick):
+                if on_tick is not None:
+                    on_tick(self)
         finally:
             self.stop()
+
+    def healthy(self, stall: float = 30.0) -> bool:
+        """Every thread alive and the ingest loop not stuck for `stall` s (watchdog pings)."""
+        if not self._started or not all(t.is_alive() for t in self._threads):
+            return False
+        return time.monotonic() - self.ingest_beat < stall
 
     def _release(self) -> None:
         if self.journal:
@@ -424,10 +458,12 @@ class Daemon:
         assert self.watcher and self.journal
         while not self._stopping.is_set():
             try:
+                self.ingest_beat = time.monotonic()
                 batch = self.watcher.next_batch(1.0)
                 self.journal.flush()  # deferred 'filed' marks (group commit)
                 if batch and not self._stopping.is_set():
                     self._claim(batch)
+                self.first_scan.set()  # the first next_batch() ran the start-up scan
             except Exception:
                 log.exception("daemon: ingest loop error; continuing")
                 self._stopping.wait(0.5)
@@ -565,7 +601,7 @@ class Daemon:
         if not data:
             return None, [DteSyncError("INPUT_EMPTY", source=doc.rel)], "rejected_input"
         try:
-            issued = self.engine.issue(data, doc.rel, doc_key=f"{doc.id}:{doc.sha256}")
+            issued = self.engine.issue(data, doc.rel, doc_key=f"{doc.id}:{doc.sha256}", station=doc.station)
         except (DteSyncError, DteSyncErrors) as exc:
             errors = as_error_list(exc, doc.rel)
             env = any(e.code.startswith(_ENVIRONMENT_PREFIXES) for e in errors)
@@ -616,9 +652,19 @@ class Daemon:
         """Move a document to a later public state (queued, sent, accepted...) and rewrite its
         status file (in the outbox, or beside its archived input if superseded)."""
         assert self.journal and self.out
-        doc = self.journal.set_state(doc_id, state, note, **values)
-        self._write_status(doc)
+        with self._status_lock:
+            doc = self.journal.set_state(doc_id, state, note, **values)
+            self._write_status(doc)
         return doc
+
+    def refresh_status(self, doc_id: int) -> None:
+        """Rewrite a filed document's status file from the journal (a later stage's entry,
+        e.g. `print`, changed). Serialized with update_state so the newest state wins."""
+        assert self.journal and self.out
+        with self._status_lock:
+            doc = self.journal.get(doc_id)
+            if doc is not None and doc.state not in ("received", "duplicate"):
+                self._write_status(doc)
 
     def snapshot(self) -> dict[str, Any]:
         assert self.journal

@@ -224,6 +224,56 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Otro dtesync ya usa {found} (bloqueo {detail}); detenga ese proceso o use otra configuración.",
         "Another dtesync is already using {found} (lock {detail}); stop that process or use another configuration.",
     ),
+    # --- printing (sync.printing) ---------------------------------------------------------------
+    "PRINTER_PROFILE_UNKNOWN": (
+        "No existe el perfil de impresora {found}; perfiles incluidos: {known}.",
+        "Unknown printer profile {found}; built-in profiles: {known}.",
+    ),
+    "PRINTER_PROFILE_INVALID": (
+        "El perfil de impresora {found} no es válido: {detail}.",
+        "Printer profile {found} is invalid: {detail}.",
+    ),
+    "PRINTER_UNAVAILABLE": (
+        "La impresora de la estación {found} no responde ({detail}); se reintentará.",
+        "The printer of station {found} is not responding ({detail}); will retry.",
+    ),
+    "PRINTER_CONNECTOR_UNSUPPORTED": (
+        "El conector {found} no se puede usar en este equipo: {detail}.",
+        "Connector {found} cannot be used on this machine: {detail}.",
+    ),
+    "PRINT_STATION_UNKNOWN": (
+        "No hay una estación de impresión llamada {found} (configuradas: {detail}).",
+        "There is no printing station named {found} (configured: {detail}).",
+    ),
+    "PRINT_SOURCE_MISSING": (
+        "No se encuentra el DTE firmado para imprimir: {found}.",
+        "The signed DTE to print was not found: {found}.",
+    ),
+    "TIMBRE_TOO_LARGE": (
+        "El timbre ({found} bytes) no cabe en un PDF417 de {detail}.",
+        "The timbre ({found} bytes) does not fit a PDF417 of {detail}.",
+    ),
+    # --- uplink (SII, provider cloud) -------------------------------------------------------
+    "SII_REJECTED": (
+        "El SII rechazó el documento: {detail}.",
+        "The SII rejected the document: {detail}.",
+    ),
+    "SII_UPLOAD_REJECTED": (
+        "El SII rechazó el envío: {detail}.",
+        "The SII refused the upload: {detail}.",
+    ),
+    "SII_AUTH_FAILED": (
+        "No se pudo autenticar ante el SII con el certificado: {detail}.",
+        "Could not authenticate with the SII using the certificate: {detail}.",
+    ),
+    "UPLINK_AUTH": (
+        "El proveedor rechazó la credencial (token): {detail}. Revise uplink.http.token.",
+        "The provider refused the credential (token): {detail}. Check uplink.http.token.",
+    ),
+    "UPLINK_PROVIDER_REJECTED": (
+        "El proveedor rechazó el documento: {detail}.",
+        "The provider rejected the document: {detail}.",
+    ),
     # --- catch-all ------------------------------------------------------------------------------
     "INTERNAL": (
         "Error interno: {detail}. El archivo se conserva; informe este error.",

@@ -352,10 +352,12 @@ class Journal:
 
     def set_state(self, doc_id: int, state: str, note: str | None = None, **values: Any) -> Doc:
         """Later stages (queued, sent, accepted, ...): change the public state, keep history."""
-        allowed = {"track_id", "tipo_dte", "folio", "rut_emisor", "monto_total"}
+        allowed = {"track_id", "tipo_dte", "folio", "rut_emisor", "monto_total", "errors"}
         bad = set(values) - allowed
         if bad or state not in PUBLIC_STATES:
             raise ValueError(f"set_state: bad state {state!r} or fields {bad}")
+        if "errors" in values:  # DteSyncErrors (e.g. the SII's rejection), stored structured
+            values["errors"] = json.dumps([error_to_json(e) for e in values["errors"]]) if values["errors"] else None
         now = self._clock()
         with self._tx() as db:
             cols = "".join(f", {k}=?" for k in values)

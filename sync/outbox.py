@@ -26,6 +26,7 @@ RESULT_SUFFIXES = (".status.json", ".status.txt", ".xml", ".pdf")
 _INPUT_EXTS = (".txt", ".json", ".xml")
 _NAME_MAX = 255  # bytes, ext4/NTFS
 _tmp_counter = itertools.count()
+_known_dirs: set[str] = set()  # folders known to exist: one mkdir per folder, not per write
 
 
 def atomic_write(path: Path, data: bytes, *, sync_dir: bool = True, durable: bool = True) -> None:
@@ -33,9 +34,16 @@ def atomic_write(path: Path, data: bytes, *, sync_dir: bool = True, durable: boo
     `sync_dir=False` leaves the folder fsync to the caller (one for several files);
     `durable=False` keeps atomicity but skips fsync (for transient states like 'received',
     which the journal recreates after a crash anyway)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name[:200]}.{os.getpid()}.{next(_tmp_counter)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+    if str(path.parent) not in _known_dirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _known_dirs.add(str(path.parent))
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileNotFoundError:  # someone removed the folder meanwhile
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, flags, 0o644)
     try:
         view = memoryview(data)
         while view:
@@ -132,6 +140,7 @@ class Outbox:
         self.outbox, self.archive, self.rejected = Path(outbox), Path(archive), Path(rejected)
         self.lang, self.with_txt, self.tz = lang, status_txt, tz
         self._lock = threading.Lock()
+        self.extras: list[Any] = []  # callables doc -> dict merged into status.json (e.g. `print`)
         self._reserved: set[tuple[str, str]] = set()
         for p in reserved:
             self._reserve_key(Path(p))
@@ -157,6 +166,8 @@ class Outbox:
         if xml is not None:
             atomic_write(self._with(base, ".xml"), xml, sync_dir=False)
         status = status_dict(doc, history, self.lang, self.tz)
+        for extra in self.extras:
+            status.update(extra(doc))
         data = json.dumps(status, ensure_ascii=False, indent=1).encode("utf-8")
         if self.with_txt:
             atomic_write(self._with(base, ".status.txt"), status_txt(status), sync_dir=False, durable=durable)

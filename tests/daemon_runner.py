@@ -51,7 +51,7 @@ class FakeEngine:
         self.calls = 0
         self._flaky_seen: set[str] = set()
 
-    def issue(self, data: bytes, source: str, *, doc_key: str) -> Issued:
+    def issue(self, data: bytes, source: str, *, doc_key: str, station: str | None = None) -> Issued:
         self.calls += 1
         if b"SLOW" in data:
             time.sleep(0.4)

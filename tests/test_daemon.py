@@ -72,7 +72,7 @@ def test_signed_input_gets_status_xml_and_is_archived(run, tmp_path: Path) -> No
     st = final_status(tmp_path, "F1")
     assert (st["state"], st["tipo_dte"], st["folio"], st["source"]) == ("signed", 33, 1, "F1.txt")
     assert b"<Folio>1</Folio>" in (tmp_path / "outbox" / "F1.xml").read_bytes()
-    archived = list((tmp_path / "archive").rglob("F1.txt"))
+    archived = wait_for(lambda: list((tmp_path / "archive").rglob("F1.txt")), 10, "F1.txt archived")
     assert len(archived) == 1 and archived[0].parent.parent == tmp_path / "archive"
     assert archived[0].read_bytes() == b"factura uno"
     assert [h["state"] for h in st["history"]] == ["received", "signed"]
@@ -85,6 +85,7 @@ def test_bad_input_is_rejected_with_catalog_error_and_kept(run, tmp_path: Path) 
     assert st["state"] == "rejected_input"
     assert st["errors"] == [{"code": "FIELD_REQUIRED", "message": "Falta el campo obligatorio 'TipoDTE'.",
                              "field": "TipoDTE", "line": 1}]
+    wait_for((tmp_path / "rejected" / "B.json").exists, 10, "B.json filed")  # filing follows the final status
     assert (tmp_path / "rejected" / "B.json").read_bytes() == b'{"BAD": 1}'
 
 
@@ -107,7 +108,7 @@ def test_same_bytes_dropped_again_get_the_existing_result_not_a_second_folio(run
     again = final_status(tmp_path, "F1")
     assert (again["folio"], again["document_id"]) == (first["folio"], first["document_id"])
     assert len(eng.allocated()) == 1
-    assert len(list((tmp_path / "archive").rglob("F1*.txt"))) == 2  # both inputs kept
+    wait_for(lambda: len(list((tmp_path / "archive").rglob("F1*.txt"))) == 2, 10, "both inputs kept")
 
 
 def test_new_content_under_final_name_is_new_document_and_old_results_archived(run, tmp_path: Path) -> None:
@@ -120,6 +121,7 @@ def test_new_content_under_final_name_is_new_document_and_old_results_archived(r
     day = next((tmp_path / "archive").iterdir())
     old = json.loads((day / "F1.status.json").read_text("utf-8"))
     assert old["folio"] == 1 and (day / "F1.xml").exists() and (day / "F1.txt").read_bytes() == b"primera"
+    wait_for((day / "F1~2.txt").exists, 10, "F1~2.txt archived")  # filing follows the final status
     assert (day / "F1~2.txt").read_bytes() == b"segunda"
 
 
@@ -131,14 +133,15 @@ def test_same_name_while_unfinished_is_rejected_name_in_progress(run, tmp_path: 
     st = final_status(tmp_path, "F1.xml")
     assert st["state"] == "rejected_input" and st["errors"][0]["code"] == "NAME_IN_PROGRESS"
     assert final_status(tmp_path, "F1")["state"] == "signed"
-    assert (tmp_path / "rejected" / "F1.xml").exists()
+    wait_for((tmp_path / "rejected" / "F1.xml").exists, 10, "F1.xml filed")
 
 
 def test_unknown_extension_is_rejected_with_clear_code(run, tmp_path: Path) -> None:
     run()
     (tmp_path / "inbox" / "F1.pdf").write_bytes(b"%PDF")
     st = final_status(tmp_path, "F1")
-    assert st["errors"][0]["code"] == "INPUT_UNKNOWN_FORMAT" and (tmp_path / "rejected" / "F1.pdf").exists()
+    assert st["errors"][0]["code"] == "INPUT_UNKNOWN_FORMAT"
+    wait_for((tmp_path / "rejected" / "F1.pdf").exists, 10, "F1.pdf filed")
 
 
 def test_temp_names_are_ignored_until_renamed(run, tmp_path: Path) -> None:

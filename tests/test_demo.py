@@ -20,8 +20,9 @@ def test_demo_processes_every_sample_and_exits_0(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     outbox = target / "outbox"
     statuses = {p.name: json.loads(p.read_text(encoding="utf-8")) for p in outbox.glob("*.status.json")}
-    signed = [s for s in statuses.values() if s["state"] == "signed"]
+    signed = [s for s in statuses.values() if s["state"] == "accepted"]  # sent to the demo's fake-sii
     assert len(signed) == 14
+    assert all(s["track_id"] and [h["state"] for h in s["history"]][-3:] == ["queued", "sent", "accepted"] for s in signed)
     assert statuses["99_rut_invalido.status.json"]["state"] == "rejected_input"
     assert (target / "rejected" / "99_rut_invalido.txt").exists()
     folios = {(s["tipo_dte"], s["folio"]) for s in signed}

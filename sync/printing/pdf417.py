@@ -1,0 +1,161 @@
+"""The PDF417 timbre: the whole TED, byte compaction, error-correction level 5 (SII A.2.5).
+
+pdf417gen's `encode()` picks text/numeric/byte compaction per run of characters and has no
+switch to force byte mode, which the SII requires. Its lower layers are sound and public
+(byte compaction, Reed-Solomon error correction, the row/cluster tables), so we assemble the
+high-level code words ourselves, byte mode only, and let pdf417gen do the rest.
+
+Geometry (ISO 15438): a symbol of `c` data columns is (17·c + 69) modules wide; each row is
+one code word high, printed 3 modules tall (the SII's 3:1 row height); 3 <= rows <= 90 and
+at most 928 code words. The X dimension must be at least 6.7 mil (0.170 mm): at 203 dpi that
+is 2 dots (0.25 mm), at 600 dpi 5 dots (0.212 mm).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from dataclasses import dataclass
+
+from PIL import Image
+from pdf417gen.compaction.byte import compact_bytes
+from pdf417gen.encoding import PADDING_CODE_WORD, encode_rows
+from pdf417gen.error_correction import compute_error_correction_code_words
+from pdf417gen.rendering import barcode_size, modules
+from pdf417gen.util import chunks
+
+SECURITY_LEVEL = 5  # SII: "se debe utilizar nivel 5"
+ROW_RATIO = 3  # row height : X
+BYTE_LATCH, BYTE_LATCH_6 = 901, 924  # 924 when the byte count is a multiple of 6
+MAX_ROWS, MIN_ROWS, MAX_CODE_WORDS = 90, 3, 928
+MIN_X_MM = 6.7 * 0.0254  # 0.170 mm
+QUIET_MM = 6.35  # 0.25 in on every side
+
+
+class Pdf417Error(ValueError):
+    """The payload does not fit a legal symbol with the space given."""
+
+
+def data_code_words(payload: bytes) -> list[int]:
+    """Latch + byte compaction of the whole payload: no text or numeric sub-modes."""
+    latch = BYTE_LATCH_6 if len(payload) % 6 == 0 else BYTE_LATCH
+    return [latch, *compact_bytes(payload)]
+
+
+def code_word_count(payload: bytes) -> int:
+    """Length descriptor + data + error correction, before padding to a full row."""
+    return 1 + len(data_code_words(payload)) + 2 ** (SECURITY_LEVEL + 1)
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """An encoded PDF417 symbol: low-level code words per row (start..stop patterns)."""
+
+    columns: int
+    rows: list[list[int]]
+    high_level: list[int]  # length descriptor, data, padding, error correction
+
+    @property
+    def width_modules(self) -> int:
+        return barcode_size(self.rows)[0]
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows)
+
+
+@lru_cache(maxsize=32)
+def encode(payload: bytes, columns: int) -> Symbol:
+    """Encode `payload` (the flattened TED, ISO-8859-1 bytes) in `columns` data columns.
+
+    Cached: the ticket, the PDF and its CEDIBLE copy of one document share one encoding (the
+    level-5 error correction is the costly part, ~20 ms in pure Python). Symbols are read-only.
+    """
+    if not 1 <= columns <= 30:
+        raise Pdf417Error(f"columns must be 1..30, got {columns}")
+    data = data_code_words(payload)
+    ec_count = 2 ** (SECURITY_LEVEL + 1)
+    used = 1 + len(data) + ec_count
+    rows = max(MIN_ROWS, math.ceil(used / columns))
+    if rows > MAX_ROWS or rows * columns > MAX_CODE_WORDS:
+        raise Pdf417Error(f"{len(payload)} bytes need {used} code words: too many for {columns} columns")
+    padding = [PADDING_CODE_WORD] * (rows * columns - used)
+    words = [1 + len(data) + len(padding), *data, *padding]
+    words += compute_error_correction_code_words(words, SECURITY_LEVEL)
+    return Symbol(columns, list(encode_rows(list(chunks(words, columns)), columns, SECURITY_LEVEL)), words)
+
+
+def columns_for_width(payload: bytes, width_modules: int) -> int | None:
+    """The most data columns whose symbol fits `width_modules` (fewest rows); None if none fits."""
+    cols = min(30, (width_modules - 69) // 17)
+    if cols < 1:
+        return None
+    rows = max(MIN_ROWS, math.ceil(code_word_count(payload) / cols))
+    return cols if rows <= MAX_ROWS and rows * cols <= MAX_CODE_WORDS else None
+
+
+def columns_for_height(payload: bytes, height_modules: int) -> int | None:
+    """For a symbol printed rotated 90°: the fewest columns whose rows (3 modules each) fit
+    `height_modules` across the paper; None if none fits."""
+    need = code_word_count(payload)
+    max_rows = min(MAX_ROWS, height_modules // ROW_RATIO)
+    if max_rows < MIN_ROWS:
+        return None
+    cols = max(1, math.ceil(need / max_rows))
+    return cols if cols <= 30 and math.ceil(need / cols) * cols <= MAX_CODE_WORDS else None
+
+
+def render(symbol: Symbol, x_px: int, *, quiet_px: int = 0, rotate: bool = False) -> Image.Image:
+    """A 1-bit image (black = 0): each module `x_px` wide, each row `3·x_px` tall, with a
+    white border of `quiet_px`; rotated 90° counter-clockwise when `rotate`."""
+    w, h = barcode_size(symbol.rows)
+    img = Image.new("1", (w, h), 1)
+    px = img.load()
+    for x, y in modules(symbol.rows):
+        px[x, y] = 0
+    img = img.resize((w * x_px, h * x_px * ROW_RATIO), Image.Resampling.NEAREST)
+    if quiet_px:
+        framed = Image.new("1", (img.width + 2 * quiet_px, img.height + 2 * quiet_px), 1)
+        framed.paste(img, (quiet_px, quiet_px))
+        img = framed
+    return img.transpose(Image.Transpose.ROTATE_90) if rotate else img
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a timbre is laid out: the symbol and whether its rows run across the paper."""
+
+    symbol: Symbol
+    rotated: bool
+
+    def size_modules(self) -> tuple[int, int]:
+        """(across, along) the paper, in modules, without quiet zones."""
+        w, h = self.symbol.width_modules, self.symbol.row_count * ROW_RATIO
+        return (h, w) if self.rotated else (w, h)
+
+
+def plan_for_roll(payload: bytes, across_modules: int) -> Plan:
+    """A roll (ticket or roll PDF): upright with the most columns that fit across; rotated
+    90° when even that would need more than 90 rows (58 mm paper at X = 0.25 mm)."""
+    cols = columns_for_width(payload, across_modules)
+    if cols is not None:
+        return Plan(encode(payload, cols), False)
+    cols = columns_for_height(payload, across_modules)
+    if cols is not None:
+        return Plan(encode(payload, cols), True)
+    raise Pdf417Error(f"{len(payload)} bytes do not fit {across_modules} modules across")
+
+
+def plan_for_sheet(payload: bytes, x_mm: float, *, max_w_mm: float = 90.0, max_h_mm: float = 40.0) -> Plan:
+    """A sheet (letter/A4): the fewest columns whose symbol is at most 4 x 9 cm (Manual de
+    Muestras Impresas §1.5); the minimum 2 x 5 cm holds for any TED at X >= 0.2 mm."""
+    need = code_word_count(payload)
+    for cols in range(3, 31):
+        rows = max(MIN_ROWS, math.ceil(need / cols))
+        if rows > MAX_ROWS or rows * cols > MAX_CODE_WORDS:
+            continue
+        if (17 * cols + 69) * x_mm > max_w_mm:
+            break
+        if rows * ROW_RATIO * x_mm <= max_h_mm:
+            return Plan(encode(payload, cols), False)
+    raise Pdf417Error(f"{len(payload)} bytes do not fit {max_w_mm} x {max_h_mm} mm at X = {x_mm} mm")

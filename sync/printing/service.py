@@ -1,0 +1,237 @@
+"""Printing inside the daemon: the `after_signed` hook, NAME.pdf, and one sender per station.
+
+As soon as a document is signed (before any upload: contingency documents print too) the hook
+routes it to a station, renders the ticket and queues it durably, wakes that station's sender,
+and then writes NAME.pdf to the outbox. Senders deliver in order per station and retry with
+backoff (1 s, 2 s, 4 s ... up to `retry_max`) while a printer is off, out of paper or
+unreachable; they never touch signing or the other stations. Each change of a job's state
+rewrites the document's status file, whose `print` entry shows it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue as queue_mod
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from sync.config import Config
+from sync.printing.connectors import PrinterUnavailable, send
+from sync.printing.escpos import render_ticket
+from sync.printing.layout import PrintSource, build_layout, cedible_label, source_from_dte_xml
+from sync.printing.pdf import render_pdf
+from sync.printing.queue import FILE_NAME, Job, PrintQueue
+from sync.printing.stations import Station, Stations
+
+log = logging.getLogger("dtesync.printing")
+
+
+def source_from_issued(issued: Any) -> PrintSource:
+    return PrintSource(issued.documento, issued.ted, getattr(issued, "dte", None))
+
+
+def ticket_bytes(src: PrintSource, station: Station, config: Config) -> bytes:
+    """Every copy the station prints for this document, as one job: `copies` originals (the
+    cash drawer kicks with the first), then the CEDIBLE copy where it applies and is asked for."""
+    sc = station.config
+    layouts = [build_layout(src, config.company, config.printing)] * sc.copies
+    if sc.cedible and cedible_label(src.documento):
+        layouts.append(build_layout(src, config.company, config.printing, cedible=True))
+    return b"".join(
+        render_ticket(L, station.profile, cut=sc.cut, drawer=sc.cash_drawer and i == 0) for i, L in enumerate(layouts)
+    )
+
+
+def pdf_bytes(src: PrintSource, config: Config) -> bytes:
+    """Boletas on the configured roll, the rest on sheets; the CEDIBLE copy as a second page."""
+    p = config.printing
+    tipo = src.documento.tipo_dte
+    fmt = p.roll if tipo in (39, 41) else p.sheet
+    copies = [build_layout(src, config.company, p)]
+    if cedible_label(src.documento):
+        copies.append(build_layout(src, config.company, p, cedible=True))
+    return render_pdf(copies, fmt=fmt)
+
+
+class StationSender(threading.Thread):
+    """Sends a station's jobs in order; retries the head job with exponential backoff."""
+
+    def __init__(self, station: Station, queue: PrintQueue, config: Config, on_change: Callable[[Job], None]):
+        super().__init__(name=f"dtesync-print-{station.name}", daemon=True)
+        self.station, self.queue, self.config, self.on_change = station, queue, config, on_change
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                job = self.queue.head(self.station.name)
+                if job is None:
+                    self.wake.wait(5.0)
+                    self.wake.clear()
+                    continue
+                delay = job.next_at - time.time()
+                if delay > 0:
+                    self.wake.wait(delay)
+                    self.wake.clear()
+                    continue
+                self._attempt(job)
+            except Exception:
+                log.exception("printing: sender error; continuing", extra={"station": self.station.name})
+                self.stopping.wait(1.0)
+
+    def _attempt(self, job: Job) -> None:
+        p = self.config.printing
+        try:
+            send(self.station.config.connector, job.data)
+        except PrinterUnavailable as exc:
+            now = time.time()
+            if now - job.created_at >= p.give_up_after:
+                self.queue.failed(job.id, str(exc), now)
+                log.error("printing: gave up", extra={"station": self.station.name, "job": job.label, "error": str(exc)})
+            else:
+                delay = min(p.retry_base * 2 ** job.attempts, p.retry_max)
+                self.queue.retry(job.id, str(exc), now + delay, now)
+                log.warning("printing: printer unavailable; retrying",
+                            extra={"station": self.station.name, "job": job.label, "error": str(exc), "in_s": delay})
+        else:
+            self.queue.printed(job.id)
+            log.info("printing: printed", extra={"station": self.station.name, "job": job.label})
+        updated = self.queue.get(job.id)
+        if updated is not None:
+            self.on_change(updated)
+
+
+class PdfWriter(threading.Thread):
+    """Renders NAME.pdf in the background, so a worker is free for the next document as soon as
+    its ticket is queued. The signed XML is the document; if the process dies before a PDF is
+    written, `dtesync print NAME` renders it again from NAME.xml."""
+
+    def __init__(self, config: Config):
+        super().__init__(name="dtesync-pdf", daemon=True)
+        self.config = config
+        self.jobs: "queue_mod.Queue[tuple[PrintSource, Path] | None]" = queue_mod.Queue()
+
+    def submit(self, src: PrintSource, target: Path) -> None:
+        self.jobs.put((src, target))
+
+    def write(self, src: PrintSource, target: Path) -> None:
+        from sync.outbox import atomic_write
+
+        atomic_write(target, pdf_bytes(src, self.config))
+
+    def run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            try:
+                self.write(*job)
+            except Exception:
+                log.exception("printing: could not write the PDF", extra={"file": str(job[1])})
+
+    def drain_and_stop(self, timeout: float) -> None:
+        """Write what is queued (a graceful stop leaves no PDF behind), then stop."""
+        self.jobs.put(None)
+        self.join(timeout)
+
+
+class PrintService:
+    """Owns the queue and the senders; `after_signed` is the daemon hook."""
+
+    def __init__(self, config: Config, *, state_dir: Path | None = None,
+                 results_base: Callable[[Any], Path] | None = None,
+                 on_change: Callable[[int], None] | None = None) -> None:
+        self.config = config
+        self.stations = Stations(config.printing)
+        self.queue = PrintQueue(Path(state_dir or config.folders.state) / FILE_NAME)
+        self.results_base = results_base
+        self._notify = on_change
+        self.senders = {s.name: StationSender(s, self.queue, config, self._changed) for s in self.stations}
+        self.pdf_writer = PdfWriter(config)
+        self._started = False
+
+    def start(self) -> None:
+        if not self._started:
+            from sync.printing.escpos import warm_up
+
+            for st in self.stations:
+                warm_up(st.profile)
+            for s in self.senders.values():
+                s.start()
+            self.pdf_writer.start()
+            self._started = True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._started:
+            self.pdf_writer.drain_and_stop(timeout)
+        for s in self.senders.values():
+            s.stopping.set()
+            s.wake.set()
+        if self._started:
+            deadline = time.monotonic() + timeout
+            for s in self.senders.values():
+                s.join(max(0.1, deadline - time.monotonic()))
+        self.queue.close()
+
+    def _changed(self, job: Job) -> None:
+        if job.doc_id is not None and self._notify is not None:
+            try:
+                self._notify(job.doc_id)
+            except Exception:
+                log.exception("printing: could not rewrite the status file", extra={"doc": job.doc_id})
+
+    def status_extra(self, doc: Any) -> dict[str, Any]:
+        """`print` entry for NAME.status.json (absent when the document has no ticket)."""
+        job = self.queue.for_doc(doc.id)
+        return {"print": job.status()} if job is not None else {}
+
+    # --- the daemon hook ------------------------------------------------------------------------
+    def after_signed(self, doc: Any, issued: Any | None) -> None:
+        """Idempotent per `doc.id`: the ticket is queued once; NAME.pdf is rewritten identically."""
+        base = self.results_base(doc) if self.results_base else None
+        if issued is not None:
+            src = source_from_issued(issued)
+        elif base is not None and base.with_name(base.name + ".xml").exists():  # after a crash
+            src = source_from_dte_xml(base.with_name(base.name + ".xml").read_bytes(), doc.rel)
+        else:
+            log.error("printing: no signed DTE to print", extra={"doc": doc.id})
+            return
+        station = self.stations.route(folder=getattr(doc, "folder", None), xml=src.xml)
+        if station is not None:
+            self.enqueue(src, station, doc_key=f"doc:{doc.id}", doc_id=doc.id,
+                         label=f"{doc.rel}: TipoDTE {src.documento.tipo_dte} folio {src.documento.folio}")
+        if self.config.printing.pdf and base is not None:
+            target = base.with_name(base.name + ".pdf")
+            if self._started:
+                self.pdf_writer.submit(src, target)  # off the signing path: ~30-70 ms of rendering
+            else:
+                self.pdf_writer.write(src, target)
+
+    def enqueue(self, src: PrintSource, station: Station, *, doc_key: str, label: str,
+                doc_id: int | None = None) -> Job:
+        existing = self.queue.for_doc(doc_id) if doc_id is not None else None
+        if existing is not None and existing.doc_key == doc_key:
+            return existing  # already queued or printed: no second render
+        job, created = self.queue.enqueue(doc_key, station.name, ticket_bytes(src, station, self.config),
+                                          label=label, doc_id=doc_id)
+        if created:
+            self.senders[station.name].wake.set()
+            self._changed(job)
+        return job
+
+
+def attach(daemon: Any, config: Config) -> PrintService | None:
+    """Wire printing into a Daemon: the hook, the status `print` entry, start and stop."""
+    p = config.printing
+    if not p.pdf and not p.stations:
+        return None
+    svc = PrintService(config, state_dir=daemon.state_dir, results_base=lambda d: daemon.out.results_base(d),
+                       on_change=daemon.refresh_status)
+    daemon.after_signed.append(svc.after_signed)
+    daemon.status_extras.append(svc.status_extra)
+    daemon.on_start.append(svc.start)
+    daemon.on_stop.append(svc.stop)
+    return svc

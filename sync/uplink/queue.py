@@ -1,0 +1,270 @@
+"""The retry queue, in the journal database (not APScheduler's pickled job store): one row per
+signed document with its attempts, next attempt time and last error, and one row per envío.
+
+Row states:  pending -> sending -> sent -> final
+                  ^         |
+                  +---------+ (transient failure: back to pending with a backoff)
+             sending --(crash, read timeout, reset)--> uncertain -> resolved, then final or pending
+
+`sending` is written (durably) before the upload starts, so after a crash a row still in
+`sending` may or may not have reached the SII: it becomes `uncertain` and is resolved by a
+per-document query before it is ever sent again. That is what keeps a folio from being
+uploaded twice.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from sync.uplink.docref import DocRef
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS uplink_queue (
+    doc_id       INTEGER PRIMARY KEY,      -- the journal's document id
+    channel      TEXT NOT NULL,            -- dte | boleta | http
+    tipo_dte     INTEGER NOT NULL,
+    folio        INTEGER NOT NULL,
+    rut_emisor   TEXT NOT NULL,
+    rut_receptor TEXT NOT NULL,
+    fch_emis     TEXT NOT NULL,
+    monto_total  INTEGER NOT NULL,
+    dte_xml      BLOB NOT NULL,
+    state        TEXT NOT NULL,            -- pending | sending | uncertain | sent | final
+    solo         INTEGER NOT NULL DEFAULT 0, -- send alone (its batch was refused as a whole)
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      REAL NOT NULL,
+    last_error   TEXT,
+    envio_id     INTEGER,
+    track_id     TEXT,
+    result       TEXT,
+    alerted      INTEGER NOT NULL DEFAULT 0,
+    enqueued_at  REAL NOT NULL,
+    updated_at   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uplink_queue_due ON uplink_queue(state, next_at);
+CREATE TABLE IF NOT EXISTS uplink_envios (
+    id           INTEGER PRIMARY KEY,
+    channel      TEXT NOT NULL,
+    track_id     TEXT,                     -- SII track id (provider id for http)
+    state        TEXT NOT NULL,            -- sending | sent | done | failed | lost
+    polls        INTEGER NOT NULL DEFAULT 0,
+    next_poll_at REAL,
+    last_error   TEXT,
+    created_at   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uplink_envios_poll ON uplink_envios(state, next_poll_at);
+"""
+
+
+@dataclass
+class QueuedDoc:
+    doc_id: int
+    channel: str
+    ref: DocRef
+    dte_xml: bytes
+    state: str
+    attempts: int
+    next_at: float
+    last_error: str | None
+    envio_id: int | None
+    track_id: str | None
+    result: str | None
+    enqueued_at: float
+    solo: bool
+
+
+@dataclass
+class Envio:
+    id: int
+    channel: str
+    track_id: str | None
+    state: str
+    polls: int
+    created_at: float
+
+
+def full_jitter(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """AWS "full jitter": uniform(0, min(cap, base * 2**attempt)); spreads a thundering herd."""
+    return rng.uniform(0.0, min(cap, base * (2 ** min(attempt, 40))))
+
+
+class UplinkQueue:
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @staticmethod
+    def _row(r: sqlite3.Row) -> QueuedDoc:
+        ref = DocRef(r["tipo_dte"], r["folio"], r["rut_emisor"], r["rut_receptor"], r["fch_emis"], r["monto_total"])
+        return QueuedDoc(r["doc_id"], r["channel"], ref, bytes(r["dte_xml"]), r["state"], r["attempts"], r["next_at"],
+                         r["last_error"], r["envio_id"], r["track_id"], r["result"], r["enqueued_at"], bool(r["solo"]))
+
+    # --- writes ------------------------------------------------------------------------------------
+    def enqueue(self, doc_id: int, channel: str, ref: DocRef, dte_xml: bytes) -> bool:
+        """Idempotent per doc_id: False when the document was already queued."""
+        now = self._clock()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO uplink_queue(doc_id, channel, tipo_dte, folio, rut_emisor, rut_receptor, fch_emis,"
+                " monto_total, dte_xml, state, next_at, enqueued_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,'pending',?,?,?)",
+                (doc_id, channel, ref.tipo_dte, ref.folio, ref.rut_emisor, ref.rut_receptor, ref.fch_emis,
+                 ref.monto_total, dte_xml, now, now, now),
+            )
+            return cur.rowcount == 1
+
+    def recover(self) -> int:
+        """After a crash: uploads that were under way may have arrived; mark them uncertain."""
+        now = self._clock()
+        with self._tx() as db:
+            n = db.execute("UPDATE uplink_queue SET state='uncertain', next_at=?, updated_at=? WHERE state='sending'",
+                           (now, now)).rowcount
+            db.execute("UPDATE uplink_envios SET state='lost' WHERE state='sending'")
+        return n
+
+    def take_batch(self, channel: str, limit: int, max_wait: float) -> tuple[int, list[QueuedDoc]] | None:
+        """Oldest due pending documents, marked `sending` under a new envío (durably, before the
+        upload). None when fewer than `limit` are due and the oldest waited less than `max_wait`."""
+        now = self._clock()
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT * FROM uplink_queue WHERE channel=? AND state='pending' AND next_at<=?"
+                " ORDER BY enqueued_at, doc_id LIMIT ?", (channel, now, limit)).fetchall()
+            if not rows:
+                return None
+            docs = [self._row(r) for r in rows]
+            solo = [d for d in docs if d.solo]
+            if solo:
+                docs = solo[:1]
+            elif len(docs) < limit and now - docs[0].enqueued_at < max_wait:
+                return None
+            envio = db.execute("INSERT INTO uplink_envios(channel, state, created_at) VALUES (?, 'sending', ?)",
+                               (channel, now)).lastrowid
+            db.executemany("UPDATE uplink_queue SET state='sending', envio_id=?, updated_at=? WHERE doc_id=?",
+                           [(envio, now, d.doc_id) for d in docs])
+        return int(envio), docs
+
+    def sent(self, envio_id: int, track_id: str, first_poll: float) -> None:
+        now = self._clock()
+        with self._tx() as db:
+            db.execute("UPDATE uplink_envios SET state='sent', track_id=?, next_poll_at=? WHERE id=?",
+                       (track_id, now + first_poll, envio_id))
+            db.execute("UPDATE uplink_queue SET state='sent', track_id=?, updated_at=? WHERE envio_id=? AND state='sending'",
+                       (track_id, now, envio_id))
+
+    def failed(self, envio_id: int | None, doc_ids: list[int], error: str, delays: list[float], *,
+               uncertain: bool = False, solo: bool = False) -> None:
+        """Back to the queue with one more attempt (uncertain: resolve before sending again)."""
+        now = self._clock()
+        state = "uncertain" if uncertain else "pending"
+        with self._tx() as db:
+            if envio_id is not None:
+                db.execute("UPDATE uplink_envios SET state='failed', last_error=? WHERE id=?", (error, envio_id))
+            db.executemany(
+                f"UPDATE uplink_queue SET state=?, attempts=attempts+1, next_at=?, last_error=?, updated_at=?"
+                f"{', solo=1' if solo else ''} WHERE doc_id=? AND state!='final'",
+                [(state, now + d, error, now, i) for i, d in zip(doc_ids, delays)],
+            )
+
+    def requeue(self, doc_id: int, *, delay: float = 0.0) -> None:
+        """An uncertain document the SII does not have: send it again."""
+        now = self._clock()
+        with self._tx() as db:
+            db.execute("UPDATE uplink_queue SET state='pending', next_at=?, updated_at=? WHERE doc_id=? AND state='uncertain'",
+                       (now + delay, now, doc_id))
+
+    def finish(self, doc_id: int, result: str, error: str | None = None) -> None:
+        now = self._clock()
+        with self._tx() as db:
+            db.execute("UPDATE uplink_queue SET state='final', result=?, last_error=COALESCE(?, last_error), updated_at=?"
+                       " WHERE doc_id=?", (result, error, now, doc_id))
+
+    def envio_done(self, envio_id: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE uplink_envios SET state='done' WHERE id=?", (envio_id,))
+
+    def poll_later(self, envio_id: int, delay: float, error: str | None = None) -> None:
+        now = self._clock()
+        with self._tx() as db:
+            db.execute("UPDATE uplink_envios SET polls=polls+1, next_poll_at=?, last_error=COALESCE(?, last_error)"
+                       " WHERE id=?", (now + delay, error, envio_id))
+
+    def mark_alerted(self, doc_ids: list[int]) -> None:
+        with self._tx() as db:
+            db.executemany("UPDATE uplink_queue SET alerted=1 WHERE doc_id=?", [(i,) for i in doc_ids])
+
+    def retry_now(self, doc_ids: list[int] | None = None) -> int:
+        """`dtesync retry`: every waiting document (or these) becomes due now."""
+        now = self._clock()
+        with self._tx() as db:
+            if doc_ids:
+                return sum(db.execute("UPDATE uplink_queue SET next_at=? WHERE doc_id=? AND state IN ('pending','uncertain')",
+                                      (now, i)).rowcount for i in doc_ids)
+            return db.execute("UPDATE uplink_queue SET next_at=? WHERE state IN ('pending','uncertain')", (now,)).rowcount
+
+    # --- reads -------------------------------------------------------------------------------------
+    def _select(self, sql: str, args: tuple = ()) -> list[QueuedDoc]:
+        with self._lock:
+            return [self._row(r) for r in self._db.execute(sql, args).fetchall()]
+
+    def uncertain_due(self, channel: str, limit: int = 100) -> list[QueuedDoc]:
+        return self._select("SELECT * FROM uplink_queue WHERE channel=? AND state='uncertain' AND next_at<=?"
+                            " ORDER BY enqueued_at, doc_id LIMIT ?", (channel, self._clock(), limit))
+
+    def envios_due(self, limit: int = 100) -> list[Envio]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM uplink_envios WHERE state='sent' AND next_poll_at<=? ORDER BY next_poll_at"
+                                    " LIMIT ?", (self._clock(), limit)).fetchall()
+        return [Envio(r["id"], r["channel"], r["track_id"], r["state"], r["polls"], r["created_at"]) for r in rows]
+
+    def docs_of(self, envio_id: int) -> list[QueuedDoc]:
+        return self._select("SELECT * FROM uplink_queue WHERE envio_id=? AND state='sent' ORDER BY doc_id", (envio_id,))
+
+    def get(self, doc_id: int) -> QueuedDoc | None:
+        rows = self._select("SELECT * FROM uplink_queue WHERE doc_id=?", (doc_id,))
+        return rows[0] if rows else None
+
+    def waiting_longer_than(self, seconds: float) -> list[QueuedDoc]:
+        return self._select("SELECT * FROM uplink_queue WHERE state!='final' AND alerted=0 AND enqueued_at<=?"
+                            " ORDER BY enqueued_at", (self._clock() - seconds,))
+
+    def unfinished(self) -> list[QueuedDoc]:
+        return self._select("SELECT * FROM uplink_queue WHERE state!='final' ORDER BY enqueued_at, doc_id")
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM uplink_queue GROUP BY state").fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM uplink_queue WHERE state!='final'").fetchone()[0])

@@ -1,0 +1,98 @@
+"""DTEUpload: the signed EnvioDTE as a multipart/form-data POST (RFC 1867) with the TOKEN
+cookie, and the `<RECEPCIONDTE>` answer (manual OI2003_UPDTE_MDE_1.5 and its raw example).
+
+The body is built by hand, byte for byte as the manual's Anexo 3: the four RUT parts in
+order, then `archivo` with the envelope's ISO-8859-1 bytes untouched (a re-encoding would
+break every signature in it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import requests
+from lxml import etree
+
+from sync.rut import Rut
+from sync.uplink.transport import USER_AGENT, Timeouts, UplinkError, send
+
+# STATUS (manual p. 8) -> (kind, meaning). "Otro" = error interno: transient.
+UPLOAD_STATUS: dict[str, tuple[str, str]] = {
+    "0": ("ok", "Upload OK"),
+    "1": ("permanent", "El Sender no tiene permiso para enviar"),
+    "2": ("permanent", "Error en tamaño del archivo (muy grande o muy chico)"),
+    "3": ("transient", "Archivo cortado (tamaño <> al parámetro size)"),
+    "5": ("auth", "No está autenticado"),
+    "6": ("permanent", "Empresa no autorizada a enviar archivos"),
+    "7": ("permanent", "Esquema Invalido"),
+    "8": ("permanent", "Firma del Documento"),
+    "9": ("transient", "Sistema Bloqueado"),
+}
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+
+
+@dataclass
+class Recepcion:
+    status: str
+    track_id: str | None
+    file: str = ""
+    timestamp: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+def multipart_body(sender: Rut, company: Rut, filename: str, envelope: bytes, boundary: str) -> bytes:
+    def part(name: str, value: str) -> bytes:
+        return (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n').encode("ascii")
+
+    head = b"".join(part(n, v) for n, v in (
+        ("rutSender", str(sender.number)), ("dvSender", sender.dv),
+        ("rutCompany", str(company.number)), ("dvCompany", company.dv),
+    ))
+    file_head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="archivo"; filename="{filename}"\r\n'
+        "Content-Type: text/xml\r\n\r\n"
+    ).encode("ascii")
+    return head + file_head + envelope + f"\r\n--{boundary}--\r\n".encode("ascii")
+
+
+def parse_recepcion(data: bytes) -> Recepcion:
+    try:
+        root = etree.fromstring(data.strip(), _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise UplinkError("transient", "SII_UPLOAD_FAILED", f"respuesta no es XML: {exc}") from None
+    if root.tag != "RECEPCIONDTE":
+        raise UplinkError("transient", "SII_UPLOAD_FAILED", f"respuesta inesperada <{root.tag}>")
+    return Recepcion(
+        status=(root.findtext("STATUS") or "").strip(),
+        track_id=(root.findtext("TRACKID") or "").strip() or None,
+        file=(root.findtext("FILE") or "").strip(),
+        timestamp=(root.findtext("TIMESTAMP") or "").strip(),
+        errors=[" ".join((e.text or "").split()) for e in root.iterfind("DETAIL/ERROR")],
+    )
+
+
+def upload(session: requests.Session, url: str, token: str, sender: Rut, company: Rut, envelope: bytes,
+           filename: str, timeouts: Timeouts, *, referer: str = "https://localhost/dtesync") -> str:
+    """POST one envelope; returns the TRACKID. Raises UplinkError by STATUS (UPLOAD_STATUS)."""
+    boundary = "----dtesync" + os.urandom(12).hex()
+    body = multipart_body(sender, company, filename, envelope, boundary)
+    headers = {
+        "Accept": "image/gif, image/x-xbitmap, image/jpeg, image/pjpeg, application/vnd.ms-powerpoint, "
+                  "application/ms-excel, application/msword, */*",
+        "Referer": referer,
+        "Accept-Language": "es-cl",
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "User-Agent": USER_AGENT,
+        "Cache-Control": "no-cache",
+        "Cookie": f"TOKEN={token}",
+    }
+    resp = send(session, "POST", url, timeouts, idempotent=False, headers=headers, data=body)
+    rec = parse_recepcion(resp.content)
+    kind, meaning = UPLOAD_STATUS.get(rec.status, ("transient", "Error Interno"))
+    if kind == "ok":
+        if not rec.track_id:
+            raise UplinkError("ambiguous", "SII_UPLOAD_FAILED", "STATUS 0 sin TRACKID")
+        return rec.track_id
+    detail = f"STATUS {rec.status}: {meaning}" + (f" ({'; '.join(rec.errors)})" if rec.errors else "")
+    raise UplinkError(kind, "SII_UPLOAD_REJECTED" if kind == "permanent" else "SII_UPLOAD_FAILED", detail)

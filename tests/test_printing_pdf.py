@@ -1,0 +1,117 @@
+"""PDF printed representation: every document type, checked with poppler and zxing-cpp."""
+
+from __future__ import annotations
+
+import pytest
+import zxingcpp
+from PIL import Image
+
+from escpos_decode import decode  # noqa: F401  (keeps the helper importable from here too)
+from printing_fixtures import ONE_PER_TYPE, issue_examples, pdf_text, rasterise
+from sync.model import DOCUMENT_NAMES
+from sync.printing import pdf417
+from sync.printing.layout import build_layout, cedible_label, source_from_dte_xml
+from sync.printing.pdf import ROLL_X_MM, SHEET_X_MM, timbre_image
+from sync.printing.service import pdf_bytes, source_from_issued
+
+
+@pytest.fixture(scope="module")
+def issued(engine):
+    return issue_examples(engine, "printing-pdf")
+
+
+def _decode_all(img: Image.Image) -> list[bytes]:
+    return [b.bytes for b in zxingcpp.read_barcodes(img, formats=zxingcpp.BarcodeFormat.PDF417)]
+
+
+@pytest.mark.parametrize("name", ONE_PER_TYPE)
+def test_pdf_timbre_decodes_to_the_ted_and_text_is_spanish(name, issued, sandbox_config, tmp_path):
+    doc = issued[name]
+    pdf = tmp_path / "doc.pdf"
+    pdf.write_bytes(pdf_bytes(source_from_issued(doc), sandbox_config))
+    assert _decode_all(rasterise(pdf, tmp_path / "page")) == [doc.ted]
+    text = pdf_text(pdf)
+    assert DOCUMENT_NAMES[doc.tipo_dte] in text.replace("\n", " ") or DOCUMENT_NAMES[doc.tipo_dte].split()[0] in text
+    assert f"N° {doc.folio}" in text
+    assert "Timbre Electrónico SII" in text
+    assert "Res. 0 de 2014" in text
+    assert "Ferretería Los Aromos SpA" in text
+    assert "Verifique documento:" in text
+    assert "S.I.I. - SANTIAGO CENTRO" in text
+
+
+@pytest.mark.parametrize("fmt", ["80mm", "58mm", "letter", "a4"])
+def test_boleta_decodes_on_every_paper(fmt, issued, sandbox_config, tmp_path):
+    from sync.printing.pdf import render_pdf
+
+    doc = issued["39_boleta.txt"]
+    layout = build_layout(source_from_issued(doc), sandbox_config.company, sandbox_config.printing)
+    pdf = tmp_path / "b.pdf"
+    pdf.write_bytes(render_pdf([layout], fmt=fmt))
+    assert _decode_all(rasterise(pdf, tmp_path / "p", dpi=300)) == [doc.ted]
+    assert "Ñ" in pdf_text(pdf) or "ñ" in pdf_text(pdf)  # Ñuñoa in the casa matriz address
+
+
+def test_cedible_copy_is_the_second_page_where_it_applies(issued, sandbox_config, tmp_path):
+    for name, label in (("33_factura.txt", "CEDIBLE"), ("52_guia_despacho.txt", "CEDIBLE CON SU FACTURA"),
+                        ("61_nota_credito.txt", None), ("39_boleta.txt", None)):
+        doc = issued[name]
+        pdf = tmp_path / f"{name}.pdf"
+        pdf.write_bytes(pdf_bytes(source_from_issued(doc), sandbox_config))
+        pages = pdf_text(pdf).split("\f")
+        if label is None:
+            assert "CEDIBLE" not in pdf_text(pdf)
+        else:
+            assert "CEDIBLE" not in pages[0] and label in pages[1] and "Acuse de Recibo" in pages[1]
+            assert _decode_all(rasterise(pdf, tmp_path / f"{name}-p2", page=2)) == [doc.ted]
+
+
+def test_sheet_timbre_size_follows_the_sii_rules(issued):
+    for doc in issued.values():
+        t = timbre_image(doc.ted, sheet=True)
+        w_mm, h_mm = t.width / 72 * 25.4, t.height / 72 * 25.4
+        assert 50 <= w_mm <= 90 and 20 <= h_mm <= 40, (w_mm, h_mm)  # 2 x 5 cm .. 4 x 9 cm
+        assert SHEET_X_MM >= pdf417.MIN_X_MM
+
+
+def test_roll_timbre_is_at_least_2_by_4_5_cm(issued):
+    for printable_mm in (72, 50):
+        for doc in issued.values():
+            t = timbre_image(doc.ted, sheet=False, across=(printable_mm - 5) * 72 / 25.4)
+            dims = sorted((t.width / 72 * 25.4, t.height / 72 * 25.4))
+            assert dims[0] >= 20 and dims[1] >= 45, dims
+            assert t.width / 72 * 25.4 <= printable_mm
+
+
+def test_timbre_uses_byte_compaction_and_level_5(issued):
+    ted = issued["33_factura.txt"].ted
+    sym = pdf417.encode(ted, 12)
+    words = sym.high_level
+    # Byte compaction per ISO 15438, derived here independently: latch 901 (924 when the length
+    # is a multiple of 6), 6 bytes -> 5 base-900 words, the remainder one word per byte.
+    expected = [924 if len(ted) % 6 == 0 else 901]
+    for i in range(0, len(ted) - len(ted) % 6, 6):
+        n = int.from_bytes(ted[i : i + 6], "big")
+        expected += [(n // 900**k) % 900 for k in range(4, -1, -1)]
+    expected += list(ted[len(ted) - len(ted) % 6 :])
+    assert words[1 : 1 + len(expected)] == expected
+    assert set(words[1 + len(expected) : words[0]]) <= {900}  # only padding after the data
+    assert len(words) - words[0] == 2 ** (5 + 1)  # 64 error-correction words = level 5
+    img = pdf417.render(sym, 2, quiet_px=20).convert("L")
+    assert _decode_all(img) == [ted]
+
+
+def test_layout_rebuilt_from_the_outbox_xml_matches_the_issued_one(issued, sandbox_config):
+    for doc in issued.values():
+        src = source_from_dte_xml(doc.dte_xml)
+        assert src.ted == doc.ted
+        a = build_layout(src, sandbox_config.company, sandbox_config.printing)
+        b = build_layout(source_from_issued(doc), sandbox_config.company, sandbox_config.printing)
+        assert a == b
+
+
+def test_cedible_rules(issued):
+    labels = {n: cedible_label(d.documento) for n, d in issued.items()}
+    assert labels["33_factura.txt"] == labels["34_factura_exenta.txt"] == labels["46_factura_compra.txt"] == "CEDIBLE"
+    assert labels["52_guia_despacho.txt"] == "CEDIBLE CON SU FACTURA"
+    assert labels["56_nota_debito.txt"] is labels["61_nota_credito.txt"] is labels["39_boleta.txt"] is None
