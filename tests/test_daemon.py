@@ -249,6 +249,7 @@ def test_after_signed_callback_and_update_state_rewrite_status(run, tmp_path: Pa
     d, _ = run(after_signed=[lambda doc, issued: seen.append((doc.id, issued.folio if issued else None))])
     (tmp_path / "inbox" / "U.txt").write_bytes(b"x")
     st = final_status(tmp_path, "U")
+    wait_for(lambda: seen, 10, "the after_signed callback")  # it runs right after the signed status is written
     assert seen == [(st["document_id"], st["folio"])]
     d.update_state(st["document_id"], "sent", track_id="4711")
     st2 = read_status(tmp_path / "outbox" / "U.status.json")
