@@ -49,6 +49,9 @@ def _open_daemon(config, **overrides):
     from sync.uplink.build import attach as attach_uplink
 
     attach_uplink(daemon, config, engine)  # queued -> sent -> accepted (sync.uplink)
+    from sync.reports import attach as attach_reports
+
+    attach_reports(daemon, config, engine.certificate)  # CAF/certificate alerts, daily informe de ventas
     return daemon, engine
 
 
@@ -193,6 +196,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         for r in store.stock(date.today())
     ]
     snap["pending_annulment"] = len(store.pending_annulment())
+    from sync.reports import current_alerts
+
+    snap["alerts"] = [{"code": a.code, "level": a.level, "message": a.message(config.language)}
+                      for a in current_alerts(config, date.today())]
     if args.json:
         print(json.dumps(snap, ensure_ascii=False, indent=2, default=str))
         return EXIT_OK
@@ -203,6 +210,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for f in snap["folios"]:
         print(f"  TipoDTE {f['tipo_dte']:<4} {f['available']:>8}  vence {f['expires_on'] or '-'}")
     print(f"Folios pendientes de anulación: {snap['pending_annulment']}")
+    for a in snap["alerts"]:
+        print(f"{'ERROR' if a['level'] == 'ERROR' else 'AVISO'} {a['code']}: {a['message']}")
     errors = snap.get("last_errors") or []
     if errors:
         print("Últimos errores:")

@@ -1,4 +1,5 @@
-"""Uplink commands: `fake-sii` (a local SII stand-in) and `retry` (send waiting documents now)."""
+"""Uplink commands: `fake-sii` (a local SII stand-in), `retry` (send waiting documents now) and
+`report` (the daily informe de ventas on demand)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ def register(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--provider-token", help="bearer token of the provider API (/provider/v1)")
     p.add_argument("--folder", type=Path, help="also keep every accepted envelope here")
     p.add_argument("--seed", type=int, help="random seed for reproducible faults")
+    p = command("report", cmd_report, "write the daily sales report (informe de ventas) to outbox/reports/ as CSV and PDF")
+    p.add_argument("--date", help="the day, YYYY-MM-DD (default: today)")
     p = command("retry", cmd_retry, "make every document waiting for the SII due now (the daemon sends them)")
     p.add_argument("ids", nargs="*", type=int, help="document ids (default: all waiting)")
 
@@ -61,4 +64,24 @@ def cmd_retry(args: argparse.Namespace) -> int:
     queue = UplinkQueue(path)
     n = queue.retry_now(args.ids or None)
     print(f"{n} documento(s) quedan listos para enviarse ahora; en cola: {queue.counts()}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from sync.cli import EXIT_OK, UsageError, load
+    from sync.reports import build_report, write_report
+
+    config = load(args)
+    try:
+        day = date.fromisoformat(args.date) if args.date else date.today()
+    except ValueError:
+        raise UsageError(f"--date: se esperaba AAAA-MM-DD, se encontró {args.date!r}") from None
+    report = build_report(config, day)
+    csv_path, pdf_path = write_report(report, config.folders.outbox)
+    t = report.totals()
+    total = f"{t['total']:,}".replace(",", ".")
+    print(f"Informe de ventas {day.isoformat()}: {sum(r.documentos for r in report.rows)} documento(s), total ${total}"
+          f"\n  {csv_path}\n  {pdf_path}")
     return EXIT_OK

@@ -25,7 +25,7 @@ from lxml import etree
 from sync import schema
 from sync.config import Branch, Company, Config
 from sync.dte.build import SII_NS, build_documento
-from sync.envio import Caratula, build_envio, new_dte_root, sign_dte, to_bytes
+from sync.envio import NSMAP, Caratula, build_envio, new_dte_root, sign_dte, to_bytes
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.folios.store import FolioStore
 from sync.model import (
@@ -104,8 +104,9 @@ class Engine:
     def issue_document(self, doc: Documento, *, doc_key: str, station: str | None = None) -> Issued:
         now = self.now()
         prepare(doc, self.company, self.company.branches.get(station or ""), today=now.date())
-        root = new_dte_root()
-        documento = build_documento(doc, parent=root)  # every input error is raised here, before a folio
+        # Documento starts as the root of its own document declaring the DTE's namespaces, so it is
+        # signed without a copy (sign_dte); every input error is raised here, before a folio.
+        documento = build_documento(doc, nsmap=NSMAP)
         tipo = doc.tipo_dte
         given = doc.folio
         if given is not None:
@@ -117,6 +118,7 @@ class Engine:
             doc.encabezado.id_doc.folio = folio
             documento.find(_FOLIO_PATH).text = str(folio)
             documento.set("ID", f"F{folio}T{tipo}")
+            root = new_dte_root()
             ted = self._stamp_and_sign(root, documento, doc, caf, now)
         except BaseException as exc:
             # The folio was taken and is now in an unknown state: never reuse it.
@@ -150,7 +152,7 @@ class Engine:
         )
         documento.append(ted)
         etree.SubElement(documento, _Q + "TmstFirma").text = now.strftime("%Y-%m-%dT%H:%M:%S")
-        sign_dte(root, self.certificate)
+        sign_dte(root, self.certificate, documento)
         schema.validate(root)
         return ted_bytes
 

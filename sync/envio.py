@@ -28,7 +28,7 @@ from lxml import etree
 from sync.errors import DteSyncError
 from sync.rut import SII_RUT, Rut
 from sync.signing.certificate import Certificate
-from sync.signing.xmldsig import SII_NS, XSI_NS, sign_after
+from sync.signing.xmldsig import SII_NS, XSI_NS, sign_after, sign_into
 
 XML_HEADER = b'<?xml version="1.0" encoding="ISO-8859-1"?>\n'
 NSMAP = {None: SII_NS, "xsi": XSI_NS}
@@ -47,10 +47,19 @@ def new_dte_root() -> etree._Element:
     return root
 
 
-def sign_dte(dte_root: etree._Element, cert: Certificate) -> etree._Element:
-    """Sign the DTE's Documento and append the Signature right after it; returns the Signature."""
+def sign_dte(dte_root: etree._Element, cert: Certificate, documento: etree._Element | None = None) -> etree._Element:
+    """Sign the DTE's Documento and append the Signature right after it; returns the Signature.
+
+    `documento`, when given, is not yet in the DTE: it is the root of its own document declaring
+    NSMAP (`build_documento(..., nsmap=NSMAP)`), signed there without a copy and then appended
+    with its Signature to the empty `dte_root` (the engine's hot path, see `sign_into`).
+    """
     if dict(dte_root.nsmap) != NSMAP:
         raise ValueError(f"the DTE must declare exactly {NSMAP} (see new_dte_root), found {dte_root.nsmap}")
+    if documento is not None:
+        if len(dte_root):
+            raise ValueError("the DTE must be empty to receive its Documento")
+        return sign_into(dte_root, documento, cert)
     documento = dte_root.find(_S + "Documento")
     if documento is None:
         raise ValueError("the DTE has no Documento to sign")
@@ -126,7 +135,8 @@ def build_envio(
     root = etree.Element(_S + name, nsmap=NSMAP)
     root.set("{%s}schemaLocation" % XSI_NS, f"{SII_NS} {'EnvioBOLETA_v11.xsd' if boleta else 'EnvioDTE_v10.xsd'}")
     root.set("version", "1.0")
-    set_dte = etree.SubElement(root, _S + "SetDTE", ID="SetDoc")
+    # SetDTE is built as a root declaring the envelope's namespaces: signed there, then moved in.
+    set_dte = etree.Element(_S + "SetDTE", ID="SetDoc", nsmap=NSMAP)
     set_dte.text = "\n"
     cover = etree.SubElement(set_dte, _S + "Caratula", version="1.0")
     cover.tail = "\n"
@@ -143,5 +153,5 @@ def build_envio(
     for dte in dtes:
         set_dte.append(dte)
         dte.tail = "\n"
-    sign_after(set_dte, cert)
+    sign_into(root, set_dte, cert)
     return to_bytes(root)

@@ -186,6 +186,18 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El certificado es válido recién desde {valid_from}.",
         "The certificate is only valid from {valid_from}.",
     ),
+    "CERT_EXPIRING": (
+        "El certificado vence el {expires_on} (en {days} días); renuévelo antes.",
+        "The certificate expires on {expires_on} (in {days} days); renew it before then.",
+    ),
+    "CAF_STOCK_LOW": (
+        "Quedan {available} folios de TipoDTE {tipo_dte} (mínimo configurado: {minimum}); solicite un CAF nuevo al SII.",
+        "{available} folios left for TipoDTE {tipo_dte} (configured minimum: {minimum}); request a new CAF from the SII.",
+    ),
+    "CAF_EXPIRING": (
+        "El CAF en uso de TipoDTE {tipo_dte} vence el {expires_on} (en {days} días).",
+        "The CAF in use for TipoDTE {tipo_dte} expires on {expires_on} (in {days} days).",
+    ),
     "SECRET_MISSING": (
         "No se encontró el secreto '{field}': {detail}.",
         "The secret '{field}' was not found: {detail}.",

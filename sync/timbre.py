@@ -92,7 +92,7 @@ _LATIN1_FALLBACK = str.maketrans({
 
 
 # Every character Latin-1 can carry and XML allows: tab, CR, LF, printable ASCII, 0xA0-0xFF.
-_PLAIN_LATIN1 = re.compile("[\t\n\r\x20-\x7e\xa0-\xff]*")
+PLAIN_LATIN1 = re.compile("[\t\n\r\x20-\x7e\xa0-\xff]*")
 
 
 def latin1_text(value: str, field: str) -> str:
@@ -102,7 +102,7 @@ def latin1_text(value: str, field: str) -> str:
     letters with accents Latin-1 lacks lose them (ą -> a, š -> s); anything else (emoji, CJK,
     control characters XML forbids) is refused, because a silent '?' would change the signed text.
     """
-    if _PLAIN_LATIN1.fullmatch(value):  # the common case, without a per-character loop
+    if PLAIN_LATIN1.fullmatch(value):  # the common case, without a per-character loop
         return value
     out = []
     for ch in value.translate(_LATIN1_FALLBACK):

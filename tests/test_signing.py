@@ -135,6 +135,41 @@ def test_verify_reports_signer_and_consistent_keys(cert):
     assert result.signer_rut == Rut.parse("13185095-6") and result.signed_element == "Documento"
 
 
+def test_sign_into_gives_the_same_bytes_as_sign_after_in_place(cert):
+    from sync.envio import NSMAP
+    from sync.signing.xmldsig import sign_into
+
+    source = etree.parse(str(SII_EXAMPLE)).getroot().find(f".//{S}Documento")
+    documento = etree.Element(S + "Documento", nsmap=NSMAP)  # a root of its own, as the engine builds it
+    documento.attrib.update(source.attrib)
+    documento.text = source.text
+    documento[:] = deepcopy(source)[:]
+    root = new_dte_root()
+    canonical_as_root = c14n(documento)
+    sign_into(root, documento, cert)
+    assert c14n(root[0]) == canonical_as_root  # its C14N in place is the one signed
+    documento.tail = source.tail  # outside the digest; the sample's layout, for the byte comparison
+    assert to_bytes(root) == to_bytes(signed_sample_dte(cert))  # RSA PKCS#1 v1.5 is deterministic
+    assert b'xmlns=""' not in canonical_as_root
+
+
+def test_c14n_of_a_root_with_a_tail_avoids_the_lxml_trap():
+    source = etree.parse(str(SII_EXAMPLE)).getroot().find(f".//{S}Documento")
+    documento = etree.Element(S + "Documento", nsmap={None: S[1:-1]})
+    documento[:] = deepcopy(source)[:]
+    documento.tail = "\n"  # lxml then canonicalizes it as a non-root, with the spurious xmlns=""
+    assert b'xmlns=""' in etree.tostring(documento, method="c14n")
+    assert b'xmlns=""' not in c14n(documento)
+
+
+def test_sign_into_refuses_an_element_whose_namespaces_differ_from_its_parent(cert):
+    from sync.signing.xmldsig import sign_into
+
+    documento = etree.Element(S + "Documento", ID="F1T33", nsmap={None: S[1:-1]})  # no xmlns:xsi
+    with pytest.raises(ValueError):
+        sign_into(new_dte_root(), documento, cert)
+
+
 def test_sign_after_requires_an_id(cert):
     root = new_dte_root()
     documento = etree.SubElement(root, S + "Documento")

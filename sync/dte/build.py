@@ -12,6 +12,7 @@ a 3-line factura costs tens of microseconds.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -22,7 +23,7 @@ from lxml import etree
 from sync.dte.tag_order import ORDER
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.model import Documento, is_group, sii_fields
-from sync.timbre import latin1_text
+from sync.timbre import PLAIN_LATIN1, latin1_text
 from sync.rut import Rut
 
 SII_NS = "http://www.sii.cl/SiiDte"
@@ -53,36 +54,58 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+# format_value for the exact types the model holds, without its isinstance chain (hot path).
+_FORMAT_BY_TYPE = {int: str, date: date.isoformat, Rut: str, Decimal: format_value, datetime: format_value}
+
 # Elements the engine fills after the input is accepted (the folio is taken last).
 SUPPLIED_BY_ENGINE = frozenset({"Documento/Encabezado/IdDoc/Folio"})
 
 
-@lru_cache(maxsize=None)
-def _plan(cls: type, kind: str, path: str) -> tuple[tuple[str, str | None, bool], ...]:
-    """(tag, field name or None, required) for every child the schema defines, in XSD order."""
-    by_tag = {f.metadata["boleta" if kind == "boleta" else "sii"]: f.name for f in sii_fields(cls)}
-    return tuple(
-        (tag, by_tag.get(tag), bool(min_occurs) and f"{path}/{tag}" not in SUPPLIED_BY_ENGINE)
-        for tag, min_occurs, _mx in ORDER[kind][path]
-    )
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """One child the schema defines for a group, resolved once: what to read and what to emit."""
+
+    qtag: str  # "{SiiDte}Tag"
+    tag: str
+    name: str | None  # the model field, None if the model has none for this tag
+    required: bool
+    supplied: bool  # in SUPPLIED_BY_ENGINE: emitted empty while the model has no value
+
+
+@dataclass(frozen=True, slots=True)
+class _GroupPlan:
+    slots: tuple[_Slot, ...]  # in XSD order, only those that can emit or report something
+    not_allowed: tuple[tuple[str, str], ...]  # (field name, tag) with no place in this schema
 
 
 @lru_cache(maxsize=None)
-def _allowed(cls: type, kind: str, path: str) -> frozenset[str]:
-    return frozenset(name for _tag, name, _req in _plan(cls, kind, path) if name)
+def _plan(cls: type, kind: str, path: str) -> _GroupPlan:
+    meta = "boleta" if kind == "boleta" else "sii"
+    fields = sii_fields(cls)
+    by_tag = {f.metadata[meta]: f.name for f in fields}
+    slots = []
+    for tag, min_occurs, _mx in ORDER[kind][path]:
+        supplied = f"{path}/{tag}" in SUPPLIED_BY_ENGINE
+        slot = _Slot(_Q + tag, tag, by_tag.get(tag), bool(min_occurs) and not supplied, supplied)
+        if slot.name or slot.required or slot.supplied:
+            slots.append(slot)
+    allowed = {slot.name for slot in slots if slot.name}
+    return _GroupPlan(tuple(slots), tuple((f.name, f.metadata[meta]) for f in fields if f.name not in allowed))
 
 
-def build_documento(doc: Documento, doc_id: str | None = None, parent: etree._Element | None = None) -> etree._Element:
+def build_documento(doc: Documento, doc_id: str | None = None, parent: etree._Element | None = None,
+                    nsmap: dict[str | None, str] | None = None) -> etree._Element:
     """`<Documento>` with Encabezado..Comisiones (no TED, no TmstFirma yet), in one walk that
     also reports every input problem the schema would: a required element missing
     (FIELD_REQUIRED with its path), a value with no place in this type's schema
     (FIELD_NOT_ALLOWED), text outside ISO-8859-1 (transliterated where safe, written back to
     the model so the body, the TED and the printout agree; TEXT_NOT_LATIN1 otherwise).
     Elements in SUPPLIED_BY_ENGINE are emitted empty when the model has no value yet.
+    Without `parent`, Documento is a root declaring `nsmap` (default: only the SII namespace).
     """
     kind = schema_kind(doc.tipo_dte)
     if parent is None:
-        documento = etree.Element(_Q + "Documento", nsmap={None: SII_NS})
+        documento = etree.Element(_Q + "Documento", nsmap=nsmap or {None: SII_NS})
     else:
         documento = etree.SubElement(parent, _Q + "Documento")
     if doc_id:
@@ -95,31 +118,35 @@ def build_documento(doc: Documento, doc_id: str | None = None, parent: etree._El
 
 
 def _emit(element: etree._Element, obj: Any, kind: str, path: str, shown: str, errors: list[DteSyncError]) -> None:
-    cls = type(obj)
-    _check_not_allowed(obj, cls, kind, path, errors)
-    for tag, name, required in _plan(cls, kind, path):
-        value = getattr(obj, name) if name else None
+    plan = _plan(type(obj), kind, path)
+    if plan.not_allowed:
+        _check_not_allowed(obj, plan, kind, path, errors)
+    sub_element = etree.SubElement
+    for slot in plan.slots:
+        value = getattr(obj, slot.name) if slot.name else None
         if value is None or value == "" or (isinstance(value, list) and not value):
-            if required:
-                errors.append(DteSyncError("FIELD_REQUIRED", field=tag, path=f"{shown}/{tag}"))
-            elif f"{path}/{tag}" in SUPPLIED_BY_ENGINE:
-                etree.SubElement(element, _Q + tag)
+            if slot.required:
+                errors.append(DteSyncError("FIELD_REQUIRED", field=slot.tag, path=f"{shown}/{slot.tag}"))
+            elif slot.supplied:
+                sub_element(element, slot.qtag)
             continue
         repeated = isinstance(value, list)
         for i, item in enumerate(value if repeated else (value,)):
-            child = etree.SubElement(element, _Q + tag)
-            if is_group(item):
-                _emit(child, item, kind, f"{path}/{tag}", f"{shown}/{tag}" + (f"[{i + 1}]" if repeated else ""), errors)
-            elif isinstance(item, str):
-                text = _latin1(item, tag, errors)
+            child = sub_element(element, slot.qtag)
+            if isinstance(item, str):
+                text = item if PLAIN_LATIN1.fullmatch(item) else _latin1(item, slot.tag, errors)
                 if text is not item:
                     if repeated:
                         value[i] = text
                     else:
-                        setattr(obj, name, text)
+                        setattr(obj, slot.name, text)
                 child.text = text
+            elif is_group(item):
+                tag = slot.tag
+                _emit(child, item, kind, f"{path}/{tag}", f"{shown}/{tag}" + (f"[{i + 1}]" if repeated else ""), errors)
             else:
-                child.text = format_value(item)
+                fmt = _FORMAT_BY_TYPE.get(type(item))
+                child.text = fmt(item) if fmt else format_value(item)
 
 
 def _latin1(text: str, tag: str, errors: list[DteSyncError]) -> str:
@@ -130,20 +157,11 @@ def _latin1(text: str, tag: str, errors: list[DteSyncError]) -> str:
         return text
 
 
-@lru_cache(maxsize=None)
-def _fields_of(cls: type) -> tuple:
-    return tuple(sii_fields(cls))
-
-
-def _check_not_allowed(obj: Any, cls: type, kind: str, path: str, errors: list[DteSyncError]) -> None:
-    allowed = _allowed(cls, kind, path)
-    for f in _fields_of(cls):
-        if f.name in allowed:
-            continue
-        value = getattr(obj, f.name)
+def _check_not_allowed(obj: Any, plan: _GroupPlan, kind: str, path: str, errors: list[DteSyncError]) -> None:
+    for name, tag in plan.not_allowed:
+        value = getattr(obj, name)
         if value is None or (isinstance(value, list) and not value):
             continue
-        tag = f.metadata["boleta" if kind == "boleta" else "sii"]
         errors.append(
             DteSyncError(
                 "FIELD_NOT_ALLOWED",

@@ -26,6 +26,7 @@ import socket
 import struct
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -97,7 +98,7 @@ class FakeSii:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None,
                  caf_keys: Mapping[int, Any] | None = None, processing_polls: int = 1, seed_ttl: float = 120.0,
                  token_ttl: float = 3600.0, provider_token: str | None = None, folder: Path | None = None,
-                 max_upload: int = 50 * 1024 * 1024) -> None:
+                 max_upload: int = 50 * 1024 * 1024, provider_latency: float = 0.0) -> None:
         self.host, self.port = host, port
         self.faults = faults or Faults()
         self.caf_keys = dict(caf_keys or {})
@@ -105,6 +106,7 @@ class FakeSii:
         self.provider_token = provider_token
         self.folder = Path(folder) if folder else None
         self.max_upload = max_upload
+        self.provider_latency = provider_latency  # seconds between creating a provider document and answering
         self._rng = random.Random(self.faults.seed)
         self._lock = threading.RLock()
         self._schema_lock = threading.Lock()
@@ -119,6 +121,10 @@ class FakeSii:
         self.provider_docs: dict[str, dict[str, Any]] = {}
         self.provider_by_key: dict[str, str] = {}
         self.provider_created = 0
+        self.provider_submits: Counter[str] = Counter()  # POSTs per Idempotency-Key (retries included)
+        self.provider_created_by_key: Counter[str] = Counter()  # documents created per key
+        self.provider_created_by_doc: Counter[tuple[str, int, int]] = Counter()  # ... per (rut, tipo, folio)
+        self.scripted: dict[str, list[str]] = {}  # group -> faults for its next requests, in order
         self._track = 1_000_000_000 + self._rng.randrange(10**6)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -168,8 +174,19 @@ class FakeSii:
         with self._lock:
             return rate > 0 and self._rng.random() < rate
 
+    def script(self, group: str, *faults: str) -> None:
+        """The next requests of `group` get these faults (timeout, timeout_after, reset, error500),
+        then the random ones resume: deterministic scenarios for tests."""
+        with self._lock:
+            self.scripted.setdefault(group, []).extend(faults)
+
     def network_fault(self, group: str) -> str | None:
         f = self.faults
+        with self._lock:
+            if self.scripted.get(group):
+                name = self.scripted[group].pop(0)
+                self.fault_count[name] = self.fault_count.get(name, 0) + 1
+                return name
         if group not in f.groups:
             return None
         with self._lock:
@@ -417,6 +434,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._abort()
             return "handled", None
         body = self._body()  # timeout: maybe process, then hold the line past the client's patience
+        if fault == "timeout_after":  # scripted
+            return ("timeout_after" if upload else "timeout"), body
         return ("timeout_after" if upload and self.fake._roll(0.5) else "timeout"), body
 
     def _stall(self) -> None:
@@ -648,6 +667,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(400, {"error": "Idempotency-Key required"}) if respond else None
         digest = hashlib.sha256(body).hexdigest()
         with f._lock:
+            f.provider_submits[key] += 1
             known = f.provider_by_key.get(key)
             if known is not None:
                 doc = f.provider_docs[known]
@@ -660,6 +680,7 @@ class _Handler(BaseHTTPRequestHandler):
             f.provider_by_key[key] = pid
             f.provider_docs[pid] = {"sha256": digest, "status": "processing", "polls": 0, "key": key}
             f.provider_created += 1
+            f.provider_created_by_key[key] += 1
         try:
             root = etree.fromstring(body, _PARSER)
             company = root.findtext("{*}SetDTE/{*}Caratula/{*}RutEmisor") or ""
@@ -672,7 +693,12 @@ class _Handler(BaseHTTPRequestHandler):
                 "dvCompany": multipart.Part("dvCompany", None, {}, company.split("-")[-1].encode()),
                 "archivo": multipart.Part("archivo", f"{key}.xml", {}, body),
             }
-            token = self._provider_session_token(sender)
+            dte = root.find("{*}SetDTE/{*}DTE/{*}Documento/{*}Encabezado/{*}IdDoc")
+            if dte is not None:
+                with f._lock:
+                    f.provider_created_by_doc[(company, int(dte.findtext("{*}TipoDTE") or 0),
+                                               int(dte.findtext("{*}Folio") or 0))] += 1
+            token = self._provider_session_token(sender, "soap" if kind == "dte" else "rest")
             status, track, detail = f.receive(parts, token, kind)
         except (etree.XMLSyntaxError, ValueError) as exc:
             status, track, detail = "7", None, [str(exc)]
@@ -682,15 +708,16 @@ class _Handler(BaseHTTPRequestHandler):
                 doc.update(status="rejected", messages=[f"STATUS {status}: {UPLOAD_GLOSA.get(status, '')}", *detail])
             else:
                 doc["track_id"] = track
+        if respond and f.provider_latency:
+            time.sleep(f.provider_latency)  # a slow provider: clients may give up (or die) after creation
         if respond:
             self._json(201, {"id": pid, "status": f.provider_docs[pid]["status"]})
 
-    def _provider_session_token(self, sender: str) -> str:
+    def _provider_session_token(self, sender: str, kind: str) -> str:
         """The provider authenticates to the SII as the sender (its own business)."""
         f = self.fake
         with f._lock:
-            token = f"PROV{hashlib.sha1(sender.encode()).hexdigest()[:9].upper()}"
-            kind = "soap"
+            token = f"PROV{kind.upper()}{hashlib.sha1(sender.encode()).hexdigest()[:9].upper()}"
             f.tokens[token] = (sender, time.monotonic(), kind)
         return token
 

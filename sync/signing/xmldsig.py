@@ -78,6 +78,10 @@ def c14n(
     `nsmap` replaces the in-scope namespaces and `retag` renames every element: both exist only
     to re-read documents signed in another context (verification); signing passes neither.
     """
+    if nsmap is None and retag is None and _alone_in_document(element):
+        # A document's only node: nothing is inherited, so libxml2's own C14N is exact (NOTES §5's
+        # trap needs an ancestor) and the copy below is not needed. The signing hot path lands here.
+        return etree.tostring(element, method="c14n", exclusive=exclusive, with_comments=False)
     scope = element.nsmap if nsmap is None else nsmap
     copy = deepcopy(element)  # its own document: detached from the ancestors' declarations
     if retag is not None:
@@ -93,6 +97,13 @@ def c14n(
     apex.text = copy.text
     apex[:] = list(copy)
     return etree.tostring(apex, method="c14n", exclusive=exclusive, with_comments=False)
+
+
+def _alone_in_document(element: etree._Element) -> bool:
+    """The root element with nothing beside it: no comment or PI (lxml shows those as siblings)
+    and no tail (a root's tail is a text node beside it, and lxml then takes the trap path)."""
+    return (element.getparent() is None and element.tail is None
+            and element.getprevious() is None and element.getnext() is None)
 
 
 def _b64(data: bytes) -> str:
@@ -157,6 +168,29 @@ def sign_after(element: etree._Element, cert: Certificate) -> etree._Element:
     digest = hashlib.sha1(c14n(element)).digest()
     signature = _signature(cert, "#" + ref, digest, parent.nsmap, ALG_C14N)
     element.addnext(signature)
+    return signature
+
+
+def sign_into(parent: etree._Element, element: etree._Element, cert: Certificate) -> etree._Element:
+    """Sign `element` while it is still the root of its own document, then append it and its
+    Signature to `parent`; return the Signature. Same result as `parent.append(element)` then
+    `sign_after(element)`, without copying the element to canonicalize it.
+
+    Exact because `element` declares exactly the namespaces `parent` has in scope (lxml drops
+    those declarations as redundant when it moves the element in) and nothing else is inherited:
+    its C14N as a root is its C14N in its final place (tests/test_signing.py checks both ways).
+    """
+    ref = element.get("ID")
+    if not ref or not _NCNAME.match(ref):
+        raise ValueError(f"{element.tag}: needs an ID attribute that is an XML NCName, got {ref!r}")
+    if not _alone_in_document(element) or element.nsmap != parent.nsmap:
+        raise ValueError(f"sign_into: {element.tag} must be a document root declaring exactly {parent.nsmap}")
+    if any(name.startswith("{" + XML_NS) for node in (parent, *parent.iterancestors()) for name in node.attrib):
+        raise ValueError("sign_into: the parent's xml:* attributes would be inherited (use sign_after)")
+    digest = hashlib.sha1(c14n(element)).digest()
+    signature = _signature(cert, "#" + ref, digest, parent.nsmap, ALG_C14N)
+    parent.append(element)
+    parent.append(signature)
     return signature
 
 

@@ -199,12 +199,14 @@ class Uplink:
     def _final(self, d: QueuedDoc, state: str, reason: str, *, code: str = "SII_REJECTED",
                errors: list[str] | None = None, **values: Any) -> None:
         reason = reason + (f" ({'; '.join(errors)})" if errors else "")  # the SII's own messages, verbatim
-        self.queue.finish(d.doc_id, state, None if state != "rejected_sii" else reason)
         errs = None
         if state == "rejected_sii":
             errs = [DteSyncError(code if code.startswith(("SII_", "UPLINK_")) else "SII_REJECTED",
                                  params={"detail": reason})]
+        # Report first, then close the row: a stop in between repeats the report at the next
+        # start (the envío is polled again) instead of leaving the ERP's status file at `sent`.
         self._report(d.doc_id, state, reason[:1000] or None, **({"errors": errs} if errs else {}), **values)
+        self.queue.finish(d.doc_id, state, None if state != "rejected_sii" else reason)
 
     # --- alerts ------------------------------------------------------------------------------------
     def alert(self, kind: str, info: dict) -> None:
