@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
 from sync.errors import DteSyncError
+from sync.storage import StorageError, connect_wal
 from sync.watch.fs import network_fs
 
 STEPS = ("claiming", "claimed", "decided", "filed", "gone")
@@ -200,13 +201,11 @@ class Journal:
         self._clock = clock
         self._lock = threading.RLock()
         self._filed_pending: list[tuple[float, int]] = []
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+        try:
+            self._db = connect_wal(self.path)
+        except StorageError as exc:
+            raise JournalError(str(exc)) from None
         self._db.row_factory = sqlite3.Row
-        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise JournalError(f"SQLite refused WAL mode on {self.path} (got {mode})")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:

@@ -266,7 +266,7 @@ def check_real_invariants(root: Path, inputs: list[Input], statuses: dict[str, d
 # --- the daemon process of the crash test ---------------------------------------------------------
 def main() -> None:
     from sync.config import load_config
-    from sync.daemon import Daemon, install_signal_handlers
+    from sync.daemon import Daemon
     from sync.runtime import open_engine
 
     config_path, mode = Path(sys.argv[1]), sys.argv[2]
@@ -275,15 +275,9 @@ def main() -> None:
         config, open_engine(config), watch=mode, workers=2, empty_timeout=2.0, scan_interval=1.0, poll_interval=0.1,
         stations={"caja1", "caja2"},
     )
-    stop = threading.Event()
-    install_signal_handlers(stop)
-    daemon.start()
-    print("READY", flush=True)
-    try:
-        while not stop.wait(0.2):
-            pass
-    finally:
-        daemon.stop()
+    from daemon_runner import serve_until_signalled
+
+    serve_until_signalled(daemon)
 
 
 if __name__ == "__main__":

@@ -112,9 +112,15 @@ def main() -> None:
     root, mode = Path(sys.argv[1]), sys.argv[2]
     (root / "state").mkdir(parents=True, exist_ok=True)
     daemon, _ = make_daemon(root, mode, stations={"caja1", "caja2"})
-    stop = threading.Event()
+    serve_until_signalled(daemon)
+
+
+def serve_until_signalled(daemon) -> None:
+    """Start `daemon`, print READY for the parent test, stop gracefully on SIGTERM/SIGINT
+    (a SIGKILL, which the crash tests send, skips the stop: that is the point)."""
     from sync.daemon import install_signal_handlers
 
+    stop = threading.Event()
     install_signal_handlers(stop)
     daemon.start()
     print("READY", flush=True)

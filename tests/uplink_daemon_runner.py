@@ -8,7 +8,6 @@ prints READY once started; stops cleanly on SIGTERM.
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -16,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main() -> None:
     from sync.config import load_config
-    from sync.daemon import Daemon, install_signal_handlers
+    from sync.daemon import Daemon
     from sync.runtime import open_engine
     from sync.uplink.build import attach
 
@@ -25,15 +24,9 @@ def main() -> None:
     daemon = Daemon.from_config(config, engine, watch="poll", workers=2, empty_timeout=2.0, scan_interval=0.5,
                                 poll_interval=0.1)
     assert attach(daemon, config, engine) is not None, "the config has no [uplink]"
-    stop = threading.Event()
-    install_signal_handlers(stop)
-    daemon.start()
-    print("READY", flush=True)
-    try:
-        while not stop.wait(0.2):
-            pass
-    finally:
-        daemon.stop()
+    from daemon_runner import serve_until_signalled
+
+    serve_until_signalled(daemon)
 
 
 if __name__ == "__main__":

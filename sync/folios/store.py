@@ -18,6 +18,7 @@ from typing import Iterator, Mapping, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sync.storage import connect_wal
 from sync.errors import DteSyncError
 from sync.folios.caf import Caf, load_caf, verify_frma
 from sync.rut import Rut
@@ -88,9 +89,7 @@ class FolioStore:
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db = connect_wal(self.path, timeout=self._timeout)
             db.execute("PRAGMA foreign_keys=ON")
             self._local.db = db
             with self._lock:

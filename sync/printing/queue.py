@@ -14,12 +14,13 @@ after `give_up_after` s; `dtesync print` reprints).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from sync.storage import connect_wal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS print_jobs (
@@ -77,9 +78,7 @@ class PrintQueue:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = connect_wal(self.path)
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:
