@@ -9,6 +9,7 @@ namespaced DTE), so the same function serves stamping, the PDF417 payload and ve
 from __future__ import annotations
 
 import base64
+import copy
 import re
 import unicodedata
 from datetime import date, datetime
@@ -36,6 +37,9 @@ ALGORITHM = "SHA1withRSA"
 _XML_WS = " \t\r\n"
 _TEXT_SII = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;", "\r": "&#xD;"})
 _TEXT_C14N = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#xD;"})
+_NEEDS_ESCAPE = re.compile("[&<>\"'\r]")  # str.translate walks every character in Python; most texts need nothing
+_PKCS1V15 = padding.PKCS1v15()
+_SHA1 = hashes.SHA1()
 _ATTR = str.maketrans(
     {"&": "&amp;", "<": "&lt;", '"': "&quot;", "\t": "&#x9;", "\n": "&#xA;", "\r": "&#xD;"}
 )
@@ -210,7 +214,7 @@ def _dd_flat(caf: "Caf", texts: tuple[str, ...], tsted: str) -> bytes:
     """flatten(DD) without walking the tree: the hot path (a property test pins the equality)."""
     parts = ["<DD>"]
     for tag, text in zip(_DD_TAGS, texts):
-        parts.append(f"<{tag}>{text.translate(_TEXT_SII)}</{tag}>")
+        parts.append(f"<{tag}>{text.translate(_TEXT_SII) if _NEEDS_ESCAPE.search(text) else text}</{tag}>")
     parts.append(caf.flat_caf)
     parts.append(f"<TSTED>{tsted}</TSTED></DD>")
     return "".join(parts).encode("iso-8859-1", "xmlcharrefreplace")
@@ -243,13 +247,35 @@ def stamp_with_bytes(caf: "Caf", *, namespace: str | None = None, **fields) -> t
         raise DteSyncError("CAF_MALFORMED", params={"detail": "el CAF no trae RSASK (llave privada)"})
     texts, tsted = dd_fields(caf, **fields)
     signed = _dd_flat(caf, texts, tsted)
-    frmt = base64.b64encode(caf.private_key.sign(signed, padding.PKCS1v15(), hashes.SHA1())).decode("ascii")
-    q = (lambda t: f"{{{namespace}}}{t}") if namespace else (lambda t: t)
-    ted = etree.Element(q("TED"), version="1.0", nsmap={None: namespace} if namespace else None)
-    ted.append(_dd_element(caf, texts, tsted, namespace))
-    etree.SubElement(ted, q("FRMT"), algoritmo=ALGORITHM).text = frmt
+    frmt = base64.b64encode(caf.private_key.sign(signed, _PKCS1V15, _SHA1)).decode("ascii")
+    ted = copy.deepcopy(_ted_template(caf, namespace))
+    dd, frmt_el = ted
+    for child, text in zip(dd, texts):  # RE..IT1 lead DD, in _DD_TAGS order
+        child.text = text
+    dd[-1].text = tsted
+    frmt_el.text = frmt
     payload = b'<TED version="1.0">' + signed + f'<FRMT algoritmo="{ALGORITHM}">{frmt}</FRMT></TED>'.encode("ascii")
     return ted, payload
+
+
+_TEMPLATES: dict[tuple[int, str | None], tuple["Caf", etree._Element]] = {}
+
+
+def _ted_template(caf: "Caf", namespace: str | None) -> etree._Element:
+    """`<TED><DD>RE..IT1 CAF TSTED</DD><FRMT/></TED>` with empty texts, built once per CAF:
+    a deep copy of it is cheaper than building ten elements and copying the CAF each time."""
+    key = (id(caf), namespace)
+    cached = _TEMPLATES.get(key)
+    if cached is not None and cached[0] is caf:
+        return cached[1]
+    q = (lambda t: f"{{{namespace}}}{t}") if namespace else (lambda t: t)
+    ted = etree.Element(q("TED"), version="1.0", nsmap={None: namespace} if namespace else None)
+    ted.append(_dd_element(caf, ("",) * len(_DD_TAGS), "", namespace))
+    etree.SubElement(ted, q("FRMT"), algoritmo=ALGORITHM)
+    if len(_TEMPLATES) >= 64:  # the CAFs of one store are few; anything else is a test or a verify
+        _TEMPLATES.clear()
+    _TEMPLATES[key] = (caf, ted)  # holding the CAF keeps its id() from being reused
+    return ted
 
 
 def ted_bytes(ted: etree._Element) -> bytes:

@@ -269,6 +269,14 @@ def test_mark_used_of_a_folio_never_taken_is_an_internal_error(store):
     assert code_of(store.mark_used, 33, 7) == "INTERNAL"
 
 
+def test_mark_used_of_a_released_folio_is_an_internal_error_and_keeps_it_pending(store):
+    load(store, caf())
+    folio, _ = store.allocate(33, TODAY, "doc")
+    store.release_for_annulment(33, folio, "error")
+    assert code_of(store.mark_used, 33, folio) == "INTERNAL"
+    assert store.state_of(33, folio) == PENDING_ANNULMENT
+
+
 def test_released_folio_is_pending_annulment_and_never_reused(store):
     load(store, caf())
     folio, _ = store.allocate(33, TODAY, "doc")

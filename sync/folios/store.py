@@ -89,35 +89,36 @@ class FolioStore:
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = connect_wal(self.path, timeout=self._timeout)
-            db.execute("PRAGMA foreign_keys=ON")
-            self._local.db = db
-            with self._lock:
-                self._connections.append(db)
+            db = self._local.db = self._connect()
+        return db
+
+    def _db_relaxed(self) -> sqlite3.Connection:
+        """This thread's second connection, synchronous=NORMAL for good: for the one write whose
+        loss on a power cut is harmless (mark_used), without two PRAGMAs around each use."""
+        db = getattr(self._local, "relaxed", None)
+        if db is None:
+            db = self._local.relaxed = self._connect()
+            db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
+    def _connect(self) -> sqlite3.Connection:
+        db = connect_wal(self.path, timeout=self._timeout)
+        db.execute("PRAGMA foreign_keys=ON")
+        with self._lock:
+            self._connections.append(db)
         return db
 
     @contextmanager
-    def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE), committed before return.
-
-        `durable=False` commits without waiting for the disk (WAL with synchronous=NORMAL: the
-        database stays consistent, only the last transactions may be lost on a power cut).
-        Only for transitions whose loss is harmless; allocation is always durable.
-        """
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One durable write transaction: taken with BEGIN IMMEDIATE, committed before return."""
         db = self._db()
-        if not durable:
-            db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        finally:
-            if not durable:
-                db.execute("PRAGMA synchronous=FULL")
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -280,8 +281,15 @@ class FolioStore:
 
         Not fsynced: if a power cut loses it, the folio stays allocated to the same doc_key and
         the document gets that same folio back when it resumes, so nothing is reused or lost.
+        One conditional UPDATE (its own transaction) instead of a checked read-then-write: the
+        state is only read again to report a folio that was not allocated/used.
         """
-        self._transition(tipo_dte, folio, USED, from_states=(ALLOCATED, USED), durable=False)
+        changed = self._db_relaxed().execute(
+            "UPDATE folio SET state = ? WHERE tipo_dte = ? AND folio = ? AND state IN (?, ?)",
+            (USED, tipo_dte, folio, ALLOCATED, USED),
+        ).rowcount
+        if changed != 1:
+            raise _bad_transition(tipo_dte, folio, self._state(self._db(), tipo_dte, folio), USED)
 
     def release_for_annulment(self, tipo_dte: int, folio: int, reason: str, *, now: date | None = None) -> None:
         """The document holding this folio failed: never reuse it, report it for annulment.
@@ -305,9 +313,9 @@ class FolioStore:
         self._transition(tipo_dte, folio, ANNULLED, from_states=(PENDING_ANNULMENT, ANNULLED))
 
     def _transition(
-        self, tipo_dte: int, folio: int, to: str, *, from_states: tuple[str, ...], durable: bool = True
+        self, tipo_dte: int, folio: int, to: str, *, from_states: tuple[str, ...]
     ) -> None:
-        with self._write(durable=durable) as db:
+        with self._write() as db:
             state = self._state(db, tipo_dte, folio)
             if state not in from_states:
                 raise _bad_transition(tipo_dte, folio, state, to)

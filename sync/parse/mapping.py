@@ -322,6 +322,7 @@ class _Mapper:
     def group(self, node: Node, cls: type, path: str, mpath: str) -> Any:
         plan = group_plan(self.schema, cls, mpath)
         by_tag, by_folded, fold, allowed = plan.spec.by_tag, plan.spec.by_folded, self.fold_case, plan.allowed
+        max_length = plan.max_length
         if node.stray_text:
             self.error("FIELD_INVALID", line=node.line, path=path, field=mpath.rsplit("/", 1)[-1],
                        expected=EXPECTED["group"], found=node.stray_text.strip(WS))
@@ -338,9 +339,25 @@ class _Mapper:
                 self.error("FIELD_NOT_ALLOWED", line=value.line, path=path + self.style.sep + tag, field=tag,
                            params={"tipo_dte": self.tipo_dte})
                 continue
-            if type(value) is Leaf and value.text is not None and not value.text.strip(WS):
-                continue  # empty means absent (fixed-layout writers leave fields blank)
             name = f.name
+            if type(value) is Leaf:
+                text = value.text
+                if text is not None:
+                    if not text.strip(WS):
+                        continue  # empty means absent (fixed-layout writers leave fields blank)
+                    if not f.many and f.cls is None and name not in kwargs:
+                        # The common case (one scalar field, first time), without value()'s checks.
+                        try:
+                            result = f.convert(text)
+                        except (_Invalid, RutError):
+                            kwargs[name] = self.value(f, tag, value, path, 0, plan)  # reports it
+                            continue
+                        maxlen = max_length.get(f)
+                        if maxlen is not None and len(result) > maxlen:
+                            self.error("FIELD_TOO_LONG", line=value.line, path=path + self.style.sep + tag,
+                                       field=tag, expected=maxlen, found=len(result))
+                        kwargs[name] = result
+                        continue
             if f.many:
                 items = kwargs.get(name)
                 if items is None:

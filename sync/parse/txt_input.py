@@ -32,7 +32,9 @@ _CHARSETS = {
     "WINDOWS-1252": "latin-1", "CP1252": "latin-1", "ANSI": "latin-1",
 }
 _TAG_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*")
-_FIELD_RE = re.compile(r"[ \t]*([A-Za-z][A-Za-z0-9]*)[ \t]*=[ \t]*(.*?)[ \t]*$")
+# Tag=value; the value's trailing blanks are cut with rstrip (a lazy `(.*?)[ \t]*$` costs a
+# backtracking step per character: 4 µs on a long line instead of 0.5).
+_FIELD_RE = re.compile(r"[ \t]*([A-Za-z][A-Za-z0-9]*)[ \t]*=[ \t]*(.*)")
 _TXT_WS = " \t"
 
 
@@ -98,7 +100,7 @@ class _Reader:
     def line(self, number: int, text: str) -> None:
         m = _FIELD_RE.match(text)
         if m is not None and self.current is not None:
-            self.current.entries.append((m.group(1), Leaf(m.group(2), number)))
+            self.current.entries.append((m.group(1), Leaf(m.group(2).rstrip(_TXT_WS), number)))
             return
         stripped = text.strip(_TXT_WS)
         if not stripped:
@@ -126,7 +128,7 @@ class _Reader:
         if not stripped.endswith("]"):
             self.error("TXT_SYNTAX", number, text, params={"detail": "falta el ']' que cierra la sección"})
             return
-        names = tuple(n.strip(_TXT_WS) for n in stripped[1:-1].split("."))
+        names = _section_names(stripped)
         resolved = _resolve_section(names)
         if isinstance(resolved, tuple) and isinstance(resolved[0], str):
             code, kw = resolved
@@ -156,6 +158,12 @@ class _Reader:
                 self.opened.add(id(child))
             node = child
         self.current = node
+
+
+@lru_cache(maxsize=512)
+def _section_names(header: str) -> tuple[str, ...]:
+    """`[Encabezado . Receptor]` -> ('Encabezado', 'Receptor'); the same few headers repeat."""
+    return tuple(n.strip(_TXT_WS) for n in header[1:-1].split("."))
 
 
 @lru_cache(maxsize=512)
@@ -205,8 +213,14 @@ def parse_txt(data: bytes, source: str | None = None) -> model.Documento:
     text = decode_txt(data, source)
     reader = _Reader(source)
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    match = _FIELD_RE.match
     for number, line in enumerate(lines, 1):
-        reader.line(number, line)
+        m = match(line)  # the common line (Tag=value inside a section) inline; the rest in reader.line
+        if m is not None and reader.current is not None:
+            tag, value = m.groups()
+            reader.current.entries.append((tag, Leaf(value.rstrip(_TXT_WS), number)))
+        else:
+            reader.line(number, line)
     try:
         return to_documento(reader.root, style=XML_PATHS, source=source, fold_case=True, errors=reader.errors)
     except DteSyncErrors as exc:
