@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
 from sync.errors import DteSyncError
-from sync.storage import StorageError, connect_wal
+from sync.storage import StorageError, connect_wal, immediate
 from sync.watch.fs import network_fs
 
 STEPS = ("claiming", "claimed", "decided", "filed", "gone")
@@ -215,15 +215,9 @@ class Journal:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._apply_filed(self._db)
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with immediate(self._db, self._lock) as db:
+            self._apply_filed(db)
+            yield db
 
     def _history(self, db: sqlite3.Connection, doc_id: int, state: str, now: float, note: str | None = None) -> None:
         db.execute("INSERT INTO history(doc_id, at, state, note) VALUES (?,?,?,?)", (doc_id, now, state, note))

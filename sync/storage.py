@@ -9,7 +9,9 @@ with BEGIN IMMEDIATE; a busy timeout because several processes may share a file.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from typing import Iterator
 
 
 class StorageError(RuntimeError):
@@ -25,3 +27,18 @@ def connect_wal(path: Path | str, *, timeout: float = 30.0) -> sqlite3.Connectio
     db.execute("PRAGMA synchronous=FULL")
     db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
     return db
+
+
+@contextmanager
+def immediate(db: sqlite3.Connection, lock: AbstractContextManager | None = None) -> Iterator[sqlite3.Connection]:
+    """One write transaction: BEGIN IMMEDIATE (the write lock taken up front, so no deadlock
+    upgrading a reader), COMMIT when the block ends, ROLLBACK on any exception. `lock` guards a
+    connection shared between threads."""
+    with lock if lock is not None else nullcontext():
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import date
 from pathlib import Path
-from typing import Iterator, Mapping, NamedTuple
+from typing import Mapping, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sync.storage import connect_wal
+from sync.storage import connect_wal, immediate
 from sync.errors import DteSyncError
 from sync.folios.caf import Caf, load_caf, verify_frma
 from sync.rut import Rut
@@ -108,17 +108,9 @@ class FolioStore:
             self._connections.append(db)
         return db
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One durable write transaction: taken with BEGIN IMMEDIATE, committed before return."""
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One durable write transaction on this thread's connection, committed before return."""
+        return immediate(self._db())
 
     def close(self) -> None:
         with self._lock:

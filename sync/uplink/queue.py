@@ -18,12 +18,12 @@ import random
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-from sync.storage import connect_wal
+from sync.storage import connect_wal, immediate
 from sync.uplink.docref import DocRef
 
 SCHEMA = """
@@ -110,16 +110,8 @@ class UplinkQueue:
         with self._lock:
             self._db.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._db, self._lock)
 
     @staticmethod
     def _row(r: sqlite3.Row) -> QueuedDoc:
