@@ -15,7 +15,6 @@ with ROOT/{inbox,outbox,archive,rejected,state}; it prints READY once started.
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 import sys
 import threading
@@ -26,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sync.errors import DteSyncError  # noqa: E402
+from sync.journal import Journal  # noqa: E402
 
 
 @dataclass
@@ -129,6 +129,20 @@ def serve_until_signalled(daemon) -> None:
             pass
     finally:
         daemon.stop()
+
+
+
+def unfinished_steps(root: Path) -> dict[str, int]:
+    """Step counts of journal rows a restart has to resume (read while no daemon runs)."""
+    db = root / "state" / "journal.sqlite3"
+    if not db.exists():
+        return {}
+    j = Journal(db)
+    try:
+        steps = j.step_counts()
+    finally:
+        j.close()
+    return {k: v for k, v in steps.items() if k in ("claiming", "claimed", "decided")}
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ folios must be exactly the ones the status files report (no unexplained gap).
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -18,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon_runner import FakeEngine
-from sync.journal import Journal
-from test_daemon import check_invariants, final_status, wait_for, write_burst
+from daemon_runner import FakeEngine, unfinished_steps
+from test_daemon import check_invariants, final_status, write_burst
 
 RUNNER = Path(__file__).with_name("daemon_runner.py")
 KILLS = 20
@@ -74,14 +72,3 @@ def test_sigkill_at_random_moments_loses_nothing_and_never_reuses_a_folio(tmp_pa
     assert unfinished_steps(tmp_path) == {}
 
 
-def unfinished_steps(root: Path) -> dict[str, int]:
-    """Step counts of rows a restart has to resume (read while no daemon runs)."""
-    db = root / "state" / "journal.sqlite3"
-    if not db.exists():
-        return {}
-    j = Journal(db)
-    try:
-        steps = j.step_counts()
-    finally:
-        j.close()
-    return {k: v for k, v in steps.items() if k in ("claiming", "claimed", "decided")}

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from daemon_real import check_real_invariants, drop, varied_inputs, wait_final
-from sync.journal import Journal
+from daemon_runner import unfinished_steps
 from sync.sandbox.build import create_sandbox
 
 RUNNER = Path(__file__).with_name("daemon_real.py")
@@ -37,17 +37,6 @@ def start_runner(config: Path, mode: str) -> subprocess.Popen:
     return proc
 
 
-def unfinished_steps(root: Path) -> dict[str, int]:
-    """Step counts of journal rows a restart has to resume (read while no daemon runs)."""
-    db = root / "state" / "journal.sqlite3"
-    if not db.exists():
-        return {}
-    j = Journal(db)
-    try:
-        steps = j.step_counts()
-    finally:
-        j.close()
-    return {k: v for k, v in steps.items() if k in ("claiming", "claimed", "decided")}
 
 
 @pytest.mark.parametrize("mode", ["events", "poll"])
