@@ -39,6 +39,18 @@ def start_runner(config: Path, mode: str) -> subprocess.Popen:
 
 
 
+def count_statuses(outbox: Path) -> int:
+    return sum(1 for _ in outbox.rglob("*.status.json")) if outbox.exists() else 0
+
+
+def wait_for_progress(outbox: Path, statuses_before: int, timeout: float = 10.0) -> None:
+    """Until the daemon has visibly started on the new wave (a status file more than before):
+    a fixed sleep lands on an idle daemon when a wave takes less time than the sleep."""
+    end = time.monotonic() + timeout
+    while count_statuses(outbox) <= statuses_before and time.monotonic() < end:
+        time.sleep(0.005)
+
+
 @pytest.mark.parametrize("mode", ["events", "poll"])
 def test_real_engine_sigkill_at_random_moments_loses_nothing_and_never_reuses_a_folio(tmp_path: Path, mode: str) -> None:
     if not hasattr(signal, "SIGKILL"):
@@ -46,26 +58,21 @@ def test_real_engine_sigkill_at_random_moments_loses_nothing_and_never_reuses_a_
     rnd = random.Random(7000 + len(mode))
     sandbox = create_sandbox(tmp_path, folios_per_type=1000)
     inputs = varied_inputs(240, seed=len(mode))
-    waves = [inputs[k : k + 40] for k in range(0, len(inputs), 40)]
-
-    def wave_writer() -> None:  # the burst keeps coming while the daemon is being killed
-        for n, wave in enumerate(waves):
-            drop(sandbox.inbox, wave, seed=n, writers=2)
-            time.sleep(1.0)
-
-    writer = threading.Thread(target=wave_writer)
-    writer.start()
+    waves = [inputs[k : k + 12] for k in range(0, len(inputs), 12)]  # one wave per daemon life
     kills = interrupted = 0
-    try:
-        while kills < KILLS:
-            proc = start_runner(sandbox.config_path, mode)
-            time.sleep(rnd.uniform(0.05, 0.5))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
-            interrupted += bool(unfinished_steps(tmp_path))
-    finally:
+    while kills < KILLS:
+        proc = start_runner(sandbox.config_path, mode)
+        # The burst keeps coming while the daemon runs: each life gets a wave written as it works,
+        # so kills land on claimed, half-issued and half-filed documents, not on an idle daemon.
+        writer = threading.Thread(target=drop, args=(sandbox.inbox, waves[kills]), kwargs={"seed": kills, "writers": 2})
+        writer.start()
+        wait_for_progress(tmp_path / "outbox", statuses_before=count_statuses(tmp_path / "outbox"))
+        time.sleep(rnd.uniform(0.0, 0.05))  # a random moment inside the wave's work
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
         writer.join()
+        kills += 1
+        interrupted += bool(unfinished_steps(tmp_path))
     assert interrupted >= 3, "the kills should land while documents are in flight"
     proc = start_runner(sandbox.config_path, mode)
     try:
