@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, Union
 from zoneinfo import ZoneInfo
 
 from lxml import etree
@@ -64,6 +64,19 @@ class Issued:
     ted: bytes  # flattened <TED>, the PDF417 payload
 
 
+@dataclass(frozen=True)
+class Request:
+    """One input for `Engine.issue_many`; `doc_key` names the document durably (its folio)."""
+
+    data: bytes
+    source: str
+    doc_key: str
+    station: str | None = None
+
+
+Outcome = Union[Issued, Exception]
+
+
 class Engine:
     def __init__(
         self,
@@ -88,61 +101,96 @@ class Engine:
         """Local wall-clock time, naive, as the SII writes TSTED/TmstFirma."""
         return self._clock().astimezone(self.tz).replace(tzinfo=None, microsecond=0)
 
-    # ---- the whole flow for one input -------------------------------------------------
+    # ---- the whole flow -------------------------------------------------------------------
     def issue(self, data: bytes, source: str, *, doc_key: str, station: str | None = None) -> Issued:
-        doc = parse_document(data, source)
-        try:
-            return self.issue_document(doc, doc_key=doc_key, station=station)
-        except DteSyncErrors as exc:
-            for e in exc.errors:
-                e.source = e.source or source
-            raise
-        except DteSyncError as exc:
-            exc.source = exc.source or source
-            raise
+        """One input -> one Issued, or the input's typed error raised."""
+        (outcome,) = self.issue_many([Request(data, source, doc_key, station)])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
-    def issue_document(self, doc: Documento, *, doc_key: str, station: str | None = None) -> Issued:
+    def issue_many(self, requests: Sequence[Request]) -> list[Outcome]:
+        """Several inputs at once, one outcome per request in order: Issued or the exception.
+
+        The same flow as `issue`, with the durable folio allocation of the whole batch in one
+        transaction and the folios marked used in another: a backlog pays one fsync per batch,
+        not per document. Every input is parsed, completed and built before any folio is taken,
+        so a bad input in the batch never burns a folio; the others go on.
+        """
         now = self.now()
-        prepare(doc, self.company, self.company.branches.get(station or ""), today=now.date())
-        # Documento starts as the root of its own document declaring the DTE's namespaces, so it is
-        # signed without a copy (sign_dte); every input error is raised here, before a folio.
-        documento = build_documento(doc, nsmap=NSMAP)
-        tipo = doc.tipo_dte
-        given = doc.folio
-        if given is not None:
-            caf = self.folios.claim(tipo, int(given), doc_key, now=now.date())
-            folio = int(given)
-        else:
-            folio, caf = self.folios.allocate(tipo, now.date(), doc_key)
-        try:
-            doc.encabezado.id_doc.folio = folio
-            documento.find(_FOLIO_PATH).text = str(folio)
-            documento.set("ID", f"F{folio}T{tipo}")
-            root = new_dte_root()
-            ted = self._stamp_and_sign(root, documento, doc, caf, now)
-        except BaseException as exc:
-            # The folio was taken and is now in an unknown state: never reuse it.
-            self.folios.release_for_annulment(tipo, folio, f"{type(exc).__name__}: {exc}"[:500], now=now.date())
-            raise
-        self.folios.mark_used(tipo, folio)
-        return Issued(
-            documento=doc,
-            tipo_dte=tipo,
-            folio=folio,
-            rut_emisor=str(doc.encabezado.emisor.rut_emisor),
-            monto_total=int(doc.encabezado.totales.mnt_total),
-            dte=root,
-            dte_xml=to_bytes(root),
-            ted=ted,
-        )
+        prepared = []
+        for req in requests:
+            try:
+                doc = parse_document(req.data, req.source)
+                prepared.append((req.doc_key, _prepared(self, doc, req.station, now)))
+            except Exception as exc:
+                prepared.append((req.doc_key, exc))
+        outcomes = self._issue_prepared(prepared, now)
+        for req, outcome in zip(requests, outcomes):
+            if isinstance(outcome, (DteSyncError, DteSyncErrors)):
+                for e in outcome.errors if isinstance(outcome, DteSyncErrors) else (outcome,):
+                    e.source = e.source or req.source
+        return outcomes
 
-    def _stamp_and_sign(self, root: etree._Element, documento: etree._Element, doc: Documento, caf: Any, now: datetime) -> bytes:
+    def _issue_prepared(self, prepared: list[tuple[str, Any]], now: datetime) -> list[Outcome]:
+        """Folios for every prepared document, then TED + signature + XSD each, then mark used."""
+        folios = self._take_folios(prepared, now)
+        outcomes: list[Outcome] = []
+        used: list[tuple[int, int]] = []
+        for (_, item), taken in zip(prepared, folios):
+            if isinstance(taken, BaseException):
+                outcomes.append(taken)
+                continue
+            doc, documento = item
+            folio, caf = taken
+            try:
+                outcomes.append(self._stamp_and_sign(doc, documento, folio, caf, now))
+                used.append((doc.tipo_dte, folio))
+            except BaseException as exc:
+                # The folio was taken and is now in an unknown state: never reuse it.
+                self.folios.release_for_annulment(
+                    doc.tipo_dte, folio, f"{type(exc).__name__}: {exc}"[:500], now=now.date()
+                )
+                if not isinstance(exc, Exception):
+                    raise
+                outcomes.append(exc)
+        problems = iter(self.folios.mark_used_many(used) if used else ())
+        return [
+            (next(problems) or outcome) if isinstance(outcome, Issued) else outcome for outcome in outcomes
+        ]
+
+    def _take_folios(self, prepared: list[tuple[str, Any]], now: datetime) -> list[Any]:
+        """(folio, caf) or the exception per prepared document; allocations in one transaction."""
+        taken: list[Any] = [item if isinstance(item, BaseException) else None for _, item in prepared]
+        wanted = [
+            (i, item[0].tipo_dte, doc_key)
+            for i, (doc_key, item) in enumerate(prepared)
+            if taken[i] is None and item[0].folio is None
+        ]
+        if wanted:
+            allocated = self.folios.allocate_many([(tipo, key) for _, tipo, key in wanted], now.date())
+            for (i, _, _), result in zip(wanted, allocated):
+                taken[i] = result
+        for i, (doc_key, item) in enumerate(prepared):
+            if taken[i] is None:  # a Folio given by the input
+                doc = item[0]
+                try:
+                    taken[i] = (int(doc.folio), self.folios.claim(doc.tipo_dte, int(doc.folio), doc_key, now=now.date()))
+                except Exception as exc:
+                    taken[i] = exc
+        return taken
+
+    def _stamp_and_sign(self, doc: Documento, documento: etree._Element, folio: int, caf: Any, now: datetime) -> Issued:
+        tipo = doc.tipo_dte
+        doc.encabezado.id_doc.folio = folio
+        documento.find(_FOLIO_PATH).text = str(folio)
+        documento.set("ID", f"F{folio}T{tipo}")
         receptor = doc.encabezado.receptor
         ted, ted_bytes = stamp_with_bytes(
             caf,
             namespace=SII_NS,
-            tipo_dte=doc.tipo_dte,
-            folio=doc.folio,
+            tipo_dte=tipo,
+            folio=folio,
             fch_emis=doc.encabezado.id_doc.fch_emis,
             rut_recep=receptor.rut_recep,
             rzn_soc_recep=receptor.rzn_soc_recep or ANONYMOUS_NAME,
@@ -152,9 +200,19 @@ class Engine:
         )
         documento.append(ted)
         etree.SubElement(documento, _Q + "TmstFirma").text = now.strftime("%Y-%m-%dT%H:%M:%S")
+        root = new_dte_root()
         sign_dte(root, self.certificate, documento)
         schema.validate(root)
-        return ted_bytes
+        return Issued(
+            documento=doc,
+            tipo_dte=tipo,
+            folio=folio,
+            rut_emisor=str(doc.encabezado.emisor.rut_emisor),
+            monto_total=int(doc.encabezado.totales.mnt_total),
+            dte=root,
+            dte_xml=to_bytes(root),
+            ted=ted_bytes,
+        )
 
     # ---- envelopes ---------------------------------------------------------------------
     def envelope(self, issued: list[Issued]) -> bytes:
@@ -170,6 +228,14 @@ class Engine:
 
 
 # ---- pure preparation steps (no I/O, no clock) ----------------------------------------
+def _prepared(engine: Engine, doc: Documento, station: str | None, now: datetime) -> tuple[Documento, etree._Element]:
+    """Defaults, rules, totals and the unsigned Documento (Folio still a placeholder): every
+    input error is raised here, before a folio is taken. The Documento is the root of its own
+    document declaring the DTE's namespaces, so it is signed without a copy (sign_dte)."""
+    prepare(doc, engine.company, engine.company.branches.get(station or ""), today=now.date())
+    return doc, build_documento(doc, nsmap=NSMAP)
+
+
 def prepare(doc: Documento, company: Company, branch: Branch | None, *, today: date) -> None:
     """Defaults, business rules and totals. Required fields, Latin-1 text and schema placement
     are checked by build_documento in the same walk that builds the XML, also before a folio."""

@@ -13,7 +13,7 @@ from lxml import etree
 from conftest import xmlsec1_verifies
 from sync import schema
 from sync.config import load_config
-from sync.engine import Engine
+from sync.engine import Engine, Issued, Request
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.folios.store import FolioStore
 from sync.rut import Rut
@@ -197,3 +197,46 @@ def test_wrong_certificate_password_is_refused(sandbox):
 def test_boleta_without_receptor_is_issued_to_the_anonymous_rut(engine):
     issued = engine.issue((examples_dir() / "39_boleta.txt").read_bytes(), "b.txt", doc_key="boleta-anon")
     assert b"<RR>66666666-6</RR>" in issued.ted
+
+
+# --- batches ------------------------------------------------------------------------------------
+
+
+def test_a_batch_issues_each_input_with_its_own_folio_and_signature(engine, tmp_path):
+    inputs = [e for e in EXAMPLES if e.suffix == ".txt"]
+    requests = [Request(e.read_bytes(), e.name, f"batch:{e.name}") for e in inputs]
+    outcomes = engine.issue_many(requests)
+    assert all(isinstance(o, Issued) for o in outcomes), outcomes
+    for i, issued in enumerate(outcomes):
+        path = tmp_path / f"{i}.xml"
+        path.write_bytes(issued.dte_xml)
+        assert xmlsec1_verifies(path)
+        assert engine.folios.state_of(issued.tipo_dte, issued.folio) == "used"
+    keys = [(o.tipo_dte, o.folio) for o in outcomes]
+    assert len(set(keys)) == len(keys)
+
+
+def test_a_bad_input_in_a_batch_gets_its_error_and_burns_no_folio(engine):
+    bad = FACTURA.replace(b"RUTRecep=", b"RUTRecep=1-1\nX=")
+    outcomes = engine.issue_many(
+        [Request(FACTURA, "a.txt", "bb:a"), Request(bad, "bad.txt", "bb:bad"), Request(FACTURA, "c.txt", "bb:c")]
+    )
+    first, error, last = outcomes
+    assert isinstance(error, (DteSyncError, DteSyncErrors))
+    assert {e.source for e in (error.errors if isinstance(error, DteSyncErrors) else [error])} == {"bad.txt"}
+    assert last.folio == first.folio + 1
+    assert engine.folios.pending_annulment() == []
+
+
+def test_a_batch_repeated_after_a_crash_gets_the_same_folios_back(engine):
+    requests = [Request(FACTURA, f"{i}.txt", f"again:{i}") for i in range(4)]
+    first = [o.folio for o in engine.issue_many(requests)]
+    again = [o.folio for o in engine.issue_many(requests)]
+    assert first == again and len(set(first)) == 4
+
+
+def test_issue_raises_what_issue_many_reports(engine):
+    nc = re.sub(rb"\[Referencia\][^\[]*", b"", NOTA_CREDITO)
+    (outcome,) = engine.issue_many([Request(nc, "nc.txt", "raise:nc")])
+    with pytest.raises(type(outcome)):
+        engine.issue(nc, "nc.txt", doc_key="raise:nc")

@@ -324,3 +324,57 @@ def test_caf_for_finds_the_authorizing_caf(store):
     second = load(store, caf(desde=11, hasta=20, fa=date(2024, 2, 2)))
     assert store.caf_for(33, 15) == second
     assert code_of(store.caf_for, 33, 21) == "FOLIO_NOT_IN_CAF"
+
+
+# --- batches ------------------------------------------------------------------------------------
+
+
+def test_allocate_many_gives_each_document_its_folio_in_order_across_cafs(store):
+    load(store, caf(desde=1, hasta=3))
+    load(store, caf(desde=10, hasta=20, fa=date(2024, 2, 2)))
+    taken = store.allocate_many([(33, f"doc-{i}") for i in range(5)], TODAY)
+    assert [folio for folio, _ in taken] == [1, 2, 3, 10, 11]
+    assert [c.desde for _, c in taken] == [1, 1, 1, 10, 10]
+    assert store.allocate(33, TODAY, "next") == (12, taken[3][1])
+
+
+def test_allocate_many_reports_a_missing_caf_for_one_document_and_serves_the_others(store):
+    load(store, caf(tipo=33))
+    first, missing, second = store.allocate_many([(33, "a"), (61, "b"), (33, "c")], TODAY)
+    assert (first[0], second[0]) == (1, 2)
+    assert isinstance(missing, DteSyncError) and missing.code == "CAF_MISSING"
+    assert store.folio_of(61, "b") is None
+
+
+def test_allocate_many_reports_exhaustion_only_for_the_documents_past_the_end(store):
+    load(store, caf(desde=1, hasta=2))
+    results = store.allocate_many([(33, "a"), (33, "b"), (33, "c")], TODAY)
+    assert [r[0] for r in results[:2]] == [1, 2]
+    assert results[2].code == "FOLIOS_EXHAUSTED"
+
+
+def test_allocate_many_gives_a_repeated_doc_key_its_one_folio(store):
+    load(store, caf())
+    store.allocate(33, TODAY, "earlier")
+    taken = store.allocate_many([(33, "x"), (33, "earlier"), (33, "x")], TODAY)
+    assert [folio for folio, _ in taken] == [2, 1, 2]
+
+
+def test_allocate_many_is_durable_when_it_returns(tmp_path):
+    path = tmp_path / "folios.db"
+    with FolioStore(path) as s:
+        load(s, caf())
+        s.allocate_many([(33, "a"), (33, "b")], TODAY)
+    with FolioStore(path) as s:
+        assert (s.folio_of(33, "a"), s.folio_of(33, "b")) == (1, 2)
+        assert s.state_of(33, 2) == ALLOCATED
+        assert s.allocate(33, TODAY, "c")[0] == 3
+
+
+def test_mark_used_many_reports_only_the_folio_that_was_not_allocated(store):
+    load(store, caf())
+    store.allocate_many([(33, "a"), (33, "b")], TODAY)
+    problems = store.mark_used_many([(33, 1), (33, 50), (33, 2)])
+    assert problems[0] is None and problems[2] is None
+    assert problems[1].code == "INTERNAL"
+    assert (store.state_of(33, 1), store.state_of(33, 2), store.state_of(33, 50)) == (USED, USED, None)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from datetime import date
 from pathlib import Path
-from typing import Mapping, NamedTuple
+from typing import Mapping, NamedTuple, Sequence
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -200,33 +200,71 @@ class FolioStore:
 
         Same `doc_key` (per tipo_dte) -> same folio, whatever happened in between.
         """
+        (taken,) = self.allocate_many([(tipo_dte, doc_key)], now)
+        if isinstance(taken, DteSyncError):
+            raise taken
+        return taken
+
+    def allocate_many(
+        self, wanted: Sequence[tuple[int, str]], now: date
+    ) -> list[tuple[int, Caf] | DteSyncError]:
+        """`allocate` for several documents in ONE durable transaction (one fsync for a batch).
+
+        Each (tipo_dte, doc_key) gets its folio or its own error (CAF_MISSING, CAF_EXPIRED,
+        FOLIOS_EXHAUSTED) without failing the others; all folios are committed before return.
+        """
+        out: list[tuple[int, Caf] | DteSyncError] = []
         with self._write() as db:
-            held = self._held(db, tipo_dte, doc_key)
-            if held:
-                return held[0], self._caf(held[1])
-            cafs = db.execute(
-                "SELECT id, desde, hasta, next_folio, expires_on FROM caf WHERE tipo_dte = ?"
-                " ORDER BY fecha_autorizacion, desde",
-                (tipo_dte,),
-            ).fetchall()
-            if not cafs:
-                raise DteSyncError("CAF_MISSING", params={"tipo_dte": tipo_dte})
-            live = [c for c in cafs if not _expired(c[4], now)]
-            for caf_id, _desde, hasta, next_folio, _exp in live:
-                folio = _first_free(db, tipo_dte, next_folio, hasta)
-                if folio is None:
-                    db.execute("UPDATE caf SET next_folio = ? WHERE id = ?", (hasta + 1, caf_id))
+            cursors: dict[int, list[list]] = {}  # tipo -> live CAFs as [id, hasta, next_folio]
+            moved: dict[int, int] = {}  # caf id -> its new next_folio, written once at the end
+            for tipo_dte, doc_key in wanted:
+                held = self._held(db, tipo_dte, doc_key)
+                if held:
+                    out.append((held[0], self._caf(held[1])))
                     continue
-                db.execute(
-                    "INSERT INTO folio (tipo_dte, folio, caf_id, state, doc_key, taken_on) VALUES (?,?,?,?,?,?)",
-                    (tipo_dte, folio, caf_id, ALLOCATED, doc_key, now.isoformat()),
-                )
-                db.execute("UPDATE caf SET next_folio = ? WHERE id = ?", (folio + 1, caf_id))
-                return folio, self._caf(caf_id)
-            if not live:
-                last = max(cafs, key=lambda c: c[4])
-                raise _caf_error("CAF_EXPIRED", tipo_dte, last[1], last[2], date.fromisoformat(last[4]))
-            raise DteSyncError("FOLIOS_EXHAUSTED", params={"tipo_dte": tipo_dte})
+                try:
+                    live = cursors.get(tipo_dte)
+                    if live is None:
+                        live = cursors[tipo_dte] = self._live_cafs(db, tipo_dte, now)
+                    out.append(self._take_next(db, tipo_dte, doc_key, live, moved, now))
+                except DteSyncError as exc:
+                    out.append(exc)
+            db.executemany("UPDATE caf SET next_folio = ? WHERE id = ?", [(n, i) for i, n in moved.items()])
+        return out
+
+    @staticmethod
+    def _live_cafs(db: sqlite3.Connection, tipo_dte: int, now: date) -> list[list]:
+        """Non-expired CAFs of this type, oldest first; CAF_MISSING / CAF_EXPIRED if none."""
+        cafs = db.execute(
+            "SELECT id, desde, hasta, next_folio, expires_on FROM caf WHERE tipo_dte = ?"
+            " ORDER BY fecha_autorizacion, desde",
+            (tipo_dte,),
+        ).fetchall()
+        if not cafs:
+            raise DteSyncError("CAF_MISSING", params={"tipo_dte": tipo_dte})
+        live = [[c[0], c[2], c[3]] for c in cafs if not _expired(c[4], now)]
+        if not live:
+            last = max(cafs, key=lambda c: c[4])
+            raise _caf_error("CAF_EXPIRED", tipo_dte, last[1], last[2], date.fromisoformat(last[4]))
+        return live
+
+    def _take_next(
+        self, db: sqlite3.Connection, tipo_dte: int, doc_key: str, live: list[list], moved: dict[int, int], now: date
+    ) -> tuple[int, Caf]:
+        """Insert the next free folio of the first CAF that has one; advances `live` and `moved`."""
+        for cursor in live:
+            caf_id, hasta, next_folio = cursor
+            folio = _first_free(db, tipo_dte, next_folio, hasta) if next_folio <= hasta else None
+            if folio is None:
+                cursor[2] = moved[caf_id] = hasta + 1
+                continue
+            db.execute(
+                "INSERT INTO folio (tipo_dte, folio, caf_id, state, doc_key, taken_on) VALUES (?,?,?,?,?,?)",
+                (tipo_dte, folio, caf_id, ALLOCATED, doc_key, now.isoformat()),
+            )
+            cursor[2] = moved[caf_id] = folio + 1
+            return folio, self._caf(caf_id)
+        raise DteSyncError("FOLIOS_EXHAUSTED", params={"tipo_dte": tipo_dte})
 
     def claim(self, tipo_dte: int, folio: int, doc_key: str, *, now: date | None = None) -> Caf:
         """Take a folio the input names. FOLIO_NOT_IN_CAF / FOLIO_USED / CAF_EXPIRED (with `now`).
@@ -269,19 +307,32 @@ class FolioStore:
         ).fetchone()
 
     def mark_used(self, tipo_dte: int, folio: int) -> None:
-        """The signed DTE carrying this folio has been written (idempotent).
+        """The signed DTE carrying this folio has been written (idempotent)."""
+        (problem,) = self.mark_used_many([(tipo_dte, folio)])
+        if problem is not None:
+            raise problem
+
+    def mark_used_many(self, folios: Sequence[tuple[int, int]]) -> list[DteSyncError | None]:
+        """Mark these (tipo_dte, folio) used in one transaction; per folio None or the error.
 
         Not fsynced: if a power cut loses it, the folio stays allocated to the same doc_key and
         the document gets that same folio back when it resumes, so nothing is reused or lost.
-        One conditional UPDATE (its own transaction) instead of a checked read-then-write: the
-        state is only read again to report a folio that was not allocated/used.
+        One conditional UPDATE per folio instead of a checked read-then-write: the state is only
+        read again to report a folio that was not allocated/used.
         """
-        changed = self._db_relaxed().execute(
-            "UPDATE folio SET state = ? WHERE tipo_dte = ? AND folio = ? AND state IN (?, ?)",
-            (USED, tipo_dte, folio, ALLOCATED, USED),
-        ).rowcount
-        if changed != 1:
-            raise _bad_transition(tipo_dte, folio, self._state(self._db(), tipo_dte, folio), USED)
+        db = self._db_relaxed()
+        with immediate(db) if len(folios) > 1 else nullcontext():  # one UPDATE is its own transaction
+            changed = [
+                db.execute(
+                    "UPDATE folio SET state = ? WHERE tipo_dte = ? AND folio = ? AND state IN (?, ?)",
+                    (USED, tipo_dte, folio, ALLOCATED, USED),
+                ).rowcount
+                for tipo_dte, folio in folios
+            ]
+        return [
+            None if n == 1 else _bad_transition(t, f, self._state(self._db(), t, f), USED)
+            for (t, f), n in zip(folios, changed)
+        ]
 
     def release_for_annulment(self, tipo_dte: int, folio: int, reason: str, *, now: date | None = None) -> None:
         """The document holding this folio failed: never reuse it, report it for annulment.
