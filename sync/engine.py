@@ -25,7 +25,7 @@ from lxml import etree
 from sync import schema
 from sync.config import Branch, Company, Config
 from sync.dte.build import SII_NS, build_documento
-from sync.envio import NSMAP, Caratula, build_envio, new_dte_root, sign_dte, to_bytes
+from sync.envio import NSMAP, Caratula, build_envio, envelope_part, new_dte_root, sign_dte, to_bytes
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.folios.store import FolioStore
 from sync.model import (
@@ -224,7 +224,8 @@ class Engine:
             nro_resol=self.company.nro_resol,
             tmst_firma_env=self.now(),
         )
-        return build_envio([i.dte for i in issued], caratula, self.certificate, boleta=boleta)
+        parts = [envelope_part(i.dte_xml, i.dte) or i.dte_xml for i in issued]
+        return build_envio(parts, caratula, self.certificate, boleta=boleta)
 
 
 # ---- pure preparation steps (no I/O, no clock) ----------------------------------------

@@ -21,14 +21,15 @@ from collections import Counter
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from lxml import etree
 
 from sync.errors import DteSyncError
 from sync.rut import SII_RUT, Rut
 from sync.signing.certificate import Certificate
-from sync.signing.xmldsig import SII_NS, XSI_NS, sign_after, sign_into
+from sync.signing.xmldsig import SII_NS, XSI_NS, sign_after, sign_canonical, sign_into
+from sync import safexml
 
 XML_HEADER = b'<?xml version="1.0" encoding="ISO-8859-1"?>\n'
 NSMAP = {None: SII_NS, "xsi": XSI_NS}
@@ -36,8 +37,6 @@ MAX_DTE = 2000  # EnvioDTE_v10.xsd: DTE maxOccurs
 MAX_BOLETA = 500  # EnvioBOLETA_v11.xsd: DTE maxOccurs
 BOLETA_TYPES = frozenset({39, 41})
 _S = "{%s}" % SII_NS
-# Same parser policy as inputs: no entities, no network, keep every whitespace byte.
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False, huge_tree=False)
 
 
 def new_dte_root() -> etree._Element:
@@ -83,7 +82,17 @@ class Caratula:
     tmst_firma_env: datetime
 
 
+_TIPO_PATH = (_S + "Documento", _S + "Encabezado", _S + "IdDoc", _S + "TipoDTE")
+
+
 def _tipo_dte(dte: etree._Element) -> int:
+    el = dte
+    for tag in _TIPO_PATH:  # each the first child as the schema orders them: no path search
+        el = el[0] if len(el) else None
+        if el is None or el.tag != tag:
+            break
+    else:
+        return int(el.text)
     text = dte.findtext(f"{_S}Documento/{_S}Encabezado/{_S}IdDoc/{_S}TipoDTE")
     if text is None:
         raise ValueError("a DTE without Documento/Encabezado/IdDoc/TipoDTE in the SiiDte namespace")
@@ -92,7 +101,7 @@ def _tipo_dte(dte: etree._Element) -> int:
 
 def _as_element(dte: bytes | etree._Element) -> etree._Element:
     if isinstance(dte, (bytes, bytearray)):
-        return etree.fromstring(bytes(dte), _PARSER)
+        return safexml.fromstring(bytes(dte))
     return deepcopy(dte)  # never move the caller's element
 
 
@@ -113,29 +122,110 @@ def _sub(parent: etree._Element, tag: str, text: str) -> None:
 
 
 def build_envio(
-    signed_dtes: Iterable[bytes | etree._Element], caratula: Caratula, cert: Certificate, *, boleta: bool
+    signed_dtes: Iterable["bytes | etree._Element | EnvelopePart"], caratula: Caratula, cert: Certificate, *,
+    boleta: bool,
 ) -> bytes:
     """A signed EnvioDTE (or EnvioBOLETA) holding the DTEs unchanged, as ISO-8859-1 bytes.
 
-    Each DTE keeps its own signature byte for byte; only the SetDTE is signed here.
+    Each DTE keeps its own signature byte for byte; only the SetDTE is signed here. DTEs in the
+    standalone form dtesync writes (bytes from `to_bytes` of a `new_dte_root()` DTE, or an
+    `envelope_part`) are assembled as bytes: the same envelope, byte for byte, as the one built
+    as a tree (tests pin it), without copying and re-serializing every DTE. Anything else
+    (elements, foreign DTEs) goes through the tree.
     """
-    dtes = [_as_element(d) for d in signed_dtes]
+    dtes = list(signed_dtes)
+    _check_count(len(dtes), boleta)
+    parts = [d if isinstance(d, EnvelopePart) else envelope_part(d) if isinstance(d, (bytes, bytearray)) else None
+             for d in dtes]
+    if all(parts):
+        return _assemble(parts, caratula, cert, boleta=boleta)  # type: ignore[arg-type]
+    return _build_envio_tree([d.xml if isinstance(d, EnvelopePart) else d for d in dtes], caratula, cert, boleta=boleta)
+
+
+def _check_count(count: int, boleta: bool) -> None:
     limit, name = (MAX_BOLETA, "EnvioBOLETA") if boleta else (MAX_DTE, "EnvioDTE")
-    if not dtes:
+    if not count:
         raise DteSyncError("FIELD_REQUIRED", field=f"{name}/SetDTE/DTE")
-    if len(dtes) > limit:
-        raise DteSyncError("TOO_MANY", field=f"{name}/SetDTE/DTE", found=len(dtes), expected=limit)
-    counts = Counter(_tipo_dte(d) for d in dtes)
+    if count > limit:
+        raise DteSyncError("TOO_MANY", field=f"{name}/SetDTE/DTE", found=count, expected=limit)
+
+
+def _check_types(counts: Counter, boleta: bool) -> None:
     wrong = sorted(t for t in counts if (t in BOLETA_TYPES) != boleta)
     if wrong:
         expected = "39, 41" if boleta else "tipos distintos de 39 y 41 (boletas van en EnvioBOLETA)"
         raise DteSyncError("TIPO_DTE_UNSUPPORTED", field="TipoDTE", found=wrong[0], expected=expected)
-    rut_envia = _rut_envia(caratula, cert)
 
-    root = etree.Element(_S + name, nsmap=NSMAP)
-    root.set("{%s}schemaLocation" % XSI_NS, f"{SII_NS} {'EnvioBOLETA_v11.xsd' if boleta else 'EnvioDTE_v10.xsd'}")
-    root.set("version", "1.0")
-    # SetDTE is built as a root declaring the envelope's namespaces: signed there, then moved in.
+
+# --- the envelope as bytes -------------------------------------------------------------------------
+_DTE_OPEN = f'<DTE xmlns="{SII_NS}" xmlns:xsi="{XSI_NS}" version="1.0">'.encode()
+_DTE_IN_SET = b'<DTE version="1.0">'  # the same start tag inside the envelope (namespaces inherited)
+_DTE_CLOSE = b"</DTE>"
+
+
+class EnvelopePart(NamedTuple):
+    """A DTE as it reads inside SetDTE: serialized (ISO-8859-1), canonical (C14N, UTF-8), and
+    the standalone bytes it came from."""
+
+    xml: bytes
+    c14n: bytes
+    tipo_dte: int
+
+
+def envelope_part(dte_xml: bytes, dte: etree._Element | None = None) -> EnvelopePart | None:
+    """The envelope form of a standalone DTE (`dte`: its parsed tree, if the caller has it).
+
+    Inside the envelope a standalone DTE loses only its two namespace declarations, which the
+    envelope root makes; the same holds for its inclusive C14N (a namespace already rendered by
+    an output ancestor is not rendered again). None: not in that form (use the tree)."""
+    data = bytes(dte_xml)
+    prefix = XML_HEADER + _DTE_OPEN
+    body = data[len(prefix):].rstrip(b" \t\r\n")
+    if not data.startswith(prefix) or not body.endswith(_DTE_CLOSE):
+        return None
+    root = dte if dte is not None and _alone(dte) else safexml.fromstring(data)
+    if not _alone(root):
+        return None  # a comment or PI beside the root: not what dtesync writes
+    canonical = etree.tostring(root, method="c14n", exclusive=False, with_comments=False)
+    if not canonical.startswith(_DTE_OPEN):
+        return None
+    return EnvelopePart(_DTE_IN_SET + body, _DTE_IN_SET + canonical[len(_DTE_OPEN):], _tipo_dte(root))
+
+
+def _alone(root: etree._Element) -> bool:
+    return root.getparent() is None and root.getprevious() is None and root.getnext() is None
+
+
+def _assemble(forms: list[EnvelopePart], caratula: Caratula, cert: Certificate, *, boleta: bool) -> bytes:
+    """The envelope from the DTEs' own bytes; the SetDTE digest from their canonical forms."""
+    counts = Counter(f.tipo_dte for f in forms)
+    _check_types(counts, boleta)
+    head = _set_dte_head(caratula, _rut_envia(caratula, cert), counts)
+    # SetDTE as its own root declares the envelope's namespaces, as sign_into signs it.
+    canonical_head = etree.tostring(head, method="c14n", exclusive=False, with_comments=False)
+    serialized_head = etree.tostring(head, encoding="ISO-8859-1", xml_declaration=False)
+    close = b"</SetDTE>"
+    canonical = canonical_head[: -len(close)] + b"".join(f.c14n + b"\n" for f in forms) + close
+    signature = sign_canonical(cert, "SetDoc", canonical, NSMAP)
+    set_open_end = serialized_head.index(b">") + 1
+    name = "EnvioBOLETA" if boleta else "EnvioDTE"
+    return b"".join((
+        XML_HEADER,
+        f'<{name} xmlns="{SII_NS}" xmlns:xsi="{XSI_NS}" xsi:schemaLocation="{SII_NS} {_XSD[boleta]}" '
+        'version="1.0"><SetDTE ID="SetDoc">'.encode(),
+        serialized_head[set_open_end : -len(close)],
+        b"".join(f.xml + b"\n" for f in forms),
+        close,
+        etree.tostring(signature, encoding="ISO-8859-1", xml_declaration=False),
+        f"</{name}>".encode(),
+    ))
+
+
+_XSD = {True: "EnvioBOLETA_v11.xsd", False: "EnvioDTE_v10.xsd"}
+
+
+def _set_dte_head(caratula: Caratula, rut_envia: Rut, counts: Counter) -> etree._Element:
+    """`<SetDTE ID="SetDoc">` (a root declaring NSMAP) holding the Caratula, no DTE yet."""
     set_dte = etree.Element(_S + "SetDTE", ID="SetDoc", nsmap=NSMAP)
     set_dte.text = "\n"
     cover = etree.SubElement(set_dte, _S + "Caratula", version="1.0")
@@ -150,6 +240,23 @@ def build_envio(
         sub = etree.SubElement(cover, _S + "SubTotDTE")
         _sub(sub, "TpoDTE", str(tipo))
         _sub(sub, "NroDTE", str(counts[tipo]))
+    return set_dte
+
+
+# --- the envelope as a tree (any DTE) ----------------------------------------------------------------
+def _build_envio_tree(
+    signed_dtes: list[bytes | etree._Element], caratula: Caratula, cert: Certificate, *, boleta: bool
+) -> bytes:
+    dtes = [_as_element(d) for d in signed_dtes]
+    counts = Counter(_tipo_dte(d) for d in dtes)
+    _check_types(counts, boleta)
+    rut_envia = _rut_envia(caratula, cert)
+    name = "EnvioBOLETA" if boleta else "EnvioDTE"
+    root = etree.Element(_S + name, nsmap=NSMAP)
+    root.set("{%s}schemaLocation" % XSI_NS, f"{SII_NS} {_XSD[boleta]}")
+    root.set("version", "1.0")
+    # SetDTE is built as a root declaring the envelope's namespaces: signed there, then moved in.
+    set_dte = _set_dte_head(caratula, rut_envia, counts)
     for dte in dtes:
         set_dte.append(dte)
         dte.tail = "\n"

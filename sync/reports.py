@@ -23,9 +23,9 @@ from typing import Any, Iterable
 from lxml import etree
 
 from sync.errors import DteSyncError
+from sync import safexml
 
 log = logging.getLogger("dtesync.reports")
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 
 TIPO_NOMBRE = {
     33: "Factura electrónica", 34: "Factura exenta electrónica", 39: "Boleta electrónica",
@@ -141,7 +141,7 @@ class DocAmounts:
 
 def amounts_of(xml: bytes, rejected: bool = False) -> DocAmounts:
     """The Totales of a signed DTE (absent amounts are 0)."""
-    root = etree.fromstring(xml, _PARSER)
+    root = safexml.fromstring(xml)
     doc = root.find(".//{*}Documento")
     idd, tot = doc.find("{*}Encabezado/{*}IdDoc"), doc.find("{*}Encabezado/{*}Totales")
 

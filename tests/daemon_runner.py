@@ -147,3 +147,15 @@ def unfinished_steps(root: Path) -> dict[str, int]:
 
 if __name__ == "__main__":
     main()
+
+
+def count_statuses(outbox: Path) -> int:
+    return sum(1 for _ in outbox.rglob("*.status.json")) if outbox.exists() else 0
+
+
+def wait_for_progress(outbox: Path, statuses_before: int, timeout: float = 10.0) -> None:
+    """Until the daemon has visibly started on the new wave (a status file more than before):
+    a fixed sleep lands on an idle daemon when a wave takes less time than the sleep."""
+    end = time.monotonic() + timeout
+    while count_statuses(outbox) <= statuses_before and time.monotonic() < end:
+        time.sleep(0.005)

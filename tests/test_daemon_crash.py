@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_runner import FakeEngine, unfinished_steps
+from daemon_runner import FakeEngine, count_statuses, unfinished_steps, wait_for_progress
 from test_daemon import check_invariants, final_status, write_burst
 
 RUNNER = Path(__file__).with_name("daemon_runner.py")
@@ -41,23 +41,27 @@ def test_sigkill_at_random_moments_loses_nothing_and_never_reuses_a_folio(tmp_pa
     rnd = random.Random(20240 + len(mode))
     (tmp_path / "inbox").mkdir(parents=True)
     expected: dict[str, bytes] = {}
-
-    def wave_writer() -> None:  # the burst keeps coming while the daemon is being killed
-        for wave in range(6):
-            expected.update(write_burst(tmp_path / "inbox", 60, seed=wave, prefix=f"W{wave}-"))
-            time.sleep(1.5)
-
-    t = threading.Thread(target=wave_writer)
-    t.start()
+    outbox = tmp_path / "outbox"
     kills = interrupted = 0
     while kills < KILLS:
         proc = start_runner(tmp_path, mode)
-        time.sleep(rnd.uniform(0.02, 0.35))
+        # The burst keeps coming while the daemon runs: each life gets a wave written as it works,
+        # and is killed at a random moment once it has visibly started on it (a fixed sleep lands
+        # on an idle daemon when a wave takes less time than the sleep).
+        before = count_statuses(outbox)
+        wave = {}
+        writer = threading.Thread(
+            target=lambda: wave.update(write_burst(tmp_path / "inbox", 18, seed=kills, prefix=f"W{kills}-"))
+        )
+        writer.start()
+        wait_for_progress(outbox, statuses_before=before)
+        time.sleep(rnd.uniform(0.0, 0.05))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        writer.join()
+        expected.update(wave)
         kills += 1
         interrupted += bool(unfinished_steps(tmp_path))
-    t.join()
     assert interrupted >= 3, "the kills should land while documents are in flight"
     proc = start_runner(tmp_path, mode)
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from daemon_real import check_real_invariants, drop, varied_inputs, wait_final
-from daemon_runner import unfinished_steps
+from daemon_runner import count_statuses, unfinished_steps, wait_for_progress
 from sync.sandbox.build import create_sandbox
 
 RUNNER = Path(__file__).with_name("daemon_real.py")
@@ -36,19 +36,6 @@ def start_runner(config: Path, mode: str) -> subprocess.Popen:
     assert line.strip() == "READY", f"runner did not start (got {line!r}, rc={proc.poll()})"
     return proc
 
-
-
-
-def count_statuses(outbox: Path) -> int:
-    return sum(1 for _ in outbox.rglob("*.status.json")) if outbox.exists() else 0
-
-
-def wait_for_progress(outbox: Path, statuses_before: int, timeout: float = 10.0) -> None:
-    """Until the daemon has visibly started on the new wave (a status file more than before):
-    a fixed sleep lands on an idle daemon when a wave takes less time than the sleep."""
-    end = time.monotonic() + timeout
-    while count_statuses(outbox) <= statuses_before and time.monotonic() < end:
-        time.sleep(0.005)
 
 
 @pytest.mark.parametrize("mode", ["events", "poll"])

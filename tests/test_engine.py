@@ -240,3 +240,21 @@ def test_issue_raises_what_issue_many_reports(engine):
     (outcome,) = engine.issue_many([Request(nc, "nc.txt", "raise:nc")])
     with pytest.raises(type(outcome)):
         engine.issue(nc, "nc.txt", doc_key="raise:nc")
+
+
+def test_threads_sharing_one_engine_all_get_valid_documents(engine):
+    """Fresh threads whose first lxml call is the engine's parse (sync.safexml): with a parser
+    shared between threads they adopted one libxml2 name dictionary and a TmstFirma once came
+    out TmstFirm under two daemon workers. A race: this fails only sometimes if it regresses."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    examples = [e for e in EXAMPLES if e.suffix == ".txt"]
+
+    def issue_all(t: int) -> list:
+        reqs = [Request(e.read_bytes(), e.name, f"thr{t}:{i}:{e.name}") for i in range(6) for e in examples]
+        return engine.issue_many(reqs)
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = [o for batch in pool.map(issue_all, range(4)) for o in batch]
+    assert [o for o in outcomes if not isinstance(o, Issued)] == []
+    assert all(schema.schema_errors(etree.fromstring(o.dte_xml)) == [] for o in outcomes)

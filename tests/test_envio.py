@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from sync.envio import Caratula, build_envio, new_dte_root, sign_dte, to_bytes
+from sync.envio import Caratula, build_envio, envelope_part, new_dte_root, sign_dte, to_bytes
 from sync.errors import DteSyncError
 from sync.rut import Rut
 from sync.sandbox.cert_factory import make_test_certificate
@@ -190,3 +190,23 @@ def test_rut_envia_must_be_the_certificate_rut(cert):
     with pytest.raises(DteSyncError) as exc:
         build_envio([factura(cert, 60)], caratula(rut_envia=Rut.parse("7880442-4")), cert, boleta=False)
     assert exc.value.code == "ENVIO_RUT_ENVIA_MISMATCH"
+
+
+# --- the envelope assembled from the DTEs' bytes ----------------------------------------------------
+
+
+def test_envelope_assembled_from_bytes_equals_the_one_built_as_a_tree(cert):
+    for dtes, boleta_ in (([factura(cert, 70), factura(cert, 71)], False), ([boleta(cert, 5), boleta(cert, 6)], True)):
+        elements = [etree.fromstring(d) for d in dtes]
+        from_bytes = build_envio(dtes, caratula(), cert, boleta=boleta_)
+        from_parts = build_envio([envelope_part(d, e) for d, e in zip(dtes, elements)], caratula(), cert, boleta=boleta_)
+        from_trees = build_envio(elements, caratula(), cert, boleta=boleta_)  # elements take the tree path
+        assert from_bytes == from_parts == from_trees
+
+
+def test_a_dte_not_in_dtesync_form_goes_through_the_tree_and_still_verifies(cert, tmp_path):
+    ours = factura(cert, 80)
+    other = factura(cert, 81).replace(b"?>\n", b"?>\n<!-- exported by another tool -->\n", 1)
+    assert envelope_part(ours) is not None and envelope_part(other) is None
+    envio = save(tmp_path, build_envio([ours, other], caratula(), cert, boleta=False), "envio.xml")
+    assert [xmlsec1(envio, n) for n in (1, 2, 3)] == [True, True, True]

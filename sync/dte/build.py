@@ -7,11 +7,12 @@ boletas...). A field that has a value but no place in the document's schema is a
 error (FIELD_NOT_ALLOWED), reported with the others, never silently dropped.
 
 Plans (tag -> field, nested or leaf) are computed once per (class, kind, path): building
-a 3-line factura costs tens of microseconds.
+a 3-line factura costs about a hundred microseconds.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -25,6 +26,7 @@ from sync.errors import DteSyncError, DteSyncErrors
 from sync.model import Documento, is_group, sii_fields
 from sync.timbre import PLAIN_LATIN1, latin1_text
 from sync.rut import Rut
+from sync import safexml
 
 SII_NS = "http://www.sii.cl/SiiDte"
 _Q = "{" + SII_NS + "}"
@@ -62,20 +64,13 @@ SUPPLIED_BY_ENGINE = frozenset({"Documento/Encabezado/IdDoc/Folio"})
 
 
 @dataclass(frozen=True, slots=True)
-class _Slot:
-    """One child the schema defines for a group, resolved once: what to read and what to emit."""
-
-    qtag: str  # "{SiiDte}Tag"
-    tag: str
-    name: str | None  # the model field, None if the model has none for this tag
-    required: bool
-    supplied: bool  # in SUPPLIED_BY_ENGINE: emitted empty while the model has no value
-
-
-@dataclass(frozen=True, slots=True)
 class _GroupPlan:
-    slots: tuple[_Slot, ...]  # in XSD order, only those that can emit or report something
-    not_allowed: tuple[tuple[str, str], ...]  # (field name, tag) with no place in this schema
+    """What the schema allows in one group, resolved once per (class, kind, path)."""
+
+    position: dict[str, tuple[int, str]]  # model field -> (XSD position, tag)
+    required: tuple[tuple[int, str], ...]  # (position, tag) that must be present
+    supplied: tuple[tuple[int, str], ...]  # in SUPPLIED_BY_ENGINE: emitted empty while unset
+    not_allowed: dict[str, str]  # model field -> its tag, with no place in this schema
 
 
 @lru_cache(maxsize=None)
@@ -83,17 +78,29 @@ def _plan(cls: type, kind: str, path: str) -> _GroupPlan:
     meta = "boleta" if kind == "boleta" else "sii"
     fields = sii_fields(cls)
     by_tag = {f.metadata[meta]: f.name for f in fields}
-    slots = []
-    for tag, min_occurs, _mx in ORDER[kind][path]:
-        supplied = f"{path}/{tag}" in SUPPLIED_BY_ENGINE
-        slot = _Slot(_Q + tag, tag, by_tag.get(tag), bool(min_occurs) and not supplied, supplied)
-        if slot.name or slot.required or slot.supplied:
-            slots.append(slot)
-    allowed = {slot.name for slot in slots if slot.name}
-    return _GroupPlan(tuple(slots), tuple((f.name, f.metadata[meta]) for f in fields if f.name not in allowed))
+    position, required, supplied = {}, [], []
+    for index, (tag, min_occurs, _mx) in enumerate(ORDER[kind][path]):
+        if f"{path}/{tag}" in SUPPLIED_BY_ENGINE:
+            supplied.append((index, tag))
+        elif min_occurs:
+            required.append((index, tag))
+        if tag in by_tag:
+            position[by_tag[tag]] = (index, tag)
+    not_allowed = {f.name: f.metadata[meta] for f in fields if f.name not in position}
+    return _GroupPlan(position, tuple(required), tuple(supplied), not_allowed)
 
 
-def build_documento(doc: Documento, doc_id: str | None = None, parent: etree._Element | None = None,
+# Text that is Latin-1, allowed by XML and needs no escaping (no & < > or CR): the common case,
+# checked with one regex; anything else goes through latin1_text and _escape.
+_PLAIN_TEXT = re.compile("[\t\n\x20-\x25\x27-\x3b\x3d\x3f-\x7e\xa0-\xff]*")
+
+
+def _escape(text: str) -> str:
+    # CR as a reference: a literal one would be read back as LF (XML end-of-line handling).
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+
+
+def build_documento(doc: Documento, doc_id: str | None = None,
                     nsmap: dict[str | None, str] | None = None) -> etree._Element:
     """`<Documento>` with Encabezado..Comisiones (no TED, no TmstFirma yet), in one walk that
     also reports every input problem the schema would: a required element missing
@@ -101,52 +108,74 @@ def build_documento(doc: Documento, doc_id: str | None = None, parent: etree._El
     (FIELD_NOT_ALLOWED), text outside ISO-8859-1 (transliterated where safe, written back to
     the model so the body, the TED and the printout agree; TEXT_NOT_LATIN1 otherwise).
     Elements in SUPPLIED_BY_ENGINE are emitted empty when the model has no value yet.
-    Without `parent`, Documento is a root declaring `nsmap` (default: only the SII namespace).
+    Documento is a root declaring `nsmap` (default: only the SII namespace).
+
+    The walk writes XML text and libxml2 parses it once: a third of the cost of creating
+    each element through lxml's API, and the same tree.
     """
     kind = schema_kind(doc.tipo_dte)
-    if parent is None:
-        documento = etree.Element(_Q + "Documento", nsmap=nsmap or {None: SII_NS})
-    else:
-        documento = etree.SubElement(parent, _Q + "Documento")
-    if doc_id:
-        documento.set("ID", doc_id)
+    declared = "".join(
+        f' xmlns="{uri}"' if prefix is None else f' xmlns:{prefix}="{uri}"'
+        for prefix, uri in (nsmap or {None: SII_NS}).items()
+    )
+    parts = [f"<Documento{declared}", f' ID="{_escape(doc_id)}">' if doc_id else ">"]
     errors: list[DteSyncError] = []
-    _emit(documento, doc, kind, "Documento", "Documento", errors)
+    _emit(parts, doc, kind, "Documento", "Documento", errors)
     if errors:
         raise DteSyncErrors(errors)
-    return documento
+    parts.append("</Documento>")
+    return safexml.fromstring("".join(parts))
 
 
-def _emit(element: etree._Element, obj: Any, kind: str, path: str, shown: str, errors: list[DteSyncError]) -> None:
+def _emit(parts: list[str], obj: Any, kind: str, path: str, shown: str, errors: list[DteSyncError]) -> None:
+    """Append the children of one group, in XSD order, to `parts`."""
     plan = _plan(type(obj), kind, path)
-    if plan.not_allowed:
-        _check_not_allowed(obj, plan, kind, path, errors)
-    sub_element = etree.SubElement
-    for slot in plan.slots:
-        value = getattr(obj, slot.name) if slot.name else None
-        if value is None or value == "" or (isinstance(value, list) and not value):
-            if slot.required:
-                errors.append(DteSyncError("FIELD_REQUIRED", field=slot.tag, path=f"{shown}/{slot.tag}"))
-            elif slot.supplied:
-                sub_element(element, slot.qtag)
+    position = plan.position
+    present = []
+    for name, value in obj.__dict__.items():
+        if value is None or ((value.__class__ is str or value.__class__ is list) and not value):
             continue
-        repeated = isinstance(value, list)
+        at = position.get(name)
+        if at is None:
+            if name in plan.not_allowed:
+                _not_allowed(errors, plan.not_allowed[name], value, kind, path)
+            continue
+        present.append((at[0], at[1], name, value))
+    if plan.required or plan.supplied:
+        have = {item[0] for item in present}
+        for index, tag in plan.required:
+            if index not in have:
+                errors.append(DteSyncError("FIELD_REQUIRED", field=tag, path=f"{shown}/{tag}"))
+        present.extend((index, tag, None, None) for index, tag in plan.supplied if index not in have)
+    present.sort(key=_position)
+    plain = _PLAIN_TEXT.fullmatch
+    for _index, tag, name, value in present:
+        if value is None:
+            parts.append(f"<{tag}/>")
+            continue
+        repeated = type(value) is list
         for i, item in enumerate(value if repeated else (value,)):
-            child = sub_element(element, slot.qtag)
             if isinstance(item, str):
-                text = item if PLAIN_LATIN1.fullmatch(item) else _latin1(item, slot.tag, errors)
-                if text is not item:
-                    if repeated:
-                        value[i] = text
-                    else:
-                        setattr(obj, slot.name, text)
-                child.text = text
+                if not plain(item):
+                    text = item if PLAIN_LATIN1.fullmatch(item) else _latin1(item, tag, errors)
+                    if text is not item:
+                        if repeated:
+                            value[i] = text
+                        else:
+                            setattr(obj, name, text)
+                    item = _escape(text)
+                parts.append(f"<{tag}>{item}</{tag}>")
             elif is_group(item):
-                tag = slot.tag
-                _emit(child, item, kind, f"{path}/{tag}", f"{shown}/{tag}" + (f"[{i + 1}]" if repeated else ""), errors)
+                parts.append(f"<{tag}>")
+                _emit(parts, item, kind, f"{path}/{tag}", f"{shown}/{tag}" + (f"[{i + 1}]" if repeated else ""), errors)
+                parts.append(f"</{tag}>")
             else:
                 fmt = _FORMAT_BY_TYPE.get(type(item))
-                child.text = fmt(item) if fmt else format_value(item)
+                parts.append(f"<{tag}>{fmt(item) if fmt else _escape(format_value(item))}</{tag}>")
+
+
+def _position(item: tuple) -> int:
+    return item[0]
 
 
 def _latin1(text: str, tag: str, errors: list[DteSyncError]) -> str:
@@ -157,17 +186,13 @@ def _latin1(text: str, tag: str, errors: list[DteSyncError]) -> str:
         return text
 
 
-def _check_not_allowed(obj: Any, plan: _GroupPlan, kind: str, path: str, errors: list[DteSyncError]) -> None:
-    for name, tag in plan.not_allowed:
-        value = getattr(obj, name)
-        if value is None or (isinstance(value, list) and not value):
-            continue
-        errors.append(
-            DteSyncError(
-                "FIELD_NOT_ALLOWED",
-                field=tag,
-                path=f"{path}/{tag}",
-                found=format_value(value) if not isinstance(value, list) else None,
-                params={"tipo_dte": "39/41 (boleta)" if kind == "boleta" else "33-61"},
-            )
+def _not_allowed(errors: list[DteSyncError], tag: str, value: Any, kind: str, path: str) -> None:
+    errors.append(
+        DteSyncError(
+            "FIELD_NOT_ALLOWED",
+            field=tag,
+            path=f"{path}/{tag}",
+            found=format_value(value) if not isinstance(value, list) else None,
+            params={"tipo_dte": "39/41 (boleta)" if kind == "boleta" else "33-61"},
         )
+    )

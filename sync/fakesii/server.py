@@ -43,9 +43,9 @@ from sync.signing.certificate import rut_of
 from sync.signing.xmldsig import ALG_ENVELOPED, DSIG_NS, verify_signatures
 from sync.timbre import verify_ted
 from sync.uplink import soap
+from sync import safexml
 
 log = logging.getLogger("dtesync.fakesii")
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 _D = "{%s}" % DSIG_NS
 UPLOAD_GLOSA = {"1": "El Sender no tiene permiso para enviar", "2": "Error en tamaño del archivo",
                 "3": "Archivo cortado", "5": "No está autenticado", "6": "Empresa no autorizada a enviar archivos",
@@ -209,7 +209,7 @@ class FakeSii:
     def token_from_signed_seed(self, xml: bytes, kind: str) -> tuple[str, str, str | None]:
         """(ESTADO, GLOSA, TOKEN) as GetTokenFromSeed answers (manual v1.9 §5.2.2)."""
         try:
-            root = etree.fromstring(xml.strip(), _PARSER)
+            root = safexml.fromstring(xml.strip())
         except etree.XMLSyntaxError:
             return "02", "XML Invalido (SAXException), funcion valSignedXml", None
         sig = root.find(f"{_D}Signature")
@@ -287,7 +287,7 @@ class FakeSii:
         if not archivo.data or len(archivo.data) > self.max_upload:
             return "2", None, []
         try:
-            root = etree.fromstring(archivo.data, _PARSER)
+            root = safexml.fromstring(archivo.data)
         except etree.XMLSyntaxError as exc:
             return "7", None, [str(exc)]
         expected = "EnvioBOLETA" if kind == "boleta" else "EnvioDTE"
@@ -682,7 +682,7 @@ class _Handler(BaseHTTPRequestHandler):
             f.provider_created += 1
             f.provider_created_by_key[key] += 1
         try:
-            root = etree.fromstring(body, _PARSER)
+            root = safexml.fromstring(body)
             company = root.findtext("{*}SetDTE/{*}Caratula/{*}RutEmisor") or ""
             sender = root.findtext("{*}SetDTE/{*}Caratula/{*}RutEnvia") or ""
             kind = "boleta" if etree.QName(root).localname == "EnvioBOLETA" else "dte"

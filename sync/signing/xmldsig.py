@@ -153,6 +153,12 @@ def _signature(cert: Certificate, uri: str, digest: bytes, scope: dict, transfor
     return etree.fromstring(text)
 
 
+def sign_canonical(cert: Certificate, ref: str, canonical: bytes, scope: dict) -> etree._Element:
+    """The Signature of the element with ID `ref` whose C14N, in the place it will have, the
+    caller has composed (`sync.envio` builds envelopes from the DTEs' own canonical bytes)."""
+    return _signature(cert, "#" + ref, hashlib.sha1(canonical).digest(), scope, ALG_C14N)
+
+
 def sign_after(element: etree._Element, cert: Certificate) -> etree._Element:
     """Sign `element` (by its `ID`) and insert the Signature as its next sibling; return it.
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from lxml import etree
 
 from sync.envio import BOLETA_TYPES
+from sync import safexml
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class DocRef:
 
 
 def doc_ref(dte_xml: bytes) -> DocRef:
-    root = etree.fromstring(dte_xml, _PARSER)
+    root = safexml.fromstring(dte_xml)
 
     def text(path: str) -> str:
         el = root.find(".//{*}Documento/{*}Encabezado/" + "/".join("{*}" + p for p in path.split("/")))

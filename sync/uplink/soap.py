@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
 from lxml import etree
+from sync import safexml
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SII_SCHEMA_NS = "http://www.sii.cl/XMLSchema"
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 def request(operation: str, namespace: str, params: list[tuple[str, str]]) -> bytes:
@@ -52,7 +52,7 @@ def fault(message: str) -> bytes:
 
 def parse_request(data: bytes) -> tuple[str, dict[str, str]]:
     """(operation, {param: text}) of a SOAP request; parameters by local name."""
-    root = etree.fromstring(data, _PARSER)
+    root = safexml.fromstring(data)
     body = root.find(f"{{{SOAP_ENV}}}Body")
     if body is None or len(body) == 0:
         raise ValueError("SOAP request without Body")
@@ -62,7 +62,7 @@ def parse_request(data: bytes) -> tuple[str, dict[str, str]]:
 
 def return_value(data: bytes) -> str:
     """The escaped string inside `<xResponse><xReturn>`; a SOAP Fault raises ValueError."""
-    root = etree.fromstring(data, _PARSER)
+    root = safexml.fromstring(data)
     body = root.find(f"{{{SOAP_ENV}}}Body")
     if body is None or len(body) == 0:
         raise ValueError("SOAP response without Body")
@@ -99,7 +99,7 @@ def parse_respuesta(text: str | bytes) -> Respuesta:
     data = data.strip()
     if data.startswith(b"<?xml"):
         data = data[data.index(b"?>") + 2 :]
-    root = etree.fromstring(data, _PARSER)
+    root = safexml.fromstring(data)
     out = Respuesta()
     for part in root:
         if not isinstance(part.tag, str):

@@ -16,6 +16,7 @@ from lxml import etree
 
 from sync.rut import Rut
 from sync.uplink.transport import USER_AGENT, Timeouts, UplinkError, send
+from sync import safexml
 
 # STATUS (manual p. 8) -> (kind, meaning). "Otro" = error interno: transient.
 UPLOAD_STATUS: dict[str, tuple[str, str]] = {
@@ -29,7 +30,6 @@ UPLOAD_STATUS: dict[str, tuple[str, str]] = {
     "8": ("permanent", "Firma del Documento"),
     "9": ("transient", "Sistema Bloqueado"),
 }
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 
 
 @dataclass
@@ -58,7 +58,7 @@ def multipart_body(sender: Rut, company: Rut, filename: str, envelope: bytes, bo
 
 def parse_recepcion(data: bytes) -> Recepcion:
     try:
-        root = etree.fromstring(data.strip(), _PARSER)
+        root = safexml.fromstring(data.strip())
     except etree.XMLSyntaxError as exc:
         raise UplinkError("transient", "SII_UPLOAD_FAILED", f"respuesta no es XML: {exc}") from None
     if root.tag != "RECEPCIONDTE":
