@@ -231,9 +231,11 @@ def machine() -> str:
 
 
 def profile(kind: str, n: int, work: Path) -> None:
-    """cProfile of an in-process daemon processing n files (burst or backlog)."""
+    """cProfile of an in-process daemon processing n files (burst or backlog), every thread:
+    the daemon's work happens in its worker and ingest threads, not in the main one."""
     import cProfile
     import pstats
+    import threading
 
     from sync.config import load_config
     from sync.daemon import Daemon
@@ -246,7 +248,16 @@ def profile(kind: str, n: int, work: Path) -> None:
         for name, body in docs:
             drop(root / "inbox", name, body)
     daemon = Daemon.from_config(config, open_engine(config))
+    profiles: list[cProfile.Profile] = []
+
+    def profile_this_thread(*_args) -> None:  # the first profiler event of each new thread
+        thread_prof = cProfile.Profile()
+        profiles.append(thread_prof)
+        thread_prof.enable()
+
+    threading.setprofile(profile_this_thread)
     prof = cProfile.Profile()
+    profiles.append(prof)
     prof.enable()
     daemon.start()
     if kind != "backlog":
@@ -256,8 +267,12 @@ def profile(kind: str, n: int, work: Path) -> None:
     while not all((root / "outbox" / f"{s}.xml").exists() for s in stems[-5:]) or not daemon.idle():
         time.sleep(0.05)
     daemon.stop()
-    prof.disable()
-    pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+    threading.setprofile(None)
+    for thread_prof in profiles:
+        thread_prof.disable()
+    stats = pstats.Stats(*profiles)
+    stats.sort_stats("tottime").print_stats(30)
+    stats.sort_stats("cumulative").print_stats(50)
 
 
 def main() -> int:

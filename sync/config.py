@@ -69,6 +69,7 @@ class Folders:
 class DaemonConfig:
     watch: str = "auto"  # auto | events | poll
     workers: int = 0  # 0 = two per core
+    batch_size: int = 16  # documents a worker issues together when several are ready
     stable_window: float = 0.2
     empty_timeout: float = 30.0
     scan_interval: float = 5.0
@@ -205,6 +206,7 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
     daemon = DaemonConfig(
         watch=watch,
         workers=r.int("daemon.workers", 0),
+        batch_size=r.int("daemon.batch_size", 16),
         stable_window=float(r.get("daemon.stable_window", 0.2)),
         empty_timeout=float(r.get("daemon.empty_timeout", 30.0)),
         scan_interval=float(r.get("daemon.scan_interval", 5.0)),

@@ -146,20 +146,28 @@ class Dispatcher:
             self._cond.notify_all()
 
     def get(self) -> tuple[object, int] | None:
+        batch = self.get_batch(1)
+        return batch[0] if batch else None
+
+    def get_batch(self, limit: int) -> list[tuple[object, int]] | None:
+        """Up to `limit` documents ready now, each of another key (a station's documents go one
+        at a time, so its order holds); waits for the first. None once closed."""
         with self._cond:
             while True:
                 if self._closed:
                     return None
                 self._fire_timers()
                 if self._ready:
-                    key = self._ready.popleft()
-                    q = self._queues[key]
-                    doc_id = q.popleft()
-                    self._queued -= 1
-                    if not q:
-                        del self._queues[key]
-                    self._busy.add(key)
-                    return key, doc_id
+                    batch = []
+                    while self._ready and len(batch) < limit:
+                        key = self._ready.popleft()
+                        q = self._queues[key]
+                        batch.append((key, q.popleft()))
+                        self._queued -= 1
+                        if not q:
+                            del self._queues[key]
+                        self._busy.add(key)
+                    return batch
                 timeout = self._timers[0][0] - time.monotonic() if self._timers else None
                 self._cond.wait(timeout=None if timeout is None else max(timeout, 0.0))
 
@@ -247,6 +255,7 @@ class Daemon:
         after_signed: Sequence[AfterSigned] = (),
         max_attempts: int = 3,
         write_received: bool = True,
+        batch_size: int = 16,
         allow_network_state: bool = False,
     ) -> None:
         self.inbox, self.outbox_dir = Path(os.path.abspath(inbox)), Path(os.path.abspath(outbox))
@@ -262,6 +271,7 @@ class Daemon:
         self.require_done_marker = require_done_marker
         self.after_signed = list(after_signed)
         self.max_attempts = max_attempts
+        self.batch_size = max(1, batch_size)
         self.write_received = write_received
         self.allow_network_state = allow_network_state
         self.stats = DaemonStats()
@@ -316,7 +326,7 @@ class Daemon:
             scan_interval=d.scan_interval,
             tz=tz,
         )
-        for name in ("poll_interval", "require_done_marker", "max_attempts", "write_received"):
+        for name in ("poll_interval", "require_done_marker", "max_attempts", "write_received", "batch_size"):
             if hasattr(d, name):
                 kw[name] = getattr(d, name)
         kw.update(overrides)
@@ -506,77 +516,87 @@ class Daemon:
     # --- workers ----------------------------------------------------------------------------------------
     def _worker_loop(self) -> None:
         while True:
-            item = self._dispatcher.get()
-            if item is None:
+            batch = self._dispatcher.get_batch(self.batch_size)
+            if batch is None:
                 return
-            key, doc_id = item
-            retry = False
+            self._process_batch(batch)
+
+    def _process_batch(self, batch: list[tuple[object, int]]) -> None:
+        """Run documents (of distinct keys) through the steps they have left. Those that need the
+        engine are issued together (`issue_many`: one durable folio transaction for all); each
+        document then fails, retries and is filed on its own."""
+        assert self.journal
+        to_issue: list[tuple[object, Doc, bytes]] = []
+        to_file: list[tuple[object, Doc]] = []
+        for key, doc_id in batch:
             try:
-                self._process(doc_id)
-            except _Retry as exc:
-                retry = True
-                log.warning("daemon: transient failure; retrying", extra={"doc": doc_id, "error": str(exc)})
-                self._dispatcher.later(key, doc_id, self._backoff(doc_id))
-            except Exception:
-                retry = True
-                log.exception("daemon: unexpected failure; retrying", extra={"doc": doc_id})
-                self._dispatcher.later(key, doc_id, self._backoff(doc_id))
-            finally:
-                self._dispatcher.done(key, retry_pending=retry)
+                doc = self.journal.get(doc_id)
+                if doc is None or not doc.unfinished:
+                    self._dispatcher.done(key)
+                elif doc.step == "claimed":
+                    decided, data = self._prepare(doc)
+                    if data is not None:
+                        to_issue.append((key, decided, data))
+                    elif decided is not None:
+                        to_file.append((key, decided))
+                    else:
+                        self._dispatcher.done(key)  # input vanished
+                else:
+                    to_file.append((key, doc))
+            except Exception as exc:
+                self._failed(key, doc_id, exc)
+        outcomes = self._issue_many([(doc, data) for _, doc, data in to_issue])
+        for (key, doc, _), outcome in zip(to_issue, outcomes):
+            try:
+                to_file.append((key, self._record(doc, outcome)))
+            except Exception as exc:
+                self._failed(key, doc.id, exc)
+        for key, doc in to_file:
+            try:
+                self._file(doc)
+            except Exception as exc:
+                self._failed(key, doc.id, exc)
+            else:
+                self._dispatcher.done(key)
+
+    def _failed(self, key: object, doc_id: int, exc: Exception) -> None:
+        """A transient failure (or a bug) on one document: run it again later, the others go on."""
+        if isinstance(exc, _Retry):
+            log.warning("daemon: transient failure; retrying", extra={"doc": doc_id, "error": str(exc)})
+        else:
+            log.error("daemon: unexpected failure; retrying", exc_info=exc, extra={"doc": doc_id})
+        self._dispatcher.later(key, doc_id, self._backoff(doc_id))
+        self._dispatcher.done(key, retry_pending=True)
 
     def _backoff(self, doc_id: int) -> float:
         n = self._retries[doc_id] = self._retries.get(doc_id, 0) + 1
         self.stats.retries += 1
         return min(0.25 * 2**n, 30.0)
 
-    def _process(self, doc_id: int) -> None:
-        """Run one document through the steps it has left."""
-        assert self.journal and self.out
-        doc = self.journal.get(doc_id)
-        if doc is None or not doc.unfinished:
-            return
-        if doc.step == "claimed":
-            doc = self._decide(doc)
-            if doc is None:
-                return
-        if doc.step == "decided":
-            self._file(doc)
-
-    def _decide(self, doc: Doc) -> Doc | None:
-        """From a claimed input to a recorded outcome (signed or rejected) and destination."""
+    def _prepare(self, doc: Doc) -> tuple[Doc | None, bytes | None]:
+        """A claimed input up to the engine: (doc, data) to issue; (decided doc, None) when it is
+        decided without the engine (duplicate, NAME_IN_PROGRESS, unreadable); (None, None) if gone."""
         assert self.journal and self.out
         if doc.state == "duplicate":
             final = self.out.choose_final_path(doc, rejected=False, now=time.time())
-            return self.journal.decide(doc.id, "duplicate", final_path=str(final))
+            return self.journal.decide(doc.id, "duplicate", final_path=str(final)), None
         if doc.state == "rejected_input":  # a NAME_IN_PROGRESS conflict, decided at claim time
             final = self.out.choose_final_path(doc, rejected=True, now=time.time())
-            return self.journal.decide(doc.id, "rejected_input", final_path=str(final))
+            return self.journal.decide(doc.id, "rejected_input", final_path=str(final)), None
         for old in self.journal.superseding(doc.folder, doc.out_stem):
             self.out.archive_results(old)
             self.journal.supersede_done(old.id)
         if self.write_received:
             self._write_status(doc)
-        issued, errors, state = self._issue(doc)
-        if issued is None and errors is None:
-            return None  # input vanished
-        if issued is not None:
-            final = self.out.choose_final_path(doc, rejected=False, now=time.time())
-            doc = self.journal.decide(
-                doc.id, "signed", final_path=str(final), tipo_dte=issued.tipo_dte, folio=issued.folio,
-                rut_emisor=issued.rut_emisor, monto_total=issued.monto_total,
-            )
-            self.stats.decided += 1
-            log.info("daemon: signed", extra={"doc": doc.id, "source": doc.rel, "tipo_dte": doc.tipo_dte, "folio": doc.folio})
-            self._pending_xml[doc.id] = issued
-            return doc
-        final = self.out.choose_final_path(doc, rejected=True, now=time.time())
-        doc = self.journal.decide(doc.id, state, final_path=str(final), errors=errors)
-        self.stats.decided += 1
-        log.info("daemon: rejected", extra={"doc": doc.id, "source": doc.rel, "state": state, "codes": [e.code for e in errors or ()]})
-        return doc
+        data, errors = self._read_input(doc)
+        if data is not None:
+            return doc, data
+        if errors is None:
+            return None, None
+        return self._record(doc, DteSyncErrors(errors), state="rejected_input"), None
 
-    def _issue(self, doc: Doc) -> tuple[IssuedLike | None, list[DteSyncError] | None, str]:
-        """Ask the engine; returns (issued, None, 'signed') or (None, errors, state)."""
+    def _read_input(self, doc: Doc) -> tuple[bytes | None, list[DteSyncError] | None]:
+        """The claimed file's bytes, or why it cannot be an input; (None, None) if it vanished."""
         assert self.journal and self.work_dir
         work = self.work_dir / doc.work_name
         mode = doc.mode or 0
@@ -585,34 +605,91 @@ class Daemon:
                 target = os.readlink(work)
             except OSError:
                 target = "?"
-            return None, [DteSyncError("INPUT_SYMLINK", found=target, source=doc.rel)], "rejected_input"
+            return None, [DteSyncError("INPUT_SYMLINK", found=target, source=doc.rel)]
         if not stat.S_ISREG(mode):
-            return None, [DteSyncError("INPUT_UNKNOWN_FORMAT", expected="un archivo regular", found="archivo especial", source=doc.rel)], "rejected_input"
+            return None, [DteSyncError("INPUT_UNKNOWN_FORMAT", expected="un archivo regular", found="archivo especial", source=doc.rel)]
         if doc.ext.lower() not in INPUT_EXTENSIONS:
             return None, [
                 DteSyncError("INPUT_UNKNOWN_FORMAT", expected=", ".join(INPUT_EXTENSIONS), found=doc.ext or doc.name, source=doc.rel)
-            ], "rejected_input"
+            ]
         try:
             data = work.read_bytes()
         except FileNotFoundError:
             log.error("daemon: claimed input disappeared from the work folder", extra={"doc": doc.id, "source": doc.rel})
             self.journal.gone(doc.id, "claimed input disappeared")
-            return None, None, "gone"
+            return None, None
         if not data:
-            return None, [DteSyncError("INPUT_EMPTY", source=doc.rel)], "rejected_input"
-        try:
-            issued = self.engine.issue(data, doc.rel, doc_key=f"{doc.id}:{doc.sha256}", station=doc.station)
-        except (DteSyncError, DteSyncErrors) as exc:
-            errors = as_error_list(exc, doc.rel)
-            env = any(e.code.startswith(_ENVIRONMENT_PREFIXES) for e in errors)
-            return None, errors, "error" if env else "rejected_input"
-        except Exception as exc:
-            attempts = self.journal.bump_attempts(doc.id)
-            if attempts < self.max_attempts:
-                raise _Retry(f"engine: {type(exc).__name__}: {exc}") from exc
-            log.exception("daemon: engine keeps failing; giving up", extra={"doc": doc.id, "source": doc.rel})
-            return None, as_error_list(exc, doc.rel), "error"
-        return issued, None, "signed"
+            return None, [DteSyncError("INPUT_EMPTY", source=doc.rel)]
+        return data, None
+
+    def _issue_many(self, items: list[tuple[Doc, bytes]]) -> list[Any]:
+        """The engine's outcome per (doc, data): an IssuedLike or the exception. The doc_key is
+        durable (journal id + content hash): after a crash the same document gets its folio back."""
+        if not items:
+            return []
+        keys = [(d.rel, f"{d.id}:{d.sha256}", d.station) for d, _ in items]
+        issue_many = getattr(self.engine, "issue_many", None)
+        if issue_many is not None:
+            from sync.engine import Request
+
+            try:
+                return issue_many([Request(data, rel, key, station) for (_, data), (rel, key, station) in zip(items, keys)])
+            except Exception as exc:  # the batch itself failed (the folio store, a bug): each retries
+                return [exc] * len(items)
+        outcomes: list[Any] = []
+        for (_, data), (rel, key, station) in zip(items, keys):
+            try:
+                outcomes.append(self.engine.issue(data, rel, doc_key=key, station=station))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _record(self, doc: Doc, outcome: Any, state: str | None = None) -> Doc:
+        """Journal the engine's outcome as the document's decision (signed or rejected) and its
+        destination. A failure that is not the input's fault is retried up to max_attempts."""
+        assert self.journal and self.out
+        if isinstance(outcome, BaseException):
+            if isinstance(outcome, (DteSyncError, DteSyncErrors)):
+                errors = as_error_list(outcome, doc.rel)
+                env = any(e.code.startswith(_ENVIRONMENT_PREFIXES) for e in errors)
+                state = state or ("error" if env else "rejected_input")
+            else:
+                attempts = self.journal.bump_attempts(doc.id)
+                if attempts < self.max_attempts:
+                    raise _Retry(f"engine: {type(outcome).__name__}: {outcome}") from outcome
+                log.error("daemon: engine keeps failing; giving up", exc_info=outcome, extra={"doc": doc.id, "source": doc.rel})
+                errors, state = as_error_list(outcome, doc.rel), "error"
+            final = self.out.choose_final_path(doc, rejected=True, now=time.time())
+            doc = self.journal.decide(doc.id, state, final_path=str(final), errors=errors)
+            self.stats.decided += 1
+            log.info("daemon: rejected", extra={"doc": doc.id, "source": doc.rel, "state": state, "codes": [e.code for e in errors]})
+            return doc
+        issued = outcome
+        final = self.out.choose_final_path(doc, rejected=False, now=time.time())
+        doc = self.journal.decide(
+            doc.id, "signed", final_path=str(final), tipo_dte=issued.tipo_dte, folio=issued.folio,
+            rut_emisor=issued.rut_emisor, monto_total=issued.monto_total,
+        )
+        self.stats.decided += 1
+        log.info("daemon: signed", extra={"doc": doc.id, "source": doc.rel, "tipo_dte": doc.tipo_dte, "folio": doc.folio})
+        self._pending_xml[doc.id] = issued
+        return doc
+
+    def _issue(self, doc: Doc) -> IssuedLike | None:
+        """Issue one already-decided document again (after a crash its XML was never written):
+        the engine is idempotent per doc_key, so it gets the same folio."""
+        assert self.journal
+        data, _ = self._read_input(doc)
+        if data is None:
+            return None
+        (outcome,) = self._issue_many([(doc, data)])
+        if not isinstance(outcome, BaseException):
+            return outcome
+        if self.journal.bump_attempts(doc.id) < self.max_attempts:
+            raise _Retry(f"engine on resume: {type(outcome).__name__}: {outcome}") from outcome
+        log.error("daemon: cannot rewrite the signed XML after a crash; filing without it", exc_info=outcome,
+                  extra={"doc": doc.id, "source": doc.rel})
+        return None
 
     def _call_after_signed(self, doc: Doc, issued: IssuedLike | None) -> None:
         for cb in self.after_signed:
@@ -626,7 +703,7 @@ class Daemon:
         assert self.journal and self.out and self.work_dir and doc.final_path
         issued = self._pending_xml.pop(doc.id, None)
         if doc.state == "signed" and issued is None and not self.out.has_xml(doc):
-            issued, _, _ = self._issue(doc)  # after a crash: the engine is idempotent per doc_key
+            issued = self._issue(doc)  # after a crash: the engine is idempotent per doc_key
         if doc.state != "duplicate":
             self.out.write_status(doc, self.journal.history(doc.id), issued.dte_xml if issued else None)
         if doc.state == "signed":

@@ -189,7 +189,9 @@ def error_from_json(d: dict[str, Any]) -> DteSyncError:
 
 
 class Journal:
-    """Thread-safe: one connection, each transaction under a lock (SQLite has one writer)."""
+    """Thread-safe: one writing connection, each transaction under a lock (SQLite has one
+    writer); reads go through a connection per thread, so they never wait behind a commit's
+    fsync (WAL readers see the last committed state)."""
 
     def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time, allow_network: bool = False):
         self.path = Path(path)
@@ -207,11 +209,27 @@ class Journal:
             raise JournalError(str(exc)) from None
         self._db.row_factory = sqlite3.Row
         self._db.executescript(SCHEMA)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
 
     def close(self) -> None:
         self.flush()
         with self._lock:
             self._db.close()
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
+        self._local = threading.local()
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection (opened on first use)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = connect_wal(self.path)
+            db.row_factory = sqlite3.Row
+            with self._lock:
+                self._readers.append(db)
+        return db
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -372,57 +390,48 @@ class Journal:
         return self._doc(db.execute("SELECT * FROM documents WHERE id=?", (doc_id,)).fetchone())
 
     def get(self, doc_id: int) -> Doc | None:
-        with self._lock:
-            return self._get(self._db, doc_id)
+        return self._get(self._reader(), doc_id)
 
     def history(self, doc_id: int) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT at, state, note FROM history WHERE doc_id=? ORDER BY rowid", (doc_id,)
-            ).fetchall()
+        rows = self._reader().execute(
+            "SELECT at, state, note FROM history WHERE doc_id=? ORDER BY rowid", (doc_id,)
+        ).fetchall()
         return [dict(r) for r in rows]
 
     def unfinished(self) -> list[Doc]:
         self.flush()
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM documents WHERE step IN ('claiming','claimed','decided') ORDER BY id"
-            ).fetchall()
+        rows = self._reader().execute(
+            "SELECT * FROM documents WHERE step IN ('claiming','claimed','decided') ORDER BY id"
+        ).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
 
     def superseding(self, folder: str, out_stem: str) -> list[Doc]:
         """Documents of this NAME whose outbox files still have to move to the archive."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM documents WHERE folder=? AND out_stem=? AND superseded=1 ORDER BY id",
-                (folder, out_stem),
-            ).fetchall()
+        rows = self._reader().execute(
+            "SELECT * FROM documents WHERE folder=? AND out_stem=? AND superseded=1 ORDER BY id",
+            (folder, out_stem),
+        ).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
 
     def reserved_paths(self) -> set[str]:
         """Final paths chosen but not yet filled (for collision-free names after a restart)."""
-        with self._lock:
-            rows = self._db.execute("SELECT final_path FROM documents WHERE step='decided'").fetchall()
+        rows = self._reader().execute("SELECT final_path FROM documents WHERE step='decided'").fetchall()
         return {r[0] for r in rows if r[0]}
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT state, COUNT(*) FROM documents WHERE step!='gone' GROUP BY state").fetchall()
+        rows = self._reader().execute("SELECT state, COUNT(*) FROM documents WHERE step!='gone' GROUP BY state").fetchall()
         return {r[0]: r[1] for r in rows}
 
     def step_counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT step, COUNT(*) FROM documents GROUP BY step").fetchall()
+        rows = self._reader().execute("SELECT step, COUNT(*) FROM documents GROUP BY step").fetchall()
         return {r[0]: r[1] for r in rows}
 
     def last_errors(self, limit: int = 10) -> list[Doc]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM documents WHERE errors IS NOT NULL ORDER BY updated_at DESC, id DESC LIMIT ?", (limit,)
-            ).fetchall()
+        rows = self._reader().execute(
+            "SELECT * FROM documents WHERE errors IS NOT NULL ORDER BY updated_at DESC, id DESC LIMIT ?", (limit,)
+        ).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
 
     def all_docs(self) -> list[Doc]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM documents ORDER BY id").fetchall()
+        rows = self._reader().execute("SELECT * FROM documents ORDER BY id").fetchall()
         return [d for d in map(self._doc, rows) if d is not None]

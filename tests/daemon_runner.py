@@ -84,6 +84,24 @@ class FakeEngine:
             return list(self._db.execute("SELECT doc_key, tipo, folio, sha FROM folios ORDER BY tipo, folio"))
 
 
+class BatchingFakeEngine(FakeEngine):
+    """FakeEngine with `issue_many`, as the real engine has: records every batch it is given."""
+
+    def __init__(self, db_path: Path) -> None:
+        super().__init__(db_path)
+        self.batches: list[list[str]] = []
+
+    def issue_many(self, requests):
+        self.batches.append([r.source for r in requests])
+        outcomes = []
+        for r in requests:
+            try:
+                outcomes.append(self.issue(r.data, r.source, doc_key=r.doc_key, station=r.station))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+
 def make_daemon(root: Path, mode: str, **kw):
     from sync.daemon import Daemon
 

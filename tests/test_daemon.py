@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_runner import FakeEngine, make_daemon
+from daemon_runner import BatchingFakeEngine, FakeEngine, make_daemon
 from sync.errors import DteSyncError
 
 FINAL = {"signed", "rejected_input", "error"}
@@ -227,6 +227,40 @@ def test_transient_engine_failure_is_retried(run, tmp_path: Path) -> None:
     run()
     (tmp_path / "inbox" / "R.txt").write_bytes(b"FLAKY")
     assert final_status(tmp_path, "R")["state"] == "signed"
+
+
+def test_a_backlog_goes_to_the_engine_in_batches_each_document_answered(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "inbox").mkdir(parents=True)
+    for i in range(40):
+        (tmp_path / "inbox" / f"L{i:02d}.txt").write_bytes(b"BAD %d" % i if i == 7 else b"factura %d" % i)
+    engine = BatchingFakeEngine(tmp_path / "fake-folios.sqlite3")
+    d, _ = make_daemon(tmp_path, mode, engine=engine, batch_size=8)
+    d.start()
+    try:
+        states = {i: final_status(tmp_path, f"L{i:02d}")["state"] for i in range(40)}
+    finally:
+        d.stop()
+    assert states.pop(7) == "rejected_input"  # a bad input in a batch is answered on its own
+    assert set(states.values()) == {"signed"}
+    assert max(len(b) for b in engine.batches) > 1 and max(len(b) for b in engine.batches) <= 8
+    assert sorted(s for b in engine.batches for s in b) == sorted(f"L{i:02d}.txt" for i in range(40))
+    assert sorted(f for _, _, f, _ in engine.allocated()) == list(range(1, 40))
+
+
+def test_a_transient_failure_in_a_batch_retries_only_that_document(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "inbox").mkdir(parents=True)
+    for i in range(12):
+        (tmp_path / "inbox" / f"T{i:02d}.txt").write_bytes(b"FLAKY %d" % i if i == 3 else b"factura %d" % i)
+    engine = BatchingFakeEngine(tmp_path / "fake-folios.sqlite3")
+    d, _ = make_daemon(tmp_path, mode, engine=engine, batch_size=12)
+    d.start()
+    try:
+        states = {i: final_status(tmp_path, f"T{i:02d}")["state"] for i in range(12)}
+    finally:
+        d.stop()
+    assert set(states.values()) == {"signed"}
+    issued = Counter(s for b in engine.batches for s in b)
+    assert issued["T03.txt"] == 2 and all(n == 1 for name, n in issued.items() if name != "T03.txt")
 
 
 def test_status_txt_written_when_configured(run, tmp_path: Path) -> None:
