@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from sync.errors import DteSyncError, DteSyncErrors, as_error_list
-from sync.journal import ClaimIntent, Doc, Journal
+from sync.journal import ClaimIntent, Decision, Doc, Journal
 from sync.outbox import Outbox, render_errors
 from sync.watch.fs import fsync_dir
 from sync.watch.inbox import InboxWatcher, Ready
@@ -546,11 +546,22 @@ class Daemon:
             except Exception as exc:
                 self._failed(key, doc_id, exc)
         outcomes = self._issue_many([(doc, data) for _, doc, data in to_issue])
+        decided: list[tuple[object, Decision, IssuedLike | None]] = []
         for (key, doc, _), outcome in zip(to_issue, outcomes):
             try:
-                to_file.append((key, self._record(doc, outcome)))
+                decided.append((key, *self._decision(doc, outcome)))
             except Exception as exc:
                 self._failed(key, doc.id, exc)
+        if decided:
+            try:
+                docs = self.journal.decide_many([decision for _, decision, _ in decided])  # one commit
+            except Exception as exc:
+                for key, decision, _ in decided:
+                    self._failed(key, decision.doc_id, exc)
+            else:
+                for (key, _, issued), doc in zip(decided, docs):
+                    self._recorded(doc, issued)
+                    to_file.append((key, doc))
         for key, doc in to_file:
             try:
                 self._file(doc)
@@ -645,35 +656,44 @@ class Daemon:
         return outcomes
 
     def _record(self, doc: Doc, outcome: Any, state: str | None = None) -> Doc:
-        """Journal the engine's outcome as the document's decision (signed or rejected) and its
-        destination. A failure that is not the input's fault is retried up to max_attempts."""
+        """Journal one document's outcome (see `_decision`)."""
+        assert self.journal
+        decision, issued = self._decision(doc, outcome, state)
+        (doc,) = self.journal.decide_many([decision])
+        self._recorded(doc, issued)
+        return doc
+
+    def _decision(self, doc: Doc, outcome: Any, state: str | None = None) -> tuple[Decision, IssuedLike | None]:
+        """The engine's outcome as the document's decision (signed or rejected) and destination.
+        A failure that is not the input's fault raises _Retry, up to max_attempts."""
         assert self.journal and self.out
-        if isinstance(outcome, BaseException):
-            if isinstance(outcome, (DteSyncError, DteSyncErrors)):
-                errors = as_error_list(outcome, doc.rel)
-                env = any(e.code.startswith(_ENVIRONMENT_PREFIXES) for e in errors)
-                state = state or ("error" if env else "rejected_input")
-            else:
-                attempts = self.journal.bump_attempts(doc.id)
-                if attempts < self.max_attempts:
-                    raise _Retry(f"engine: {type(outcome).__name__}: {outcome}") from outcome
-                log.error("daemon: engine keeps failing; giving up", exc_info=outcome, extra={"doc": doc.id, "source": doc.rel})
-                errors, state = as_error_list(outcome, doc.rel), "error"
-            final = self.out.choose_final_path(doc, rejected=True, now=time.time())
-            doc = self.journal.decide(doc.id, state, final_path=str(final), errors=errors)
-            self.stats.decided += 1
-            log.info("daemon: rejected", extra={"doc": doc.id, "source": doc.rel, "state": state, "codes": [e.code for e in errors]})
-            return doc
-        issued = outcome
-        final = self.out.choose_final_path(doc, rejected=False, now=time.time())
-        doc = self.journal.decide(
-            doc.id, "signed", final_path=str(final), tipo_dte=issued.tipo_dte, folio=issued.folio,
-            rut_emisor=issued.rut_emisor, monto_total=issued.monto_total,
-        )
+        if not isinstance(outcome, BaseException):
+            final = self.out.choose_final_path(doc, rejected=False, now=time.time())
+            return Decision(
+                doc.id, "signed", str(final), tipo_dte=outcome.tipo_dte, folio=outcome.folio,
+                rut_emisor=outcome.rut_emisor, monto_total=outcome.monto_total,
+            ), outcome
+        if isinstance(outcome, (DteSyncError, DteSyncErrors)):
+            errors = as_error_list(outcome, doc.rel)
+            env = any(e.code.startswith(_ENVIRONMENT_PREFIXES) for e in errors)
+            state = state or ("error" if env else "rejected_input")
+        else:
+            attempts = self.journal.bump_attempts(doc.id)
+            if attempts < self.max_attempts:
+                raise _Retry(f"engine: {type(outcome).__name__}: {outcome}") from outcome
+            log.error("daemon: engine keeps failing; giving up", exc_info=outcome, extra={"doc": doc.id, "source": doc.rel})
+            errors, state = as_error_list(outcome, doc.rel), "error"
+        final = self.out.choose_final_path(doc, rejected=True, now=time.time())
+        return Decision(doc.id, state, str(final), errors=errors), None
+
+    def _recorded(self, doc: Doc, issued: IssuedLike | None) -> None:
         self.stats.decided += 1
+        if issued is None:
+            log.info("daemon: rejected", extra={
+                "doc": doc.id, "source": doc.rel, "state": doc.state, "codes": [e["code"] for e in doc.error_list]})
+            return
         log.info("daemon: signed", extra={"doc": doc.id, "source": doc.rel, "tipo_dte": doc.tipo_dte, "folio": doc.folio})
         self._pending_xml[doc.id] = issued
-        return doc
 
     def _issue(self, doc: Doc) -> IssuedLike | None:
         """Issue one already-decided document again (after a crash its XML was never written):

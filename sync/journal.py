@@ -188,6 +188,20 @@ def error_from_json(d: dict[str, Any]) -> DteSyncError:
     )
 
 
+@dataclass(frozen=True)
+class Decision:
+    """A document's outcome as the journal records it (Journal.decide / decide_many)."""
+
+    doc_id: int
+    state: str
+    final_path: str
+    errors: list[DteSyncError] | None = None
+    tipo_dte: int | None = None
+    folio: int | None = None
+    rut_emisor: str | None = None
+    monto_total: int | None = None
+
+
 class Journal:
     """Thread-safe: one writing connection, each transaction under a lock (SQLite has one
     writer); reads go through a connection per thread, so they never wait behind a commit's
@@ -301,32 +315,29 @@ class Journal:
         return self._doc(row)
 
     # --- outcome --------------------------------------------------------------------------------
-    def decide(
-        self,
-        doc_id: int,
-        state: str,
-        *,
-        final_path: str,
-        errors: list[DteSyncError] | None = None,
-        tipo_dte: int | None = None,
-        folio: int | None = None,
-        rut_emisor: str | None = None,
-        monto_total: int | None = None,
-    ) -> Doc:
-        """Record the outcome and the input's destination (before anything is moved)."""
-        now = self._clock()
-        errs = json.dumps([error_to_json(e) for e in errors]) if errors else None
-        with self._tx() as db:
-            db.execute(
-                "UPDATE documents SET step='decided', state=?, final_path=?, errors=COALESCE(?, errors),"
-                " tipo_dte=?, folio=?, rut_emisor=?, monto_total=?, updated_at=? WHERE id=?",
-                (state, final_path, errs, tipo_dte, folio, rut_emisor, monto_total, now, doc_id),
-            )
-            if state != "duplicate":
-                self._history(db, doc_id, state, now)
-            doc = self._get(db, doc_id)
-        assert doc is not None
+    def decide(self, doc_id: int, state: str, *, final_path: str, **outcome: Any) -> Doc:
+        """Record the outcome and the input's destination (before anything is moved).
+        `outcome`: errors, tipo_dte, folio, rut_emisor, monto_total."""
+        (doc,) = self.decide_many([Decision(doc_id, state, final_path, **outcome)])
         return doc
+
+    def decide_many(self, decisions: Iterable["Decision"]) -> list[Doc]:
+        """`decide` for several documents in one transaction (one fsync for a batch)."""
+        now = self._clock()
+        docs = []
+        with self._tx() as db:
+            for d in decisions:
+                errs = json.dumps([error_to_json(e) for e in d.errors]) if d.errors else None
+                db.execute(
+                    "UPDATE documents SET step='decided', state=?, final_path=?, errors=COALESCE(?, errors),"
+                    " tipo_dte=?, folio=?, rut_emisor=?, monto_total=?, updated_at=? WHERE id=?",
+                    (d.state, d.final_path, errs, d.tipo_dte, d.folio, d.rut_emisor, d.monto_total, now, d.doc_id),
+                )
+                if d.state != "duplicate":
+                    self._history(db, d.doc_id, d.state, now)
+                docs.append(self._get(db, d.doc_id))
+        assert all(doc is not None for doc in docs)
+        return docs  # type: ignore[return-value]
 
     def filed(self, doc_id: int, *, defer: bool = False) -> None:
         """Mark a document filed. `defer=True` rides on the next transaction (group commit):
