@@ -280,7 +280,7 @@ def stage_breakdown(engine, data: bytes, n: int, tag: str) -> dict:
         (eng_mod, "complete_totals", "totals"),
         (eng_mod, "build_documento", "build"),
         (eng_mod, "stamp_with_bytes", "ted"),
-        (eng_mod, "sign_dte", "sign"),
+        (eng_mod, "sign_dte_canonical", "sign"),
         (schema_mod, "validate", "validate"),
         (eng_mod, "to_bytes", "serialize"),
         (Certificate, "sign_sha1", "rsa2048"),

@@ -25,7 +25,7 @@ from lxml import etree
 from sync import schema
 from sync.config import Branch, Company, Config
 from sync.dte.build import SII_NS, build_documento
-from sync.envio import NSMAP, Caratula, build_envio, envelope_part, new_dte_root, sign_dte, to_bytes
+from sync.envio import NSMAP, Caratula, build_envio, envelope_part, new_dte_root, sign_dte_canonical, to_bytes
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.folios.store import FolioStore
 from sync.model import (
@@ -62,6 +62,7 @@ class Issued:
     dte: etree._Element  # the signed <DTE> tree
     dte_xml: bytes  # the same, serialized (ISO-8859-1, with declaration)
     ted: bytes  # flattened <TED>, the PDF417 payload
+    dte_c14n: bytes | None = None  # C14N of the standalone DTE, for envelopes (envio.envelope_part)
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ class Engine:
         documento.append(ted)
         etree.SubElement(documento, _Q + "TmstFirma").text = now.strftime("%Y-%m-%dT%H:%M:%S")
         root = new_dte_root()
-        sign_dte(root, self.certificate, documento)
+        canonical = sign_dte_canonical(root, self.certificate, documento)
         schema.validate(root)
         return Issued(
             documento=doc,
@@ -212,6 +213,7 @@ class Engine:
             dte=root,
             dte_xml=to_bytes(root),
             ted=ted_bytes,
+            dte_c14n=canonical,
         )
 
     # ---- envelopes ---------------------------------------------------------------------
@@ -224,7 +226,7 @@ class Engine:
             nro_resol=self.company.nro_resol,
             tmst_firma_env=self.now(),
         )
-        parts = [envelope_part(i.dte_xml, i.dte) or i.dte_xml for i in issued]
+        parts = [envelope_part(i.dte_xml, i.dte, canonical=i.dte_c14n) or i.dte_xml for i in issued]
         return build_envio(parts, caratula, self.certificate, boleta=boleta)
 
 
@@ -232,7 +234,7 @@ class Engine:
 def _prepared(engine: Engine, doc: Documento, station: str | None, now: datetime) -> tuple[Documento, etree._Element]:
     """Defaults, rules, totals and the unsigned Documento (Folio still a placeholder): every
     input error is raised here, before a folio is taken. The Documento is the root of its own
-    document declaring the DTE's namespaces, so it is signed without a copy (sign_dte)."""
+    document declaring the DTE's namespaces, so it is signed without a copy (sign_dte_canonical)."""
     prepare(doc, engine.company, engine.company.branches.get(station or ""), today=now.date())
     return doc, build_documento(doc, nsmap=NSMAP)
 

@@ -28,7 +28,7 @@ from lxml import etree
 from sync.errors import DteSyncError
 from sync.rut import SII_RUT, Rut
 from sync.signing.certificate import Certificate
-from sync.signing.xmldsig import SII_NS, XSI_NS, sign_after, sign_canonical, sign_into
+from sync.signing.xmldsig import SII_NS, XSI_NS, sign_after, sign_canonical, sign_into, sign_into_canonical
 from sync import safexml
 
 XML_HEADER = b'<?xml version="1.0" encoding="ISO-8859-1"?>\n'
@@ -63,6 +63,19 @@ def sign_dte(dte_root: etree._Element, cert: Certificate, documento: etree._Elem
     if documento is None:
         raise ValueError("the DTE has no Documento to sign")
     return sign_after(documento, cert)
+
+
+def sign_dte_canonical(dte_root: etree._Element, cert: Certificate, documento: etree._Element) -> bytes:
+    """`sign_dte(dte_root, cert, documento)`, returning the C14N of the signed standalone DTE,
+    composed from what signing canonicalized anyway (no second C14N pass): the envelope needs it
+    (`envelope_part`). tests/test_envio.py compares it with lxml's C14N of the DTE."""
+    if dict(dte_root.nsmap) != NSMAP or dict(dte_root.attrib) != {"version": "1.0"} or len(dte_root) or dte_root.text:
+        raise ValueError("sign_dte_canonical: the DTE must be an empty new_dte_root()")
+    _, documento_c14n, signature_c14n = sign_into_canonical(dte_root, documento, cert)
+    if not documento_c14n.startswith(_DOCUMENTO_OPEN):
+        raise ValueError("sign_dte_canonical: Documento must declare exactly the DTE's namespaces")
+    # Inside the DTE, Documento's namespaces are already rendered by the DTE start tag.
+    return _DTE_OPEN + b"<Documento" + documento_c14n[len(_DOCUMENTO_OPEN):] + signature_c14n + _DTE_CLOSE
 
 
 def to_bytes(root: etree._Element) -> bytes:
@@ -161,6 +174,7 @@ def _check_types(counts: Counter, boleta: bool) -> None:
 _DTE_OPEN = f'<DTE xmlns="{SII_NS}" xmlns:xsi="{XSI_NS}" version="1.0">'.encode()
 _DTE_IN_SET = b'<DTE version="1.0">'  # the same start tag inside the envelope (namespaces inherited)
 _DTE_CLOSE = b"</DTE>"
+_DOCUMENTO_OPEN = f'<Documento xmlns="{SII_NS}" xmlns:xsi="{XSI_NS}"'.encode()
 
 
 class EnvelopePart(NamedTuple):
@@ -172,8 +186,11 @@ class EnvelopePart(NamedTuple):
     tipo_dte: int
 
 
-def envelope_part(dte_xml: bytes, dte: etree._Element | None = None) -> EnvelopePart | None:
-    """The envelope form of a standalone DTE (`dte`: its parsed tree, if the caller has it).
+def envelope_part(
+    dte_xml: bytes, dte: etree._Element | None = None, *, canonical: bytes | None = None
+) -> EnvelopePart | None:
+    """The envelope form of a standalone DTE (`dte`: its parsed tree, if the caller has it;
+    `canonical`: its C14N, if known, e.g. from `sign_dte_canonical`).
 
     Inside the envelope a standalone DTE loses only its two namespace declarations, which the
     envelope root makes; the same holds for its inclusive C14N (a namespace already rendered by
@@ -186,7 +203,8 @@ def envelope_part(dte_xml: bytes, dte: etree._Element | None = None) -> Envelope
     root = dte if dte is not None and _alone(dte) else safexml.fromstring(data)
     if not _alone(root):
         return None  # a comment or PI beside the root: not what dtesync writes
-    canonical = etree.tostring(root, method="c14n", exclusive=False, with_comments=False)
+    if canonical is None:
+        canonical = etree.tostring(root, method="c14n", exclusive=False, with_comments=False)
     if not canonical.startswith(_DTE_OPEN):
         return None
     return EnvelopePart(_DTE_IN_SET + body, _DTE_IN_SET + canonical[len(_DTE_OPEN):], _tipo_dte(root))

@@ -258,3 +258,11 @@ def test_threads_sharing_one_engine_all_get_valid_documents(engine):
         outcomes = [o for batch in pool.map(issue_all, range(4)) for o in batch]
     assert [o for o in outcomes if not isinstance(o, Issued)] == []
     assert all(schema.schema_errors(etree.fromstring(o.dte_xml)) == [] for o in outcomes)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_the_composed_canonical_form_is_lxmls_c14n_of_the_signed_dte(engine, example):
+    """Envelopes are hashed from Issued.dte_c14n, composed while signing: it must be exactly
+    what a verifier's C14N of the DTE gives."""
+    issued = engine.issue(example.read_bytes(), example.name, doc_key=f"c14n:{example.name}")
+    assert issued.dte_c14n == etree.tostring(etree.fromstring(issued.dte_xml), method="c14n")

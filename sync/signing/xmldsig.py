@@ -136,6 +136,13 @@ def _key_info(cert: Certificate) -> str:
 
 def _signature(cert: Certificate, uri: str, digest: bytes, scope: dict, transform: str) -> etree._Element:
     """Build the Signature element; SignedInfo is written directly in canonical form."""
+    return etree.fromstring(_signature_text(cert, uri, digest, scope, transform))
+
+
+def _signature_text(cert: Certificate, uri: str, digest: bytes, scope: dict, transform: str) -> str:
+    """The Signature as XML text, which is also its C14N in any context whose default
+    namespace is not xmldsig's: every tag and attribute is written as C14N writes them, and the
+    texts (base64, line-wrapped with LF) need no escaping. tests/test_signing.py checks it."""
     inner = (
         f'<CanonicalizationMethod Algorithm="{ALG_C14N}"></CanonicalizationMethod>'
         f'<SignatureMethod Algorithm="{ALG_RSA_SHA1}"></SignatureMethod>'
@@ -146,11 +153,10 @@ def _signature(cert: Certificate, uri: str, digest: bytes, scope: dict, transfor
     prefixed = tuple(sorted((p, u) for p, u in scope.items() if p is not None))
     canonical = f"<SignedInfo{_ns_decls(prefixed)}>{inner}</SignedInfo>"
     value = cert.sign_sha1(canonical.encode("utf-8"))
-    text = (
+    return (
         f'<Signature xmlns="{DSIG_NS}"><SignedInfo>{inner}</SignedInfo>'
         f"<SignatureValue>{_b64(value)}</SignatureValue>{_key_info(cert)}</Signature>"
     )
-    return etree.fromstring(text)
 
 
 def sign_canonical(cert: Certificate, ref: str, canonical: bytes, scope: dict) -> etree._Element:
@@ -186,6 +192,15 @@ def sign_into(parent: etree._Element, element: etree._Element, cert: Certificate
     those declarations as redundant when it moves the element in) and nothing else is inherited:
     its C14N as a root is its C14N in its final place (tests/test_signing.py checks both ways).
     """
+    return sign_into_canonical(parent, element, cert)[0]
+
+
+def sign_into_canonical(
+    parent: etree._Element, element: etree._Element, cert: Certificate
+) -> tuple[etree._Element, bytes, bytes]:
+    """`sign_into`, also returning what it canonicalized on the way: the C14N of `element` as
+    a root (the bytes its digest covers) and the Signature's part of the C14N of `parent`.
+    Callers compose the canonical form of the signed parent from them (sync.envio)."""
     ref = element.get("ID")
     if not ref or not _NCNAME.match(ref):
         raise ValueError(f"{element.tag}: needs an ID attribute that is an XML NCName, got {ref!r}")
@@ -193,11 +208,12 @@ def sign_into(parent: etree._Element, element: etree._Element, cert: Certificate
         raise ValueError(f"sign_into: {element.tag} must be a document root declaring exactly {parent.nsmap}")
     if any(name.startswith("{" + XML_NS) for node in (parent, *parent.iterancestors()) for name in node.attrib):
         raise ValueError("sign_into: the parent's xml:* attributes would be inherited (use sign_after)")
-    digest = hashlib.sha1(c14n(element)).digest()
-    signature = _signature(cert, "#" + ref, digest, parent.nsmap, ALG_C14N)
+    canonical = c14n(element)
+    text = _signature_text(cert, "#" + ref, hashlib.sha1(canonical).digest(), parent.nsmap, ALG_C14N)
+    signature = etree.fromstring(text)
     parent.append(element)
     parent.append(signature)
-    return signature
+    return signature, canonical, text.encode("utf-8")
 
 
 def sign_enveloped(root: etree._Element, cert: Certificate) -> etree._Element:
