@@ -4,6 +4,7 @@
     python bench/daemon.py --quick              # smaller N, a smoke run
     python bench/daemon.py --modes events --json
     python bench/daemon.py --profile burst      # cProfile of an in-process daemon instead
+    python bench/daemon.py --cpu 1000           # CPU ms per document, in-process daemon, backlog of 1000
 
 Scenarios (each on a fresh sandbox: test company, certificate, CAFs of 12 000 folios per type):
 - burst:   N files (default 2000) renamed into the inbox as fast as possible; throughput is
@@ -230,6 +231,31 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
 
 
+def cpu_per_document(n: int, work: Path) -> dict:
+    """A backlog of n files drained by an in-process daemon: wall time and the process's CPU
+    time (every thread, user + system) per document, without the bench's own observer."""
+    from sync.config import load_config
+    from sync.daemon import Daemon
+    from sync.runtime import open_engine
+
+    root = work / "cpu"
+    config = load_config(sandbox(root, "events"))
+    docs = bodies(n)
+    for name, body in docs:
+        drop(root / "inbox", name, body)
+    daemon = Daemon.from_config(config, open_engine(config))
+    stems = [name.rsplit(".", 1)[0] for name, _ in docs]
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    daemon.start()
+    while not all((root / "outbox" / f"{s}.xml").exists() for s in stems[-5:]) or not daemon.idle():
+        time.sleep(0.02)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+    daemon.stop()
+    shutil.rmtree(root, ignore_errors=True)
+    return {"scenario": "cpu", "files": n, "seconds": round(wall, 2), "docs_per_s": round(n / wall, 1),
+            "cpu_ms_per_doc": round(cpu / n * 1000, 2)}
+
+
 def profile(kind: str, n: int, work: Path) -> None:
     """cProfile of an in-process daemon processing n files (burst or backlog), every thread:
     the daemon's work happens in its worker and ingest threads, not in the main one."""
@@ -287,11 +313,15 @@ def main() -> int:
     ap.add_argument("--pdf", action="store_true", help="also render NAME.pdf per document (sync.printing; off by default)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--profile", choices=["burst", "backlog"], help="cProfile an in-process daemon instead")
+    ap.add_argument("--cpu", type=int, metavar="N", help="instead: CPU ms per document of an in-process daemon draining N files")
     args = ap.parse_args()
     if args.quick:
         args.n, args.steady_seconds, args.backlog = 300, 10.0, 1000
     work = Path(tempfile.mkdtemp(prefix="dtesync-bench-daemon-"))
     try:
+        if args.cpu:
+            print(json.dumps(cpu_per_document(args.cpu, work)))
+            return 0
         if args.profile:
             profile(args.profile, args.n if args.profile == "burst" else args.backlog, work)
             return 0
