@@ -229,35 +229,34 @@ def test_transient_engine_failure_is_retried(run, tmp_path: Path) -> None:
     assert final_status(tmp_path, "R")["state"] == "signed"
 
 
-def test_a_backlog_goes_to_the_engine_in_batches_each_document_answered(tmp_path: Path, mode: str) -> None:
+def drain_backlog(tmp_path: Path, mode: str, files: dict[str, bytes], batch_size: int) -> tuple[dict, BatchingFakeEngine]:
+    """Files present at start-up, drained by a daemon whose engine records its batches."""
     (tmp_path / "inbox").mkdir(parents=True)
-    for i in range(40):
-        (tmp_path / "inbox" / f"L{i:02d}.txt").write_bytes(b"BAD %d" % i if i == 7 else b"factura %d" % i)
+    for name, body in files.items():
+        (tmp_path / "inbox" / name).write_bytes(body)
     engine = BatchingFakeEngine(tmp_path / "fake-folios.sqlite3")
-    d, _ = make_daemon(tmp_path, mode, engine=engine, batch_size=8)
+    d, _ = make_daemon(tmp_path, mode, engine=engine, batch_size=batch_size)
     d.start()
     try:
-        states = {i: final_status(tmp_path, f"L{i:02d}")["state"] for i in range(40)}
+        states = {name: final_status(tmp_path, name.rsplit(".", 1)[0])["state"] for name in files}
     finally:
         d.stop()
-    assert states.pop(7) == "rejected_input"  # a bad input in a batch is answered on its own
+    return states, engine
+
+
+def test_a_backlog_goes_to_the_engine_in_batches_each_document_answered(tmp_path: Path, mode: str) -> None:
+    files = {f"L{i:02d}.txt": b"BAD %d" % i if i == 7 else b"factura %d" % i for i in range(40)}
+    states, engine = drain_backlog(tmp_path, mode, files, batch_size=8)
+    assert states.pop("L07.txt") == "rejected_input"  # a bad input in a batch is answered on its own
     assert set(states.values()) == {"signed"}
-    assert max(len(b) for b in engine.batches) > 1 and max(len(b) for b in engine.batches) <= 8
-    assert sorted(s for b in engine.batches for s in b) == sorted(f"L{i:02d}.txt" for i in range(40))
+    assert 1 < max(len(b) for b in engine.batches) <= 8
+    assert sorted(s for b in engine.batches for s in b) == sorted(files)
     assert sorted(f for _, _, f, _ in engine.allocated()) == list(range(1, 40))
 
 
 def test_a_transient_failure_in_a_batch_retries_only_that_document(tmp_path: Path, mode: str) -> None:
-    (tmp_path / "inbox").mkdir(parents=True)
-    for i in range(12):
-        (tmp_path / "inbox" / f"T{i:02d}.txt").write_bytes(b"FLAKY %d" % i if i == 3 else b"factura %d" % i)
-    engine = BatchingFakeEngine(tmp_path / "fake-folios.sqlite3")
-    d, _ = make_daemon(tmp_path, mode, engine=engine, batch_size=12)
-    d.start()
-    try:
-        states = {i: final_status(tmp_path, f"T{i:02d}")["state"] for i in range(12)}
-    finally:
-        d.stop()
+    files = {f"T{i:02d}.txt": b"FLAKY %d" % i if i == 3 else b"factura %d" % i for i in range(12)}
+    states, engine = drain_backlog(tmp_path, mode, files, batch_size=12)
     assert set(states.values()) == {"signed"}
     issued = Counter(s for b in engine.batches for s in b)
     assert issued["T03.txt"] == 2 and all(n == 1 for name, n in issued.items() if name != "T03.txt")
