@@ -68,6 +68,10 @@ class _Retry(Exception):
     """A transient failure: run this document again later."""
 
 
+class _BatchFailed(RuntimeError):
+    """The engine failed for a whole batch: retried per document like any engine failure."""
+
+
 # --- the lock --------------------------------------------------------------------------------------
 class DaemonLock:
     """An exclusive OS lock on a file: two daemons never share a state folder or an inbox.
@@ -149,9 +153,10 @@ class Dispatcher:
         batch = self.get_batch(1)
         return batch[0] if batch else None
 
-    def get_batch(self, limit: int) -> list[tuple[object, int]] | None:
+    def get_batch(self, limit: int, share: int = 1) -> list[tuple[object, int]] | None:
         """Up to `limit` documents ready now, each of another key (a station's documents go one
-        at a time, so its order holds); waits for the first. None once closed."""
+        at a time, so its order holds), and no more than a `share`-th of what is ready, so the
+        other workers get theirs; waits for the first. None once closed."""
         with self._cond:
             while True:
                 if self._closed:
@@ -159,6 +164,7 @@ class Dispatcher:
                 self._fire_timers()
                 if self._ready:
                     batch = []
+                    limit = min(limit, -(-len(self._ready) // max(1, share)))
                     while self._ready and len(batch) < limit:
                         key = self._ready.popleft()
                         q = self._queues[key]
@@ -516,59 +522,77 @@ class Daemon:
     # --- workers ----------------------------------------------------------------------------------------
     def _worker_loop(self) -> None:
         while True:
-            batch = self._dispatcher.get_batch(self.batch_size)
+            batch = self._dispatcher.get_batch(self.batch_size, share=self.workers)
             if batch is None:
                 return
-            self._process_batch(batch)
+            try:
+                self._process_batch(batch)
+            except Exception:  # a bug: _process_batch already released every key; keep the worker
+                log.exception("daemon: unexpected failure in a worker", extra={"docs": [d for _, d in batch]})
 
     def _process_batch(self, batch: list[tuple[object, int]]) -> None:
         """Run documents (of distinct keys) through the steps they have left. Those that need the
         engine are issued together (`issue_many`: one durable folio transaction for all); each
-        document then fails, retries and is filed on its own."""
+        document then fails, retries and is filed on its own. Every key is released exactly once,
+        whatever happens (a key left busy would stall its station)."""
         assert self.journal
-        to_issue: list[tuple[object, Doc, bytes]] = []
-        to_file: list[tuple[object, Doc]] = []
-        for key, doc_id in batch:
-            try:
-                doc = self.journal.get(doc_id)
-                if doc is None or not doc.unfinished:
-                    self._dispatcher.done(key)
-                elif doc.step == "claimed":
-                    decided, data = self._prepare(doc)
-                    if data is not None:
-                        to_issue.append((key, decided, data))
-                    elif decided is not None:
-                        to_file.append((key, decided))
+        open_keys = dict(batch)
+
+        def release(key: object) -> None:
+            del open_keys[key]
+            self._dispatcher.done(key)
+
+        def fail(key: object, doc_id: int, exc: Exception) -> None:
+            del open_keys[key]
+            self._failed(key, doc_id, exc)
+
+        try:
+            to_issue: list[tuple[object, Doc, bytes]] = []
+            to_file: list[tuple[object, Doc]] = []
+            for key, doc_id in batch:
+                try:
+                    doc = self.journal.get(doc_id)
+                    if doc is None or not doc.unfinished:
+                        release(key)
+                    elif doc.step == "claimed":
+                        decided, data = self._prepare(doc)
+                        if data is not None:
+                            to_issue.append((key, decided, data))
+                        elif decided is not None:
+                            to_file.append((key, decided))
+                        else:
+                            release(key)  # input vanished
                     else:
-                        self._dispatcher.done(key)  # input vanished
+                        to_file.append((key, doc))
+                except Exception as exc:
+                    fail(key, doc_id, exc)
+            outcomes = self._issue_many([(doc, data) for _, doc, data in to_issue])
+            decided: list[tuple[object, Decision, IssuedLike | None]] = []
+            for (key, doc, _), outcome in zip(to_issue, outcomes):
+                try:
+                    decided.append((key, *self._decision(doc, outcome)))
+                except Exception as exc:
+                    fail(key, doc.id, exc)
+            if decided:
+                try:
+                    docs = self.journal.decide_many([decision for _, decision, _ in decided])  # one commit
+                except Exception as exc:
+                    for key, decision, _ in decided:
+                        fail(key, decision.doc_id, exc)
                 else:
-                    to_file.append((key, doc))
-            except Exception as exc:
-                self._failed(key, doc_id, exc)
-        outcomes = self._issue_many([(doc, data) for _, doc, data in to_issue])
-        decided: list[tuple[object, Decision, IssuedLike | None]] = []
-        for (key, doc, _), outcome in zip(to_issue, outcomes):
-            try:
-                decided.append((key, *self._decision(doc, outcome)))
-            except Exception as exc:
-                self._failed(key, doc.id, exc)
-        if decided:
-            try:
-                docs = self.journal.decide_many([decision for _, decision, _ in decided])  # one commit
-            except Exception as exc:
-                for key, decision, _ in decided:
-                    self._failed(key, decision.doc_id, exc)
-            else:
-                for (key, _, issued), doc in zip(decided, docs):
-                    self._recorded(doc, issued)
-                    to_file.append((key, doc))
-        for key, doc in to_file:
-            try:
-                self._file(doc)
-            except Exception as exc:
-                self._failed(key, doc.id, exc)
-            else:
-                self._dispatcher.done(key)
+                    for (key, _, issued), doc in zip(decided, docs):
+                        to_file.append((key, doc))
+                        self._recorded(doc, issued)
+            for key, doc in to_file:
+                try:
+                    self._file(doc)
+                except Exception as exc:
+                    fail(key, doc.id, exc)
+                else:
+                    release(key)
+        finally:
+            for key, doc_id in list(open_keys.items()):
+                fail(key, doc_id, RuntimeError("the batch stopped before this document was done"))
 
     def _failed(self, key: object, doc_id: int, exc: Exception) -> None:
         """A transient failure (or a bug) on one document: run it again later, the others go on."""
@@ -644,9 +668,13 @@ class Daemon:
             from sync.engine import Request
 
             try:
-                return issue_many([Request(data, rel, key, station) for (_, data), (rel, key, station) in zip(items, keys)])
-            except Exception as exc:  # the batch itself failed (the folio store, a bug): each retries
-                return [exc] * len(items)
+                outcomes = issue_many([Request(data, rel, key, station) for (_, data), (rel, key, station) in zip(items, keys)])
+            except Exception as exc:  # the batch itself failed (the folio store, a bug): not any input's fault
+                log.error("daemon: engine batch failed; each document retries", exc_info=exc)
+                return [_BatchFailed(f"{type(exc).__name__}: {exc}") for _ in items]
+            if len(outcomes) != len(items):
+                return [_BatchFailed(f"engine returned {len(outcomes)} outcomes for {len(items)} inputs") for _ in items]
+            return outcomes
         outcomes: list[Any] = []
         for (_, data), (rel, key, station) in zip(items, keys):
             try:

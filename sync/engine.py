@@ -161,24 +161,22 @@ class Engine:
         ]
 
     def _take_folios(self, prepared: list[tuple[str, Any]], now: datetime) -> list[Any]:
-        """(folio, caf) or the exception per prepared document; allocations in one transaction."""
+        """(folio, caf) or the exception per prepared document. Folios the inputs name are
+        claimed first, so an automatic pick in the same batch never takes one of them; the
+        automatic ones are then allocated in one transaction."""
         taken: list[Any] = [item if isinstance(item, BaseException) else None for _, item in prepared]
-        wanted = [
-            (i, item[0].tipo_dte, doc_key)
-            for i, (doc_key, item) in enumerate(prepared)
-            if taken[i] is None and item[0].folio is None
-        ]
-        if wanted:
-            allocated = self.folios.allocate_many([(tipo, key) for _, tipo, key in wanted], now.date())
-            for (i, _, _), result in zip(wanted, allocated):
-                taken[i] = result
         for i, (doc_key, item) in enumerate(prepared):
-            if taken[i] is None:  # a Folio given by the input
+            if taken[i] is None and item[0].folio is not None:
                 doc = item[0]
                 try:
                     taken[i] = (int(doc.folio), self.folios.claim(doc.tipo_dte, int(doc.folio), doc_key, now=now.date()))
                 except Exception as exc:
                     taken[i] = exc
+        wanted = [(i, item[0].tipo_dte, doc_key) for i, (doc_key, item) in enumerate(prepared) if taken[i] is None]
+        if wanted:
+            allocated = self.folios.allocate_many([(tipo, key) for _, tipo, key in wanted], now.date())
+            for (i, _, _), result in zip(wanted, allocated):
+                taken[i] = result
         return taken
 
     def _stamp_and_sign(self, doc: Documento, documento: etree._Element, folio: int, caf: Any, now: datetime) -> Issued:

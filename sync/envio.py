@@ -152,7 +152,7 @@ def build_envio(
              for d in dtes]
     if all(parts):
         return _assemble(parts, caratula, cert, boleta=boleta)  # type: ignore[arg-type]
-    return _build_envio_tree([d.xml if isinstance(d, EnvelopePart) else d for d in dtes], caratula, cert, boleta=boleta)
+    return _build_envio_tree([d.standalone if isinstance(d, EnvelopePart) else d for d in dtes], caratula, cert, boleta=boleta)
 
 
 def _check_count(count: int, boleta: bool) -> None:
@@ -184,6 +184,7 @@ class EnvelopePart(NamedTuple):
     xml: bytes
     c14n: bytes
     tipo_dte: int
+    standalone: bytes
 
 
 def envelope_part(
@@ -207,7 +208,7 @@ def envelope_part(
         canonical = etree.tostring(root, method="c14n", exclusive=False, with_comments=False)
     if not canonical.startswith(_DTE_OPEN):
         return None
-    return EnvelopePart(_DTE_IN_SET + body, _DTE_IN_SET + canonical[len(_DTE_OPEN):], _tipo_dte(root))
+    return EnvelopePart(_DTE_IN_SET + body, _DTE_IN_SET + canonical[len(_DTE_OPEN):], _tipo_dte(root), data)
 
 
 def _alone(root: etree._Element) -> bool:

@@ -225,10 +225,12 @@ class Journal:
         self._db.executescript(SCHEMA)
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self._closed = False
 
     def close(self) -> None:
         self.flush()
         with self._lock:
+            self._closed = True
             self._db.close()
             for reader in self._readers:
                 reader.close()
@@ -239,9 +241,11 @@ class Journal:
         """This thread's read connection (opened on first use)."""
         db = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = connect_wal(self.path)
-            db.row_factory = sqlite3.Row
             with self._lock:
+                if self._closed:  # a straggler thread after stop(): never open a connection that leaks
+                    raise JournalError(f"journal {self.path} is closed")
+                db = self._local.db = connect_wal(self.path)
+                db.row_factory = sqlite3.Row
                 self._readers.append(db)
         return db
 

@@ -87,12 +87,16 @@ class FakeEngine:
 class BatchingFakeEngine(FakeEngine):
     """FakeEngine with `issue_many`, as the real engine has: records every batch it is given."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, *, fail_first_batch: bool = False) -> None:
         super().__init__(db_path)
         self.batches: list[list[str]] = []
+        self._fail_next = fail_first_batch
 
     def issue_many(self, requests):
         self.batches.append([r.source for r in requests])
+        if self._fail_next:  # the whole call fails, as a broken folio store would
+            self._fail_next = False
+            raise DteSyncError("INTERNAL", params={"detail": "folio store unavailable"})
         outcomes = []
         for r in requests:
             try:

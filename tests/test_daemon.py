@@ -229,12 +229,13 @@ def test_transient_engine_failure_is_retried(run, tmp_path: Path) -> None:
     assert final_status(tmp_path, "R")["state"] == "signed"
 
 
-def drain_backlog(tmp_path: Path, mode: str, files: dict[str, bytes], batch_size: int) -> tuple[dict, BatchingFakeEngine]:
+def drain_backlog(tmp_path: Path, mode: str, files: dict[str, bytes], batch_size: int,
+                  **engine_kw) -> tuple[dict, BatchingFakeEngine]:
     """Files present at start-up, drained by a daemon whose engine records its batches."""
     (tmp_path / "inbox").mkdir(parents=True)
     for name, body in files.items():
         (tmp_path / "inbox" / name).write_bytes(body)
-    engine = BatchingFakeEngine(tmp_path / "fake-folios.sqlite3")
+    engine = BatchingFakeEngine(tmp_path / "fake-folios.sqlite3", **engine_kw)
     d, _ = make_daemon(tmp_path, mode, engine=engine, batch_size=batch_size)
     d.start()
     try:
@@ -260,6 +261,13 @@ def test_a_transient_failure_in_a_batch_retries_only_that_document(tmp_path: Pat
     assert set(states.values()) == {"signed"}
     issued = Counter(s for b in engine.batches for s in b)
     assert issued["T03.txt"] == 2 and all(n == 1 for name, n in issued.items() if name != "T03.txt")
+
+
+def test_an_engine_failure_of_a_whole_batch_is_retried_not_the_answer_for_its_documents(tmp_path: Path, mode: str) -> None:
+    files = {f"W{i:02d}.txt": b"factura %d" % i for i in range(10)}
+    states, engine = drain_backlog(tmp_path, mode, files, batch_size=10, fail_first_batch=True)
+    assert set(states.values()) == {"signed"}
+    assert len(engine.batches) >= 2
 
 
 def test_status_txt_written_when_configured(run, tmp_path: Path) -> None:

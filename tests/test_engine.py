@@ -266,3 +266,11 @@ def test_the_composed_canonical_form_is_lxmls_c14n_of_the_signed_dte(engine, exa
     what a verifier's C14N of the DTE gives."""
     issued = engine.issue(example.read_bytes(), example.name, doc_key=f"c14n:{example.name}")
     assert issued.dte_c14n == etree.tostring(etree.fromstring(issued.dte_xml), method="c14n")
+
+
+def test_a_folio_named_by_an_input_is_not_taken_by_an_automatic_pick_in_the_same_batch(engine):
+    (row,) = [r for r in engine.folios.stock(date.today()) if r.tipo_dte == 33]
+    named = FACTURA.replace(b"TipoDTE=33\n", b"TipoDTE=33\nFolio=%d\n" % row.next_folio)
+    auto, given = engine.issue_many([Request(FACTURA, "auto.txt", "pick:auto"), Request(named, "named.txt", "pick:named")])
+    assert isinstance(auto, Issued) and isinstance(given, Issued), (auto, given)
+    assert given.folio == row.next_folio and auto.folio != given.folio

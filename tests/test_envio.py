@@ -210,3 +210,10 @@ def test_a_dte_not_in_dtesync_form_goes_through_the_tree_and_still_verifies(cert
     assert envelope_part(ours) is not None and envelope_part(other) is None
     envio = save(tmp_path, build_envio([ours, other], caratula(), cert, boleta=False), "envio.xml")
     assert [xmlsec1(envio, n) for n in (1, 2, 3)] == [True, True, True]
+
+
+def test_envelope_parts_mixed_with_a_foreign_dte_go_through_the_tree_and_verify(cert, tmp_path):
+    part = envelope_part(factura(cert, 90))
+    foreign = factura(cert, 91).replace(b"?>\n", b"?>\n<!-- exported by another tool -->\n", 1)
+    envio = save(tmp_path, build_envio([part, foreign], caratula(), cert, boleta=False), "envio.xml")
+    assert [xmlsec1(envio, n) for n in (1, 2, 3)] == [True, True, True]

@@ -100,8 +100,7 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
 
 
-def build_documento(doc: Documento, doc_id: str | None = None,
-                    nsmap: dict[str | None, str] | None = None) -> etree._Element:
+def build_documento(doc: Documento, nsmap: dict[str | None, str] | None = None) -> etree._Element:
     """`<Documento>` with Encabezado..Comisiones (no TED, no TmstFirma yet), in one walk that
     also reports every input problem the schema would: a required element missing
     (FIELD_REQUIRED with its path), a value with no place in this type's schema
@@ -118,7 +117,7 @@ def build_documento(doc: Documento, doc_id: str | None = None,
         f' xmlns="{uri}"' if prefix is None else f' xmlns:{prefix}="{uri}"'
         for prefix, uri in (nsmap or {None: SII_NS}).items()
     )
-    parts = [f"<Documento{declared}", f' ID="{_escape(doc_id)}">' if doc_id else ">"]
+    parts = [f"<Documento{declared}>"]  # no ID yet: the engine sets it with the folio
     errors: list[DteSyncError] = []
     _emit(parts, doc, kind, "Documento", "Documento", errors)
     if errors:

@@ -258,12 +258,13 @@ class FolioStore:
             if folio is None:
                 cursor[2] = moved[caf_id] = hasta + 1
                 continue
+            caf = self._caf(caf_id)  # before the INSERT: an error here must not leave the folio taken
             db.execute(
                 "INSERT INTO folio (tipo_dte, folio, caf_id, state, doc_key, taken_on) VALUES (?,?,?,?,?,?)",
                 (tipo_dte, folio, caf_id, ALLOCATED, doc_key, now.isoformat()),
             )
             cursor[2] = moved[caf_id] = folio + 1
-            return folio, self._caf(caf_id)
+            return folio, caf
         raise DteSyncError("FOLIOS_EXHAUSTED", params={"tipo_dte": tipo_dte})
 
     def claim(self, tipo_dte: int, folio: int, doc_key: str, *, now: date | None = None) -> Caf:
