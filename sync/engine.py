@@ -298,3 +298,20 @@ def apply_document_defaults(doc: Documento, today: date) -> None:
 def check_rules(doc: Documento, errors: list) -> None:
     if doc.tipo_dte in NOTE_TYPES and not doc.referencia:
         errors.append(DteSyncError("REFERENCIA_REQUIRED", field="Referencia", params={"tipo_dte": doc.tipo_dte}))
+    if doc.tipo_dte not in BOLETA_TYPES:
+        for i, ref in enumerate(doc.referencia, 1):
+            check_cod_ref(ref, i, errors)
+
+
+def check_cod_ref(ref: Any, line: int, errors: list) -> None:
+    """DTE_v10.xsd: CodRef is 1 (anula), 2 (corrige texto) or 3 (corrige montos); in boletas it
+    is free text (the SII's certification sets use `SET`). Checked here, before a folio."""
+    code = ref.cod_ref
+    if code is None:
+        return
+    if code.isdigit() and int(code) in (1, 2, 3):
+        ref.cod_ref = str(int(code))
+        return
+    errors.append(DteSyncError(
+        "FIELD_INVALID", field="CodRef", path=f"Documento/Referencia[{line}]/CodRef", expected="1, 2 o 3", found=code
+    ))

@@ -106,7 +106,7 @@ class Referencia:
     folio_ref: str | None = sii('FolioRef')
     rut_otr: Rut | None = sii('RUTOtr')
     fch_ref: date | None = sii('FchRef')
-    cod_ref: int | None = sii('CodRef')
+    cod_ref: str | None = sii('CodRef')  # DTE: 1, 2 or 3 (checked by the engine); boletas: up to 18 characters, e.g. SET
     razon_ref: str | None = sii('RazonRef')
     cod_vndor: str | None = sii('CodVndor')  # boleta only
     cod_caja: str | None = sii('CodCaja')  # boleta only

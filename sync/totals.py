@@ -191,7 +191,7 @@ def _evaluate(doc: Documento) -> _Run:
         (tipo == 39 and id_doc.ind_mnt_neto != 2) or (not boleta and id_doc.mnt_bruto == 1)
     )
     zero_ok = (tipo == 52 and id_doc.ind_traslado in NON_SALE_TRASLADO)
-    erratas = tipo in NOTE_TYPES and any(r.cod_ref == 2 for r in doc.referencia)
+    erratas = tipo in NOTE_TYPES and any(r.cod_ref == "2" for r in doc.referencia)
     b = _Buckets()
     for idx, det in enumerate(doc.detalle, 1):
         _line(run, b, det, idx, boleta=boleta, exempt=exempt, gross=gross,

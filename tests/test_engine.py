@@ -274,3 +274,21 @@ def test_a_folio_named_by_an_input_is_not_taken_by_an_automatic_pick_in_the_same
     auto, given = engine.issue_many([Request(FACTURA, "auto.txt", "pick:auto"), Request(named, "named.txt", "pick:named")])
     assert isinstance(auto, Issued) and isinstance(given, Issued), (auto, given)
     assert given.folio == row.next_folio and auto.folio != given.folio
+
+
+def test_a_boleta_may_reference_the_certification_set_by_a_text_codref(engine, tmp_path):
+    boleta = (examples_dir() / "39_boleta.txt").read_bytes() + b"\n[Referencia]\nCodRef=SET\nRazonRef=CASO-1\n"
+    issued = engine.issue(boleta, "b.txt", doc_key="codref-set")
+    assert b"<CodRef>SET</CodRef>" in issued.dte_xml
+    (tmp_path / "b.xml").write_bytes(issued.dte_xml)
+    assert xmlsec1_verifies(tmp_path / "b.xml")
+
+
+def test_a_factura_codref_outside_1_2_3_is_rejected_before_taking_a_folio(engine):
+    bad = NOTA_CREDITO.replace(b"CodRef=3", b"CodRef=SET")
+    before = engine.folios.stock(date.today())
+    with pytest.raises(DteSyncErrors) as exc:
+        engine.issue(bad, "nc.txt", doc_key="codref-bad")
+    (error,) = exc.value.errors
+    assert (error.code, error.field, error.found) == ("FIELD_INVALID", "CodRef", "SET")
+    assert engine.folios.stock(date.today()) == before

@@ -81,7 +81,7 @@ ATTR = {"MntNeto": "mnt_neto", "IVA": "iva", "MntExe": "mnt_exe", "MntTotal": "m
 @pytest.mark.parametrize("fixture", sorted(LIBREDTE))
 def test_libredte_expected_values(fixture):
     tipo, extra, lines, cod_ref, expected = LIBREDTE[fixture]
-    refs = [Referencia(tpo_doc_ref="33", cod_ref=cod_ref)] if cod_ref else []
+    refs = [Referencia(tpo_doc_ref="33", cod_ref=str(cod_ref))] if cod_ref else []
     d = doc(tipo, *[line(p, q, ind_exe=i) for i, q, p in lines], refs=refs, **extra)
     tot = totals_of(d)
     assert {k: getattr(tot, ATTR[k]) for k in expected} == expected
@@ -264,7 +264,7 @@ def test_factura_line_without_amount_is_required():
 
 
 def test_nota_fe_de_erratas_has_zero_amounts():
-    d = doc(61, Detalle(nmb_item="corrige giro"), refs=[Referencia(tpo_doc_ref="33", cod_ref=2)])
+    d = doc(61, Detalle(nmb_item="corrige giro"), refs=[Referencia(tpo_doc_ref="33", cod_ref="2")])
     assert totals_of(d).mnt_total == 0
 
 

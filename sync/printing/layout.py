@@ -273,7 +273,8 @@ def _reference(r) -> Reference:
     code = str(r.tpo_doc_ref or "")
     tipo = DOCUMENT_NAMES.get(int(code), code).capitalize() if code.isdigit() and int(code) in DOCUMENT_NAMES \
         else OTHER_REFS.get(code, code)
-    razon = " - ".join(x for x in (CODREF.get(r.cod_ref or 0), r.razon_ref) if x)
+    code = r.cod_ref or ""
+    razon = " - ".join(x for x in (CODREF.get(int(code)) if code.isdigit() else code, r.razon_ref) if x)
     return Reference(tipo, str(r.folio_ref or ""), r.fch_ref.strftime("%d-%m-%Y") if r.fch_ref else "", razon)
 
 
