@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from sync.errors import DteSyncError, DteSyncErrors, as_error_list
+from sync.engine import Request
 from sync.journal import ClaimIntent, Decision, Doc, Journal
 from sync.outbox import Outbox, render_errors
 from sync.watch.fs import fsync_dir
@@ -58,6 +59,9 @@ class IssuedLike(Protocol):
 
 
 class EngineLike(Protocol):
+    """sync.engine.Engine, or a test double. An engine that also has `issue_many(requests)`
+    (one outcome per request: the IssuedLike or the exception) gets the ready documents in batches."""
+
     def issue(self, data: bytes, source: str, *, doc_key: str, station: str | None = None) -> IssuedLike: ...
 
 
@@ -665,8 +669,6 @@ class Daemon:
         keys = [(d.rel, f"{d.id}:{d.sha256}", d.station) for d, _ in items]
         issue_many = getattr(self.engine, "issue_many", None)
         if issue_many is not None:
-            from sync.engine import Request
-
             try:
                 outcomes = issue_many([Request(data, rel, key, station) for (_, data), (rel, key, station) in zip(items, keys)])
             except Exception as exc:  # the batch itself failed (the folio store, a bug): not any input's fault
