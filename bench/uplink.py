@@ -29,8 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sync.config import load_config  # noqa: E402
 from sync.runtime import open_engine  # noqa: E402
 from sync.sandbox.build import create_sandbox, examples_dir  # noqa: E402
-from sync.uplink import auth  # noqa: E402
-from sync.uplink.channels import SiiBoletaChannel, SiiDteChannel  # noqa: E402
+from sync.uplink.build import sii_channels, sii_route  # noqa: E402
 from sync.uplink.docref import doc_ref  # noqa: E402
 from sync.uplink.endpoints import SiiEndpoints  # noqa: E402
 from sync.uplink.queue import UplinkQueue  # noqa: E402
@@ -60,18 +59,13 @@ def stop_fake(proc: subprocess.Popen) -> None:
 def make_uplink(config, engine, url: str, qpath: Path, batch_max: int) -> tuple[Uplink, list[float]]:
     session, to = new_session(), Timeouts(5.0, 60.0)
     ep, cert, c = SiiEndpoints.single(url), engine.certificate, config.company
-    channels = {
-        "dte": SiiDteChannel(session, ep, cert, c.rut, c.fch_resol, c.nro_resol, to,
-                             auth.TokenCache(lambda: auth.soap_token(session, ep, cert, to))),
-        "boleta": SiiBoletaChannel(session, ep, cert, c.rut, c.fch_resol, c.nro_resol, to,
-                                   auth.TokenCache(lambda: auth.rest_token(session, ep, cert, to))),
-    }
+    channels = sii_channels(session, ep, cert, c, to)
     finals: list[float] = []
     sink = lambda doc_id, state, note=None, **kw: finals.append(time.monotonic()) if state == "accepted" else None  # noqa: E731
     settings = UplinkSettings(batch_max=batch_max, batch_wait=0.0, backoff_base=0.2, backoff_cap=2.0, poll_first=0.0,
                               poll_base=0.05, poll_cap=0.5, uncertain_wait=0.5)
     return Uplink(UplinkQueue(qpath), channels, sink=sink, settings=settings,
-                  route=lambda tipo: "boleta" if tipo in (39, 41) else "dte"), finals
+                  route=sii_route), finals
 
 
 def enqueue(up: Uplink, docs: list[bytes]) -> None:

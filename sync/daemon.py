@@ -42,7 +42,7 @@ from sync.journal import ClaimIntent, Decision, Doc, Journal
 from sync.outbox import Outbox, render_errors
 from sync.watch.fs import fsync_dir
 from sync.watch.inbox import InboxWatcher, Ready
-from sync.watch.rules import INPUT_EXTENSIONS, Verdict, split_name
+from sync.watch.rules import INPUT_EXTENSIONS, split_name
 
 log = logging.getLogger("dtesync.daemon")
 

@@ -20,7 +20,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable
 
-from lxml import etree
 
 from sync.errors import DteSyncError
 from sync import safexml

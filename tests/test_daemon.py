@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_runner import BatchingFakeEngine, FakeEngine, make_daemon
+from daemon_runner import BatchingFakeEngine, make_daemon
 from sync.errors import DteSyncError
 
 FINAL = {"signed", "rejected_input", "error"}

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from lxml import etree
 
 from conftest import xmlsec1_verifies
 from sync import schema
-from sync.config import load_config
 from sync.engine import Engine, Issued, Request
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.folios.store import FolioStore

@@ -13,8 +13,7 @@ from sync.fakesii import FakeSii, Faults
 from sync.runtime import open_engine, trusted_caf_keys
 from sync.sandbox.build import create_sandbox, examples_dir
 from sync.uplink import auth
-from sync.uplink.build import endpoints
-from sync.uplink.channels import SiiBoletaChannel, SiiDteChannel
+from sync.uplink.build import endpoints, sii_channels, sii_route
 from sync.uplink.docref import doc_ref
 from sync.uplink.endpoints import SiiEndpoints
 from sync.uplink.queue import UplinkQueue
@@ -42,14 +41,9 @@ def signed(tmp_path_factory):
 def make_uplink(config, engine, url: str, qpath: Path, sink, read_timeout: float = 0.3, **settings):
     session, to = new_session(), Timeouts(1.0, read_timeout)
     ep, cert, c = SiiEndpoints.single(url), engine.certificate, config.company
-    channels = {
-        "dte": SiiDteChannel(session, ep, cert, c.rut, c.fch_resol, c.nro_resol, to,
-                             auth.TokenCache(lambda: auth.soap_token(session, ep, cert, to))),
-        "boleta": SiiBoletaChannel(session, ep, cert, c.rut, c.fch_resol, c.nro_resol, to,
-                                   auth.TokenCache(lambda: auth.rest_token(session, ep, cert, to))),
-    }
+    channels = sii_channels(session, ep, cert, c, to)
     return Uplink(UplinkQueue(qpath), channels, sink=sink, settings=UplinkSettings(**{**FAST, **settings}),
-                  route=lambda tipo: "boleta" if tipo in (39, 41) else "dte")
+                  route=sii_route)
 
 
 def enqueue_all(up: Uplink, docs: list[bytes]) -> None:

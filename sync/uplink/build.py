@@ -49,14 +49,26 @@ def build_uplink(config: Any, certificate: Certificate, *, sink=None) -> Uplink 
                                auth.TokenCache(lambda: "", 0))
         channels: dict[str, Any] = {"http": HttpChannel(provider, helper.envelope)}
     else:
-        soap_tokens = auth.TokenCache(lambda: auth.soap_token(session, ep, certificate, timeouts), uc.token_ttl)
-        rest_tokens = auth.TokenCache(lambda: auth.rest_token(session, ep, certificate, timeouts), uc.token_ttl)
-        channels = {
-            "dte": SiiDteChannel(session, ep, certificate, c.rut, c.fch_resol, c.nro_resol, timeouts, soap_tokens),
-            "boleta": SiiBoletaChannel(session, ep, certificate, c.rut, c.fch_resol, c.nro_resol, timeouts, rest_tokens),
-        }
-    route = (lambda tipo: "http") if uc.kind == "http" else (lambda tipo: "boleta" if tipo in (39, 41) else "dte")
+        channels = sii_channels(session, ep, certificate, c, timeouts, uc.token_ttl)
+    route = (lambda tipo: "http") if uc.kind == "http" else sii_route
     return Uplink(queue, channels, sink=sink, settings=settings_of(uc), route=route)
+
+
+def sii_channels(session: Any, ep: SiiEndpoints, certificate: Certificate, company: Any, timeouts: Timeouts,
+                 token_ttl: float = auth.DEFAULT_TOKEN_TTL) -> dict[str, Any]:
+    """The SII's two channels: DTEUpload + QueryEstUp (SOAP token) and the boleta REST API (its own token)."""
+    c = company
+    soap_tokens = auth.TokenCache(lambda: auth.soap_token(session, ep, certificate, timeouts), token_ttl)
+    rest_tokens = auth.TokenCache(lambda: auth.rest_token(session, ep, certificate, timeouts), token_ttl)
+    return {
+        "dte": SiiDteChannel(session, ep, certificate, c.rut, c.fch_resol, c.nro_resol, timeouts, soap_tokens),
+        "boleta": SiiBoletaChannel(session, ep, certificate, c.rut, c.fch_resol, c.nro_resol, timeouts, rest_tokens),
+    }
+
+
+def sii_route(tipo_dte: int) -> str:
+    """Boletas (39, 41) go through the boleta REST API, everything else through DTEUpload."""
+    return "boleta" if tipo_dte in (39, 41) else "dte"
 
 
 def attach(daemon: Any, config: Any, engine: Any) -> Uplink | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lxml import etree
 
 from sync.envio import BOLETA_TYPES
 from sync import safexml
