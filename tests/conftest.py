@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,8 +13,10 @@ from sync.config import load_config
 from sync.runtime import open_engine
 from sync.sandbox.build import create_sandbox
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-SAMPLES = SHARED / "sii" / "samples"
+REPO = Path(__file__).resolve().parents[1]
+# Subprocesses (`python -m sync ...`, runners) import this checkout, not whatever copy of the
+# package the machine has installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
 
 
 @pytest.fixture(scope="session")
