@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Subprocesses (`python -m sync ...`, runners) import this checkout, not whatever copy of the
 # package the machine has installed.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+DATA = REPO / "tests" / "data"
+SAMPLES = DATA / "sii"  # public SII samples vendored for the tests (tests/data/SOURCES.md)
 
 
 @pytest.fixture(scope="session")
