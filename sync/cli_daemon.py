@@ -39,9 +39,8 @@ def register(command: Callable[..., argparse.ArgumentParser]) -> None:
 
 def _open_daemon(config, **overrides):
     from sync.daemon import Daemon
-    from sync.runtime import open_engine
-
     from sync.printing.service import attach
+    from sync.runtime import open_engine
 
     engine = open_engine(config)
     daemon = Daemon.from_config(config, engine, **overrides)
@@ -84,9 +83,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sync.cli import EXIT_FAIL, EXIT_OK
     from sync.config import load_config
     from sync.daemon import install_signal_handlers
+    from sync.runtime import trusted_caf_keys
     from sync.sandbox.build import copy_examples, create_sandbox
     from sync.verify import verify_bytes
-    from sync.runtime import trusted_caf_keys
 
     started = time.monotonic()
     sandbox = create_sandbox(args.dir)

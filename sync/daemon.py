@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
-from sync.errors import DteSyncError, DteSyncErrors, as_error_list
 from sync.engine import Request
+from sync.errors import DteSyncError, DteSyncErrors, as_error_list
 from sync.journal import ClaimIntent, Decision, Doc, Journal
 from sync.outbox import Outbox, render_errors
 from sync.watch.fs import fsync_dir

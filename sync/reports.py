@@ -20,9 +20,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable
 
-
-from sync.errors import DteSyncError
 from sync import safexml
+from sync.errors import DteSyncError
 
 log = logging.getLogger("dtesync.reports")
 

@@ -11,7 +11,7 @@ from printing_fixtures import ONE_PER_TYPE, issue_examples, pdf_text, rasterise
 from sync.model import DOCUMENT_NAMES
 from sync.printing import pdf417
 from sync.printing.layout import build_layout, cedible_label, source_from_dte_xml
-from sync.printing.pdf import ROLL_X_MM, SHEET_X_MM, timbre_image
+from sync.printing.pdf import SHEET_X_MM, timbre_image
 from sync.printing.service import pdf_bytes, source_from_issued
 
 

@@ -21,8 +21,7 @@ import pytest
 
 from sync.config import load_config
 from sync.folios.store import StockRow
-from sync.reports import (AlertSettings, attach, build_report, current_alerts, folio_ranges, stock_alerts,
-                          write_report)
+from sync.reports import AlertSettings, attach, build_report, current_alerts, folio_ranges, stock_alerts, write_report
 from sync.runtime import open_folio_store
 
 

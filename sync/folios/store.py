@@ -18,10 +18,10 @@ from typing import Mapping, NamedTuple, Sequence
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sync.storage import connect_wal, immediate
 from sync.errors import DteSyncError
 from sync.folios.caf import Caf, load_caf, verify_frma
 from sync.rut import Rut
+from sync.storage import connect_wal, immediate
 
 # Folio states. `pending_annulment` folios were taken by a document that failed afterwards.
 ALLOCATED, USED, PENDING_ANNULMENT, ANNULLED = "allocated", "used", "pending_annulment", "annulled"
