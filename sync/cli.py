@@ -136,7 +136,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     atomic_write(envio_path, envelope)
     print(
         f"{args.file}: TipoDTE {issued.tipo_dte} folio {issued.folio} total {issued.monto_total} -> "
-        f"{dte_path} (DTE firmado), {envio_path} ({'EnvioBOLETA' if issued.tipo_dte in (39, 41) else 'EnvioDTE'})"
+        f"{dte_path} (DTE firmado), {envio_path} ({'EnvioBOLETA' if issued.is_boleta else 'EnvioDTE'})"
     )
     return EXIT_OK
 

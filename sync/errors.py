@@ -296,7 +296,7 @@ CATALOG: dict[str, tuple[str, str]] = {
 LANGUAGES = ("es", "en")
 
 
-class _Defaulting(dict):
+class _Defaulting(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "?"
 

@@ -208,7 +208,7 @@ def test_cl_sii_samples_verify(path):
 @pytest.mark.parametrize("path", [SII_EXAMPLE, *CL_SII], ids=lambda p: p.name)
 def test_tampered_samples_are_rejected(path):
     root = etree.parse(str(path)).getroot()
-    amount = root.find(f".//{{*}}MntTotal")
+    amount = root.find(".//{*}MntTotal")
     amount.text = str(int(amount.text) + 1)
     results = verify_signatures(root)
     assert not results[0].digest_ok  # the first signature covers the first Documento
