@@ -264,15 +264,14 @@ def cpu_per_document(n: int, work: Path) -> dict:
     """A backlog of n files drained by an in-process daemon: wall time and the process's CPU
     time (every thread, user + system) per document, without the bench's own observer."""
     from sync.config import load_config
-    from sync.daemon import Daemon
-    from sync.runtime import open_engine
+    from sync.app import build_app
 
     root = work / "cpu"
     config = load_config(sandbox(root, "events"))
     docs = bodies(n)
     for name, body in docs:
         drop(root / "inbox", name, body)
-    daemon = Daemon.from_config(config, open_engine(config))
+    daemon = build_app(config).daemon
     stems = [name.rsplit(".", 1)[0] for name, _ in docs]
     cpu0, t0 = time.process_time(), time.perf_counter()
     daemon.start()
@@ -293,8 +292,7 @@ def profile(kind: str, n: int, work: Path) -> None:
     import threading
 
     from sync.config import load_config
-    from sync.daemon import Daemon
-    from sync.runtime import open_engine
+    from sync.app import build_app
 
     root = work / "profile"
     config = load_config(sandbox(root, "events"))
@@ -302,7 +300,7 @@ def profile(kind: str, n: int, work: Path) -> None:
     if kind == "backlog":
         for name, body in docs:
             drop(root / "inbox", name, body)
-    daemon = Daemon.from_config(config, open_engine(config))
+    daemon = build_app(config).daemon
     profiles: list[cProfile.Profile] = []
 
     def profile_this_thread(*_args) -> None:  # the first profiler event of each new thread
