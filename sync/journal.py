@@ -12,10 +12,10 @@ knows exactly what is left to do:
             final place (archive/ or rejected/) are recorded; outbox writes are idempotent.
 - filed:    status written and input moved. Later stages (print, uplink) only change `state`.
 
-`state` is the public state the ERP sees in NAME.status.json (DESIGN.md), plus the
+`state` is the public state the ERP sees in NAME.status.json (docs/daemon.md), plus the
 internal `duplicate` for an input answered with an earlier document's result.
 
-Name rules (DESIGN.md, "Outbox"): the outbox is keyed on (folder, NAME). The same bytes
+Name rules (docs/daemon.md, "Name reuse"): the outbox is keyed on (folder, NAME). The same bytes
 under the same NAME while a document holds that NAME are a duplicate, never a second folio;
 different bytes while it is unfinished are rejected (NAME_IN_PROGRESS); once it is final,
 the new input is a new document and supersedes it (its outbox files move to archive/).
