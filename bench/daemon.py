@@ -10,7 +10,7 @@ Scenarios (each on a fresh sandbox: test company, certificate, CAFs of 12 000 fo
 - burst:   N files (default 2000) renamed into the inbox as fast as possible; throughput is
            N / (last status.json saying `signed` - first drop).
 - steady:  files at a steady rate (default 20/s for 30 s); latency per file is the time from its
-           rename into the inbox (the file is complete: DESIGN.md, "Latency") to the rename of
+           rename into the inbox (the moment the file is complete) to the rename of
            its NAME.status.json saying `signed`, seen by inotify on outbox/; p50/p95/p99.
 - backlog: B files (default 10 000) already in the inbox when the daemon starts; throughput from
            the process start to the last `signed` status (start-up and scan included).

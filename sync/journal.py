@@ -15,7 +15,7 @@ knows exactly what is left to do:
 `state` is the public state the ERP sees in NAME.status.json (sync.states.DocState), plus
 the internal `duplicate` for an input answered with an earlier document's result.
 
-Name rules (docs/daemon.md, "Names"): the outbox is keyed on (folder, NAME). The same bytes
+Name rules (docs/daemon.md, "Name reuse"): the outbox is keyed on (folder, NAME). The same bytes
 under the same NAME while a document holds that NAME are a duplicate, never a second folio;
 different bytes while it is unfinished are rejected (NAME_IN_PROGRESS); once it is final,
 the new input is a new document and supersedes it (its outbox files move to archive/).

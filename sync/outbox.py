@@ -41,7 +41,7 @@ def iso(ts: float, tz: tzinfo | None) -> str:
 
 
 def status_dict(doc: Doc, history: Iterable[dict[str, Any]], lang: str, tz: tzinfo | None = None) -> dict[str, Any]:
-    """NAME.status.json content (DESIGN.md contract), from the journal row alone."""
+    """NAME.status.json content (the ERP contract in docs/daemon.md), from the journal row alone."""
     return {
         "source": doc.rel,
         "sha256": doc.sha256,
