@@ -32,7 +32,6 @@ from sync.errors import DteSyncError
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 CERT_WARN_DAYS = 30
 CAF_WARN_DAYS = 30
-LOW_FOLIOS = 50  # default for [check] min_folios
 MIN_FREE_BYTES = 200 * 1024 * 1024
 
 
@@ -244,7 +243,8 @@ def check_certificate(config: Config, now: datetime, environ: Mapping[str, str] 
 # --- CAFs -----------------------------------------------------------------------------------------
 def check_cafs(config: Config, today: date, say: _Say) -> list[Finding]:
     from sync.folios.caf import load_caf, verify_frma
-    from sync.runtime import FOLIO_DB, trusted_caf_keys
+    from sync.folios.store import FILE_NAME as FOLIO_DB
+    from sync.runtime import trusted_caf_keys
 
     out: list[Finding] = []
     folder = config.folders.caf
@@ -265,7 +265,7 @@ def check_cafs(config: Config, today: date, say: _Say) -> list[Finding]:
     if db_path.exists():
         from sync.folios.store import FolioStore
 
-        store = FolioStore(db_path)
+        store = FolioStore.open_readonly(db_path)
         stock = {row.tipo_dte: row for row in store.stock(today)}
         for caf in store.list_cafs():
             known.add(caf.fingerprint)
@@ -313,7 +313,7 @@ def check_cafs(config: Config, today: date, say: _Say) -> list[Finding]:
             extra_expiry[caf.tipo_dte] = caf.expires_on if prev is None else min(prev, caf.expires_on or prev)
     # Which types matter: any with a CAF, any the journal has signed, any listed in [check] tipos_dte.
     wanted = set(db_types) | set(extra) | set(expired_files) | _journal_types(config) | _configured_types(config)
-    low = _raw(config, "check", "min_folios", LOW_FOLIOS)
+    low = config.alerts.caf_stock_min  # the same threshold as the daemon's alerts
     if not wanted:
         out.append(Finding(FAIL, "CAF", say(f"no hay ningún CAF (carpeta {folder})", f"no CAF at all (folder {folder})"), request))
     for tipo in sorted(wanted):
@@ -368,16 +368,17 @@ def _configured_types(config: Config) -> set[int]:
 
 def _journal_types(config: Config) -> set[int]:
     """TipoDTE the daemon has issued (read-only; a running daemon is not disturbed)."""
-    path = config.folders.state / "journal.sqlite3"
+    from sync.journal import FILE_NAME, Journal
+    from sync.storage import StorageError
+
+    path = config.folders.state / FILE_NAME
     if not path.exists():
         return set()
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            return {r[0] for r in db.execute("SELECT DISTINCT tipo_dte FROM documents WHERE tipo_dte IS NOT NULL")}
-        finally:
-            db.close()
-    except sqlite3.Error:
+        with Journal.open_readonly(path) as journal:
+            rows = journal.conn().execute("SELECT DISTINCT tipo_dte FROM documents WHERE tipo_dte IS NOT NULL")
+            return {r[0] for r in rows}
+    except (sqlite3.Error, StorageError):
         return set()
 
 

@@ -17,12 +17,12 @@ from sync.config import Config
 from sync.engine import Engine
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.folios.caf import Caf
+from sync.folios.store import FILE_NAME as FOLIOS_FILE
 from sync.folios.store import FolioStore
 from sync.signing import Certificate, load_certificate_file
 
 log = logging.getLogger("dtesync.runtime")
 
-FOLIO_DB = "folios.sqlite"
 
 
 @dataclass
@@ -48,7 +48,7 @@ def trusted_caf_keys(config: Config) -> dict[int, rsa.RSAPublicKey]:
 
 def open_folio_store(config: Config) -> FolioStore:
     config.folders.state.mkdir(parents=True, exist_ok=True)
-    return FolioStore(config.folders.state / FOLIO_DB)
+    return FolioStore(config.folders.state / FOLIOS_FILE)
 
 
 def import_caf_folder(store: FolioStore, config: Config, today: date) -> list[CafImport]:

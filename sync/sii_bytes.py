@@ -3,10 +3,11 @@
 Two things every signed part of a DTE depends on, kept here so the CAF (FRMA over DA), the
 timbre (FRMT over DD, the PDF417 payload) and the XML builder share one definition:
 
-- **The byte form** (`flatten`): the bytes the SII signs for DD and DA are the element with no
-  namespace declarations, no whitespace-only text between tags, attributes sorted as in C14N,
-  ISO-8859-1, and `"`/`'` written as `&quot;`/`&apos;` in text. It applies to any lxml
-  element, also one taken from inside a namespaced DTE.
+- **The byte form** (`flatten`; SII Instructivo Técnico de Emisión v15.10.09, Anexo 2 A.2.4):
+  the bytes the SII signs for DD and DA are the element with no namespace declarations, no
+  whitespace-only text between tags, attributes sorted as in C14N, ISO-8859-1, and `"`/`'`
+  written as `&quot;`/`&apos;` in text. It applies to any lxml element, also one taken from
+  inside a namespaced DTE.
 - **The Latin-1 policy** (`latin1_text`): DTEs are ISO-8859-1. Typographic characters ERPs
   send (curly quotes, dashes, €, NBSP) get their usual Latin-1 reading, letters with accents
   Latin-1 lacks lose the accent, and anything else is refused with TEXT_NOT_LATIN1 rather than

@@ -1,9 +1,10 @@
 """The TED (Timbre Electrónico DTE): the DD summary signed with the CAF key.
 
-The SII checks FRMT over the SII byte form of DD (`sync.sii_bytes.flatten`: no namespace
-declarations, no whitespace-only text between tags, ISO-8859-1, `&quot;`/`&apos;` in text).
-Stamping writes those bytes directly from the DD texts (`_dd_flat`, pinned to `flatten` by a
-property test); the PDF417 payload and verification flatten the element itself.
+The SII checks FRMT over the SII byte form of DD (SII Instructivo Técnico de Emisión
+v15.10.09, Anexo 2 A.2.4; `sync.sii_bytes.flatten`: no namespace declarations, no
+whitespace-only text between tags, ISO-8859-1, `&quot;`/`&apos;` in text). Stamping writes
+those bytes directly from the DD texts (`_dd_flat`, pinned to `flatten` by a property test);
+the PDF417 payload and verification flatten the element itself.
 """
 
 from __future__ import annotations

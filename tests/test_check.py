@@ -108,7 +108,7 @@ def test_type_without_any_caf_is_named_when_listed_in_check_tipos_dte(site):
 
 def test_low_folio_stock_is_a_warning_not_a_failure(site):
     config = site / "dtesync.toml"
-    config.write_text(config.read_text(encoding="utf-8") + "\n[check]\nmin_folios = 500\n", encoding="utf-8")
+    config.write_text(config.read_text(encoding="utf-8") + "\n[alerts]\ncaf_stock_min = 500\n", encoding="utf-8")
     code, out = check(site)
     assert code == 0 and lines_with(out, WARN, "CAF TipoDTE 33")[0].count("(menos de 500)") == 1
 

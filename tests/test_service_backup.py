@@ -6,7 +6,7 @@ import sqlite3
 from datetime import date, datetime
 
 from sync.cli import main
-from sync.cli_service import backup_databases
+from sync.cli.admin import backup_databases
 from sync.folios.store import FolioStore
 from sync.journal import Journal
 from sync.sandbox.build import DEMO_RUT

@@ -4,7 +4,7 @@ A job holds the ticket bytes already rendered, so a retry after an hour or after
 sends exactly what was due, with no need for the document in memory. Jobs of one station are
 printed in order (the head job blocks its station while it is retried: tickets never come out
 shuffled); stations are independent. A job is idempotent per (doc_key, station): the daemon's
-`after_signed` hook may run twice for a document after a crash and still prints it once,
+`on_signed` hook may run twice for a document after a crash and still prints it once,
 except when the crash falls between the printer taking the bytes and the row saying so
 (at-least-once, as with any printer).
 
@@ -14,13 +14,11 @@ after `give_up_after` s; `dtesync print` reprints).
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
-from sync.storage import connect_wal
+from sync.storage import Store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS print_jobs (
@@ -71,42 +69,33 @@ class Job:
 _COLS = ", ".join(f.name for f in fields(Job))
 
 
-class PrintQueue:
-    """Thread-safe (one connection under a lock); WAL, synchronous=FULL like the journal."""
+class PrintQueue(Store):
+    """The print jobs; a Store (WAL, synchronous=FULL, one write lock, a connection per thread)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = connect_wal(self.path)
-        self._db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    SCHEMA = SCHEMA
+    TABLE = "print_jobs"
 
     def _one(self, sql: str, args: tuple) -> Job | None:
-        row = self._db.execute(f"SELECT {_COLS} FROM print_jobs {sql}", args).fetchone()
+        row = self.conn().execute(f"SELECT {_COLS} FROM print_jobs {sql}", args).fetchone()
         return Job(*row) if row else None
 
     def enqueue(self, doc_key: str, station: str, data: bytes, *, label: str, doc_id: int | None = None,
                 now: float | None = None) -> tuple[Job, bool]:
         """Add a job unless (doc_key, station) exists; returns (job, created)."""
         now = time.time() if now is None else now
-        with self._lock:
-            cur = self._db.execute(
+        with self.tx() as db:
+            cur = db.execute(
                 "INSERT OR IGNORE INTO print_jobs(doc_key, doc_id, station, label, data, state, next_at, created_at,"
                 " updated_at) VALUES (?,?,?,?,?,'pending',?,?,?)",
                 (doc_key, doc_id, station, label, data, now, now, now),
             )
-            job = self._one("WHERE doc_key=? AND station=?", (doc_key, station))
+        job = self._one("WHERE doc_key=? AND station=?", (doc_key, station))
         assert job is not None
         return job, cur.rowcount == 1
 
     def head(self, station: str) -> Job | None:
         """The oldest pending job of a station (due or not: it blocks the ones behind it)."""
-        with self._lock:
-            return self._one("WHERE station=? AND state='pending' ORDER BY id LIMIT 1", (station,))
+        return self._one("WHERE station=? AND state='pending' ORDER BY id LIMIT 1", (station,))
 
     def printed(self, job_id: int, now: float | None = None) -> None:
         self._set(job_id, "state='printed', attempts=attempts+1, last_error=NULL", (), now)
@@ -119,22 +108,18 @@ class PrintQueue:
 
     def _set(self, job_id: int, assignments: str, args: tuple, now: float | None) -> None:
         now = time.time() if now is None else now
-        with self._lock:
-            self._db.execute(f"UPDATE print_jobs SET {assignments}, updated_at=? WHERE id=?", (*args, now, job_id))
+        with self.tx() as db:
+            db.execute(f"UPDATE print_jobs SET {assignments}, updated_at=? WHERE id=?", (*args, now, job_id))
 
     def get(self, job_id: int) -> Job | None:
-        with self._lock:
-            return self._one("WHERE id=?", (job_id,))
+        return self._one("WHERE id=?", (job_id,))
 
     def for_doc(self, doc_id: int) -> Job | None:
-        with self._lock:
-            return self._one("WHERE doc_id=? ORDER BY id DESC LIMIT 1", (doc_id,))
+        return self._one("WHERE doc_id=? ORDER BY id DESC LIMIT 1", (doc_id,))
 
     def jobs(self, state: str | None = None) -> list[Job]:
-        with self._lock:
-            sql = f"SELECT {_COLS} FROM print_jobs" + (" WHERE state=?" if state else "") + " ORDER BY id"
-            return [Job(*r) for r in self._db.execute(sql, (state,) if state else ()).fetchall()]
+        sql = f"SELECT {_COLS} FROM print_jobs" + (" WHERE state=?" if state else "") + " ORDER BY id"
+        return [Job(*r) for r in self.conn().execute(sql, (state,) if state else ()).fetchall()]
 
     def stations_with_pending(self) -> set[str]:
-        with self._lock:
-            return {r[0] for r in self._db.execute("SELECT DISTINCT station FROM print_jobs WHERE state='pending'")}
+        return {r[0] for r in self.conn().execute("SELECT DISTINCT station FROM print_jobs WHERE state='pending'")}

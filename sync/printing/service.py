@@ -1,8 +1,9 @@
-"""Printing inside the daemon: the `after_signed` hook, NAME.pdf, and one sender per station.
+"""Printing inside the daemon: a Stage (sync.stage) that writes NAME.pdf and feeds one sender per
+station.
 
-As soon as a document is signed (before any upload: contingency documents print too) the hook
-routes it to a station, renders the ticket and queues it durably, wakes that station's sender,
-and then writes NAME.pdf to the outbox. Senders deliver in order per station and retry with
+As soon as a document is signed (before any upload: contingency documents print too)
+`on_signed` routes it to a station, renders the ticket and queues it durably, wakes that
+station's sender, and hands NAME.pdf to a background writer. Senders deliver in order per station and retry with
 backoff (1 s, 2 s, 4 s ... up to `retry_max`) while a printer is off, out of paper or
 unreachable; they never touch signing or the other stations. Each change of a job's state
 rewrites the document's status file, whose `print` entry shows it.
@@ -18,18 +19,22 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sync.config import Config
+from sync.journal import Doc
 from sync.printing.connectors import PrinterUnavailable, send
 from sync.printing.escpos import render_ticket
-from sync.printing.layout import PrintSource, build_layout, cedible_label, source_from_dte_xml
+from sync.printing.layout import PrintSource, build_layout, cedible_label
 from sync.printing.pdf import render_pdf
 from sync.printing.queue import FILE_NAME, Job, PrintQueue
 from sync.printing.stations import Station, Stations
+from sync.signed import SignedDte
+from sync.sii import is_boleta
+from sync.stage import QueueStats, Stage
 
 log = logging.getLogger("dtesync.printing")
 
 
-def source_from_issued(issued: Any) -> PrintSource:
-    return PrintSource(issued.documento, issued.ted, getattr(issued, "dte", None))
+def source_of(dte: SignedDte) -> PrintSource:
+    return PrintSource(dte.documento, dte.ted, dte.tree)
 
 
 def ticket_bytes(src: PrintSource, station: Station, config: Config) -> bytes:
@@ -48,7 +53,7 @@ def pdf_bytes(src: PrintSource, config: Config) -> bytes:
     """Boletas on the configured roll, the rest on sheets; the CEDIBLE copy as a second page."""
     p = config.printing
     tipo = src.documento.tipo_dte
-    fmt = p.roll if tipo in (39, 41) else p.sheet
+    fmt = p.roll if is_boleta(tipo) else p.sheet
     copies = [build_layout(src, config.company, p)]
     if cedible_label(src.documento):
         copies.append(build_layout(src, config.company, p, cedible=True))
@@ -109,18 +114,17 @@ class PdfWriter(threading.Thread):
     its ticket is queued. The signed XML is the document; if the process dies before a PDF is
     written, `dtesync print NAME` renders it again from NAME.xml."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, write: Callable[[Doc, bytes], None]):
         super().__init__(name="dtesync-pdf", daemon=True)
         self.config = config
-        self.jobs: "queue_mod.Queue[tuple[PrintSource, Path] | None]" = queue_mod.Queue()
+        self._write = write
+        self.jobs: queue_mod.Queue[tuple[PrintSource, Doc] | None] = queue_mod.Queue()
 
-    def submit(self, src: PrintSource, target: Path) -> None:
-        self.jobs.put((src, target))
+    def submit(self, src: PrintSource, doc: Doc) -> None:
+        self.jobs.put((src, doc))
 
-    def write(self, src: PrintSource, target: Path) -> None:
-        from sync.outbox import atomic_write
-
-        atomic_write(target, pdf_bytes(src, self.config))
+    def write(self, src: PrintSource, doc: Doc) -> None:
+        self._write(doc, pdf_bytes(src, self.config))
 
     def run(self) -> None:
         while True:
@@ -130,7 +134,7 @@ class PdfWriter(threading.Thread):
             try:
                 self.write(*job)
             except Exception:
-                log.exception("printing: could not write the PDF", extra={"file": str(job[1])})
+                log.exception("printing: could not write the PDF", extra={"doc": job[1].id})
 
     def drain_and_stop(self, timeout: float) -> None:
         """Write what is queued (a graceful stop leaves no PDF behind), then stop."""
@@ -138,19 +142,18 @@ class PdfWriter(threading.Thread):
         self.join(timeout)
 
 
-class PrintService:
-    """Owns the queue and the senders; `after_signed` is the daemon hook."""
+class PrintService(Stage):
+    """Owns the print queue, the senders and the PDF writer."""
 
-    def __init__(self, config: Config, *, state_dir: Path | None = None,
-                 results_base: Callable[[Any], Path] | None = None,
-                 on_change: Callable[[int], None] | None = None) -> None:
+    name = "printing"
+
+    def __init__(self, config: Config, *, state_dir: Path | None = None) -> None:
+        super().__init__()
         self.config = config
         self.stations = Stations(config.printing)
         self.queue = PrintQueue(Path(state_dir or config.folders.state) / FILE_NAME)
-        self.results_base = results_base
-        self._notify = on_change
         self.senders = {s.name: StationSender(s, self.queue, config, self._changed) for s in self.stations}
-        self.pdf_writer = PdfWriter(config)
+        self.pdf_writer = PdfWriter(config, lambda doc, data: self.filing.write_result(doc, ".pdf", data))
         self._started = False
 
     def start(self) -> None:
@@ -177,38 +180,36 @@ class PrintService:
         self.queue.close()
 
     def _changed(self, job: Job) -> None:
-        if job.doc_id is not None and self._notify is not None:
+        if job.doc_id is not None and self._filing is not None:
             try:
-                self._notify(job.doc_id)
+                self.filing.refresh(job.doc_id)
             except Exception:
                 log.exception("printing: could not rewrite the status file", extra={"doc": job.doc_id})
 
-    def status_extra(self, doc: Any) -> dict[str, Any]:
+    def status_entry(self, doc: Doc) -> dict[str, Any]:
         """`print` entry for NAME.status.json (absent when the document has no ticket)."""
         job = self.queue.for_doc(doc.id)
         return {"print": job.status()} if job is not None else {}
 
-    # --- the daemon hook ------------------------------------------------------------------------
-    def after_signed(self, doc: Any, issued: Any | None) -> None:
+    def queues(self) -> list[QueueStats]:
+        pending = self.queue.jobs("pending")
+        now = time.time()
+        return [QueueStats("printing", len(pending), min((now - j.created_at for j in pending), default=None),
+                           sum(1 for j in pending if j.attempts))]
+
+    # --- the stage hook ------------------------------------------------------------------------
+    def on_signed(self, doc: Doc, dte: SignedDte) -> None:
         """Idempotent per `doc.id`: the ticket is queued once; NAME.pdf is rewritten identically."""
-        base = self.results_base(doc) if self.results_base else None
-        if issued is not None:
-            src = source_from_issued(issued)
-        elif base is not None and base.with_name(base.name + ".xml").exists():  # after a crash
-            src = source_from_dte_xml(base.with_name(base.name + ".xml").read_bytes(), doc.rel)
-        else:
-            log.error("printing: no signed DTE to print", extra={"doc": doc.id})
-            return
-        station = self.stations.route(folder=getattr(doc, "folder", None), xml=src.xml)
+        src = source_of(dte)
+        station = self.stations.route(folder=doc.folder, xml=src.xml)
         if station is not None:
             self.enqueue(src, station, doc_key=f"doc:{doc.id}", doc_id=doc.id,
-                         label=f"{doc.rel}: TipoDTE {src.documento.tipo_dte} folio {src.documento.folio}")
-        if self.config.printing.pdf and base is not None:
-            target = base.with_name(base.name + ".pdf")
+                         label=f"{doc.rel}: TipoDTE {dte.tipo_dte} folio {dte.folio}")
+        if self.config.printing.pdf:
             if self._started:
-                self.pdf_writer.submit(src, target)  # off the signing path: ~30-70 ms of rendering
+                self.pdf_writer.submit(src, doc)  # off the signing path: ~30-70 ms of rendering
             else:
-                self.pdf_writer.write(src, target)
+                self.pdf_writer.write(src, doc)
 
     def enqueue(self, src: PrintSource, station: Station, *, doc_key: str, label: str,
                 doc_id: int | None = None) -> Job:
@@ -223,15 +224,9 @@ class PrintService:
         return job
 
 
-def attach(daemon: Any, config: Config) -> PrintService | None:
-    """Wire printing into a Daemon: the hook, the status `print` entry, start and stop."""
+def build_printing(config: Config) -> PrintService | None:
+    """The printing stage, or None when there is neither a PDF to write nor a station."""
     p = config.printing
     if not p.pdf and not p.stations:
         return None
-    svc = PrintService(config, state_dir=daemon.state_dir, results_base=lambda d: daemon.out.results_base(d),
-                       on_change=daemon.refresh_status)
-    daemon.after_signed.append(svc.after_signed)
-    daemon.status_extras.append(svc.status_extra)
-    daemon.on_start.append(svc.start)
-    daemon.on_stop.append(svc.stop)
-    return svc
+    return PrintService(config)

@@ -231,13 +231,12 @@ def _service_class():  # pragma: no cover - Windows only
 
 
 def run_daemon(config_path: str | None, stop_event: threading.Event, on_tick) -> None:  # pragma: no cover
-    from sync.cli_daemon import _open_daemon
+    from sync.app import build_app
     from sync.config import load_config
 
     config = load_config(config_path)
     setup_service_logging(config)
-    daemon, _engine = _open_daemon(config)
-    daemon.run(stop_event, on_tick=on_tick, tick=0.5)
+    build_app(config).daemon.run(stop_event, on_tick=on_tick, tick=0.5)
 
 
 def run_service(config_path: str | None) -> int:  # pragma: no cover - Windows only

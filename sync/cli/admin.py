@@ -10,21 +10,22 @@ import sqlite3
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+
+from sync.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, Registry, load
 
 SERVICE_ACTIONS = ("install", "start", "stop", "remove", "run")
-DATABASES = ("journal.sqlite3", "folios.sqlite")
 
 
-def register(command: Callable[..., argparse.ArgumentParser]) -> None:
-    command("check", cmd_check, "everything wrong with this installation (config, certificate, CAF, folders, "
+def register(r: Registry) -> None:
+    r.command("check", cmd_check, "everything wrong with this installation (config, certificate, CAF, folders, "
             "printers, uplink), each with its fix; exit 1 if anything fails")
-    p = command("service", cmd_service, "Windows service: install | start | stop | remove (on Linux: how to use systemd)")
+    p = r.command("service", cmd_service, "Windows service: install | start | stop | remove (on Linux: how to use systemd)")
     p.add_argument("action", nargs="?", choices=SERVICE_ACTIONS)
     p.add_argument("--user", help="install: run as this account (DOMAIN\\user) instead of LocalSystem, e.g. to reach a share")
     p.add_argument("--password-env", metavar="VAR", help="install: the account's password is in this environment variable")
     p.add_argument("--dry-run", action="store_true", help="print the Service Control Manager calls instead of making them")
-    p = command("backup", cmd_backup, "copy the journal and folio database (SQLite online backup) into DEST/<timestamp>/")
+    p = r.command("backup", cmd_backup, "copy every state database (journal, folios, print, uplink and delivery queues; "
+                  "SQLite online backup) into DEST/<timestamp>/")
     p.add_argument("dest", type=Path)
 
 
@@ -47,7 +48,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_service(args: argparse.Namespace) -> int:
-    from sync.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 
     if sys.platform != "win32" and not args.dry_run:
         from sync.service.linux import explain
@@ -92,14 +92,25 @@ def cmd_service(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def databases() -> tuple[str, ...]:
+    """Every store's file in the state folder (each store module names its own)."""
+    from sync.folios.store import FILE_NAME as FOLIOS
+    from sync.journal import FILE_NAME as JOURNAL
+    from sync.printing.queue import FILE_NAME as PRINT_QUEUE
+    from sync.uplink.queue import FILE_NAME as UPLINK_QUEUE
+
+    return (JOURNAL, FOLIOS, PRINT_QUEUE, UPLINK_QUEUE)
+
+
 def backup_databases(state: Path, dest: Path, now: datetime | None = None) -> list[Path]:
     """SQLite online backup of each database in `state` into dest/dtesync-<timestamp>/: a
-    consistent copy even while the daemon writes (WAL), checked with integrity_check."""
+    consistent copy even while the daemon writes (WAL), checked with integrity_check. The
+    folder is private (0700): the folio store holds the CAFs' private keys."""
     now = now or datetime.now()
     target = dest / f"dtesync-{now:%Y%m%d-%H%M%S}"
-    target.mkdir(parents=True, exist_ok=False)
+    target.mkdir(mode=0o700, parents=True, exist_ok=False)
     copies = []
-    for name in DATABASES:
+    for name in databases():
         src_path = state / name
         if not src_path.exists():
             continue
@@ -118,7 +129,6 @@ def backup_databases(state: Path, dest: Path, now: datetime | None = None) -> li
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from sync.cli import EXIT_FAIL, EXIT_OK, load
 
     config = load(args)
     try:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Callable
 
+from sync.cli.common import EXIT_FAIL, EXIT_OK, Registry, UsageError, load
 from sync.errors import DteSyncError
 
 
-def register(command: Callable[..., argparse.ArgumentParser]) -> None:
-    p = command("print", cmd_print, "reprint a signed document's ticket (NAME in the outbox, or a DTE file)")
+def register(r: Registry) -> None:
+    p = r.command("print", cmd_print, "reprint a signed document's ticket (NAME in the outbox, or a DTE file)")
     p.add_argument("name", help="NAME (outbox/NAME.xml, e.g. caja1/F12) or the path of a signed DTE XML")
     p.add_argument("--station", help="printing station (default: routed like the daemon does)")
-    p = command("printers", cmd_printers, "printing stations: list them, or print a test ticket")
+    p = r.command("printers", cmd_printers, "printing stations: list them, or print a test ticket")
     p.add_argument("action", choices=("list", "test"))
     p.add_argument("--station", help="only this station (default: every station)")
 
@@ -38,7 +38,6 @@ def _resolve(config, name: str) -> tuple[Path, str]:
 
 
 def cmd_print(args: argparse.Namespace) -> int:
-    from sync.cli import EXIT_FAIL, EXIT_OK, UsageError, load
     from sync.printing.connectors import PrinterUnavailable, send
     from sync.printing.layout import source_from_dte_xml
     from sync.printing.queue import FILE_NAME, PrintQueue
@@ -72,7 +71,6 @@ def cmd_print(args: argparse.Namespace) -> int:
 
 
 def cmd_printers(args: argparse.Namespace) -> int:
-    from sync.cli import EXIT_FAIL, EXIT_OK, UsageError, load
     from sync.printing.connectors import PrinterUnavailable, check, describe, send
     from sync.printing.escpos import sample_ticket
     from sync.printing.stations import Stations
