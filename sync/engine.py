@@ -113,7 +113,7 @@ class Engine:
             except Exception as exc:
                 prepared.append((req.doc_key, exc))
         outcomes = self._issue_prepared(prepared, now)
-        for req, outcome in zip(requests, outcomes):
+        for req, outcome in zip(requests, outcomes, strict=True):
             if isinstance(outcome, (DteSyncError, DteSyncErrors)):
                 for e in outcome.errors if isinstance(outcome, DteSyncErrors) else (outcome,):
                     e.source = e.source or req.source

@@ -137,7 +137,7 @@ def _sub(parent: etree._Element, tag: str, text: str) -> None:
 
 
 def build_envio(
-    signed_dtes: Iterable["bytes | etree._Element | EnvelopePart"], caratula: Caratula, cert: Certificate, *,
+    signed_dtes: Iterable[bytes | etree._Element | EnvelopePart], caratula: Caratula, cert: Certificate, *,
     boleta: bool,
 ) -> bytes:
     """A signed EnvioDTE (or EnvioBOLETA) holding the DTEs unchanged, as ISO-8859-1 bytes.
@@ -275,7 +275,7 @@ def _build_envio_tree(
     rut_envia = _rut_envia(caratula, cert)
     name = "EnvioBOLETA" if boleta else "EnvioDTE"
     root = etree.Element(_S + name, nsmap=NSMAP)
-    root.set("{%s}schemaLocation" % XSI_NS, f"{SII_NS} {_XSD[boleta]}")
+    root.set(f"{{{XSI_NS}}}schemaLocation", f"{SII_NS} {_XSD[boleta]}")
     root.set("version", "1.0")
     # SetDTE is built as a root declaring the envelope's namespaces: signed there, then moved in.
     set_dte = _set_dte_head(caratula, rut_envia, counts)

@@ -13,8 +13,9 @@ programmer sees every problem of a file at once, not one per attempt.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 # code -> (spanish, english). Templates use str.format with the error's params plus
 # field/expected/found/line/path. SII terms (folio, timbre, CAF, boleta, RUT) stay in Spanish.

@@ -101,7 +101,7 @@ def _qualifier(namespace: str | None) -> Callable[[str], str]:
 def _dd_element(caf: Caf, texts: tuple[str, ...], tsted: str, namespace: str | None) -> etree._Element:
     q = _qualifier(namespace)
     dd = etree.Element(q("DD"), nsmap={None: namespace} if namespace else None)
-    for tag, text in zip(_DD_TAGS, texts):
+    for tag, text in zip(_DD_TAGS, texts, strict=True):
         etree.SubElement(dd, q(tag)).text = text
     dd.append(caf.caf_element(namespace))
     etree.SubElement(dd, q("TSTED")).text = tsted
@@ -111,7 +111,7 @@ def _dd_element(caf: Caf, texts: tuple[str, ...], tsted: str, namespace: str | N
 def _dd_flat(caf: Caf, texts: tuple[str, ...], tsted: str) -> bytes:
     """flatten(DD) without walking the tree: the hot path (a property test pins the equality)."""
     parts = ["<DD>"]
-    for tag, text in zip(_DD_TAGS, texts):
+    for tag, text in zip(_DD_TAGS, texts, strict=True):
         parts.append(f"<{tag}>{sii_text(text)}</{tag}>")
     parts.append(caf.flat_caf)
     parts.append(f"<TSTED>{tsted}</TSTED></DD>")
@@ -150,7 +150,7 @@ def stamp_with_bytes(
     frmt = base64.b64encode(caf.private_key.sign(signed, _PKCS1V15, _SHA1)).decode("ascii")
     ted = copy.deepcopy(_ted_template(caf, namespace))
     dd, frmt_el = ted
-    for child, text in zip(dd, texts):  # RE..IT1 lead DD, in _DD_TAGS order
+    for child, text in zip(dd, texts, strict=False):  # RE..IT1 lead DD, in _DD_TAGS order
         child.text = text
     dd[-1].text = tsted
     frmt_el.text = frmt

@@ -21,7 +21,7 @@ from sync import schema
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.parse.xml_input import parse_xml
 from sync.signing import verify_signatures
-from sync.sii import SII_NS
+from sync.sii import SII_NS, SII_Q
 from sync.timbre import dd_values, verify_ted
 from sync.totals import totals_errors
 
@@ -186,7 +186,7 @@ def _unsigned_copy(documento: etree._Element) -> bytes:
     for child in list(doc):
         if _local(child) in ("TED", "TmstFirma"):
             doc.remove(child)
-    wrapper = etree.Element("{%s}DTE" % SII_NS, nsmap={None: SII_NS})
+    wrapper = etree.Element(SII_Q + "DTE", nsmap={None: SII_NS})
     wrapper.set("version", "1.0")
     doc.attrib.pop("ID", None)
     wrapper.append(doc)
@@ -227,5 +227,5 @@ def _with_sii_namespace(root: etree._Element) -> etree._Element:
     clone = copy.deepcopy(root)
     for el in clone.iter():
         if isinstance(el.tag, str) and etree.QName(el).namespace is None:
-            el.tag = "{%s}%s" % (SII_NS, el.tag)
+            el.tag = SII_Q + el.tag
     return etree.fromstring(etree.tostring(clone))

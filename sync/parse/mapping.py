@@ -54,7 +54,7 @@ class Leaf:
 class Node:
     """A group of fields, in input order; a tag repeats as several entries."""
 
-    entries: list[tuple[str, "Node | Leaf"]]
+    entries: list[tuple[str, Node | Leaf]]
     line: int | None = None
     stray_text: str | None = None  # non-blank text mixed between child elements (XML)
 
@@ -386,7 +386,7 @@ class _Mapper:
         return sum(1 for t, v in node.entries if spec.lookup(t, self.fold_case) is f
                    and not (type(v) is Leaf and v.text is not None and not v.text.strip(WS)))
 
-    def value(self, f: FieldSpec, tag: str, value: Node | Leaf, parent: str, i: int, plan: "GroupPlan") -> Any:
+    def value(self, f: FieldSpec, tag: str, value: Node | Leaf, parent: str, i: int, plan: GroupPlan) -> Any:
         if f.cls is not None:
             if isinstance(value, Leaf):
                 if value.text is None or value.text.strip(WS):

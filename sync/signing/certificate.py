@@ -24,7 +24,7 @@ import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -171,7 +171,7 @@ def load_pkcs12(data: bytes, password: str | bytes, *, now: datetime, source: st
 def check_validity(cert: Certificate, now: datetime) -> None:
     """CERT_EXPIRED / CERT_NOT_YET_VALID at `now` (naive datetimes are taken as UTC)."""
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     dates = {"valid_from": cert.not_before.isoformat(), "expired_on": cert.not_after.isoformat()}
     if now > cert.not_after:
         raise DteSyncError("CERT_EXPIRED", found=cert.subject, params=dates)

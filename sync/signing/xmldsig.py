@@ -43,7 +43,7 @@ from lxml import etree
 
 from sync.rut import Rut
 from sync.signing.certificate import Certificate, rut_of
-from sync.sii import DSIG_NS, SII_NS, XSI_NS
+from sync.sii import DSIG_NS, SII_NS, SII_Q, XSI_NS
 
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 NsMap = dict[str | None, str]  # prefix (None: the default namespace) -> URI, as lxml's nsmap
@@ -60,7 +60,7 @@ ALG_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 _DIGESTS = {ALG_SHA1: hashlib.sha1, ALG_SHA256: hashlib.sha256}
 _SIGNATURE_HASHES = {ALG_RSA_SHA1: hashes.SHA1, ALG_RSA_SHA256: hashes.SHA256}
 _NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-_D = "{%s}" % DSIG_NS
+_D = f"{{{DSIG_NS}}}"
 
 
 # --- canonicalization ------------------------------------------------------------------------
@@ -270,7 +270,7 @@ def _readings(el: etree._Element) -> Iterator[tuple[str | None, NsMap | None, Re
                            {}, _local))
     elif ns is None:
         def add_sii(tag: str) -> str:
-            return tag if tag.startswith("{") else "{%s}%s" % (SII_NS, tag)
+            return tag if tag.startswith("{") else SII_Q + tag
 
         candidates.append(("signed with xmlns SiiDte, which was removed later", {None: SII_NS}, add_sii))
         candidates.append(("signed with xmlns SiiDte and xmlns:xsi, which were removed later",
