@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 from sync.errors import DteSyncError
 from sync.rut import Rut
-from sync.sii import BOLETA_TYPES as BOLETA_TYPES  # re-exported for sync/printing (see the end)
-from sync.sii import TipoDte, is_boleta
+from sync.sii import BOLETA_TYPES as BOLETA_TYPES  # also re-exported for sync/printing (see the end)
+from sync.sii import TipoDte
 
 T = TypeVar("T")
 
@@ -449,15 +449,20 @@ class Documento:
 
     @property
     def tipo_dte(self) -> int:
-        return required(self.id_doc.tipo_dte, "TipoDTE", "Documento/Encabezado/IdDoc/TipoDTE")
+        enc = self.encabezado  # written out: asked several times per document on the hot path
+        id_doc = enc.id_doc if enc is not None else None
+        tipo = id_doc.tipo_dte if id_doc is not None else None
+        if tipo is None:
+            raise DteSyncError("FIELD_REQUIRED", field="TipoDTE", path="Documento/Encabezado/IdDoc/TipoDTE")
+        return tipo
 
     @property
     def tipo(self) -> TipoDte:
         """The document's TipoDte (the readers accept only types the SII defines)."""
-        tipo = TipoDte.of(self.tipo_dte)
-        if tipo is None:
-            raise DteSyncError("TIPO_DTE_UNSUPPORTED", field="TipoDTE", found=self.tipo_dte)
-        return tipo
+        try:
+            return TipoDte(self.tipo_dte)
+        except ValueError:
+            raise DteSyncError("TIPO_DTE_UNSUPPORTED", field="TipoDTE", found=self.tipo_dte) from None
 
     @property
     def folio(self) -> int | None:
@@ -465,7 +470,7 @@ class Documento:
 
     @property
     def is_boleta(self) -> bool:
-        return is_boleta(self.tipo_dte)
+        return self.tipo_dte in BOLETA_TYPES
 
 
 def required(value: T | None, field: str, path: str) -> T:
