@@ -48,8 +48,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(Path(logs_dir) / "dtesync.log", level="DEBUG" if args.verbose else "INFO")
     try:
         daemon = build_app(config).daemon
-    except DteSyncError as exc:
-        raise UsageError(exc.message(config.language)) from None
+    except DteSyncError as exc:  # e.g. SECRET_FILE_INSECURE, URL_INSECURE: the code for scripts, the message for people
+        raise UsageError(f"{exc.code}: {exc.message(config.language)}") from None
     stop = threading.Event()
     install_signal_handlers(stop)
     supervision = SystemdSupervision(Notifier.from_env())  # no-op outside a Type=notify unit
