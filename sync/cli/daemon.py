@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from sync.cli.common import EXIT_FAIL, EXIT_OK, Registry, UsageError, load, print_table
 from sync.errors import DteSyncError
@@ -130,9 +131,10 @@ def _demo_fake_sii(config):
     return fake
 
 
-def _wait_for_statuses(outbox: Path, stems: list[str], timeout: float, done: set[str] = DONE_STATES) -> dict[str, dict]:
+def _wait_for_statuses(outbox: Path, stems: list[str], timeout: float,
+                       done: frozenset[str] = DONE_STATES) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + timeout
-    found: dict[str, dict] = {}
+    found: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
         for stem in stems:
             if stem in found:
