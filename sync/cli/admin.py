@@ -123,6 +123,7 @@ def backup_databases(state: Path, dest: Path, now: datetime | None = None) -> li
         if not src_path.exists():
             continue
         src = sqlite3.connect(f"file:{src_path}?mode=ro", uri=True, timeout=30)
+        os.close(os.open(target / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # the copy is as private as the original
         out = sqlite3.connect(target / name)
         try:
             src.backup(out)
