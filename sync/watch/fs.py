@@ -73,7 +73,7 @@ def _windows_network(p: str) -> str | None:
         import ctypes
 
         drive = os.path.splitdrive(os.path.abspath(p))[0] + "\\"
-        if ctypes.windll.kernel32.GetDriveTypeW(drive) == 4:  # DRIVE_REMOTE
+        if ctypes.windll.kernel32.GetDriveTypeW(drive) == 4:  # type: ignore[attr-defined]  # Windows only; DRIVE_REMOTE
             return f"network drive {drive}"
     except (OSError, AttributeError):
         pass
