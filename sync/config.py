@@ -14,6 +14,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,18 @@ class AlertsConfig:
     check_every: float = 3600.0  # s between stock/expiry checks in the daemon
 
 
+@dataclass
+class BoletasConfig:
+    """[boletas]: Ley 21.713 (in force since 2025-09-01): a boleta of `threshold_uf` UF or more
+    ("135 UF o más") carries the buyer's real RUT and name, and the MedioPago. `uf` is the UF's
+    value in pesos, kept current by the operator (it changes every day; a month-old value moves
+    the threshold by well under 1 %). Without it, boletas large enough to possibly reach the
+    threshold are refused with CONFIG_UF_MISSING instead of being guessed about."""
+
+    uf: Decimal | None = None
+    threshold_uf: Decimal = Decimal(135)
+
+
 CONNECTOR_TYPES = ("tcp", "usb", "serial", "win32", "cups", "file")
 
 
@@ -147,6 +160,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     trusted_caf_keys: dict[int, Path] = field(default_factory=dict)
     printing: PrintingConfig = field(default_factory=PrintingConfig)
+    boletas: BoletasConfig = field(default_factory=BoletasConfig)
     uplink: Any = None  # sync.uplink.settings.UplinkConfig ([uplink], parsed there)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -268,6 +282,7 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
         alerts=alerts,
         trusted_caf_keys=trusted,
         printing=_printing(r),
+        boletas=_boletas(r),
         uplink=_uplink(data, base),
         raw=data,
     )
@@ -322,6 +337,25 @@ def _printing(r: "_Reader") -> PrintingConfig:
     if d.default_station is not None and d.default_station not in names:
         raise _invalid("printing.default_station", f"no hay una estación llamada {d.default_station!r}")
     return d
+
+
+def _boletas(r: "_Reader") -> BoletasConfig:
+    """[boletas] uf (pesos per UF) and threshold_uf (default 135: "135 UF o más")."""
+    d = BoletasConfig()
+    values: dict[str, Decimal | None] = {}
+    for key, default in (("uf", None), ("threshold_uf", d.threshold_uf)):
+        value = r.get(f"boletas.{key}", default)
+        if value is None:
+            values[key] = None
+            continue
+        try:
+            number = Decimal(str(value)) if not isinstance(value, bool) else None
+        except InvalidOperation:
+            number = None
+        if number is None or not number.is_finite() or number <= 0:
+            raise _invalid(f"boletas.{key}", f"se esperaba un número mayor que 0, se encontró {value!r}")
+        values[key] = number
+    return BoletasConfig(uf=values["uf"], threshold_uf=values["threshold_uf"] or d.threshold_uf)
 
 
 def _uplink(data: dict[str, Any], base: Path) -> Any:

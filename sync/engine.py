@@ -1,12 +1,17 @@
 """The DTE engine: one ERP input file -> a stamped, signed, schema-valid DTE.
 
-    parse -> company defaults -> rules -> totals -> build Documento   (no folio yet)
+    parse -> company defaults -> SII rules -> totals -> rules on totals
+    -> build Documento + every XSD facet of every value          (no folio yet)
     -> folio (durable before use) -> TED -> TmstFirma -> sign -> XSD -> folio marked used
 
 Everything that can reject an input runs before a folio is taken, so a bad file never burns a
-folio; a failure after allocation (which would be a bug or a broken certificate) releases the
-folio for annulment instead of reusing it. `doc_key` identifies the document durably (the
-daemon passes its journal id): after a crash the same document gets the same folio back.
+folio: the builder checks each value against the facets of the shipped XSDs (sync/dte/checks.py)
+and the SII's business rules run on the model (sync/dte/rules.py). Every refusal names its
+field, and its line (TXT, XML) or JSON path in the input (SourceMap). A failure after allocation
+can only be an internal fault (a bug, a broken certificate): the folio then goes to the
+annulment list and the document gets FOLIO_PENDING_ANNULMENT saying so, never a reused folio.
+`doc_key` identifies the document durably (the daemon passes its journal id): after a crash
+the same document gets the same folio back.
 
 The engine holds the loaded certificate and the folio store; it is safe to share between
 threads (lxml trees are per call, the folio store serializes its writes).
@@ -23,15 +28,15 @@ from zoneinfo import ZoneInfo
 from lxml import etree
 
 from sync import schema
-from sync.config import Branch, Company, Config
+from sync.config import BoletasConfig, Branch, Company, Config
+from sync.dte import rules
 from sync.dte.build import build_documento
 from sync.envio import NSMAP, Caratula, build_envio, envelope_part, new_dte_root, sign_dte_canonical, to_bytes
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.folios.caf import Caf
 from sync.folios.store import FolioStore
-from sync.model import Documento, Emisor, Receptor, Referencia, required
-from sync.parse import parse_document
-from sync.rut import Rut
+from sync.model import Documento, Emisor, Receptor, required
+from sync.parse import SourceMap, parse_located
 from sync.signed import SignedDte
 from sync.signing import Certificate
 from sync.sii import SII_NS, SII_Q
@@ -41,7 +46,7 @@ from sync.totals import complete_totals
 log = logging.getLogger("dtesync.engine")
 
 # Boletas to an unidentified buyer carry this RUT (Formato Boletas: "66666666-6").
-ANONYMOUS_RUT = Rut(66666666, "6")
+ANONYMOUS_RUT = rules.ANONYMOUS_RUT
 ANONYMOUS_NAME = "CONSUMIDOR FINAL"
 _FOLIO_PATH = f"{SII_Q}Encabezado/{SII_Q}IdDoc/{SII_Q}Folio"
 
@@ -70,10 +75,12 @@ class Engine:
         *,
         timezone: str = "America/Santiago",
         clock: Callable[[], datetime] | None = None,
+        boletas: BoletasConfig | None = None,
     ):
         self.company = company
         self.folios = folios
         self.certificate = certificate
+        self.boletas = boletas or BoletasConfig()
         self.tz = ZoneInfo(timezone)
         self._clock = clock or (lambda: datetime.now(self.tz))
 
@@ -82,7 +89,7 @@ class Engine:
         cls, config: Config, folios: FolioStore, certificate: Certificate, *,
         clock: Callable[[], datetime] | None = None,
     ) -> Engine:
-        return cls(config.company, folios, certificate, timezone=config.timezone, clock=clock)
+        return cls(config.company, folios, certificate, timezone=config.timezone, clock=clock, boletas=config.boletas)
 
     def now(self) -> datetime:
         """Local wall-clock time, naive, as the SII writes TSTED/TmstFirma."""
@@ -108,8 +115,8 @@ class Engine:
         prepared: list[tuple[str, Prepared | Exception]] = []
         for req in requests:
             try:
-                doc = parse_document(req.data, req.source)
-                prepared.append((req.doc_key, _prepared(self, doc, req.station, now)))
+                doc, where = parse_located(req.data, req.source)
+                prepared.append((req.doc_key, _prepared(self, doc, where, req.station, now)))
             except Exception as exc:
                 prepared.append((req.doc_key, exc))
         outcomes = self._issue_prepared(prepared, now)
@@ -132,13 +139,15 @@ class Engine:
                 outcomes.append(self._stamp_and_sign(doc, documento, folio, caf, now))
                 used.append((doc.tipo_dte, folio))
             except BaseException as exc:
-                # The folio was taken and is now in an unknown state: never reuse it.
-                self.folios.release_for_annulment(
-                    doc.tipo_dte, folio, f"{type(exc).__name__}: {exc}"[:500], now=now.date()
-                )
+                # The folio was taken and is now in an unknown state: never reuse it. Every input
+                # error was refused before the folio, so this is an internal fault: say so.
+                detail = _fault_detail(exc)
+                self.folios.release_for_annulment(doc.tipo_dte, folio, detail[:500], now=now.date())
+                log.error("folio %s of TipoDTE %s released for annulment: %s", folio, doc.tipo_dte, detail)
                 if not isinstance(exc, Exception):
                     raise
-                outcomes.append(exc)
+                outcomes.append(DteSyncError("FOLIO_PENDING_ANNULMENT", field="Folio",
+                                             params={"folio": folio, "tipo_dte": doc.tipo_dte, "detail": detail}))
         problems = iter(self.folios.mark_used_many(used) if used else ())
         return [
             (next(problems) or outcome) if isinstance(outcome, SignedDte) else outcome for outcome in outcomes
@@ -238,17 +247,28 @@ class Engine:
 
 
 # ---- pure preparation steps (no I/O, no clock) ----------------------------------------
-def _prepared(engine: Engine, doc: Documento, station: str | None, now: datetime) -> Prepared:
-    """Defaults, rules, totals and the unsigned Documento (Folio still a placeholder): every
-    input error is raised here, before a folio is taken. The Documento is the root of its own
-    document declaring the DTE's namespaces, so it is signed without a copy (sign_dte_canonical)."""
-    prepare(doc, engine.company, engine.company.branches.get(station or ""), today=now.date())
-    return doc, build_documento(doc, nsmap=NSMAP)
+def _prepared(engine: Engine, doc: Documento, where: SourceMap, station: str | None, now: datetime) -> Prepared:
+    """Defaults, rules, totals and the unsigned Documento (Folio still a placeholder), every
+    value checked against its XSD facets: every input error is raised here, before a folio
+    is taken, placed in the input by `where`. The Documento is the root of its own document
+    declaring the DTE's namespaces, so it is signed without a copy (sign_dte_canonical)."""
+    try:
+        prepare(doc, engine.company, engine.company.branches.get(station or ""), today=now.date(),
+                boletas=engine.boletas)
+        return doc, build_documento(doc, nsmap=NSMAP)
+    except DteSyncErrors as exc:
+        where.locate(exc.errors)
+        raise
+    except DteSyncError as exc:
+        where.locate([exc])
+        raise
 
 
-def prepare(doc: Documento, company: Company, branch: Branch | None, *, today: date) -> None:
-    """Defaults, business rules and totals. Required fields, Latin-1 text and schema placement
-    are checked by build_documento in the same walk that builds the XML, also before a folio."""
+def prepare(doc: Documento, company: Company, branch: Branch | None, *, today: date,
+            boletas: BoletasConfig | None = None) -> None:
+    """Defaults, business rules and totals. Required fields, Latin-1 text, schema placement and
+    the XSD facets of every value are checked by build_documento in the same walk that builds
+    the XML, also before a folio."""
     errors: list[DteSyncError] = []
     apply_company_defaults(doc, company, branch, errors)
     apply_document_defaults(doc, today)
@@ -256,6 +276,9 @@ def prepare(doc: Documento, company: Company, branch: Branch | None, *, today: d
     if errors:
         raise DteSyncErrors(errors)
     complete_totals(doc)
+    rules.after_totals(doc, boletas or BoletasConfig(), errors)
+    if errors:
+        raise DteSyncErrors(errors)
 
 
 def apply_company_defaults(doc: Documento, company: Company, branch: Branch | None,
@@ -266,9 +289,8 @@ def apply_company_defaults(doc: Documento, company: Company, branch: Branch | No
     if emisor.rut_emisor is None:
         emisor.rut_emisor = company.rut
     elif emisor.rut_emisor != company.rut:
-        errors.append(
-            DteSyncError("EMISOR_MISMATCH", field="RUTEmisor", found=str(emisor.rut_emisor), expected=str(company.rut))
-        )
+        errors.append(DteSyncError("EMISOR_MISMATCH", field="RUTEmisor", path="Documento/Encabezado/Emisor/RUTEmisor",
+                                   found=str(emisor.rut_emisor), expected=str(company.rut)))
     emisor.rzn_soc = emisor.rzn_soc or company.razon_social
     emisor.giro_emis = emisor.giro_emis or company.giro
     if not doc.is_boleta:
@@ -306,22 +328,14 @@ def apply_document_defaults(doc: Documento, today: date) -> None:
 
 
 def check_rules(doc: Documento, errors: list[DteSyncError]) -> None:
-    if doc.tipo.is_note and not doc.referencia:
-        errors.append(DteSyncError("REFERENCIA_REQUIRED", field="Referencia", params={"tipo_dte": doc.tipo_dte}))
-    if not doc.is_boleta:
-        for i, ref in enumerate(doc.referencia, 1):
-            check_cod_ref(ref, i, errors)
+    """The SII's rules that complete or refuse the input before its totals (sync/dte/rules.py)."""
+    rules.before_totals(doc, errors)
 
 
-def check_cod_ref(ref: Referencia, line: int, errors: list[DteSyncError]) -> None:
-    """DTE_v10.xsd: CodRef is 1 (anula), 2 (corrige texto) or 3 (corrige montos); in boletas it
-    is free text (the SII's certification sets use `SET`). Checked here, before a folio."""
-    code = ref.cod_ref
-    if code is None:
-        return
-    if code.isdigit() and int(code) in (1, 2, 3):
-        ref.cod_ref = str(int(code))
-        return
-    errors.append(DteSyncError(
-        "FIELD_INVALID", field="CodRef", path=f"Documento/Referencia[{line}]/CodRef", expected="1, 2 o 3", found=code
-    ))
+def _fault_detail(exc: BaseException) -> str:
+    """What went wrong after the folio, in one line for the annulment list and the report."""
+    if isinstance(exc, DteSyncErrors):
+        return "; ".join(f"{e.code}: {e.message()}" for e in exc.errors)
+    if isinstance(exc, DteSyncError):
+        return f"{exc.code}: {exc.message()}"
+    return f"{type(exc).__name__}: {exc}"

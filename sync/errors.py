@@ -89,6 +89,30 @@ CATALOG: dict[str, tuple[str, str]] = {
         "'{field}' tiene {found} caracteres; el máximo es {expected}.",
         "'{field}' has {found} characters; the maximum is {expected}.",
     ),
+    "FIELD_TOO_SHORT": (
+        "'{field}' tiene {found} caracteres; el mínimo es {expected}.",
+        "'{field}' has {found} characters; the minimum is {expected}.",
+    ),
+    "FIELD_NOT_IN_LIST": (
+        "Valor '{found}' no admitido en '{field}'; valores válidos: {expected}.",
+        "Value '{found}' is not allowed in '{field}'; valid values: {expected}.",
+    ),
+    "FIELD_OUT_OF_RANGE": (
+        "'{field}' fuera de rango: se esperaba {expected}, se encontró {found}.",
+        "'{field}' is out of range: expected {expected}, found {found}.",
+    ),
+    "FIELD_TOO_MANY_DIGITS": (
+        "'{field}' = {found} tiene {digits} dígitos; el máximo es {expected}.",
+        "'{field}' = {found} has {digits} digits; the maximum is {expected}.",
+    ),
+    "FIELD_TOO_MANY_DECIMALS": (
+        "'{field}' = {found} tiene {digits} decimales; el máximo es {expected}.",
+        "'{field}' = {found} has {digits} decimals; the maximum is {expected}.",
+    ),
+    "FIELD_REQUIRED_FOR_TYPE": (
+        "Falta '{field}', obligatorio en TipoDTE {tipo_dte} ({rule}).",
+        "'{field}' is missing; TipoDTE {tipo_dte} requires it ({rule}).",
+    ),
     "FIELD_NOT_ALLOWED": (
         "El campo '{field}' no corresponde a TipoDTE {tipo_dte}.",
         "The field '{field}' does not apply to TipoDTE {tipo_dte}.",
@@ -112,6 +136,36 @@ CATALOG: dict[str, tuple[str, str]] = {
     "REFERENCIA_REQUIRED": (
         "TipoDTE {tipo_dte} (nota de crédito/débito) requiere al menos una Referencia al documento que modifica.",
         "TipoDTE {tipo_dte} (credit/debit note) requires at least one Referencia to the document it modifies.",
+    ),
+    "CODREF_REQUIRED": (
+        "TipoDTE {tipo_dte} (nota de crédito/débito): la Referencia al documento que modifica debe indicar "
+        "CodRef (1 anula el documento, 2 corrige texto, 3 corrige montos).",
+        "TipoDTE {tipo_dte} (credit/debit note): the Referencia to the document it modifies must give "
+        "CodRef (1 voids the document, 2 corrects text, 3 corrects amounts).",
+    ),
+    "CODREF_SINGLE_DOCUMENT": (
+        "Una nota con CodRef {cod_ref} (anula o corrige texto) referencia un único documento; esta referencia {found}.",
+        "A note with CodRef {cod_ref} (voids or corrects text) references one single document; this one references {found}.",
+    ),
+    "CODREF_TEXT_WITH_AMOUNTS": (
+        "Una nota con CodRef 2 (corrige texto) no lleva montos: quite '{field}' ({found}) o use CodRef 3 (corrige montos).",
+        "A note with CodRef 2 (corrects text) carries no amounts: remove '{field}' ({found}) or use CodRef 3 (corrects amounts).",
+    ),
+    "GUIA_TRANSPORTE_REQUIRED": (
+        "La guía de despacho debe informar {detail} ('{field}', Res. Ex. SII 154/2025); si no cuenta con el dato, "
+        "decláralo en el documento: Patente=SIN INFO (vehículo y transportista), NombreChofer=SIN INFORMACION (chofer).",
+        "The guía de despacho must give {detail} ('{field}', Res. Ex. SII 154/2025); without it, say so in the "
+        "document: Patente=SIN INFO (vehicle and carrier), NombreChofer=SIN INFORMACION (driver).",
+    ),
+    "FMA_PAGO_GRATUITA": (
+        "Una factura de total 0 es una entrega gratuita y lleva FmaPago=3 (sin costo); el archivo dice FmaPago={found}.",
+        "An invoice whose total is 0 is a free delivery and carries FmaPago=3 (no cost); the file says FmaPago={found}.",
+    ),
+    "BOLETA_BUYER_REQUIRED": (
+        "Boleta de {total} pesos ({uf_total} UF, UF a {uf}): desde {threshold} UF la Ley 21.713 exige identificar al "
+        "comprador y el medio de pago; falta '{field}' (el RUT genérico 66666666-6 no sirve).",
+        "Boleta of {total} pesos ({uf_total} UF at {uf} per UF): from {threshold} UF on, Ley 21.713 requires the "
+        "buyer's identity and the payment method; '{field}' is missing (the generic RUT 66666666-6 does not count).",
     ),
     "EMISOR_MISMATCH": (
         "RUTEmisor '{found}' no es el de la empresa configurada ({expected}).",
@@ -178,6 +232,14 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El folio {folio} de TipoDTE {tipo_dte} no está en ningún CAF cargado.",
         "Folio {folio} of TipoDTE {tipo_dte} is not in any loaded CAF.",
     ),
+    "FOLIO_PENDING_ANNULMENT": (
+        "Error interno después de tomar el folio {folio} de TipoDTE {tipo_dte}: {detail}. El folio quedó en la lista "
+        "de anulación ('dtesync caf stock'; anúlelo en sii.cl) y nunca se reutiliza; el archivo se conserva y un "
+        "reintento toma un folio nuevo. Informe este error.",
+        "Internal error after folio {folio} of TipoDTE {tipo_dte} was taken: {detail}. The folio is on the annulment "
+        "list ('dtesync caf stock'; annul it at sii.cl) and is never reused; the file is kept and a retry takes a new "
+        "folio. Please report this error.",
+    ),
     "FOLIO_USED": (
         "El folio {folio} de TipoDTE {tipo_dte} ya fue usado.",
         "Folio {folio} of TipoDTE {tipo_dte} has already been used.",
@@ -239,6 +301,12 @@ CATALOG: dict[str, tuple[str, str]] = {
     "CONFIG_INVALID": (
         "Configuración inválida en '{field}': {detail}.",
         "Invalid configuration in '{field}': {detail}.",
+    ),
+    "CONFIG_UF_MISSING": (
+        "La boleta de {found} pesos puede alcanzar {threshold} UF (Ley 21.713: desde ahí identifica al comprador) y la "
+        "configuración no tiene el valor de la UF: agregue [boletas] uf = <valor en pesos> y reenvíe el archivo.",
+        "The boleta of {found} pesos may reach {threshold} UF (Ley 21.713: then it must identify the buyer) and the "
+        "configuration has no UF value: add [boletas] uf = <value in pesos> and send the file again.",
     ),
     "CONFIG_MISSING": (
         "No se encontró el archivo de configuración {found}.",

@@ -16,7 +16,7 @@ Regenerate the skeleton after an XSD update with tools/gen_model.py and diff.
 from __future__ import annotations
 
 from dataclasses import Field, dataclass, field, fields, is_dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -312,7 +312,7 @@ class Transporte:
     ciudad_dest: str | None = sii('CiudadDest')
     aduana: Aduana | None = sii('Aduana')
     fch_salida: date | None = sii('FchSalida')
-    hra_salida: str | None = sii('HraSalida')
+    hra_salida: time | None = sii('HraSalida')
     fch_llegada: date | None = sii('FchLlegada')
 
 @dataclass

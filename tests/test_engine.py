@@ -109,7 +109,7 @@ def test_station_branch_fills_sucursal(engine):
 
 
 def test_iva_follows_round_half_up_in_the_signed_xml(engine):
-    txt = b"[Encabezado.IdDoc]\nTipoDTE=33\n[Encabezado.Receptor]\nRUTRecep=77123456-9\nRznSocRecep=Cliente\n" \
+    txt = b"[Encabezado.IdDoc]\nTipoDTE=33\nFmaPago=1\n[Encabezado.Receptor]\nRUTRecep=77123456-9\nRznSocRecep=Cliente\n" \
           b"GiroRecep=Comercio\nDirRecep=Calle 1\nCmnaRecep=Santiago\n[Detalle]\nNmbItem=Servicio\nQtyItem=1\nPrcItem=33655\n"
     issued = engine.issue(txt, "iva.txt", doc_key="iva-rule")
     xml = issued.dte_xml.decode("iso-8859-1")
@@ -303,5 +303,6 @@ def test_a_factura_codref_outside_1_2_3_is_rejected_before_taking_a_folio(engine
     with pytest.raises(DteSyncErrors) as exc:
         engine.issue(bad, "nc.txt", doc_key="codref-bad")
     (error,) = exc.value.errors
-    assert (error.code, error.field, error.found) == ("FIELD_INVALID", "CodRef", "SET")
+    assert (error.code, error.field, error.found, error.expected) == ("FIELD_NOT_IN_LIST", "CodRef", "SET", "1, 2, 3")
+    assert error.line == NOTA_CREDITO.split(b"\n").index(b"CodRef=3") + 1  # the line of CodRef in the file
     assert engine.folios.stock(date.today()) == before

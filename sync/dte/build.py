@@ -15,13 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
 from lxml import etree
 
 from sync import safexml
+from sync.dte.checks import Check, Problem, check_for
 from sync.dte.tag_order import ORDER
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.model import Documento, is_group, sii_fields
@@ -45,6 +46,8 @@ def format_value(value: Any) -> str:
         return value.strftime("%Y-%m-%dT%H:%M:%S")
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, time):
+        return value.strftime("%H:%M:%S")
     if isinstance(value, Rut):
         return str(value)
     return str(value)
@@ -52,7 +55,7 @@ def format_value(value: Any) -> str:
 
 # format_value for the exact types the model holds, without its isinstance chain (hot path).
 _FORMAT_BY_TYPE: dict[type, Callable[[Any], str]] = {
-    int: str, date: date.isoformat, Rut: str, Decimal: format_value, datetime: format_value,
+    int: str, date: date.isoformat, Rut: str, Decimal: format_value, datetime: format_value, time: format_value,
 }
 
 # Elements the engine fills after the input is accepted (the folio is taken last).
@@ -67,6 +70,18 @@ class _GroupPlan:
     required: tuple[tuple[int, str], ...]  # (position, tag) that must be present
     supplied: tuple[tuple[int, str], ...]  # in SUPPLIED_BY_ENGINE: emitted empty while unset
     not_allowed: dict[str, str]  # model field -> its tag, with no place in this schema
+    checks: dict[str, Check]  # model field -> the XSD facets of its leaf (sync/dte/checks.py)
+    max_occurs: dict[str, int]  # repeated model field -> XSD maxOccurs
+    zero_absent: frozenset[str]  # model fields whose 0 means "none" and the XSD forbids: left out
+
+
+# Optional amounts where 0 means "none" and the XSD forbids a 0 (positiveInteger, or a
+# decimal with minInclusive 0.01): a free item (PrcItem 0), a discount that rounds to 0 pesos,
+# a tax without rate. They are left out of the document rather than refused or emitted as 0.
+ZERO_MEANS_ABSENT = frozenset({
+    "PrcItem", "PrcRef", "DescuentoPct", "DescuentoMonto", "RecargoPct", "RecargoMonto", "TasaImp",
+    "IVANoRet", "DctoOtrMnda", "RecargoOtrMnda", "ValorDscto", "ValorRecargo", "MntFlete", "MntSeguro",
+})
 
 
 _PLANS: dict[tuple[type, str, str], _GroupPlan] = {}
@@ -86,15 +101,27 @@ def _new_plan(cls: type, kind: str, path: str) -> _GroupPlan:
     position: dict[str, tuple[int, str]] = {}
     required: list[tuple[int, str]] = []
     supplied: list[tuple[int, str]] = []
-    for index, (tag, min_occurs, _mx) in enumerate(ORDER[kind][path]):
+    checks: dict[str, Check] = {}
+    max_occurs: dict[str, int] = {}
+    zero_absent: set[str] = set()
+    for index, (tag, min_occurs, max_occ) in enumerate(ORDER[kind][path]):
         if f"{path}/{tag}" in SUPPLIED_BY_ENGINE:
             supplied.append((index, tag))
         elif min_occurs:
             required.append((index, tag))
         if tag in by_tag:
-            position[by_tag[tag]] = (index, tag)
+            name = by_tag[tag]
+            position[name] = (index, tag)
+            check = check_for(kind, f"{path}/{tag}")
+            if check is not None:
+                checks[name] = check
+                if tag in ZERO_MEANS_ABSENT and check(0, "0") is not None:
+                    zero_absent.add(name)
+            if max_occ is not None and max_occ > 1:
+                max_occurs[name] = max_occ
     not_allowed = {f.name: f.metadata[meta] for f in fields if f.name not in position}
-    return _GroupPlan(position, tuple(required), tuple(supplied), not_allowed)
+    return _GroupPlan(position, tuple(required), tuple(supplied), not_allowed, checks, max_occurs,
+                      frozenset(zero_absent))
 
 
 # Text that is Latin-1, allowed by XML and needs no escaping (no & < > or CR): the common case,
@@ -134,10 +161,12 @@ def build_documento(doc: Documento, nsmap: dict[str | None, str] | None = None) 
 
 
 def _emit(parts: list[str], obj: object, kind: str, path: str, shown: str, errors: list[DteSyncError]) -> None:
-    """Append the children of one group, in XSD order, to `parts`."""
+    """Append the children of one group, in XSD order, to `parts`; every leaf's text is
+    checked against its XSD facets on the way (sync/dte/checks.py)."""
     plan = _plan(type(obj), kind, path)
     position = plan.position
     present: list[_Present] = []
+    dropped: list[str] = []
     for name, value in obj.__dict__.items():
         if value is None or ((value.__class__ is str or value.__class__ is list) and not value):
             continue
@@ -146,7 +175,12 @@ def _emit(parts: list[str], obj: object, kind: str, path: str, shown: str, error
             if name in plan.not_allowed:
                 _not_allowed(errors, plan.not_allowed[name], value, kind, path)
             continue
+        if name in plan.zero_absent and value == 0:
+            dropped.append(name)
+            continue
         present.append((at[0], at[1], name, value))
+    for name in dropped:  # written back, so the printed document and the model agree
+        setattr(obj, name, None)
     if plan.required or plan.supplied:
         have = {item[0] for item in present}
         for index, tag in plan.required:
@@ -155,13 +189,20 @@ def _emit(parts: list[str], obj: object, kind: str, path: str, shown: str, error
         present.extend((index, tag, None, None) for index, tag in plan.supplied if index not in have)
     present.sort(key=_position)
     plain = _PLAIN_TEXT.fullmatch
+    checks = plan.checks
     for _index, tag, attr, value in present:
         if value is None:
             parts.append(f"<{tag}/>")
             continue
+        check = checks.get(attr) if attr is not None else None
         repeated = type(value) is list
+        if repeated and attr in plan.max_occurs and len(value) > plan.max_occurs[attr]:
+            errors.append(DteSyncError("TOO_MANY", field=tag, path=f"{shown}/{tag}", expected=plan.max_occurs[attr],
+                                       found=len(value)))
         for i, item in enumerate(value if repeated else (value,)):
+            where = f"{shown}/{tag}[{i + 1}]" if repeated else f"{shown}/{tag}"
             if isinstance(item, str):
+                text = item
                 if not plain(item):
                     text = item if PLAIN_LATIN1.fullmatch(item) else _latin1(item, tag, errors)
                     if text is not item:
@@ -170,14 +211,25 @@ def _emit(parts: list[str], obj: object, kind: str, path: str, shown: str, error
                         elif attr is not None:
                             setattr(obj, attr, text)
                     item = _escape(text)
+                if check is not None:
+                    _facets(errors, check(text, text), tag, where)
                 parts.append(f"<{tag}>{item}</{tag}>")
             elif is_group(item):
                 parts.append(f"<{tag}>")
-                _emit(parts, item, kind, f"{path}/{tag}", f"{shown}/{tag}" + (f"[{i + 1}]" if repeated else ""), errors)
+                _emit(parts, item, kind, f"{path}/{tag}", where, errors)
                 parts.append(f"</{tag}>")
             else:
                 fmt = _FORMAT_BY_TYPE.get(type(item))
-                parts.append(f"<{tag}>{fmt(item) if fmt else _escape(format_value(item))}</{tag}>")
+                text = fmt(item) if fmt else format_value(item)
+                if check is not None:
+                    _facets(errors, check(item, text), tag, where)
+                parts.append(f"<{tag}>{text if fmt else _escape(text)}</{tag}>")
+
+
+def _facets(errors: list[DteSyncError], problem: Problem | None, tag: str, where: str) -> None:
+    if problem is not None:
+        code, expected, found, params = problem
+        errors.append(DteSyncError(code, field=tag, path=where, expected=expected, found=found, params=params))
 
 
 # (XSD position, tag, model field, value); field and value None for an empty supplied element

@@ -15,11 +15,13 @@ from typing import Any
 
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.model import Documento
-from sync.parse.json_input import parse_json
-from sync.parse.txt_input import parse_txt
-from sync.parse.xml_input import parse_xml
+from sync.parse.json_input import read_json
+from sync.parse.mapping import SourceMap
+from sync.parse.txt_input import read_txt
+from sync.parse.xml_input import read_xml
 
-__all__ = ["parse_document", "parse_file", "read_input", "detect_format", "DEFAULT_MAX_BYTES"]
+__all__ = ["parse_document", "parse_located", "parse_file", "read_input", "detect_format", "DEFAULT_MAX_BYTES",
+           "SourceMap"]
 
 DEFAULT_MAX_BYTES = 10_000_000
 _BOM = b"\xef\xbb\xbf"
@@ -42,6 +44,13 @@ def detect_format(data: bytes, source: str = "") -> str:
 
 def parse_document(data: bytes, source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Documento:
     """Parse one input document; raises DteSyncErrors listing every problem found."""
+    return parse_located(data, source, max_bytes=max_bytes)[0]
+
+
+def parse_located(data: bytes, source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Documento, SourceMap]:
+    """`parse_document`, and the SourceMap that places the engine's later problems in the input
+    (line in TXT and XML, path in the format's own notation)."""
+
     def fail(code: str, **kw: Any) -> DteSyncErrors:
         return DteSyncErrors([DteSyncError(code, source=source, **kw)])
 
@@ -57,10 +66,10 @@ def parse_document(data: bytes, source: str, *, max_bytes: int = DEFAULT_MAX_BYT
     fmt = detect_format(data, source)
     try:
         if fmt == "xml":
-            return parse_xml(data, source)
+            return read_xml(data, source)
         if fmt == "json":
-            return parse_json(data, source)
-        return parse_txt(data, source)
+            return read_json(data, source)
+        return read_txt(data, source)
     except DteSyncErrors:
         raise
     except (RecursionError, MemoryError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:

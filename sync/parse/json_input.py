@@ -15,7 +15,7 @@ from typing import Any
 
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.model import Documento
-from sync.parse.mapping import JSON_PATHS, Leaf, Node, to_documento
+from sync.parse.mapping import JSON_PATHS, Leaf, Node, SourceMap, to_located
 
 _MAX_DEPTH = 16  # the model nests 6 deep; deeper input is nonsense, not worth recursing into
 _IGNORED = {"DTE": {"version", "@version", "@xmlns"}, "Documento": {"ID", "@ID", "@xmlns"}}
@@ -34,6 +34,12 @@ def _no_constant(name: str) -> None:
 
 
 def parse_json(data: bytes, source: str | None = None) -> Documento:
+    return read_json(data, source)[0]
+
+
+def read_json(data: bytes, source: str | None = None) -> tuple[Documento, SourceMap]:
+    """The document and its SourceMap (JSON paths counted from 0; JSON carries no lines)."""
+
     def fail(code: str, **kw: Any) -> DteSyncErrors:
         return DteSyncErrors([DteSyncError(code, source=source, **kw)])
 
@@ -57,7 +63,7 @@ def parse_json(data: bytes, source: str | None = None) -> Documento:
         raise fail("INPUT_UNKNOWN_FORMAT", expected='un objeto JSON {"Documento": {...}}', found=_kind(value))
     problems: list[DteSyncError] = []
     pairs = _documento_pairs(value, problems, source)
-    return to_documento(_node(pairs, 1, "Documento"), style=JSON_PATHS, source=source, errors=problems)
+    return to_located(_node(pairs, 1, "Documento"), style=JSON_PATHS, source=source, errors=problems)
 
 
 def _documento_pairs(root: _Obj, problems: list[DteSyncError], source: str | None) -> _Obj:

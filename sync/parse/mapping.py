@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import re
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, is_dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from functools import cache
 from typing import Any, TypeVar
@@ -80,7 +81,7 @@ class FieldSpec:
     tag: str  # SII tag (DTE schema)
     boleta_tag: str  # SII tag in the boleta schema
     many: bool
-    kind: str  # 'str' 'int' 'dec' 'date' 'datetime' 'rut' 'group'
+    kind: str  # 'str' 'int' 'dec' 'date' 'datetime' 'time' 'rut' 'group'
     cls: type | None  # the nested dataclass for kind 'group'
     convert: Any = None  # text -> value, raising _Invalid or RutError (scalars only)
 
@@ -102,7 +103,7 @@ class ClassSpec:
         return spec
 
 
-_SCALARS = {str: "str", int: "int", Decimal: "dec", date: "date", datetime: "datetime", Rut: "rut"}
+_SCALARS = {str: "str", int: "int", Decimal: "dec", date: "date", datetime: "datetime", time: "time", Rut: "rut"}
 
 
 def _field_kind(hint: Any) -> tuple[str, type | None]:
@@ -202,15 +203,22 @@ def group_plan(schema: str, cls: type, mpath: str) -> GroupPlan:
 
 _INT_RE = re.compile(r"[+-]?\d{1,18}(?:\.0*)?")
 _DEC_RE = re.compile(r"[+-]?(?:\d{1,18}(?:\.\d{0,10})?|\.\d{1,10})")
-_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_DATETIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+# Dates and times as ERPs write them, normalised to the SII's form (AAAA-MM-DD, HH:MM:SS):
+# ISO, AAAA/MM/DD, AAAAMMDD, and the Chilean day-first DD-MM-AAAA, DD/MM/AAAA, DD.MM.AAAA.
+_ISO_DATE = r"(?P<y>\d{4})(?P<s>[-/]?)(?P<m>\d{2})(?P=s)(?P<d>\d{2})"
+_DAY_FIRST = r"(?P<d>\d{1,2})(?P<s>[-/.])(?P<m>\d{1,2})(?P=s)(?P<y>\d{4})"
+_CLOCK = r"(?P<H>\d{1,2})[:.](?P<M>\d{2})(?:[:.](?P<S>\d{2}))?"
+_DATE_RES = (re.compile(_ISO_DATE), re.compile(_DAY_FIRST))
+_DATETIME_RES = tuple(re.compile(f"{d}(?:T| +){_CLOCK}") for d in (_ISO_DATE, _DAY_FIRST))
+_TIME_RE = re.compile(_CLOCK)
 
 EXPECTED = {
     "str": "texto",
     "int": "entero (sin separador de miles)",
     "dec": "decimal con punto (sin separador de miles)",
-    "date": "fecha AAAA-MM-DD",
+    "date": "fecha AAAA-MM-DD (o DD-MM-AAAA)",
     "datetime": "fecha y hora AAAA-MM-DDTHH:MM:SS",
+    "time": "hora HH:MM:SS (o HH:MM)",
     "rut": "RUT 12345678-9",
     "group": "grupo de campos",
 }
@@ -280,26 +288,41 @@ def _to_decimal(text: str) -> Decimal:
 
 def _to_date(text: str) -> date:
     text = text.strip(WS)
-    if _DATE_RE.fullmatch(text):
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            pass
+    for pattern in _DATE_RES:
+        m = pattern.fullmatch(text)
+        if m is not None:
+            try:
+                return date(int(m["y"]), int(m["m"]), int(m["d"]))
+            except ValueError:
+                break
     raise _Invalid(EXPECTED["date"])
 
 
 def _to_datetime(text: str) -> datetime:
     text = text.strip(WS)
-    if _DATETIME_RE.fullmatch(text):
-        try:
-            return datetime.fromisoformat(text)
-        except ValueError:
-            pass
+    for pattern in _DATETIME_RES:
+        m = pattern.fullmatch(text)
+        if m is not None:
+            try:
+                return datetime(int(m["y"]), int(m["m"]), int(m["d"]), int(m["H"]), int(m["M"]), int(m["S"] or 0))
+            except ValueError:
+                break
     raise _Invalid(EXPECTED["datetime"])
 
 
+def _to_time(text: str) -> time:
+    """08:30:00, 08:30, 8:30 or 8.30 -> 08:30:00 (the XSD's xs:time wants the seconds)."""
+    m = _TIME_RE.fullmatch(text.strip(WS))
+    if m is not None:
+        try:
+            return time(int(m["H"]), int(m["M"]), int(m["S"] or 0))
+        except ValueError:
+            pass
+    raise _Invalid(EXPECTED["time"])
+
+
 _CONVERTERS = {"str": clean_text, "int": _to_int, "dec": _to_decimal, "date": _to_date,
-               "datetime": _to_datetime, "rut": Rut.parse}
+               "datetime": _to_datetime, "time": _to_time, "rut": Rut.parse}
 
 
 # --- the mapper -----------------------------------------------------------------------------
@@ -461,6 +484,13 @@ def to_documento(root: Node, *, style: PathStyle = XML_PATHS, source: str | None
 
     `errors` are problems the reader already found (e.g. TXT syntax); they are reported
     together with the mapping problems, in that order."""
+    return to_located(root, style=style, source=source, fold_case=fold_case, errors=errors)[0]
+
+
+def to_located(root: Node, *, style: PathStyle = XML_PATHS, source: str | None = None,
+               fold_case: bool = False, errors: list[DteSyncError] | None = None,
+               ) -> tuple[model.Documento, SourceMap]:
+    """`to_documento`, and the SourceMap that places later problems back in the input."""
     tipo = _peek_tipo_dte(root, fold_case)
     known = TipoDte.of(tipo) if tipo is not None else None
     schema = known.schema if known is not None else "dte"
@@ -472,7 +502,76 @@ def to_documento(root: Node, *, style: PathStyle = XML_PATHS, source: str | None
     if m.errors:
         raise DteSyncErrors(sorted(m.errors, key=lambda e: e.line if e.line is not None else 1 << 62))
     _number(doc)
-    return doc
+    return doc, SourceMap(root, style, fold_case)
+
+
+# --- placing the engine's problems back in the input -----------------------------------------
+
+_SEGMENT_RE = re.compile(r"([^/\[\]]+)(?:\[([^\]]*)\])?")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMap:
+    """Where the parts of a mapped document came from: the reader's tree (with the line of
+    every value and group in TXT and XML) and its path style (JSON counts from 0).
+
+    The engine reports problems found after reading (rules, totals, XSD facets) with the
+    canonical path `Documento/Detalle[2]/PrcItem`; `locate` gives each one the input line
+    of that value, or of the nearest group the input does have (a missing field is reported
+    at its group's line), and rewrites the path the way the input's format writes it."""
+
+    root: Node
+    style: PathStyle
+    fold_case: bool
+
+    def locate(self, errors: Iterable[DteSyncError]) -> None:
+        for e in errors:
+            if e.path is not None and (e.path.startswith("Documento/") or e.path == "Documento"):
+                line, e.path = self.find(e.path)
+                if e.line is None:
+                    e.line = line
+
+    def find(self, path: str) -> tuple[int | None, str]:
+        """(line, path in the input's style) of a canonical path."""
+        segments = [(m.group(1), m.group(2)) for m in _SEGMENT_RE.finditer(path)]
+        node: Node | Leaf | None = self.root
+        cls: type | None = model.Documento
+        line = self.root.line
+        shown = [segments[0][0]]
+        for name, selector in segments[1:]:
+            spec = class_spec(cls).lookup(name, fold_case=True) if cls is not None else None
+            index = int(selector) if selector is not None and selector.isdigit() else None
+            if selector is None:
+                shown.append(name)
+            elif index is not None:
+                shown.append(f"{name}[{index - 1 + self.style.base}]")
+            else:
+                shown.append(f"{name}[{selector}]")
+            if spec is None or type(node) is not Node:
+                node = cls = None
+                continue
+            node = self._child(node, cls, spec, index, selector)
+            if node is not None and node.line is not None:
+                line = node.line
+            cls = spec.cls
+        return line, self.style.sep.join(shown)
+
+    def _child(self, node: Node, cls: type | None, spec: FieldSpec, index: int | None,
+               selector: str | None) -> Node | Leaf | None:
+        lookup = class_spec(cls).lookup if cls is not None else None
+        matches = [v for t, v in node.entries
+                   if lookup is not None and lookup(t, self.fold_case) is spec
+                   and not (type(v) is Leaf and v.text is not None and not v.text.strip(WS))]
+        if index is not None:
+            return matches[index - 1] if 0 < index <= len(matches) else None
+        if selector is not None and "=" in selector:  # ImptoReten[TipoImp=15]: the group with that value
+            key, _, want = selector.partition("=")
+            for v in matches:
+                if type(v) is Node and any(t.lower() == key.lower() and type(x) is Leaf and (x.text or "").strip(WS) == want
+                                           for t, x in v.entries):
+                    return v
+            return None
+        return matches[0] if matches else None
 
 
 def _final_checks(m: _Mapper, doc: model.Documento, root: Node) -> None:

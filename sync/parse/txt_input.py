@@ -31,9 +31,10 @@ from sync.parse.mapping import (
     FieldSpec,
     Leaf,
     Node,
+    SourceMap,
     class_spec,
     is_utf8,
-    to_documento,
+    to_located,
 )
 
 BOM = b"\xef\xbb\xbf"
@@ -232,6 +233,11 @@ _SECTIONS = _all_sections()
 
 
 def parse_txt(data: bytes, source: str | None = None) -> model.Documento:
+    return read_txt(data, source)[0]
+
+
+def read_txt(data: bytes, source: str | None = None) -> tuple[model.Documento, SourceMap]:
+    """The document and where its parts are in the file (every value's line)."""
     text = decode_txt(data, source)
     reader = _Reader(source)
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -244,7 +250,7 @@ def parse_txt(data: bytes, source: str | None = None) -> model.Documento:
         else:
             reader.line(number, line)
     try:
-        return to_documento(reader.root, style=XML_PATHS, source=source, fold_case=True, errors=reader.errors)
+        return to_located(reader.root, style=XML_PATHS, source=source, fold_case=True, errors=reader.errors)
     except DteSyncErrors as exc:
         for e in exc.errors:  # show the offending line with every error, not only syntax ones
             if e.line is not None and 0 < e.line <= len(lines):

@@ -17,7 +17,7 @@ from lxml import etree
 
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.model import Documento
-from sync.parse.mapping import MANY_TAGS, WS, XML_PATHS, Leaf, Node, is_utf8, to_documento
+from sync.parse.mapping import MANY_TAGS, WS, XML_PATHS, Leaf, Node, SourceMap, is_utf8, to_located
 from sync.sii import DSIG_NS, SII_NS, XSI_NS
 
 Fail = Callable[..., DteSyncErrors]  # fail(code, **DteSyncError fields): the one error, for raising
@@ -42,6 +42,12 @@ def declared_encoding(data: bytes) -> str:
 
 
 def parse_xml(data: bytes, source: str | None = None) -> Documento:
+    return read_xml(data, source)[0]
+
+
+def read_xml(data: bytes, source: str | None = None) -> tuple[Documento, SourceMap]:
+    """The document and its SourceMap (every element's line)."""
+
     def fail(code: str, **kw: Any) -> DteSyncErrors:
         return DteSyncErrors([DteSyncError(code, source=source, **kw)])
 
@@ -66,7 +72,7 @@ def parse_xml(data: bytes, source: str | None = None) -> Documento:
     tree, problems = _documento_node(root, fail)
     for p in problems:
         p.source = source
-    return to_documento(tree, style=XML_PATHS, source=source, errors=problems)
+    return to_located(tree, style=XML_PATHS, source=source, errors=problems)
 
 
 def _local(tag: object) -> tuple[str | None, str]:

@@ -1,0 +1,206 @@
+"""The XSD facets of every leaf, as checks the builder runs on the text it is about to write.
+
+sync/dte/facets.py (generated from the shipped XSDs by tools/gen_facets.py) says what the
+official schema allows in each element; `check_for(kind, path)` compiles that into one small
+function per element, called by `build_documento` for every value in the same walk that
+writes it. So everything the XSD would refuse after signing (a 10-digit CdgSIISucur,
+IndTraslado 10, QtyItem 0, a 46-character GlosaDR, HraSalida 24:00:00) is refused before a
+folio is taken, with a stable code, the field and what was expected:
+
+    FIELD_TOO_LONG / FIELD_TOO_SHORT     maxLength, minLength, length (characters)
+    FIELD_NOT_IN_LIST                    enumeration
+    FIELD_OUT_OF_RANGE                   min/max inclusive/exclusive
+    FIELD_TOO_MANY_DIGITS / _DECIMALS    totalDigits / fractionDigits (as libxml2 counts them:
+                                         integer digits without leading zeros plus fraction
+                                         digits without trailing zeros; 0.05 has two)
+    FIELD_INVALID                        pattern, or text that is not of the base type
+
+The checks are exact for what the engine writes (canonical numbers, ISO dates, HH:MM:SS
+times); text of another form (a time with a zone) is refused, a strict subset of the XSD.
+tests/test_facets.py compares every verdict with libxml2 on boundary values of every leaf.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Any, cast
+
+from sync.dte.facets import FACETS, Facets
+
+# (code, expected, found, params): what a violated facet reports; the builder adds field and path.
+Problem = tuple[str, Any, Any, dict[str, Any]]
+Check = Callable[[Any, str], "Problem | None"]
+
+_INT_RE = re.compile(r"[+-]?\d+")
+_DEC_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+_TIME_RE = re.compile(r"(\d{2}):(\d{2}):(\d{2})")
+# What a pattern means, for the message (the regular expression itself is no help to an ERP).
+_PATTERN_NAMES = {"^(?:[0-9]+-(?:[0-9]|K))$(?!\\n\\Z)": "RUT sin puntos, con guion y dígito verificador (12345678-K)"}
+
+_CACHE: dict[tuple[str, str], Check | None] = {}
+
+
+def check_for(kind: str, path: str) -> Check | None:
+    """The compiled check of the leaf at `path` ('Documento/Detalle/QtyItem') in schema `kind`."""
+    key = (kind, path)
+    if key not in _CACHE:
+        facets = FACETS[kind].get(path)
+        _CACHE[key] = compile_facets(facets) if facets is not None else None
+    return _CACHE[key]
+
+
+def compile_facets(f: Facets) -> Check:
+    if f.base == "string":
+        return _string_check(f)
+    if f.base in ("integer", "decimal"):
+        return _number_check(f)
+    return _temporal_check(f)
+
+
+# --- strings ------------------------------------------------------------------------------------
+
+def _string_check(f: Facets) -> Check:
+    max_len = f.length if f.length is not None else f.max_length
+    min_len = f.length if f.length is not None else f.min_length
+    enum = frozenset(f.enumeration) if f.enumeration is not None else None
+    listed = ", ".join(f.enumeration or ())
+    groups = tuple(tuple(re.compile(p) for p in group) for group in f.patterns)
+    described = tuple(" o ".join(_PATTERN_NAMES.get(p, f"el patrón {p}") for p in group) for group in f.patterns)
+
+    def check(value: Any, text: str) -> Problem | None:
+        n = len(text)
+        if max_len is not None and n > max_len:
+            return "FIELD_TOO_LONG", max_len, n, {}
+        if min_len is not None and n < min_len:
+            return "FIELD_TOO_SHORT", min_len, n, {}
+        if enum is not None and text not in enum:
+            return "FIELD_NOT_IN_LIST", listed, text, {}
+        for group, name in zip(groups, described, strict=True):
+            if not any(p.match(text) for p in group):
+                return "FIELD_INVALID", name, text, {}
+        return None
+
+    return check
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+def _digits(text: str) -> tuple[int, int]:
+    """(total, fraction) digits of a decimal's text, as XSD totalDigits/fractionDigits count."""
+    whole, _, frac = text.lstrip("+-").partition(".")
+    frac = frac.rstrip("0")
+    return len(whole.lstrip("0")) + len(frac), len(frac)
+
+
+def _number_check(f: Facets) -> Check:
+    integer = f.base == "integer"
+    lexical = _INT_RE if integer else _DEC_RE
+    parse: Callable[[str], int | Decimal] = int if integer else Decimal
+    lo = parse(f.min_inclusive) if f.min_inclusive is not None else None
+    hi = parse(f.max_inclusive) if f.max_inclusive is not None else None
+    lo_x = parse(f.min_exclusive) if f.min_exclusive is not None else None
+    hi_x = parse(f.max_exclusive) if f.max_exclusive is not None else None
+    enum = frozenset(parse(v) for v in f.enumeration) if f.enumeration is not None else None
+    listed = ", ".join(f.enumeration or ())
+    total_max, frac_max = f.total_digits, f.fraction_digits
+    expected = _range_text(f)
+    kind = "entero" if integer else "número con punto decimal"
+    native: type = int if integer else Decimal
+
+    def check(value: Any, text: str) -> Problem | None:
+        number: int | Decimal
+        if value.__class__ is native:  # the model's own type: no need to read the text again
+            number = cast("int | Decimal", value)
+        elif lexical.fullmatch(text):
+            try:
+                number = parse(text)
+            except InvalidOperation:  # pragma: no cover - the regex admits only decimal text
+                return "FIELD_INVALID", kind, text, {}
+        elif enum is not None:
+            return "FIELD_NOT_IN_LIST", listed, text, {}
+        else:
+            return "FIELD_INVALID", kind, text, {}
+        if enum is not None and number not in enum:
+            return "FIELD_NOT_IN_LIST", listed, text, {}
+        if (lo is not None and number < lo) or (hi is not None and number > hi) or (
+                lo_x is not None and number <= lo_x) or (hi_x is not None and number >= hi_x):
+            return "FIELD_OUT_OF_RANGE", expected, text, {}
+        if total_max is not None or frac_max is not None:
+            total, frac = _digits(text)
+            if frac_max is not None and frac > frac_max:
+                return "FIELD_TOO_MANY_DECIMALS", frac_max, text, {"digits": frac}
+            if total_max is not None and total > total_max:
+                return "FIELD_TOO_MANY_DIGITS", total_max, text, {"digits": total}
+        return None
+
+    return check
+
+
+def _range_text(f: Facets) -> str | None:
+    lo = f.min_inclusive if f.min_inclusive is not None else f.min_exclusive
+    hi = f.max_inclusive if f.max_inclusive is not None else f.max_exclusive
+    lo_op = ">=" if f.min_inclusive is not None else ">"
+    hi_op = "<=" if f.max_inclusive is not None else "<"
+    if lo is not None and hi is not None and lo_op == ">=" and hi_op == "<=":
+        return f"{lo}..{hi}"
+    if lo is not None and hi is not None:
+        return f"{lo_op} {lo} y {hi_op} {hi}"
+    if lo is not None:
+        return f"{lo_op} {lo}"
+    return f"{hi_op} {hi}" if hi is not None else None
+
+
+# --- dates and times ------------------------------------------------------------------------------
+
+def _parse_time(text: str) -> time | None:
+    m = _TIME_RE.fullmatch(text)
+    if m is None:
+        return None
+    try:
+        return time(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        return None
+
+
+def _parse_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        return None
+
+
+def _parse_datetime(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if len(text) == 19 and text[10] == "T" else None
+    except ValueError:
+        return None
+
+
+_TEMPORAL: dict[str, tuple[type, Callable[[str], Any], str]] = {
+    "date": (date, _parse_date, "fecha AAAA-MM-DD"),
+    "dateTime": (datetime, _parse_datetime, "fecha y hora AAAA-MM-DDTHH:MM:SS"),
+    "time": (time, _parse_time, "hora HH:MM:SS"),
+}
+
+
+def _temporal_check(f: Facets) -> Check:
+    model_type, parse, kind = _TEMPORAL[f.base]
+    lo = parse(f.min_inclusive) if f.min_inclusive is not None else None
+    hi = parse(f.max_inclusive) if f.max_inclusive is not None else None
+    if f.min_exclusive is not None or f.max_exclusive is not None or f.enumeration is not None:
+        raise ValueError(f"facets of a {f.base} not supported here: {f}")  # none in the SII XSDs
+    expected = _range_text(f)
+
+    def check(value: Any, text: str) -> Problem | None:
+        # a date is also a datetime's base class: take the value as it is only when its type is exact
+        parsed = value if type(value) is model_type else parse(text)
+        if parsed is None:
+            return "FIELD_INVALID", kind, text, {}
+        if (lo is not None and parsed < lo) or (hi is not None and parsed > hi):
+            return "FIELD_OUT_OF_RANGE", expected, text, {}
+        return None
+
+    return check
