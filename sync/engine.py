@@ -319,12 +319,15 @@ def apply_document_defaults(doc: Documento, today: date) -> None:
         id_doc.ind_servicio = id_doc.ind_servicio or 3
         receptor = enc.receptor = enc.receptor or Receptor()
         receptor.rut_recep = receptor.rut_recep or ANONYMOUS_RUT
-    for i, det in enumerate(doc.detalle, 1):
-        det.nro_lin_det = det.nro_lin_det or i
+    for i, det in enumerate(doc.detalle, 1):  # a 0 given stays, and the XSD check refuses it
+        if det.nro_lin_det is None:
+            det.nro_lin_det = i
     for i, ref in enumerate(doc.referencia, 1):
-        ref.nro_lin_ref = ref.nro_lin_ref or i
+        if ref.nro_lin_ref is None:
+            ref.nro_lin_ref = i
     for i, dr in enumerate(doc.dsc_rcg_global, 1):
-        dr.nro_lin_dr = dr.nro_lin_dr or i
+        if dr.nro_lin_dr is None:
+            dr.nro_lin_dr = i
 
 
 def check_rules(doc: Documento, errors: list[DteSyncError]) -> None:

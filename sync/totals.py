@@ -211,15 +211,15 @@ def _line(run: _Run, b: _Buckets, det: Detalle, idx: int, *, boleta: bool, exemp
     no = _line_no(det, idx)
     ind = det.ind_exe
     if ind is not None and ind not in ((1, 2, 6) if boleta else (1, 2, 3, 4, 5, 6)):
-        run.err("FIELD_INVALID", field="IndExe", expected="1, 2 o 6" if boleta else "1 a 6",
-                found=ind, path=f"Documento/Detalle[{no}]/IndExe", params={"line_no": no})
+        run.err("FIELD_NOT_IN_LIST", field="IndExe", expected="1, 2, 6" if boleta else "1, 2, 3, 4, 5, 6",
+                found=ind, path=f"Documento/Detalle[{idx}]/IndExe", params={"line_no": no})
         return
-    amount = _line_amount(run, det, no, zero=must_be_zero or ind in (4, 5), zero_ok=zero_ok)
+    amount = _line_amount(run, det, idx, no, zero=must_be_zero or ind in (4, 5), zero_ok=zero_ok)
     if amount is None:
         return
     if amount < 0:
         run.err("AMOUNT_NEGATIVE", field="MontoItem", found=amount,
-                path=f"Documento/Detalle[{no}]/MontoItem", params={"line_no": no})
+                path=f"Documento/Detalle[{idx}]/MontoItem", params={"line_no": no})
         return
     if ind in (None, 1):
         bucket = "exento" if (ind == 1 or exempt) else "afecto"
@@ -233,20 +233,20 @@ def _line(run: _Run, b: _Buckets, det: Detalle, idx: int, *, boleta: bool, exemp
     setattr(b, bucket, getattr(b, bucket) + amount)
     codes: tuple[str, ...] = ()
     if det.cod_imp_adic:
-        codes = _line_taxes(run, b, det, no, bucket, amount, boleta=boleta, gross=gross)
+        codes = _line_taxes(run, b, det, idx, no, bucket, amount, boleta=boleta, gross=gross)
     b.codesets.setdefault(bucket, set()).add(codes)  # FMT D.a: a $ D/R needs one code set
 
 
-def _line_taxes(run: _Run, b: _Buckets, det: Detalle, no: int, bucket: str, amount: int, *,
+def _line_taxes(run: _Run, b: _Buckets, det: Detalle, idx: int, no: int, bucket: str, amount: int, *,
                 boleta: bool, gross: bool) -> tuple[str, ...]:
     """Add the line to the base of each of its CodImpAdic; its sorted code set."""
     codes = tuple(sorted(str(c).strip() for c in det.cod_imp_adic))
     if boleta:
-        run.err("FIELD_NOT_ALLOWED", field="CodImpAdic", path=f"Documento/Detalle[{no}]/CodImpAdic",
+        run.err("FIELD_NOT_ALLOWED", field="CodImpAdic", path=f"Documento/Detalle[{idx}]/CodImpAdic",
                 params={"tipo_dte": run.doc.tipo_dte, "line_no": no})
     elif gross:
         run.err("GROSS_WITH_ADDITIONAL_TAX", field="CodImpAdic", found=",".join(codes),
-                path=f"Documento/Detalle[{no}]/CodImpAdic", params={"line_no": no})
+                path=f"Documento/Detalle[{idx}]/CodImpAdic", params={"line_no": no})
     else:
         bases = b.bases.setdefault(bucket, {})
         for code in codes:
@@ -254,10 +254,10 @@ def _line_taxes(run: _Run, b: _Buckets, det: Detalle, no: int, bucket: str, amou
     return codes
 
 
-def _line_amount(run: _Run, det: Detalle, no: int, *, zero: bool, zero_ok: bool) -> int | None:
+def _line_amount(run: _Run, det: Detalle, idx: int, no: int, *, zero: bool, zero_ok: bool) -> int | None:
     """The line's MontoItem (given or computed); None after reporting an error."""
     given = det.monto_item
-    path = f"Documento/Detalle[{no}]/"
+    path = f"Documento/Detalle[{idx}]/"  # by position: NroLinDet may be anything
     if zero:
         if given not in (None, 0):
             run.err("LINE_AMOUNT_INCONSISTENT", field="MontoItem", expected=0, found=given,
@@ -286,8 +286,8 @@ def _line_amount(run: _Run, det: Detalle, no: int, *, zero: bool, zero_ok: bool)
     qn, qd = _ratio(qty)
     pn, pd = _ratio(det.prc_item)
     base = round_half_up(qn * pn, qd * pd)
-    dsc = _adjustment(run, det, no, "Descuento", (base,))
-    rcg = _adjustment(run, det, no, "Recargo", (base - (dsc or 0), base))
+    dsc = _adjustment(run, det, idx, no, "Descuento", (base,))
+    rcg = _adjustment(run, det, idx, no, "Recargo", (base - (dsc or 0), base))
     if dsc is None or rcg is None:
         return None
     computed = base - dsc + rcg
@@ -300,42 +300,47 @@ def _line_amount(run: _Run, det: Detalle, no: int, *, zero: bool, zero_ok: bool)
     return given  # downstream sums follow the file, so totals errors are not echoes of this one
 
 
-def _adjustment(run: _Run, det: Detalle, no: int, kind: str, bases: tuple[int, ...]) -> int | None:
+def _adjustment(run: _Run, det: Detalle, idx: int, no: int, kind: str, bases: tuple[int, ...]) -> int | None:
     """DescuentoMonto / RecargoMonto from the monto or the pct (see module doc)."""
     attr = kind.lower()
     pct: Decimal | None = getattr(det, attr + "_pct")
     monto: int | None = getattr(det, attr + "_monto")
     if monto is not None and monto < 0:
         run.err("AMOUNT_NEGATIVE", field=kind + "Monto", found=monto,
-                path=f"Documento/Detalle[{no}]/{kind}Monto", params={"line_no": no})
+                path=f"Documento/Detalle[{idx}]/{kind}Monto", params={"line_no": no})
         return None
     if pct is None or pct == 0:
         return monto or 0
     pn, pd = _ratio(pct)
     if monto is None:
         value = round_half_up(bases[0] * pn, 100 * pd)
+        if value == 0:  # 0.5 % of a cheap line: no discount at all, so neither pct nor monto is written
+            run.sets.append((det, attr + "_pct", None))
+            return 0
         run.sets.append((det, attr + "_monto", value))
         return value
     # accept the given monto if it is within one peso of pct × some admissible base
     if any(abs(monto * 100 * pd - base * pn) < 100 * pd for base in bases):
+        if monto == 0:
+            run.sets.append((det, attr + "_pct", None))
+            run.sets.append((det, attr + "_monto", None))
         return monto
     run.err("LINE_VALUE_INCONSISTENT", field=kind + "Monto",
             expected=round_half_up(bases[0] * pn, 100 * pd), found=monto,
-            path=f"Documento/Detalle[{no}]/{kind}Monto", params={"line_no": no})
+            path=f"Documento/Detalle[{idx}]/{kind}Monto", params={"line_no": no})
     return None
 
 
 def _global_dr(run: _Run, b: _Buckets, exempt: bool) -> None:
     """Apply DscRcgGlobal in order to the amount each one targets (FMT zone D)."""
     for idx, dr in enumerate(run.doc.dsc_rcg_global, 1):
-        no = dr.nro_lin_dr or idx
-        path = f"Documento/DscRcgGlobal[{no}]/"
+        path = f"Documento/DscRcgGlobal[{idx}]/"
         bad = False
         for tag, value, allowed in (("TpoMov", dr.tpo_mov, ("D", "R")),
                                     ("TpoValor", dr.tpo_valor, ("%", "$")),
                                     ("IndExeDR", dr.ind_exe_dr, (None, 1, 2))):
             if value not in allowed:
-                run.err("FIELD_INVALID", field=tag, expected=" o ".join(map(str, allowed[-2:])),
+                run.err("FIELD_NOT_IN_LIST", field=tag, expected=", ".join(map(str, allowed[-2:])),
                         found=value, path=path + tag)
                 bad = True
         if bad or dr.valor_dr is None:
@@ -489,7 +494,16 @@ def _one_tax(run: _Run, ir: ImptoReten, code: str, base: int | None,
         run.err("TAX_CODE_UNSUPPORTED", field="TipoImp", found=code, path=_TOT + "ImptoReten",
                 params={"detail": "código no soportado; vea Formato DTE §4"})
         return None
-    rate = ir.tasa_imp if ir.tasa_imp is not None else TAX_CODES[code][1]
+    fixed = TAX_CODES[code][1]
+    if fixed is None:
+        # A specific tax (diesel, gasolina, margen de comercialización...): its TasaImp, if any, is
+        # informative (FMT A.116: "En el caso de impuesto específicos se puede omitir") and says
+        # nothing about the line amounts, so MontoImp is never derived from it.
+        if ir.monto_imp is None:
+            run.err("TAX_CODE_UNSUPPORTED", field="MontoImp", found=code, path=_TOT + tag,
+                    params={"detail": "impuesto específico: informe su MontoImp (no se calcula de TasaImp)"})
+        return ir.monto_imp
+    rate = ir.tasa_imp if ir.tasa_imp is not None else fixed
     if code == "17":
         base = mnt_base  # IVA anticipado faenamiento: tasa × MntBase (FMT A.117 b)
     if rate is None or base is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
 
@@ -285,12 +285,39 @@ def test_a_boleta_may_have_hundreds_of_lines():
 
 
 def test_invalid_values_say_the_expected_form():
-    text = FACTURA.replace("FchEmis=2025-03-14", "FchEmis=14/03/2025").replace("QtyItem=40", "QtyItem=1,5")
+    text = FACTURA.replace("FchEmis=2025-03-14", "FchEmis=14 de marzo").replace("QtyItem=40", "QtyItem=1,5")
     text = text.replace("TipoDTE=33", "TipoDTE=33\nFmaPago=contado")
     found = {e.field: e for e in errors(text)}
-    assert found["FchEmis"].expected == "fecha AAAA-MM-DD" and found["FchEmis"].found == "14/03/2025"
+    assert found["FchEmis"].expected == "fecha AAAA-MM-DD (o DD-MM-AAAA)" and found["FchEmis"].found == "14 de marzo"
     assert found["QtyItem"].expected.startswith("decimal con punto")
     assert found["FmaPago"].expected.startswith("entero")
+
+
+@pytest.mark.parametrize("written", ["2025-03-14", "14-03-2025", "14/03/2025", "14.03.2025", "14-3-2025", "2025/03/14",
+                                     "20250314"])
+def test_dates_in_the_forms_erps_write_them_are_read_as_the_sii_date(written):
+    doc = parse_document(FACTURA.replace("FchEmis=2025-03-14", f"FchEmis={written}").encode(), "a.txt")
+    assert doc.encabezado.id_doc.fch_emis == date(2025, 3, 14)
+
+
+@pytest.mark.parametrize("written", ["2025-13-14", "31-02-2025", "03/14/2025", "25-03-14", "2025-3-14"])
+def test_dates_that_are_impossible_or_ambiguous_are_refused(written):
+    e = only(FACTURA.replace("FchEmis=2025-03-14", f"FchEmis={written}"))
+    assert (e.code, e.field, e.line) == ("FIELD_INVALID", "FchEmis", 3)
+
+
+@pytest.mark.parametrize("written, read", [("08:30", time(8, 30)), ("8:30", time(8, 30)), ("08:30:15", time(8, 30, 15)),
+                                           ("8.30", time(8, 30)), ("23:59:59", time(23, 59, 59))])
+def test_hora_de_salida_is_read_as_a_time_with_seconds(written, read):
+    text = FACTURA + f"[Encabezado.Transporte]\nHraSalida={written}\n"
+    assert parse_document(text.encode(), "a.txt").encabezado.transporte.hra_salida == read
+
+
+@pytest.mark.parametrize("written", ["24:00", "8:60", "0830", "8 y media", "08:30:00Z"])
+def test_a_time_that_is_not_one_is_refused_with_its_line(written):
+    text = FACTURA + f"[Encabezado.Transporte]\nHraSalida={written}\n"
+    e = only(text)
+    assert (e.code, e.field, e.line) == ("FIELD_INVALID", "HraSalida", text.count("\n"))
 
 
 def test_impossible_date_is_invalid():

@@ -463,6 +463,9 @@ def test_comisiones_only_in_documents_that_carry_them():
 
 
 def test_errors_name_the_place_like_the_xml_reader():
+    """Paths count positions, as the readers do (the first Detalle is Detalle[1] whatever its
+    NroLinDet); the message names the line by its NroLinDet, as the document shows it."""
     d = doc(33, line(70, 2, monto_item=150, nro_lin_det=3), tot=Totales(mnt_total=1))
-    assert [e.path for e in errors_of(d)] == ["Documento/Detalle[3]/MontoItem",
-                                              "Documento/Encabezado/Totales/MntTotal"]
+    errors = errors_of(d)
+    assert [e.path for e in errors] == ["Documento/Detalle[1]/MontoItem", "Documento/Encabezado/Totales/MntTotal"]
+    assert errors[0].params["line_no"] == 3 and "línea 3" in errors[0].message()

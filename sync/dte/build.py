@@ -22,7 +22,7 @@ from typing import Any
 from lxml import etree
 
 from sync import safexml
-from sync.dte.checks import Check, Problem, check_for
+from sync.dte.checks import ZERO_MEANS_ABSENT, Check, Problem, check_for
 from sync.dte.tag_order import ORDER
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.model import Documento, is_group, sii_fields
@@ -73,15 +73,6 @@ class _GroupPlan:
     checks: dict[str, Check]  # model field -> the XSD facets of its leaf (sync/dte/checks.py)
     max_occurs: dict[str, int]  # repeated model field -> XSD maxOccurs
     zero_absent: frozenset[str]  # model fields whose 0 means "none" and the XSD forbids: left out
-
-
-# Optional amounts where 0 means "none" and the XSD forbids a 0 (positiveInteger, or a
-# decimal with minInclusive 0.01): a free item (PrcItem 0), a discount that rounds to 0 pesos,
-# a tax without rate. They are left out of the document rather than refused or emitted as 0.
-ZERO_MEANS_ABSENT = frozenset({
-    "PrcItem", "PrcRef", "DescuentoPct", "DescuentoMonto", "RecargoPct", "RecargoMonto", "TasaImp",
-    "IVANoRet", "DctoOtrMnda", "RecargoOtrMnda", "ValorDscto", "ValorRecargo", "MntFlete", "MntSeguro",
-})
 
 
 _PLANS: dict[tuple[type, str, str], _GroupPlan] = {}

@@ -40,6 +40,15 @@ _TIME_RE = re.compile(r"(\d{2}):(\d{2}):(\d{2})")
 # What a pattern means, for the message (the regular expression itself is no help to an ERP).
 _PATTERN_NAMES = {"^(?:[0-9]+-(?:[0-9]|K))$(?!\\n\\Z)": "RUT sin puntos, con guion y dígito verificador (12345678-K)"}
 
+# Optional amounts where 0 means "none" and the XSD forbids a 0 (positiveInteger, or a
+# decimal with minInclusive 0.01): a free item (PrcItem 0), a discount that rounds to 0 pesos,
+# a tax without rate. The builder leaves them out of the document rather than refusing them
+# or writing a 0; the readers do not check a 0 there.
+ZERO_MEANS_ABSENT = frozenset({
+    "PrcItem", "PrcRef", "DescuentoPct", "DescuentoMonto", "RecargoPct", "RecargoMonto", "TasaImp",
+    "IVANoRet", "DctoOtrMnda", "RecargoOtrMnda", "MntFlete", "MntSeguro",
+})
+
 _CACHE: dict[tuple[str, str], Check | None] = {}
 
 

@@ -27,7 +27,9 @@ from functools import cache
 from typing import Any, TypeVar
 
 from sync import model
-from sync.dte.tag_order import MAX_LENGTH, ORDER
+from sync.dte.build import format_value
+from sync.dte.checks import ZERO_MEANS_ABSENT, Check, check_for
+from sync.dte.tag_order import ORDER
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.rut import Rut, RutError
 from sync.sii import ISSUED_TYPES, TipoDte
@@ -158,6 +160,9 @@ _NOT_REQUIRED_UNDER = ("Documento/Encabezado/Emisor/", "Documento/Encabezado/Tot
 _NOT_REQUIRED_BOLETA = frozenset({"Documento/Encabezado/Receptor"})
 _NOT_REQUIRED_UNDER_BOLETA = ("Documento/Encabezado/Receptor/",)
 
+# Reported by _final_checks instead (TIPO_DTE_UNSUPPORTED names every type dtesync issues).
+_CHECKED_APART = frozenset({"Documento/Encabezado/IdDoc/TipoDTE"})
+
 # Tags the engine adds itself: an input carrying them was stamped or signed elsewhere.
 SIGNED_TAGS = frozenset({"TED", "TmstFirma", "Signature"})
 
@@ -176,7 +181,7 @@ class GroupPlan:
     allowed: frozenset[FieldSpec]
     max_occurs: dict[FieldSpec, int]
     required: tuple[FieldSpec, ...]
-    max_length: dict[FieldSpec, int]
+    checks: dict[FieldSpec, Check]  # the XSD facets of each leaf (sync/dte/checks.py)
     child_mpath: dict[FieldSpec, str]
 
 
@@ -193,8 +198,8 @@ def group_plan(schema: str, cls: type, mpath: str) -> GroupPlan:
         {f: occurs[f.tag_for(schema)][1] for f in fields if f.tag_for(schema) in occurs},
         tuple(f for f in fields if occurs.get(f.tag_for(schema), (0,))[0] >= 1
               and _is_required(schema, prefix + f.tag_for(schema))),
-        {f: MAX_LENGTH[schema][prefix + f.tag_for(schema)] for f in fields
-         if f.kind == "str" and prefix + f.tag_for(schema) in MAX_LENGTH[schema]},
+        {f: check for f in fields if f.cls is None and prefix + f.tag not in _CHECKED_APART
+         and (check := check_for(schema, prefix + f.tag_for(schema)))},
         {f: prefix + f.tag for f in fields if f.cls is not None},
     )
 
@@ -345,7 +350,7 @@ class _Mapper:
         group_cls: type = cls  # lru_cache's Hashable check trips over type[T] (mypy)
         plan = group_plan(self.schema, group_cls, mpath)
         by_tag, by_folded, fold, allowed = plan.spec.by_tag, plan.spec.by_folded, self.fold_case, plan.allowed
-        max_length = plan.max_length
+        checks = plan.checks
         if node.stray_text:
             self.error("FIELD_INVALID", line=node.line, path=path, field=mpath.rsplit("/", 1)[-1],
                        expected=EXPECTED["group"], found=node.stray_text.strip(WS))
@@ -375,10 +380,9 @@ class _Mapper:
                         except (_Invalid, RutError):
                             kwargs[name] = self.value(f, tag, value, path, 0, plan)  # reports it
                             continue
-                        maxlen = max_length.get(f)
-                        if maxlen is not None and len(result) > maxlen:
-                            self.error("FIELD_TOO_LONG", line=value.line, path=path + self.style.sep + tag,
-                                       field=tag, expected=maxlen, found=len(result))
+                        check = checks.get(f)
+                        if check is not None:
+                            self.facets(check, result, tag, value.line, path + self.style.sep + tag)
                         kwargs[name] = result
                         continue
             if f.many:
@@ -432,11 +436,20 @@ class _Mapper:
             self.error("RUT_INVALID", line=value.line, path=self._item_path(parent, tag, f, i), field=tag,
                        found=value.text.strip(WS), params={"detail": exc.reason})
             return None
-        maxlen = plan.max_length.get(f)
-        if maxlen is not None and len(result) > maxlen:
-            self.error("FIELD_TOO_LONG", line=value.line, path=self._item_path(parent, tag, f, i), field=tag,
-                       expected=maxlen, found=len(result))
+        check = plan.checks.get(f)
+        if check is not None:
+            self.facets(check, result, tag, value.line, self._item_path(parent, tag, f, i))
         return result
+
+    def facets(self, check: Check, result: Any, tag: str, line: int | None, path: str) -> None:
+        """The XSD facets of a value as read, so a bad one is named before anything is computed
+        from it (the builder checks again what is finally written, defaults included)."""
+        if result == 0 and tag in ZERO_MEANS_ABSENT:
+            return  # a free item or no discount: the builder leaves it out
+        problem = check(result, result if type(result) is str else format_value(result))
+        if problem is not None:
+            code, expected, found, params = problem
+            self.error(code, line=line, path=path, field=tag, expected=expected, found=found, params=params)
 
     def _item_path(self, path: str, tag: str, f: FieldSpec, i: int) -> str:
         base = path + self.style.sep + tag
