@@ -23,7 +23,6 @@ import pytest
 from sync.config import BoletasConfig
 from sync.dte.checks import ZERO_MEANS_ABSENT
 from sync.dte.facets import FACETS, Facets
-from sync.dte.tag_order import ORDER
 from sync.engine import Engine
 from sync.errors import CATALOG, DteSyncError, DteSyncErrors
 from sync.folios.store import FolioStore
