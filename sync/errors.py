@@ -152,10 +152,10 @@ CATALOG: dict[str, tuple[str, str]] = {
         "A note with CodRef 2 (corrects text) carries no amounts: remove '{field}' ({found}) or use CodRef 3 (corrects amounts).",
     ),
     "GUIA_TRANSPORTE_REQUIRED": (
-        "La guía de despacho debe informar {detail} ('{field}', Res. Ex. SII 154/2025); si no cuenta con el dato, "
-        "decláralo en el documento: Patente=SIN INFO (vehículo y transportista), NombreChofer=SIN INFORMACION (chofer).",
-        "The guía de despacho must give {detail} ('{field}', Res. Ex. SII 154/2025); without it, say so in the "
-        "document: Patente=SIN INFO (vehicle and carrier), NombreChofer=SIN INFORMACION (driver).",
+        "La guía de despacho debe informar {detail} ('{field}', Res. Ex. SII 154/2025); si no cuenta con los datos "
+        "del transporte, declárelo en el documento con Patente=SIN INFO.",
+        "The guía de despacho must give {detail} ('{field}', Res. Ex. SII 154/2025); without the transport data, "
+        "say so in the document with Patente=SIN INFO.",
     ),
     "FMA_PAGO_GRATUITA": (
         "Una factura de total 0 es una entrega gratuita y lleva FmaPago=3 (sin costo); el archivo dice FmaPago={found}.",

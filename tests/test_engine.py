@@ -306,3 +306,81 @@ def test_a_factura_codref_outside_1_2_3_is_rejected_before_taking_a_folio(engine
     assert (error.code, error.field, error.found, error.expected) == ("FIELD_NOT_IN_LIST", "CodRef", "SET", "1, 2, 3")
     assert error.line == NOTA_CREDITO.split(b"\n").index(b"CodRef=3") + 1  # the line of CodRef in the file
     assert engine.folios.stock(date.today()) == before
+
+
+# --- where a refusal points: the input's own line or path ------------------------------------------
+
+def test_a_rule_broken_in_a_json_input_is_reported_at_its_json_path(engine):
+    """docs/formats/json.md: JSON paths count from 0, with dots; JSON has no lines."""
+    data = (examples_dir() / "33_factura.json").read_text(encoding="utf-8")
+    data = data.replace('"GiroRecep": "Construcción de edificios",', "")
+    data = data.replace('"QtyItem": 40', '"QtyItem": 0')
+    with pytest.raises(DteSyncErrors) as exc:
+        engine.issue(data.encode(), "f.json", doc_key="json-paths")
+    found = {(e.code, e.path, e.line) for e in exc.value.errors}
+    assert ("FIELD_OUT_OF_RANGE", "Documento.Detalle[1].QtyItem", None) in found  # the second Detalle
+
+
+def test_a_rule_broken_in_a_json_input_after_reading_is_reported_at_its_json_path(engine):
+    data = (examples_dir() / "33_factura.json").read_text(encoding="utf-8")
+    data = data.replace('"GiroRecep": "Construcción de edificios",', "")
+    with pytest.raises(DteSyncErrors) as exc:
+        engine.issue(data.encode(), "f.json", doc_key="json-paths-rule")
+    (error,) = exc.value.errors
+    assert (error.code, error.path, error.line) == ("FIELD_REQUIRED_FOR_TYPE", "Documento.Encabezado.Receptor.GiroRecep",
+                                                    None)
+
+
+def test_a_refusal_of_an_xml_input_names_the_element_line(engine):
+    data = (examples_dir() / "33_factura.xml").read_bytes()
+    lines = data.split(b"\n")
+    receptor = next(i for i, t in enumerate(lines, 1) if b"<Receptor>" in t)
+    data = re.sub(rb"<GiroRecep>[^<]*</GiroRecep>", b"", data)
+    data = data.replace(b"<FmaPago>2</FmaPago>", b"<FmaPago>2</FmaPago><IndTraslado>10</IndTraslado>")
+    with pytest.raises(DteSyncErrors) as exc:
+        engine.issue(data, "f.xml", doc_key="xml-lines")
+    by_field = {e.field: e for e in exc.value.errors}
+    assert by_field["IndTraslado"].line == next(i for i, t in enumerate(lines, 1) if b"<FmaPago>" in t)
+    assert exc.value.errors[0].path == "Documento/Encabezado/IdDoc/IndTraslado"
+    engine_stage = DteSyncErrors([])
+    try:  # GiroRecep is a rule of the engine (after reading): still at the line of its group
+        engine.issue(data.replace(b"<IndTraslado>10</IndTraslado>", b""), "f.xml", doc_key="xml-lines-2")
+    except DteSyncErrors as exc2:
+        engine_stage = exc2
+    (error,) = engine_stage.errors
+    assert (error.field, error.line) == ("GiroRecep", receptor)
+
+
+def test_a_txt_refusal_found_after_reading_names_the_line_of_the_value(engine):
+    bad = FACTURA.replace(b"DescuentoMonto=8580", b"DescuentoMonto=1")
+    with pytest.raises(DteSyncErrors) as exc:
+        engine.issue(bad, "f.txt", doc_key="txt-line-totals")
+    (error,) = exc.value.errors
+    assert error.code == "LINE_VALUE_INCONSISTENT"  # found by the totals, after reading
+    assert error.line == bad.split(b"\n").index(b"DescuentoMonto=1") + 1
+    assert error.path == "Documento/Detalle[2]/DescuentoMonto"
+
+
+# --- after the folio: only internal faults, and the folio goes to the annulment list -----------------
+
+def test_a_fault_after_the_folio_reports_it_and_lists_the_folio_for_annulment(sandbox_config, tmp_path, monkeypatch):
+    import sync.engine as engine_module
+
+    caf = default_fake_sii().make_caf(DEMO_RUT, "X", 33, 1, 5, date.today())
+    engine = fresh_engine(sandbox_config, tmp_path, cafs=[caf])
+
+    def broken(root):
+        raise DteSyncError("SCHEMA_INVALID", params={"detail": "línea 1: un defecto del motor"})
+
+    monkeypatch.setattr(engine_module.schema, "validate", broken)
+    with pytest.raises(DteSyncError) as exc:
+        engine.issue(FACTURA, "f.txt", doc_key="fault")
+    error = exc.value
+    assert error.code == "FOLIO_PENDING_ANNULMENT"  # an installation error, not the input's
+    assert error.params["folio"] == 1 and error.params["tipo_dte"] == 33
+    assert "SCHEMA_INVALID" in error.params["detail"] and "anulación" in error.message()
+    (pending,) = engine.folios.pending_annulment()
+    assert (pending.tipo_dte, pending.folio, pending.doc_key) == (33, 1, "fault")
+    assert "un defecto del motor" in pending.reason
+    monkeypatch.undo()
+    assert engine.issue(FACTURA, "f.txt", doc_key="fault").folio == 2  # a retry takes a new folio

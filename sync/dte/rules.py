@@ -18,10 +18,9 @@ Before the totals (`before_totals`):
   A.60, A.61) and the emisor's DirOrigen (33, 34, 46, 52) and CmnaOrigen (33, 34, 52; FMT
   A.44-45), which the configuration usually supplies.
 - Guías 52: IndTraslado (FMT A.7); the Transporte area with DirDest and CmnaDest (FMT
-  A.71-72); the vehicle and driver data of Res. Ex. 154/2025 (Patente, RUTTrans, RUTChofer,
-  NombreChofer; FMT A.67-70, footnote 4) or its express absence written in the document
-  (Patente=SIN INFO for the vehicle and carrier, NombreChofer=SIN INFORMACION for the driver);
-  a RUTChofer needs its NombreChofer. Export guías (IndTraslado 8, 9): CdgTraslado (FMT A.38),
+  A.71-72); the vehicle, carrier and driver data of Res. Ex. 154/2025 (Patente, RUTTrans,
+  Chofer; FMT A.67-70, footnote 4) or the express statement in the document that they are
+  not known: Patente=SIN INFO. Export guías (IndTraslado 8, 9): CdgTraslado (FMT A.38),
   FolioAut and FchAut when CdgTraslado is 4 (A.39-40), and the customs data the Formato makes
   obligatory for them (A.84-86, A.90-91, A.95).
 - Facturas and boletas exentas (34, 41): a global discount or surcharge carries IndExeDR (FMT
@@ -43,7 +42,7 @@ from typing import Any
 
 from sync.config import BoletasConfig
 from sync.errors import DteSyncError
-from sync.model import Chofer, Documento, Emisor, Receptor, Referencia, Transporte
+from sync.model import Documento, Emisor, Receptor, Referencia, Transporte
 from sync.rut import Rut
 from sync.sii import TipoDte
 
@@ -55,8 +54,7 @@ DIR_ORIGEN_REQUIRED = RECEPTOR_REQUIRED
 CMNA_ORIGEN_REQUIRED = frozenset({TipoDte.FACTURA, TipoDte.FACTURA_EXENTA, TipoDte.GUIA_DESPACHO})
 FMA_PAGO_REQUIRED = frozenset({TipoDte.FACTURA, TipoDte.FACTURA_EXENTA, TipoDte.FACTURA_COMPRA})
 EXPORT_TRASLADO = frozenset({8, 9})
-NO_VEHICLE = "SIN INFO"  # Patente: 8 characters, the XSD's maximum
-NO_DRIVER = frozenset({"SIN INFORMACION", "SIN INFORMACIÓN"})
+NO_TRANSPORT_DATA = "SIN INFO"  # in Patente: 8 characters, the XSD's maximum
 # No UF since 2023 was below this (UF 2025-09-01, when Ley 21.713 took effect: about 39.380 pesos):
 # a boleta under threshold × UF_FLOOR cannot reach the threshold, whatever today's UF.
 UF_FLOOR = Decimal(35000)
@@ -197,23 +195,21 @@ def _guia(doc: Documento, errors: list[DteSyncError]) -> None:
 
 
 def _res_154(transporte: Transporte, where: str, errors: list[DteSyncError]) -> None:
-    """Vehicle and driver (Res. Ex. 154/2025), or the document's express statement that they
-    are not known: Patente=SIN INFO (vehicle and carrier), NombreChofer=SIN INFORMACION (driver)."""
+    """Vehicle, carrier and driver (Res. Ex. 154/2025), or the document's express statement
+    that they are not known: Patente=SIN INFO (the XSD's Chofer needs a RUT, so the statement
+    goes in the one text field the area has; a RUTTrans or Chofer given is still written)."""
     def refuse(tag: str, detail: str) -> None:
         errors.append(DteSyncError("GUIA_TRANSPORTE_REQUIRED", field=tag.rsplit("/", 1)[-1], path=f"{where}/{tag}",
                                    params={"detail": detail}))
 
-    no_vehicle = (transporte.patente or "").strip().upper() == NO_VEHICLE
     if not transporte.patente:
         refuse("Patente", "la patente del vehículo")
-    if transporte.rut_trans is None and not no_vehicle:
+    elif transporte.patente.strip().upper() == NO_TRANSPORT_DATA:
+        return
+    if transporte.rut_trans is None:
         refuse("RUTTrans", "el RUT del transportista")
-    chofer = transporte.chofer or Chofer()
-    no_driver = (chofer.nombre_chofer or "").strip().upper() in NO_DRIVER
-    if not chofer.nombre_chofer:
-        refuse("Chofer/NombreChofer", "el nombre del chofer")
-    if chofer.rut_chofer is None and not no_driver:
-        refuse("Chofer/RUTChofer", "el RUT del chofer")
+    if transporte.chofer is None:  # a Chofer given has its RUT and name: the XSD requires both
+        refuse("Chofer/RUTChofer", "el RUT y el nombre del chofer")
 
 
 def _export_guia(doc: Documento, transporte: Transporte, errors: list[DteSyncError]) -> None:
