@@ -426,6 +426,15 @@ def check_cafs(config: Config, today: date, say: _Say) -> list[Finding]:
                                say(f"sáquelo de {folder} (no sirve; los folios no usados deben anularse en el SII)",
                                    f"remove it from {folder}")))
     if store is not None:
+        for lapsed in store.expired_unused(today):
+            out.append(Finding(WARN, f"CAF TipoDTE {lapsed.tipo_dte}", say(
+                f"el CAF de folios {lapsed.desde}-{lapsed.hasta} venció el {lapsed.expires_on} (6 meses desde su autorización, "
+                f"Res. Ex. SII 58/2017) con {lapsed.unused} folios sin usar, que ya no se pueden emitir",
+                f"the CAF of folios {lapsed.desde}-{lapsed.hasta} lapsed on {lapsed.expires_on} (6 months after authorization) "
+                f"with {lapsed.unused} folios unused, which can no longer be issued"),
+                say(f"anúlelos en sii.cl (Timbraje electrónico -> Anulación de folios: {lapsed.tipo_dte}, folios "
+                    f"{lapsed.desde}-{lapsed.hasta} no usados); 'dtesync caf stock' muestra los usados",
+                    "annul them at sii.cl (Timbraje electrónico -> Anulación de folios)")))
         pending = store.pending_annulment()
         if pending:
             out.append(Finding(WARN, "folios", say(f"{len(pending)} folios pendientes de anulación", f"{len(pending)} folios to annul"),

@@ -273,6 +273,12 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El CAF en uso de TipoDTE {tipo_dte} vence el {expires_on} (en {days} días).",
         "The CAF in use for TipoDTE {tipo_dte} expires on {expires_on} (in {days} days).",
     ),
+    "CAF_EXPIRED_UNUSED": (
+        "El CAF de TipoDTE {tipo_dte} (folios {desde}-{hasta}) venció el {expired_on} (6 meses desde su autorización, "
+        "Res. Ex. SII 58/2017) con {unused} folios sin usar: ya no se pueden emitir; anúlelos en sii.cl.",
+        "The CAF for TipoDTE {tipo_dte} (folios {desde}-{hasta}) lapsed on {expired_on} (6 months after its "
+        "authorization, Res. Ex. SII 58/2017) with {unused} folios unused: they can no longer be issued; annul them at sii.cl.",
+    ),
     "SECRET_MISSING": (
         "No se encontró el secreto '{field}': {detail}.",
         "The secret '{field}' was not found: {detail}.",

@@ -57,10 +57,19 @@ class Alert:
         return DteSyncError(self.code, params=self.params).message(lang)
 
 
-def stock_alerts(stock: Iterable[Any], cert_not_after: datetime | None, today: date, s: AlertsConfig) -> list[Alert]:
+def stock_alerts(stock: Iterable[Any], cert_not_after: datetime | None, today: date, s: AlertsConfig,
+                 expired: Iterable[Any] = ()) -> list[Alert]:
     """CAF stock below the threshold (ERROR when none is left), the CAF in use expiring within
-    `caf_expiry_days`, the certificate expiring within `cert_expiry_days` (ERROR once expired)."""
+    `caf_expiry_days`, a CAF that passed the SII's age limit with folios unused (FolioStore.
+    expired_unused: to annul; raised for `caf_expiry_days` after the date, `dtesync check` keeps
+    showing it), the certificate expiring within `cert_expiry_days` (ERROR once expired)."""
     out: list[Alert] = []
+    for caf in expired:
+        if (today - caf.expires_on).days <= s.caf_expiry_days:
+            out.append(Alert("CAF_EXPIRED_UNUSED", "WARNING",
+                             {"tipo_dte": caf.tipo_dte, "desde": caf.desde, "hasta": caf.hasta,
+                              "expired_on": caf.expires_on.isoformat(), "unused": caf.unused},
+                             f"caf_lapsed:{caf.tipo_dte}:{caf.desde}"))
     for row in stock:
         if row.available < s.caf_stock_min:
             out.append(Alert("CAF_STOCK_LOW", "ERROR" if row.available == 0 else "WARNING",
@@ -86,12 +95,13 @@ def current_alerts(config: Config, today: date, certificate: Any = None) -> list
 
     with open_folio_store(config) as store:
         stock = store.stock(today)
+        expired = store.expired_unused(today)
     try:
         not_after = (certificate or load_certificate(config, now=datetime.now().astimezone())).not_after
     except DteSyncError as exc:  # an expired or unreadable certificate is itself the alert
-        return stock_alerts(stock, None, today, config.alerts) + [
+        return stock_alerts(stock, None, today, config.alerts, expired) + [
             Alert(exc.code, "ERROR", dict(exc.params or {}), "certificate")]
-    return stock_alerts(stock, not_after, today, config.alerts)
+    return stock_alerts(stock, not_after, today, config.alerts, expired)
 
 
 # --- the informe de ventas ------------------------------------------------------------------------

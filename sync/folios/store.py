@@ -65,6 +65,16 @@ class StockRow(NamedTuple):
     expires_on: date | None  # expiry of the CAF `next_folio` comes from
 
 
+class ExpiredCaf(NamedTuple):
+    """A CAF past the SII's age limit that still holds folios never taken."""
+
+    tipo_dte: int
+    desde: int
+    hasta: int
+    expires_on: date  # the first day it could no longer stamp
+    unused: int  # folios never taken: they can no longer be issued and are to be annulled at the SII
+
+
 class PendingAnnulment(NamedTuple):
     tipo_dte: int
     folio: int
@@ -344,6 +354,18 @@ class FolioStore(Store):
             (PENDING_ANNULMENT,),
         ).fetchall()
         return [PendingAnnulment(t, f, k, r, _date(d)) for t, f, k, r, d in rows]
+
+    def expired_unused(self, now: date) -> list[ExpiredCaf]:
+        """CAFs older than the SII's age limit (6 months, Res. Ex. SII 58/2017) with folios never
+        taken: `stock` no longer counts them, and they belong in the annulment report beside the
+        pending folios (the SII asks that unused folios of a lapsed CAF be annulled)."""
+        rows = self.conn().execute(
+            "SELECT c.tipo_dte, c.desde, c.hasta, c.expires_on,"
+            " c.hasta - c.desde + 1 - (SELECT COUNT(*) FROM folio f WHERE f.caf_id = c.id)"
+            " FROM caf c WHERE c.expires_on IS NOT NULL AND c.expires_on <= ? ORDER BY c.tipo_dte, c.desde",
+            (now.isoformat(),),
+        ).fetchall()
+        return [ExpiredCaf(t, d, h, date.fromisoformat(e), n) for t, d, h, e, n in rows if n > 0]
 
     def stock(self, now: date) -> list[StockRow]:
         """Per TipoDTE with a CAF: free folios in non-expired CAFs and what comes next."""
