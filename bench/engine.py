@@ -272,10 +272,11 @@ def stage_breakdown(engine, data: bytes, n: int, tag: str) -> dict:
 
     timer = _Timer()
     patches = [
-        (eng_mod, "parse_document", "parse"),
+        (eng_mod, "parse_located", "parse"),  # parse + the SourceMap of refusals
         (eng_mod, "apply_company_defaults", "defaults"),
         (eng_mod, "apply_document_defaults", "defaults"),
         (eng_mod, "check_rules", "defaults"),
+        (eng_mod, "check_rules_on_totals", "defaults"),
         (eng_mod, "complete_totals", "totals"),
         (eng_mod, "build_documento", "build"),
         (eng_mod, "stamp_with_bytes", "ted"),

@@ -276,7 +276,7 @@ def prepare(doc: Documento, company: Company, branch: Branch | None, *, today: d
     if errors:
         raise DteSyncErrors(errors)
     complete_totals(doc)
-    rules.after_totals(doc, boletas or BoletasConfig(), errors)
+    check_rules_on_totals(doc, boletas or BoletasConfig(), errors)
     if errors:
         raise DteSyncErrors(errors)
 
@@ -333,6 +333,11 @@ def apply_document_defaults(doc: Documento, today: date) -> None:
 def check_rules(doc: Documento, errors: list[DteSyncError]) -> None:
     """The SII's rules that complete or refuse the input before its totals (sync/dte/rules.py)."""
     rules.before_totals(doc, errors)
+
+
+def check_rules_on_totals(doc: Documento, boletas: BoletasConfig, errors: list[DteSyncError]) -> None:
+    """The SII's rules that need the completed totals: FmaPago, Ley 21.713 (sync/dte/rules.py)."""
+    rules.after_totals(doc, boletas, errors)
 
 
 def _fault_detail(exc: BaseException) -> str:

@@ -156,8 +156,9 @@ def _emit(parts: list[str], obj: object, kind: str, path: str, shown: str, error
     checked against its XSD facets on the way (sync/dte/checks.py)."""
     plan = _plan(type(obj), kind, path)
     position = plan.position
+    zero_absent = plan.zero_absent
     present: list[_Present] = []
-    dropped: list[str] = []
+    dropped: list[str] | None = None
     for name, value in obj.__dict__.items():
         if value is None or ((value.__class__ is str or value.__class__ is list) and not value):
             continue
@@ -166,11 +167,11 @@ def _emit(parts: list[str], obj: object, kind: str, path: str, shown: str, error
             if name in plan.not_allowed:
                 _not_allowed(errors, plan.not_allowed[name], value, kind, path)
             continue
-        if name in plan.zero_absent and value == 0:
-            dropped.append(name)
+        if zero_absent and name in zero_absent and value == 0:
+            dropped = (dropped or []) + [name]
             continue
         present.append((at[0], at[1], name, value))
-    for name in dropped:  # written back, so the printed document and the model agree
+    for name in dropped or ():  # written back, so the printed document and the model agree
         setattr(obj, name, None)
     if plan.required or plan.supplied:
         have = {item[0] for item in present}
@@ -191,7 +192,6 @@ def _emit(parts: list[str], obj: object, kind: str, path: str, shown: str, error
             errors.append(DteSyncError("TOO_MANY", field=tag, path=f"{shown}/{tag}", expected=plan.max_occurs[attr],
                                        found=len(value)))
         for i, item in enumerate(value if repeated else (value,)):
-            where = f"{shown}/{tag}[{i + 1}]" if repeated else f"{shown}/{tag}"
             if isinstance(item, str):
                 text = item
                 if not plain(item):
@@ -202,25 +202,30 @@ def _emit(parts: list[str], obj: object, kind: str, path: str, shown: str, error
                         elif attr is not None:
                             setattr(obj, attr, text)
                     item = _escape(text)
-                if check is not None:
-                    _facets(errors, check(text, text), tag, where)
+                if check is not None and not check.quick(text):
+                    problem = check.full(text, text)
+                    if problem is not None:
+                        _facets(errors, problem, tag, shown, i if repeated else None)
                 parts.append(f"<{tag}>{item}</{tag}>")
             elif is_group(item):
                 parts.append(f"<{tag}>")
-                _emit(parts, item, kind, f"{path}/{tag}", where, errors)
+                _emit(parts, item, kind, f"{path}/{tag}", f"{shown}/{tag}[{i + 1}]" if repeated else f"{shown}/{tag}",
+                      errors)
                 parts.append(f"</{tag}>")
             else:
                 fmt = _FORMAT_BY_TYPE.get(type(item))
                 text = fmt(item) if fmt else format_value(item)
-                if check is not None:
-                    _facets(errors, check(item, text), tag, where)
+                if check is not None and not check.quick(item):
+                    problem = check.full(item, text)
+                    if problem is not None:
+                        _facets(errors, problem, tag, shown, i if repeated else None)
                 parts.append(f"<{tag}>{text if fmt else _escape(text)}</{tag}>")
 
 
-def _facets(errors: list[DteSyncError], problem: Problem | None, tag: str, where: str) -> None:
-    if problem is not None:
-        code, expected, found, params = problem
-        errors.append(DteSyncError(code, field=tag, path=where, expected=expected, found=found, params=params))
+def _facets(errors: list[DteSyncError], problem: Problem, tag: str, shown: str, i: int | None) -> None:
+    code, expected, found, params = problem
+    where = f"{shown}/{tag}" if i is None else f"{shown}/{tag}[{i + 1}]"
+    errors.append(DteSyncError(code, field=tag, path=where, expected=expected, found=found, params=params))
 
 
 # (XSD position, tag, model field, value); field and value None for an empty supplied element

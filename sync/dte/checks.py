@@ -26,19 +26,38 @@ import re
 from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
-from typing import Any, cast
+from typing import Any
 
 from sync.dte.facets import FACETS, Facets
+from sync.rut import Rut
 
 # (code, expected, found, params): what a violated facet reports; the builder adds field and path.
 Problem = tuple[str, Any, Any, dict[str, Any]]
-Check = Callable[[Any, str], "Problem | None"]
+CheckFn = Callable[[Any, str], "Problem | None"]
+
+
+class Check:
+    """The compiled facets of one element. `quick(value)` accepts the common case with a
+    comparison or two (a string within its length, an integer within its range or list, a
+    decimal within range and decimals, a date within its bounds); only when it says no does
+    `full(value, text)` decide, and say what is wrong."""
+
+    __slots__ = ("full", "quick")
+
+    def __init__(self, full: CheckFn, quick: Callable[[Any], bool]) -> None:
+        self.full = full
+        self.quick = quick
+
+    def __call__(self, value: Any, text: str) -> Problem | None:
+        return self.full(value, text)
+
 
 _INT_RE = re.compile(r"[+-]?\d+")
 _DEC_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _TIME_RE = re.compile(r"(\d{2}):(\d{2}):(\d{2})")
 # What a pattern means, for the message (the regular expression itself is no help to an ERP).
-_PATTERN_NAMES = {"^(?:[0-9]+-(?:[0-9]|K))$(?!\\n\\Z)": "RUT sin puntos, con guion y dígito verificador (12345678-K)"}
+_RUT_PATTERN = "^(?:[0-9]+-(?:[0-9]|K))$(?!\\n\\Z)"  # RUTType, as xmlschema translates it
+_PATTERN_NAMES = {_RUT_PATTERN: "RUT sin puntos, con guion y dígito verificador (12345678-K)"}
 
 # Optional amounts where 0 means "none" and the XSD forbids a 0 (positiveInteger, or a
 # decimal with minInclusive 0.01): a free item (PrcItem 0), a discount that rounds to 0 pesos,
@@ -63,15 +82,69 @@ def check_for(kind: str, path: str) -> Check | None:
 
 def compile_facets(f: Facets) -> Check:
     if f.base == "string":
-        return _string_check(f)
+        return Check(_string_check(f), _string_quick(f))
     if f.base in ("integer", "decimal"):
-        return _number_check(f)
-    return _temporal_check(f)
+        return Check(_number_check(f), _integer_quick(f) if f.base == "integer" else _decimal_quick(f))
+    return Check(_temporal_check(f), _temporal_quick(f))
+
+
+def _never(value: Any) -> bool:
+    return False
+
+
+def _string_quick(f: Facets) -> Callable[[Any], bool]:
+    max_len = f.length if f.length is not None else f.max_length
+    if f.enumeration is not None:
+        listed = frozenset(f.enumeration)
+        return listed.__contains__  # the SII's listed values all fit their lengths
+    if f.patterns == ((_RUT_PATTERN,),) and (f.min_length or 0) <= 3 and (max_len or 10) >= 10:
+        # a Rut is written as digits, '-', check digit: the pattern always holds, and it fits 10
+        # characters while its number is under 100 million
+        return lambda v: v.__class__ is Rut and v.number < 100_000_000
+    if f.patterns or f.length is not None or f.min_length is not None or max_len is None:
+        return _never
+    return lambda v: v.__class__ is str and len(v) <= max_len
+
+
+def _integer_quick(f: Facets) -> Callable[[Any], bool]:
+    if f.enumeration is not None:
+        listed = frozenset(int(v) for v in f.enumeration)
+        return lambda v: v.__class__ is int and v in listed
+    if f.min_exclusive is not None or f.max_exclusive is not None:
+        return _never
+    lo = int(f.min_inclusive) if f.min_inclusive is not None else -(10 ** 18)
+    hi = int(f.max_inclusive) if f.max_inclusive is not None else 10 ** 18
+    if f.total_digits is not None:  # n digits <=> |v| < 10**n
+        lo, hi = max(lo, 1 - 10 ** f.total_digits), min(hi, 10 ** f.total_digits - 1)
+    return lambda v: v.__class__ is int and lo <= v <= hi
+
+
+def _decimal_quick(f: Facets) -> Callable[[Any], bool]:
+    if (f.enumeration is not None or f.min_exclusive is not None or f.max_exclusive is not None
+            or f.total_digits is None or f.fraction_digits is None):
+        return _never
+    lo = Decimal(f.min_inclusive) if f.min_inclusive is not None else Decimal(-(10 ** 18))
+    hi = Decimal(f.max_inclusive) if f.max_inclusive is not None else Decimal(10 ** 18)
+    whole = Decimal(10) ** (f.total_digits - f.fraction_digits)
+    lo, hi = max(lo, -whole), min(hi, whole)
+    places = -f.fraction_digits
+    # strictly within range (a bound itself goes to `full`), under 10**(totalDigits -
+    # fractionDigits), with few enough decimals (the exponent counts trailing zeros too: such a
+    # value goes to `full`, which does not count them)
+    return lambda v: (v.__class__ is Decimal and lo < v < hi
+                      and v.as_tuple().exponent >= places)  # type: ignore[operator]  # finite: an int
+
+
+def _temporal_quick(f: Facets) -> Callable[[Any], bool]:
+    model_type, parse, _kind = _TEMPORAL[f.base]
+    lo = parse(f.min_inclusive) if f.min_inclusive is not None else None
+    hi = parse(f.max_inclusive) if f.max_inclusive is not None else None
+    return lambda v: v.__class__ is model_type and (lo is None or lo <= v) and (hi is None or v <= hi)
 
 
 # --- strings ------------------------------------------------------------------------------------
 
-def _string_check(f: Facets) -> Check:
+def _string_check(f: Facets) -> CheckFn:
     max_len = f.length if f.length is not None else f.max_length
     min_len = f.length if f.length is not None else f.min_length
     enum = frozenset(f.enumeration) if f.enumeration is not None else None
@@ -98,13 +171,14 @@ def _string_check(f: Facets) -> Check:
 # --- numbers ------------------------------------------------------------------------------------
 
 def _digits(text: str) -> tuple[int, int]:
-    """(total, fraction) digits of a decimal's text, as XSD totalDigits/fractionDigits count."""
+    """(total, fraction) digits of a decimal's text, as XSD totalDigits/fractionDigits count
+    (any lexical form: sign, leading and trailing zeros are not digits that count)."""
     whole, _, frac = text.lstrip("+-").partition(".")
     frac = frac.rstrip("0")
     return len(whole.lstrip("0")) + len(frac), len(frac)
 
 
-def _number_check(f: Facets) -> Check:
+def _number_check(f: Facets) -> CheckFn:
     integer = f.base == "integer"
     lexical = _INT_RE if integer else _DEC_RE
     parse: Callable[[str], int | Decimal] = int if integer else Decimal
@@ -115,6 +189,8 @@ def _number_check(f: Facets) -> Check:
     enum = frozenset(parse(v) for v in f.enumeration) if f.enumeration is not None else None
     listed = ", ".join(f.enumeration or ())
     total_max, frac_max = f.total_digits, f.fraction_digits
+    # |v| < 10**(totalDigits - fractionDigits) with fractionDigits respected has few enough digits
+    whole_max = 10 ** (total_max - (frac_max or 0)) if total_max is not None else 0
     expected = _range_text(f)
     kind = "entero" if integer else "número con punto decimal"
     native: type = int if integer else Decimal
@@ -122,7 +198,7 @@ def _number_check(f: Facets) -> Check:
     def check(value: Any, text: str) -> Problem | None:
         number: int | Decimal
         if value.__class__ is native:  # the model's own type: no need to read the text again
-            number = cast("int | Decimal", value)
+            number = value  # type: ignore[assignment]  # narrowed by the class test
         elif lexical.fullmatch(text):
             try:
                 number = parse(text)
@@ -137,7 +213,10 @@ def _number_check(f: Facets) -> Check:
         if (lo is not None and number < lo) or (hi is not None and number > hi) or (
                 lo_x is not None and number <= lo_x) or (hi_x is not None and number >= hi_x):
             return "FIELD_OUT_OF_RANGE", expected, text, {}
-        if total_max is not None or frac_max is not None:
+        if (total_max is not None or frac_max is not None) and (
+                "." in text or (total_max is not None and not -whole_max < number < whole_max)):
+            # A whole number under 10**(totalDigits - fractionDigits) has few enough digits; only
+            # numbers with a fraction or near the limit have theirs counted.
             total, frac = _digits(text)
             if frac_max is not None and frac > frac_max:
                 return "FIELD_TOO_MANY_DECIMALS", frac_max, text, {"digits": frac}
@@ -195,7 +274,7 @@ _TEMPORAL: dict[str, tuple[type, Callable[[str], Any], str]] = {
 }
 
 
-def _temporal_check(f: Facets) -> Check:
+def _temporal_check(f: Facets) -> CheckFn:
     model_type, parse, kind = _TEMPORAL[f.base]
     lo = parse(f.min_inclusive) if f.min_inclusive is not None else None
     hi = parse(f.max_inclusive) if f.max_inclusive is not None else None

@@ -27,7 +27,6 @@ from functools import cache
 from typing import Any, TypeVar
 
 from sync import model
-from sync.dte.build import format_value
 from sync.dte.checks import ZERO_MEANS_ABSENT, Check, check_for
 from sync.dte.tag_order import ORDER
 from sync.errors import DteSyncError, DteSyncErrors
@@ -381,8 +380,8 @@ class _Mapper:
                             kwargs[name] = self.value(f, tag, value, path, 0, plan)  # reports it
                             continue
                         check = checks.get(f)
-                        if check is not None:
-                            self.facets(check, result, tag, value.line, path + self.style.sep + tag)
+                        if check is not None and not check.quick(result):
+                            self.facets(check, result, text, tag, value.line, path + self.style.sep + tag)
                         kwargs[name] = result
                         continue
             if f.many:
@@ -437,16 +436,24 @@ class _Mapper:
                        found=value.text.strip(WS), params={"detail": exc.reason})
             return None
         check = plan.checks.get(f)
-        if check is not None:
-            self.facets(check, result, tag, value.line, self._item_path(parent, tag, f, i))
+        if check is not None and not check.quick(result):
+            self.facets(check, result, value.text, tag, value.line, self._item_path(parent, tag, f, i))
         return result
 
-    def facets(self, check: Check, result: Any, tag: str, line: int | None, path: str) -> None:
+    def facets(self, check: Check, result: Any, text: str, tag: str, line: int | None, path: str) -> None:
         """The XSD facets of a value as read, so a bad one is named before anything is computed
-        from it (the builder checks again what is finally written, defaults included)."""
+        from it (the builder checks again what is finally written, defaults included). Numbers
+        are judged by their value and the digits of the text as written (sign and leading or
+        trailing zeros do not count), so `found` is what the input says."""
         if result == 0 and tag in ZERO_MEANS_ABSENT:
             return  # a free item or no discount: the builder leaves it out
-        problem = check(result, result if type(result) is str else format_value(result))
+        if type(result) is Rut:
+            text = str(result)  # its facets are on the SII form: no dots, upper-case K
+        elif type(result) is str:
+            text = result
+        else:
+            text = text.strip(WS)
+        problem = check.full(result, text)
         if problem is not None:
             code, expected, found, params = problem
             self.error(code, line=line, path=path, field=tag, expected=expected, found=found, params=params)
