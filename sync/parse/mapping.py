@@ -3,10 +3,13 @@
 Each reader only turns its syntax into a tree of `Node` (a group: ordered `(tag, value)`
 entries) and `Leaf` (a text value), remembering the line where it knows one. Everything
 about *meaning* happens here, once, driven by the model's `sii()` metadata, its type
-annotations and the XSD facts in sync/dte/tag_order.py: which tags exist (and their boleta
-spellings), which repeat and how often, which are required, the maximum lengths, and how
-each value is written (entero, decimal con punto, fecha AAAA-MM-DD, RUT). So the three
-formats accept exactly the same documents and report the same problems with the same codes.
+annotations and the XSD facts in sync/dte/tag_order.py and sync/dte/facets.py: which tags
+exist (and their boleta spellings), which repeat and how often, which are required, what
+each value may be (length, list, range, digits: the same checks the builder runs before a
+folio) and how it is written (entero, decimal con punto, fecha AAAA-MM-DD or day-first,
+hora HH:MM[:SS], RUT). So the three formats accept exactly the same documents and report the
+same problems with the same codes. `to_located` also returns the SourceMap that later puts
+the engine's own refusals (rules, totals) at their line or JSON path.
 
 All problems are collected (up to MAX_ERRORS) and raised together as `DteSyncErrors`.
 The input is *not* a finished DTE: Folio, FchEmis, totals, MontoItem, the Emisor (from the
