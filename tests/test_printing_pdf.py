@@ -11,7 +11,8 @@ from printing_fixtures import ONE_PER_TYPE, issue_examples, pdf_text, rasterise
 from sync.model import DOCUMENT_NAMES
 from sync.printing import pdf417
 from sync.printing.layout import build_layout, cedible_label, source_from_dte_xml
-from sync.printing.pdf import ROLL_X_MM, SHEET_X_MM, timbre_image
+from sync.printing.pdf import SHEET_X_MM, roll_timbre_image, sheet_timbre
+from sync.printing.rules import LayoutRefused
 from sync.printing.service import pdf_bytes, source_from_issued
 
 
@@ -66,21 +67,33 @@ def test_cedible_copy_is_the_second_page_where_it_applies(issued, sandbox_config
             assert _decode_all(rasterise(pdf, tmp_path / f"{name}-p2", page=2)) == [doc.ted]
 
 
-def test_sheet_timbre_size_follows_the_sii_rules(issued):
+def test_sheet_timbre_uses_10_mil_modules_within_4_by_9_cm(issued):
     for doc in issued.values():
-        t = timbre_image(doc.ted, sheet=True)
+        t = sheet_timbre(doc.ted)
         w_mm, h_mm = t.width / 72 * 25.4, t.height / 72 * 25.4
         assert 50 <= w_mm <= 90 and 20 <= h_mm <= 40, (w_mm, h_mm)  # 2 x 5 cm .. 4 x 9 cm
-        assert SHEET_X_MM >= pdf417.MIN_X_MM
+        assert t.width / t.plan.symbol.width_modules == pytest.approx(SHEET_X_MM[0] * 72 / 25.4)
 
 
-def test_roll_timbre_is_at_least_2_by_4_5_cm(issued):
-    for printable_mm in (72, 50):
-        for doc in issued.values():
-            t = timbre_image(doc.ted, sheet=False, across=(printable_mm - 5) * 72 / 25.4)
-            dims = sorted((t.width / 72 * 25.4, t.height / 72 * 25.4))
-            assert dims[0] >= 20 and dims[1] >= 45, dims
-            assert t.width / 72 * 25.4 <= printable_mm
+def test_a_timbre_too_big_for_10_mil_is_laid_out_with_smaller_modules(tmp_path):
+    """A TED near PDF417's limit does not fit 4 x 9 cm at 10 mil: 8.3 mil (5 dots at 600 dpi)
+    still reads and stays above the SII's 6.7 mil."""
+    ted = (bytes(range(32, 127)) * 11)[:1000]
+    t = sheet_timbre(ted)
+    x_mm = t.width / t.plan.symbol.width_modules / 72 * 25.4
+    assert x_mm == pytest.approx(SHEET_X_MM[1]) and x_mm >= pdf417.MIN_X_MM
+    assert t.height / 72 * 25.4 <= 40 and t.width / 72 * 25.4 <= 90
+    img = pdf417.render(t.plan.symbol, 3, quiet_px=20).convert("L")
+    assert _decode_all(img) == [ted]
+
+
+def test_a_timbre_no_layout_fits_refuses_the_pdf_with_its_reason():
+    with pytest.raises(LayoutRefused) as e:
+        sheet_timbre(b"x" * 1200)  # more than 928 code words at level 5
+    assert e.value.code == "TIMBRE_TOO_LARGE"
+    with pytest.raises(LayoutRefused) as e:
+        roll_timbre_image(b"x" * 1010, 33, "80mm")  # over the 4 x 9 cm a factura may take on a roll
+    assert e.value.code == "TIMBRE_TOO_LARGE"
 
 
 def test_timbre_uses_byte_compaction_and_level_5(issued):

@@ -134,9 +134,39 @@ class Plan:
         return (h, w) if self.rotated else (w, h)
 
 
+def plan_in_box(payload: bytes, across: int, *, short_max: int | None = None, long_max: int | None = None,
+                upright_first: bool = True) -> Plan:
+    """The symbol for a space `across` modules wide (and as long as it needs), optionally
+    within `short_max` x `long_max` modules in either orientation (a factura's 4 x 9 cm).
+    Upright when it fits (rows run along the paper), else rotated 90°; among the shapes that
+    fit, the shortest along the paper."""
+    need = code_word_count(payload)
+    best: tuple[tuple[int, int], int, bool] | None = None
+    for cols in range(1, 31):
+        rows = max(MIN_ROWS, math.ceil(need / cols))
+        if rows > MAX_ROWS or rows * cols > MAX_CODE_WORDS:
+            continue
+        w, h = 17 * cols + 69, rows * ROW_RATIO
+        for rotated in (False, True):
+            a, b = (h, w) if rotated else (w, h)  # (across, along)
+            if a > across:
+                continue
+            if short_max is not None and min(a, b) > short_max:
+                continue
+            if long_max is not None and max(a, b) > long_max:
+                continue
+            rank = (int(rotated) if upright_first else 0, b)
+            if best is None or rank < best[0]:
+                best = (rank, cols, rotated)
+    if best is None:
+        box = f"{across} modules across" + (f", {short_max} x {long_max}" if short_max else "")
+        raise Pdf417Error(f"{len(payload)} bytes ({need} code words) do not fit {box}")
+    return Plan(encode(payload, best[1]), best[2])
+
+
 def plan_for_roll(payload: bytes, across_modules: int) -> Plan:
-    """A roll (ticket or roll PDF): upright with the most columns that fit across; rotated
-    90° when even that would need more than 90 rows (58 mm paper at X = 0.25 mm)."""
+    """A boleta on a roll (ticket or roll PDF): upright with the most columns that fit across;
+    rotated 90° when even that would need more than 90 rows (58 mm paper at X = 0.25 mm)."""
     cols = columns_for_width(payload, across_modules)
     if cols is not None:
         return Plan(encode(payload, cols), False)
