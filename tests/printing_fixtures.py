@@ -38,7 +38,7 @@ def pdf_text(pdf: Path) -> str:
 
 class FakePrinter(EmulatedPrinter):
     """The software ESC/POS printer (sync.printing.emulator) on 127.0.0.1, with the views the
-    tests use: `jobs`, the bytes of each connection that carried a job (ESC @), and
+    tests use: `jobs`, the bytes of each finished connection that carried a job (ESC @), and
     `first_byte_at`, when each such job's first byte arrived."""
 
     def __init__(self, port: int = 0, **kw) -> None:
@@ -47,7 +47,7 @@ class FakePrinter(EmulatedPrinter):
 
     @property
     def job_sessions(self) -> list:
-        return [s for s in self.sessions if b"\x1b@" in s.received]
+        return [s for s in list(self.sessions) if not s.open and b"\x1b@" in s.received]
 
     @property
     def jobs(self) -> list[bytes]:

@@ -128,3 +128,31 @@ def test_cedible_rules(issued):
     assert labels["33_factura.txt"] == labels["34_factura_exenta.txt"] == labels["46_factura_compra.txt"] == "CEDIBLE"
     assert labels["52_guia_despacho.txt"] == "CEDIBLE CON SU FACTURA"
     assert labels["56_nota_debito.txt"] is labels["61_nota_credito.txt"] is labels["39_boleta.txt"] is None
+
+
+def test_a_pdf_that_cannot_be_written_says_why_in_the_status_file(issued, sandbox_config, tmp_path):
+    from dataclasses import replace
+
+    from sync.config import PrintingConfig
+    from sync.printing.layout import PrintSource
+    from sync.printing.service import PrintService
+
+    refreshed: list[int] = []
+    cfg = replace(sandbox_config, printing=PrintingConfig(pdf=True))
+    svc = PrintService(cfg, state_dir=tmp_path / "state", on_change=refreshed.append)
+
+    class Doc:
+        id, folder, rel = 5, "", "F.txt"
+
+    factura = issued["33_factura.txt"]
+    too_big = PrintSource(factura.documento, b"x" * 1200)  # more than PDF417 holds at level 5
+    svc.pdf_writer.write(too_big, tmp_path / "F.pdf", Doc.id)
+    entry = svc.status_extra(Doc)["pdf"]
+    assert entry["state"] == "failed" and entry["code"] == "TIMBRE_TOO_LARGE" and "1200" in entry["error"]
+    assert not (tmp_path / "F.pdf").exists() and refreshed == [5]
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    svc.pdf_writer.write(source_from_issued(factura), tmp_path / "blocker" / "F.pdf", Doc.id)
+    assert svc.status_extra(Doc)["pdf"]["code"] == "PDF_NOT_WRITTEN"
+    svc.pdf_writer.write(source_from_issued(factura), tmp_path / "F.pdf", Doc.id)  # written at last
+    assert "pdf" not in svc.status_extra(Doc) and (tmp_path / "F.pdf").exists() and refreshed == [5, 5, 5]
+    svc.stop()
