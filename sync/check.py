@@ -523,7 +523,7 @@ def _printer_rules(config: Config, st: dict, subject: str, say: _Say) -> list[Fi
     try:
         from sync.printing.profiles import load_profile
         from sync.printing.rules import BOLETA_MIN_DPI, DESIGN_TED_BYTES, capacity_ok
-    except Exception:
+    except ImportError:
         return []
     try:
         profile = load_profile(str(st.get("profile", "generic-80mm")), config.printing.profiles)

@@ -49,6 +49,7 @@ def cmd_print(args: argparse.Namespace) -> int:
     from sync.printing.status import Condition
 
     config = load(args)
+    assert config is not None  # load() raises when the configuration is missing
     lang = config.language
     try:
         xml_path, folder = _resolve(config, args.name)
@@ -105,6 +106,7 @@ def cmd_printers(args: argparse.Namespace) -> int:
     from sync.printing.status import Condition
 
     config = load(args)
+    assert config is not None
     lang = config.language
     try:
         stations = Stations(config.printing)

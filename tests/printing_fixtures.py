@@ -164,7 +164,7 @@ def pdf_strings(pdf: bytes) -> list[tuple[str, float, str]]:
     fonts = {m.group(2).decode(): m.group(1).decode()
              for m in re.finditer(rb"/BaseFont /([\w-]+) /Encoding /\w+ /Name /(\w+)", pdf)}
     out = []
-    for m in re.finditer(rb"<<(.*?)>>\s*stream\r?\n(.*?)endstream", pdf, re.S):
+    for m in re.finditer(rb"<<(.*?)>>\s*stream\r?\n(.*?)endstream", pdf, re.DOTALL):
         head, body = m.group(1), m.group(2).strip()
         if b"ASCII85Decode" in head:
             body = base64.a85decode(body[:-2] if body.endswith(b"~>") else body)

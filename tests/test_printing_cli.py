@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 import zxingcpp
-
 from escpos_decode import decode
 from printing_fixtures import FakePrinter, free_port
+
 from sync.cli import main
 from sync.cli_print import sample_payload
 from sync.config import parse_config
 from sync.errors import DteSyncError
-from sync.printing.layout import source_from_dte_xml
 from sync.printing.profiles import builtin_names, load_profile
 from sync.printing.queue import FILE_NAME, PrintQueue
 from sync.printing.rules import DESIGN_TED_BYTES
@@ -115,7 +114,7 @@ def test_unknown_station_is_a_usage_error(sandbox, tmp_path):
 def test_shipped_profiles_are_a_copy_of_printers_folder():
     src = sorted(p.name for p in (ROOT / "printers").glob("*.toml"))
     assert src == sorted(f"{n}.toml" for n in builtin_names()) and {"generic-58mm.toml", "generic-80mm.toml"} <= set(src)
-    match, mismatch, errors = filecmp.cmpfiles(ROOT / "printers", ROOT / "sync/data/printers", src, shallow=False)
+    _, mismatch, errors = filecmp.cmpfiles(ROOT / "printers", ROOT / "sync/data/printers", src, shallow=False)
     assert not mismatch and not errors, "run tools/sync_printer_profiles.py"
     for name in builtin_names():
         load_profile(name)

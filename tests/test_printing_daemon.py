@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import zxingcpp
-
 from escpos_decode import decode
 from printing_fixtures import EXAMPLES, FakePrinter, free_port
+
 from sync.config import Folders, PrintingConfig, PrintStation, load_config
 from sync.daemon import Daemon
 from sync.printing.layout import source_from_dte_xml

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import pytest
 import zxingcpp
-
 from escpos_decode import decode
 from printing_fixtures import ONE_PER_TYPE, decode_ticket, issue_examples
+
 from sync.config import PrintStation
 from sync.printing.escpos import job_start, render_ticket, reprint_marker
 from sync.printing.layout import build_layout
 from sync.printing.profiles import load_profile
 from sync.printing.rules import LayoutRefused
-from sync.printing.service import render_job, source_from_issued, ticket_bytes, with_marker
+from sync.printing.service import (
+    render_job,
+    source_from_issued,
+    ticket_bytes,
+    with_marker,
+)
 from sync.printing.stations import Station
 
 BOLETAS = ["39_boleta.txt", "41_boleta_exenta.txt"]

@@ -11,6 +11,7 @@ PRINTER_CONNECTOR_UNSUPPORTED, which names what to install.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import socket
@@ -20,6 +21,8 @@ from typing import Any, Protocol
 
 from sync.errors import DteSyncError
 from sync.printing.profiles import Profile
+
+log = logging.getLogger("dtesync.printing")
 
 CHUNK = 4096
 _NEEDS = {"usb": "pyusb (y libusb)", "serial": "pyserial (en Windows)", "win32": "pywin32 (solo Windows)",
@@ -105,7 +108,7 @@ def check(conn: dict[str, Any]) -> None:
 
 def _has_pyserial() -> bool:
     try:
-        import serial  # noqa: F401
+        import serial  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         return False
     return True
@@ -288,7 +291,7 @@ class PySerialLink:  # pragma: no cover - Windows only (COM ports)
     def __init__(self, device: str, baudrate: int, flow: str) -> None:
         self.name = f"serial:{device}"
         try:
-            import serial
+            import serial  # type: ignore[import-untyped]
         except ImportError:
             raise DteSyncError("PRINTER_CONNECTOR_UNSUPPORTED", found=self.name,
                                params={"detail": f"instale {_NEEDS['serial']}"}) from None
@@ -298,7 +301,7 @@ class PySerialLink:  # pragma: no cover - Windows only (COM ports)
             raise PrinterUnavailable(f"{self.name}: {exc}") from exc
 
     def write(self, data: bytes, progress_timeout: float, deadline: float) -> None:
-        import serial
+        import serial  # type: ignore[import-untyped]
 
         self.port.write_timeout = progress_timeout
         sent = 0
@@ -350,15 +353,15 @@ class UsbLink:  # pragma: no cover - needs a USB printer
         while len(got) < n and time.monotonic() < end:
             try:
                 got += bytes(self.t.device.read(self.t.in_ep, 64, max(1, int((end - time.monotonic()) * 1000))))
-            except Exception:
+            except Exception:  # noqa: BLE001 - pyusb's timeout and errors alike mean "no answer"
                 break
         return bytes(got[:n])
 
     def close(self, *, abort: bool = False) -> None:
         try:
             self.t.close()
-        except Exception:
-            pass
+        except Exception as exc:  # noqa: BLE001 - closing a backend that already failed
+            log.debug("printing: close failed: %s", exc)
 
 
 class SpoolerLink:
@@ -389,7 +392,7 @@ class SpoolerLink:
     def close(self, *, abort: bool = False) -> None:
         try:
             self.t.close()
-        except Exception:
-            pass
+        except Exception as exc:  # noqa: BLE001 - closing a backend that already failed
+            log.debug("printing: close failed: %s", exc)
 
 

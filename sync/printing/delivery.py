@@ -26,11 +26,29 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sync.printing.connectors import Link, PrinterUnavailable, SendInterrupted, open_link
-from sync.printing.escpos import PDF417_SIZE_QUERY, job_start, parse_size_answer, pdf417_setup, pdf417_store
+from sync.printing.connectors import (
+    Link,
+    PrinterUnavailable,
+    SendInterrupted,
+    open_link,
+)
+from sync.printing.escpos import (
+    PDF417_SIZE_QUERY,
+    job_start,
+    parse_size_answer,
+    pdf417_setup,
+    pdf417_store,
+)
 from sync.printing.profiles import Profile
-from sync.printing.status import (ACK_QUERY, CLEAR_ANSWER, CLEAR_BUFFERS, QUERY, Condition, PrinterStatus,
-                                  ack_condition)
+from sync.printing.status import (
+    ACK_QUERY,
+    CLEAR_ANSWER,
+    CLEAR_BUFFERS,
+    QUERY,
+    Condition,
+    PrinterStatus,
+    ack_condition,
+)
 
 PROBE_DATA = b"dtesync GS ( k"
 

@@ -17,8 +17,8 @@ render_pdf raises LayoutRefused and the status file says why there is no PDF.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from reportlab.lib.colors import black, white
 from reportlab.lib.pagesizes import A4, LETTER
@@ -228,7 +228,7 @@ def _kv_frame(c: Canvas, rows: list[tuple[str, str]], x: float, y: float, width:
 
 def _table(c: Canvas, title: str | None, cols: list[str], widths: list[float], rows: list[list[str]], x: float,
            y: float, width: float, *, bottom: float = 0.0, new_page: Callable[[], float] | None = None,
-           right_cols: set[int] = frozenset()) -> float:
+           right_cols: frozenset[int] | set[int] = frozenset()) -> float:
     lead = 4.2 * mm
     xs = [x]
     for w in widths[:-1]:
@@ -294,31 +294,47 @@ def _roll(c: Canvas, L: Layout, fmt: str) -> None:
     timbre = roll_timbre_image(L.ted, L.tipo_dte, fmt)  # refuses before anything is drawn
     margin = TEXT_EDGE + SLACK_MM * mm
     printable = paper - 2 * margin
-    ops: list[Callable[[float], None]] = []
+    ops: list[Callable[[float], object]] = []
     height = [0.0]
 
-    def add(h: float, draw: Callable[[float], None]) -> None:
+    def add(h: float, draw: Callable[[float], object]) -> None:
         top = height[0]
         ops.append(lambda H: draw(H - top))
         height[0] += h
 
-    def centered(text: str, font: str, size: float) -> None:
-        for part in simpleSplit(text, font, size, printable) or [""]:
-            add(size * 1.3, lambda y, p=part: (c.setFont(font, size), c.drawCentredString(paper / 2, y - size, p)))
+    def text(font: str, size: float, how: Callable[[float, float, str], object], x: float,
+             s: str) -> Callable[[float], None]:
+        def draw(y: float) -> None:
+            c.setFont(font, size)
+            how(x, y - size, s)
 
-    def left(text: str, font: str = FONT, size: float = 7.5) -> None:
-        for part in simpleSplit(text, font, size, printable) or [""]:
-            add(size * 1.3, lambda y, p=part: (c.setFont(font, size), c.drawString(margin, y - size, p)))
+        return draw
+
+    def centered(s: str, font: str, size: float) -> None:
+        for part in simpleSplit(s, font, size, printable) or [""]:
+            add(size * 1.3, text(font, size, c.drawCentredString, paper / 2, part))
+
+    def left(s: str, font: str = FONT, size: float = 7.5) -> None:
+        for part in simpleSplit(s, font, size, printable) or [""]:
+            add(size * 1.3, text(font, size, c.drawString, margin, part))
 
     def pair(label: str, value: str, font: str = FONT, size: float = 7.5) -> None:
-        add(size * 1.3, lambda y: (c.setFont(font, size), c.drawString(margin, y - size, label),
-                                   c.drawRightString(paper - margin, y - size, value)))
+        def draw(y: float) -> None:
+            c.setFont(font, size)
+            c.drawString(margin, y - size, label)
+            c.drawRightString(paper - margin, y - size, value)
 
-    def right(text: str, font: str, size: float) -> None:
-        add(size * 1.3, lambda y: (c.setFont(font, size), c.drawRightString(paper - margin, y - size, text)))
+        add(size * 1.3, draw)
+
+    def right(s: str, font: str, size: float) -> None:
+        add(size * 1.3, text(font, size, c.drawRightString, paper - margin, s))
 
     def rule() -> None:
-        add(2 * mm, lambda y: (c.setLineWidth(0.4), c.line(margin, y - 1 * mm, paper - margin, y - 1 * mm)))
+        def draw(y: float) -> None:
+            c.setLineWidth(0.4)
+            c.line(margin, y - 1 * mm, paper - margin, y - 1 * mm)
+
+        add(2 * mm, draw)
 
     add(margin, lambda y: None)
     # the document box, centred (Manual §1.1.7, "Formato Papel Continuo"): bold 10 pt, 0.6 mm frame

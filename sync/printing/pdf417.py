@@ -14,15 +14,15 @@ is 2 dots (0.25 mm), at 600 dpi 5 dots (0.212 mm).
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 
-from PIL import Image
 from pdf417gen.compaction.byte import compact_bytes
 from pdf417gen.encoding import PADDING_CODE_WORD, encode_rows
 from pdf417gen.error_correction import compute_error_correction_code_words
 from pdf417gen.rendering import barcode_size, modules
 from pdf417gen.util import chunks
+from PIL import Image
 
 SECURITY_LEVEL = 5  # SII: "se debe utilizar nivel 5"
 ROW_RATIO = 3  # row height : X
@@ -111,6 +111,7 @@ def render(symbol: Symbol, x_px: int, *, quiet_px: int = 0, rotate: bool = False
     w, h = barcode_size(symbol.rows)
     img = Image.new("1", (w, h), 1)
     px = img.load()
+    assert px is not None  # a new in-memory image always has its pixels
     for x, y in modules(symbol.rows):
         px[x, y] = 0
     img = img.resize((w * x_px, h * x_px * ROW_RATIO), Image.Resampling.NEAREST)

@@ -29,7 +29,12 @@ from sync.config import Config
 from sync.errors import DteSyncError
 from sync.printing.delivery import Outcome, deliver
 from sync.printing.escpos import job_start, render_ticket, reprint_marker, timbre_mode
-from sync.printing.layout import PrintSource, build_layout, cedible_label, source_from_dte_xml
+from sync.printing.layout import (
+    PrintSource,
+    build_layout,
+    cedible_label,
+    source_from_dte_xml,
+)
 from sync.printing.pdf import render_pdf
 from sync.printing.queue import FILE_NAME, Job, PrintQueue
 from sync.printing.rules import LayoutRefused, roll_refusal
@@ -238,7 +243,7 @@ class PdfWriter(threading.Thread):
             self._result(doc_id, DteSyncError(exc.code, found=len(src.ted), params={"detail": exc.detail}), target)
         except OSError as exc:
             self._result(doc_id, DteSyncError("PDF_NOT_WRITTEN", found=str(target), params={"detail": str(exc)}), target)
-        except Exception as exc:  # noqa: BLE001 - any other failure still leaves a reason, never silence
+        except Exception as exc:
             log.exception("printing: could not write the PDF", extra={"file": str(target)})
             self._result(doc_id, DteSyncError("PDF_NOT_WRITTEN", found=str(target),
                                               params={"detail": f"{type(exc).__name__}: {exc}"}), target)
@@ -349,7 +354,7 @@ class PrintService:
         out = []
         for name, sender in self.senders.items():
             state = sender.printer
-            depth, _, failing = self.queue.backlog(name)
+            depth = self.queue.backlog(name)[0]
             waiting = f"; {depth} en cola" if depth else ""
             if state.at is None:
                 out.append(Check(f"printer:{name}", "ok", ("sin contacto aún" if lang != "en" else "not contacted yet") + waiting))
