@@ -114,6 +114,18 @@ def test_timbre_uses_byte_compaction_and_level_5(issued):
     assert _decode_all(img) == [ted]
 
 
+def test_error_correction_matches_pdf417gens_reference_implementation():
+    import random
+
+    from pdf417gen.error_correction import compute_error_correction_code_words
+
+    rng = random.Random(417)
+    for n in (1, 2, 3, 64, 500, 863):
+        for _ in range(3):
+            words = [rng.randrange(929) for _ in range(n)]
+            assert pdf417.error_correction(words) == compute_error_correction_code_words(words, 5)
+
+
 def test_layout_rebuilt_from_the_outbox_xml_matches_the_issued_one(issued, sandbox_config):
     for doc in issued.values():
         src = source_from_dte_xml(doc.dte_xml)
