@@ -216,6 +216,10 @@ def test_a_printer_without_gs_k_gets_the_timbre_as_an_image(sandbox_config, tmp_
         teds, marked, copies = _paper(printer, "epson-tm-t88")
         assert teds == [documents["39_boleta.txt"][0].ted] and marked == 0 and copies == 1
         assert svc.checks()[0].status == "degraded"
+        probes = sum(b"\x1d(k\x03\x000R" in s.received for s in printer.sessions)
+        assert _enqueue(svc, documents, doc_id=2).mode == "raster"  # known now: rendered as an image at once
+        assert _wait(lambda: _status(svc, 2).get("state") == "printed")
+        assert sum(b"\x1d(k\x03\x000R" in s.received for s in printer.sessions) == probes == 1
     finally:
         svc.stop()
         printer.close()

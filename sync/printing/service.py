@@ -162,6 +162,13 @@ class StationSender(threading.Thread):
     def attempt(self, job: Job) -> Outcome:
         """One delivery of the head job, and its consequences in the queue."""
         profile, lang = self.station.profile, self.config.language
+        if job.mode == "native" and self.native_ok is False:  # known not to draw GS ( k: no new probe
+            out = Outcome(False, Condition.NO_PDF417, f"{self.station.name}: {Condition.NO_PDF417.says(lang)}")
+            self._as_raster(job, out, time.time())
+            updated = self.queue.get(job.id)
+            if updated is not None:
+                self.on_change(updated)
+            return out
         data = job.data
         if job.partial:
             data = with_marker(data, job.copy_offsets, reprint_marker(profile, REPRINT_REASON.get(lang, REPRINT_REASON["es"])))
@@ -418,6 +425,8 @@ class PrintService:
                 job, created = self.queue.enqueue(doc_key, station.name, b"", label=label, doc_id=doc_id, source=source,
                                                   state="refused", code=exc.code, error=err.message(lang))
             else:
+                if r.mode == "native" and self.senders[station.name].native_ok is False:
+                    r = render_job(src, station, self.config, native=False)  # this printer has no GS ( k
                 job, created = self.queue.enqueue(doc_key, station.name, r.data, label=label, doc_id=doc_id,
                                                   source=source, mode=r.mode, offsets=r.offsets)
                 if created:
