@@ -100,7 +100,7 @@ def tickets(printer: EmulatedPrinter, skip: int = 0) -> list[tuple[float, bytes]
 
 def run_pdf(root: Path, repeat: int = 5) -> dict:
     from sync.config import load_config
-    from sync.printing.service import pdf_bytes, source_from_issued
+    from sync.printing.service import pdf_bytes, source_of
     from sync.runtime import open_engine
 
     sb = create_sandbox(root / "pdf", folios_per_type=20)
@@ -109,7 +109,7 @@ def run_pdf(root: Path, repeat: int = 5) -> dict:
     out = {}
     for path in sorted(EXAMPLES.glob("*.txt")):
         issued = engine.issue(path.read_bytes(), path.name, doc_key=f"bench:{path.name}")
-        src = source_from_issued(issued)
+        src = source_of(issued)
         pdf_bytes(src, config)  # warm
         times = []
         for _ in range(repeat):

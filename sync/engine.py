@@ -37,6 +37,7 @@ from sync.model import (
 )
 from sync.parse import parse_document
 from sync.rut import Rut
+from sync.signed import SignedDte
 from sync.signing import Certificate
 from sync.timbre import stamp_with_bytes
 from sync.totals import complete_totals
@@ -50,19 +51,7 @@ _Q = "{" + SII_NS + "}"
 _FOLIO_PATH = f"{_Q}Encabezado/{_Q}IdDoc/{_Q}Folio"
 
 
-@dataclass
-class Issued:
-    """A signed document, ready for the outbox, the printer and the uplink."""
-
-    documento: Documento
-    tipo_dte: int
-    folio: int
-    rut_emisor: str
-    monto_total: int
-    dte: etree._Element  # the signed <DTE> tree
-    dte_xml: bytes  # the same, serialized (ISO-8859-1, with declaration)
-    ted: bytes  # flattened <TED>, the PDF417 payload
-    dte_c14n: bytes | None = None  # C14N of the standalone DTE, for envelopes (envio.envelope_part)
+Issued = SignedDte  # what the engine returns: the value every stage receives (sync.signed)
 
 
 @dataclass(frozen=True)
@@ -202,16 +191,23 @@ class Engine:
         root = new_dte_root()
         canonical = sign_dte_canonical(root, self.certificate, documento)
         schema.validate(root)
-        return Issued(
-            documento=doc,
+        tot = doc.encabezado.totales
+        return SignedDte(
             tipo_dte=tipo,
             folio=folio,
             rut_emisor=str(doc.encabezado.emisor.rut_emisor),
-            monto_total=int(doc.encabezado.totales.mnt_total),
-            dte=root,
+            rut_receptor=str(receptor.rut_recep),
+            fch_emis=doc.encabezado.id_doc.fch_emis,
+            monto_total=int(tot.mnt_total),
+            mnt_neto=int(tot.mnt_neto or 0),
+            mnt_exe=int(tot.mnt_exe or 0),
+            iva=int(tot.iva or 0),
+            rzn_soc_recep=receptor.rzn_soc_recep or "",
             dte_xml=to_bytes(root),
             ted=ted_bytes,
+            dte=root,
             dte_c14n=canonical,
+            _documento=doc,
         )
 
     # ---- envelopes ---------------------------------------------------------------------

@@ -41,6 +41,18 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El archivo es un enlace simbólico (apunta a {found}); no se siguen enlaces: deje el archivo real en la bandeja.",
         "The file is a symbolic link (to {found}); links are never followed: drop the real file in the inbox.",
     ),
+    "INPUT_HARDLINK": (
+        "El archivo es un enlace duro a otro archivo ({found} nombres); deje en la bandeja una copia, no un enlace.",
+        "The file is a hard link to another file ({found} names); drop a copy in the inbox, not a link.",
+    ),
+    "INPUT_SPECIAL_FILE": (
+        "No es un archivo normal ({found}); deje en la bandeja un archivo de texto.",
+        "Not a regular file ({found}); drop a plain file in the inbox.",
+    ),
+    "INPUT_NAME_INVALID": (
+        "El nombre del archivo no sirve ({detail}); se guardó como '{found}'. Use nombres UTF-8 de hasta {expected} bytes.",
+        "The file name cannot be used ({detail}); it was kept as '{found}'. Use UTF-8 names of at most {expected} bytes.",
+    ),
     "NAME_IN_PROGRESS": (
         "Ya hay un documento llamado '{field}' en proceso en esta carpeta ({found}); espere su resultado antes de enviar otro con el mismo nombre.",
         "A document named '{field}' is still being processed in this folder ({found}); wait for its result before sending another with the same name.",
@@ -206,6 +218,10 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El archivo de secreto {found} tiene permisos {mode}: otros usuarios pueden leerlo. Ejecute 'chmod 600 {found}'.",
         "The secret file {found} has mode {mode}: other users can read it. Run 'chmod 600 {found}'.",
     ),
+    "URL_INSECURE": (
+        "'{field}' usa http:// ({found}): el token viajaría sin cifrar. Use https:// (http:// solo hacia este equipo: localhost, 127.0.0.1).",
+        "'{field}' uses http:// ({found}): the token would travel unencrypted. Use https:// (http:// only to this machine: localhost, 127.0.0.1).",
+    ),
     "CERT_LEGACY_PBE": (
         "El certificado {found} usa cifrado antiguo (RC2-40) y esta instalación no lo soporta; reexpórtelo con 'openssl pkcs12 -legacy -in {found} -nodes | openssl pkcs12 -export -out nuevo.pfx'.",
         "The certificate {found} uses legacy encryption (RC2-40), unsupported by this installation; re-export it with 'openssl pkcs12 -legacy -in {found} -nodes | openssl pkcs12 -export -out new.pfx'.",
@@ -231,6 +247,10 @@ CATALOG: dict[str, tuple[str, str]] = {
     "STATE_DIR_NETWORK": (
         "La carpeta de estado {found} está en una unidad de red ({detail}); el diario SQLite necesita un disco local.",
         "The state folder {found} is on a network share ({detail}); the SQLite journal needs a local disk.",
+    ),
+    "INBOX_LOCK_UNSAFE": (
+        "{found} no es un archivo normal ({detail}); alguien con acceso a la bandeja lo reemplazó. Bórrelo y revise los permisos de la carpeta.",
+        "{found} is not a plain file ({detail}); someone with access to the inbox replaced it. Delete it and check the folder's permissions.",
     ),
     "DAEMON_ALREADY_RUNNING": (
         "Otro dtesync ya usa {found} (bloqueo {detail}); detenga ese proceso o use otra configuración.",
@@ -357,7 +377,7 @@ class DteSyncError(Exception):
 
     def message(self, lang: str = "es") -> str:
         template = CATALOG[self.code][1 if lang == "en" else 0]
-        values = _Defaulting(self.params)
+        values = _Defaulting({k: _shorten(v, PARAM_LIMIT) if isinstance(v, str) else v for k, v in self.params.items()})
         values.update(
             field=self.field or "?",
             expected=self.expected if self.expected is not None else "?",
@@ -421,8 +441,15 @@ def as_error_list(exc: BaseException, source: str | None = None) -> list[DteSync
     return errors
 
 
-def _shorten(value: Any, limit: int = 120) -> str:
+FOUND_LIMIT = 80  # characters of a found value echoed back: enough to recognise it, never a whole line
+PARAM_LIMIT = 300
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def _shorten(value: Any, limit: int = FOUND_LIMIT) -> str:
+    """What an error echoes of an input value: control characters made visible (a status file
+    or a log line cannot be forged with a newline), cut to `limit` characters."""
     if value is None:
         return "?"
-    text = str(value)
+    text = str(value).translate(_CONTROLS)
     return text if len(text) <= limit else text[: limit - 1] + "…"

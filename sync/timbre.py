@@ -1,6 +1,7 @@
 """The TED (Timbre Electrónico DTE): the DD summary signed with the CAF key.
 
-The SII checks FRMT over the *flattened* bytes of DD (NOTES.md §1): no namespace
+The SII checks FRMT over the *flattened* bytes of DD (SII Instructivo Técnico de Emisión
+v15.10.09, Anexo 2 A.2.4): no namespace
 declarations, no whitespace-only text between tags, ISO-8859-1, `&quot;`/`&apos;` in text.
 `flatten` produces exactly those bytes from any lxml element (also one taken from inside a
 namespaced DTE), so the same function serves stamping, the PDF417 payload and verification.

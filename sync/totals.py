@@ -25,8 +25,8 @@ v4.2, "FBE"):
   ValorDR rounds to the peso. With afecto lines of different tax codes a discount must be %
   (FMT D.a); a % discount reduces each additional-tax base by the same percentage.
 - Net documents (33, 46, 52, 56, 61; boleta 39 with IndMntNeto=2): MntNeto = afecto after
-  global D/R (FMT A.107); TasaIVA = 19 (not in boletas, NOTES §6); IVA = round(MntNeto ×
-  19/100) (FMT A.112; 33.655 → 6.394).
+  global D/R (FMT A.107); TasaIVA = 19 (absent in boletas: EnvioBOLETA_v11.xsd); IVA =
+  round(MntNeto × 19/100) (FMT A.112; 33.655 → 6.394).
 - Gross documents (boleta 39, or IdDoc/MntBruto = 1; FMT A.10, A.107, FBE A.32): the lines
   are gross; MntNeto = round(afecto / 1.19), IVA = afecto − MntNeto, so MntNeto + IVA is the
   gross amount exactly. For some gross amounts no integer neto satisfies neto + round(neto ×

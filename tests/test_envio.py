@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from conftest import SAMPLES
 from sync.envio import Caratula, build_envio, envelope_part, new_dte_root, sign_dte, to_bytes
 from sync.errors import DteSyncError
 from sync.rut import Rut
@@ -19,7 +20,6 @@ from sync.sandbox.cert_factory import make_test_certificate
 from sync.signing.certificate import load_pkcs12
 from sync.signing.xmldsig import DSIG_NS, sign_after, verify_signatures
 
-SAMPLES = Path("/work/shared/sii/samples")
 SII_EXAMPLE = SAMPLES / "sii-official" / "F60T33-ejemplo-oficial-SII.xml"
 BOLETA = SAMPLES / "libredte-inputs" / "039-boleta_multidetalle-unsigned.xml"
 SCHEMAS = Path(__file__).resolve().parents[1] / "sync" / "schemas" / "sii"

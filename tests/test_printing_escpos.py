@@ -14,7 +14,7 @@ from sync.printing.profiles import load_profile
 from sync.printing.rules import LayoutRefused
 from sync.printing.service import (
     render_job,
-    source_from_issued,
+    source_of,
     ticket_bytes,
     with_marker,
 )
@@ -30,7 +30,7 @@ def issued(engine):
 
 
 def _layout(doc, cfg, **kw):
-    return build_layout(source_from_issued(doc), cfg.company, cfg.printing, **kw)
+    return build_layout(source_of(doc), cfg.company, cfg.printing, **kw)
 
 
 def _decoded(data: bytes, profile) -> object:
@@ -103,7 +103,7 @@ def test_every_copy_starts_by_cancelling_kanji_mode_and_pinning_the_code_page(is
     """ESC @, FS . (cancel Kanji: 58 mm and Xprinter-class printers start in it), ESC t n."""
     profile = load_profile("generic-80mm")
     station = Station(PrintStation("caja", {"type": "file", "path": "/dev/null"}, copies=2, cedible=True), profile)
-    data = ticket_bytes(source_from_issued(issued["33_factura.txt"]), station, sandbox_config)
+    data = ticket_bytes(source_of(issued["33_factura.txt"]), station, sandbox_config)
     d = _decoded(data, profile)
     pinned = job_start(profile)
     assert pinned == b"\x1b@\x1c.\x1bt\x13\x1b2"
@@ -123,18 +123,18 @@ def test_station_copies_cedible_and_drawer(issued, sandbox_config):
     profile = load_profile("generic-80mm")
     station = Station(PrintStation("caja", {"type": "file", "path": "/dev/null"}, copies=2, cash_drawer=True,
                                    cedible=True), profile)
-    d = _decoded(ticket_bytes(source_from_issued(issued["33_factura.txt"]), station, sandbox_config), profile)
+    d = _decoded(ticket_bytes(source_of(issued["33_factura.txt"]), station, sandbox_config), profile)
     assert len(d.cuts) == 3 and len(d.rasters) == 3  # two originals and the cedible copy
     assert d.drawer == [0]  # one kick, pin 2 (ESC p 0)
     assert d.text.count("CEDIBLE") == 1 and "Acuse de Recibo" in d.text
-    boleta = _decoded(ticket_bytes(source_from_issued(issued["39_boleta.txt"]), station, sandbox_config), profile)
+    boleta = _decoded(ticket_bytes(source_of(issued["39_boleta.txt"]), station, sandbox_config), profile)
     assert len(boleta.cuts) == 2 and "CEDIBLE" not in boleta.text  # boletas have no cedible copy
 
 
 def test_reprint_mark_heads_every_copy_and_the_timbre_still_reads(issued, sandbox_config):
     profile = load_profile("generic-80mm")
     station = Station(PrintStation("caja", {"type": "file", "path": "/dev/null"}, copies=2), profile)
-    job = render_job(source_from_issued(issued["39_boleta.txt"]), station, sandbox_config)
+    job = render_job(source_of(issued["39_boleta.txt"]), station, sandbox_config)
     marked = with_marker(job.data, job.offsets, reprint_marker(profile, "Un envío anterior pudo quedar incompleto"))
     d = decode_ticket(marked, profile)
     assert len(d.copies) == 2

@@ -13,7 +13,7 @@ from sync.printing import pdf417
 from sync.printing.layout import build_layout, cedible_label, source_from_dte_xml
 from sync.printing.pdf import SHEET_X_MM, roll_timbre_image, sheet_timbre
 from sync.printing.rules import LayoutRefused
-from sync.printing.service import pdf_bytes, source_from_issued
+from sync.printing.service import pdf_bytes, source_of
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def _decode_all(img: Image.Image) -> list[bytes]:
 def test_pdf_timbre_decodes_to_the_ted_and_text_is_spanish(name, issued, sandbox_config, tmp_path):
     doc = issued[name]
     pdf = tmp_path / "doc.pdf"
-    pdf.write_bytes(pdf_bytes(source_from_issued(doc), sandbox_config))
+    pdf.write_bytes(pdf_bytes(source_of(doc), sandbox_config))
     assert _decode_all(rasterise(pdf, tmp_path / "page")) == [doc.ted]
     text = pdf_text(pdf)
     assert DOCUMENT_NAMES[doc.tipo_dte] in text.replace("\n", " ") or DOCUMENT_NAMES[doc.tipo_dte].split()[0] in text
@@ -46,7 +46,7 @@ def test_boleta_decodes_on_every_paper(fmt, issued, sandbox_config, tmp_path):
     from sync.printing.pdf import render_pdf
 
     doc = issued["39_boleta.txt"]
-    layout = build_layout(source_from_issued(doc), sandbox_config.company, sandbox_config.printing)
+    layout = build_layout(source_of(doc), sandbox_config.company, sandbox_config.printing)
     pdf = tmp_path / "b.pdf"
     pdf.write_bytes(render_pdf([layout], fmt=fmt))
     assert _decode_all(rasterise(pdf, tmp_path / "p", dpi=300)) == [doc.ted]
@@ -58,7 +58,7 @@ def test_cedible_copy_is_the_second_page_where_it_applies(issued, sandbox_config
                         ("61_nota_credito.txt", None), ("39_boleta.txt", None)):
         doc = issued[name]
         pdf = tmp_path / f"{name}.pdf"
-        pdf.write_bytes(pdf_bytes(source_from_issued(doc), sandbox_config))
+        pdf.write_bytes(pdf_bytes(source_of(doc), sandbox_config))
         pages = pdf_text(pdf).split("\f")
         if label is None:
             assert "CEDIBLE" not in pdf_text(pdf)
@@ -131,7 +131,7 @@ def test_layout_rebuilt_from_the_outbox_xml_matches_the_issued_one(issued, sandb
         src = source_from_dte_xml(doc.dte_xml)
         assert src.ted == doc.ted
         a = build_layout(src, sandbox_config.company, sandbox_config.printing)
-        b = build_layout(source_from_issued(doc), sandbox_config.company, sandbox_config.printing)
+        b = build_layout(source_of(doc), sandbox_config.company, sandbox_config.printing)
         assert a == b
 
 
@@ -145,26 +145,38 @@ def test_cedible_rules(issued):
 def test_a_pdf_that_cannot_be_written_says_why_in_the_status_file(issued, sandbox_config, tmp_path):
     from dataclasses import replace
 
+    from sync.alerts import Alerts
+    from sync.app import folders_of
     from sync.config import PrintingConfig
+    from sync.filing import Filing
+    from sync.journal import ClaimIntent
     from sync.printing.layout import PrintSource
     from sync.printing.service import PrintService
 
+    folders = replace(sandbox_config.folders, inbox=tmp_path / "inbox", outbox=tmp_path / "outbox",
+                      archive=tmp_path / "archive", rejected=tmp_path / "rejected", state=tmp_path / "state")
+    cfg = replace(sandbox_config, folders=folders, printing=PrintingConfig(pdf=True))
+    filing = Filing(folders_of(cfg))
+    filing.open()
+    [doc_id] = filing.journal.begin_claims([ClaimIntent("", "F.txt", "F", ".txt", None, 1, 0o100644)])
+    [doc] = filing.journal.mark_claimed([(doc_id, "ab")])
     refreshed: list[int] = []
-    cfg = replace(sandbox_config, printing=PrintingConfig(pdf=True))
-    svc = PrintService(cfg, state_dir=tmp_path / "state", on_change=refreshed.append)
-
-    class Doc:
-        id, folder, rel = 5, "", "F.txt"
-
+    filing.refresh = refreshed.append  # type: ignore[method-assign]
+    svc = PrintService(cfg)
+    svc.bind(filing, Alerts())
     factura = issued["33_factura.txt"]
-    too_big = PrintSource(factura.documento, b"x" * 1200)  # more than PDF417 holds at level 5
-    svc.pdf_writer.write(too_big, tmp_path / "F.pdf", Doc.id)
-    entry = svc.status_extra(Doc)["pdf"]
+    pdf = filing.result_path(doc, ".pdf")
+
+    svc.pdf_writer.write(PrintSource(factura.documento, b"x" * 1200), doc)  # more than PDF417 holds at level 5
+    entry = svc.status_entry(doc)["pdf"]
     assert entry["state"] == "failed" and entry["code"] == "TIMBRE_TOO_LARGE" and "1200" in entry["error"]
-    assert not (tmp_path / "F.pdf").exists() and refreshed == [5]
-    (tmp_path / "blocker").write_text("a file where a folder should be")
-    svc.pdf_writer.write(source_from_issued(factura), tmp_path / "blocker" / "F.pdf", Doc.id)
-    assert svc.status_extra(Doc)["pdf"]["code"] == "PDF_NOT_WRITTEN"
-    svc.pdf_writer.write(source_from_issued(factura), tmp_path / "F.pdf", Doc.id)  # written at last
-    assert "pdf" not in svc.status_extra(Doc) and (tmp_path / "F.pdf").exists() and refreshed == [5, 5, 5]
+    assert not pdf.exists() and refreshed == [doc.id]
+    pdf.mkdir(parents=True)  # something in the way of NAME.pdf
+    svc.pdf_writer.write(source_of(factura), doc)
+    assert svc.status_entry(doc)["pdf"]["code"] == "PDF_NOT_WRITTEN"
+    pdf.rmdir()
+    svc.pdf_writer.write(source_of(factura), doc)  # written at last: the entry goes away
+    assert "pdf" not in svc.status_entry(doc) and pdf.read_bytes().startswith(b"%PDF")
+    assert refreshed == [doc.id] * 3
     svc.stop()
+    filing.close()

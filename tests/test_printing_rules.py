@@ -28,7 +28,7 @@ from sync.printing.layout import build_layout, money
 from sync.printing.pdf import render_pdf
 from sync.printing.profiles import load_profile
 from sync.printing.rules import LayoutRefused
-from sync.printing.service import source_from_issued
+from sync.printing.service import source_of
 from sync.totals import global_dr_amounts
 
 QUIET = 6.35
@@ -42,7 +42,7 @@ def issued(engine):
 
 
 def _layout(doc, cfg, **kw):
-    return build_layout(source_from_issued(doc), cfg.company, cfg.printing, **kw)
+    return build_layout(source_of(doc), cfg.company, cfg.printing, **kw)
 
 
 def _check_size(t, boleta: bool, where: str) -> None:

@@ -20,7 +20,7 @@ from sync.config import PrintingConfig, PrintStation
 from sync.printing.emulator import EmulatedPrinter
 from sync.printing.profiles import BUILTIN, load_profile
 from sync.printing.queue import FILE_NAME, PrintQueue
-from sync.printing.service import PrintService, source_from_issued
+from sync.printing.service import PrintService, source_of
 
 FAST = {"status_timeout": 0.4, "status_poll": 0.2, "io_timeout": 0.8, "print_timeout": 5.0, "connect_timeout": 1.0}
 
@@ -54,12 +54,12 @@ def _service(sandbox_config, tmp_path: Path, connector: dict, profile: str = "fa
     p = PrintingConfig(pdf=False, stations=[PrintStation("caja1", connector, profile=profile, **station)],
                        profiles=_profiles(tmp_path / "profiles"), retry_base=0.1, retry_max=0.3)
     cfg = replace(sandbox_config, printing=p, folders=replace(sandbox_config.folders, state=tmp_path / "state"))
-    return PrintService(cfg, on_change=lambda doc_id: None)
+    return PrintService(cfg)
 
 
 def _enqueue(svc: PrintService, documents, name: str = "39_boleta.txt", doc_id: int = 1):
     issued, xml = documents[name]
-    return svc.enqueue(source_from_issued(issued), svc.stations.get("caja1"), doc_key=f"doc:{doc_id}", doc_id=doc_id,
+    return svc.enqueue(source_of(issued), svc.stations.get("caja1"), doc_key=f"doc:{doc_id}", doc_id=doc_id,
                        label=name, source=str(xml))
 
 

@@ -13,16 +13,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
+from conftest import REPO, SAMPLES
 from sync.envio import new_dte_root, sign_dte, to_bytes
 from sync.rut import Rut
 from sync.sandbox.cert_factory import make_test_certificate
 from sync.signing.certificate import load_pkcs12
 from sync.signing.xmldsig import DSIG_NS, c14n, sign_after, sign_enveloped, verify_signatures
 
-SAMPLES = Path("/work/shared/sii/samples")
 SII_EXAMPLE = SAMPLES / "sii-official" / "F60T33-ejemplo-oficial-SII.xml"
 CL_SII = sorted((SAMPLES / "cl-sii").glob("*.xml"))
-SCHEMAS = Path(__file__).resolve().parents[1] / "sync" / "schemas" / "sii"
+SCHEMAS = REPO / "sync" / "schemas" / "sii"
 NOW = datetime.now(timezone.utc)
 D = "{%s}" % DSIG_NS
 S = "{http://www.sii.cl/SiiDte}"

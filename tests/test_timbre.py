@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from conftest import SAMPLES
 from sync.errors import DteSyncError
 from sync.folios.caf import caf_from_element, load_caf
 from sync.rut import Rut
@@ -32,7 +33,6 @@ from sync.timbre import (
     verify_ted,
 )
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "sii" / "samples"
 BOLETA_VECTOR = SAMPLES / "ted-vectors" / "TED-39-76694449-3-F43641-IT1-trailing-space.xml"
 TED_FILES = [
     SAMPLES / "sii-official" / "F60T33-ejemplo-oficial-SII.xml",

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from conftest import SAMPLES
 from sync.errors import DteSyncErrors
 from sync.model import (
     Comisiones,
@@ -30,7 +31,6 @@ from sync.model import (
 )
 from sync.totals import complete_totals, iva_of, round_half_up, split_gross, totals_errors
 
-SAMPLES = Path("/work/shared/sii/samples")
 D = Decimal
 
 

@@ -1,9 +1,10 @@
 """CAF (Código de Autorización de Folios): the SII file that authorizes a folio range.
 
 A CAF file is `<AUTORIZACION><CAF version="1.0"><DA>…</DA><FRMA/></CAF><RSASK/><RSAPUBK/>`,
-ISO-8859-1 bytes behind a declaration that names no encoding (NOTES.md §3), so it is always
-read from bytes. The `<CAF>` element is copied verbatim into every DD, and its FRMA (the SII's
-signature over the flattened DA) is what proves the range is genuine.
+ISO-8859-1 bytes behind a declaration that names no encoding (real CAFs start with
+`<?xml version="1.0"?>` and carry an Ñ in RS as one Latin-1 byte), so it is always read from
+bytes. The `<CAF>` element is copied verbatim into every DD, and its FRMA (the SII's signature
+over the flattened DA) is what proves the range is genuine.
 """
 
 from __future__ import annotations

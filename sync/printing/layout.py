@@ -10,7 +10,6 @@ legend ("CEDIBLE", "CEDIBLE CON SU FACTURA") on cedible copies.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -24,7 +23,6 @@ from sync.rut import Rut
 from sync.totals import global_dr_amounts
 
 SII_NS = "http://www.sii.cl/SiiDte"
-_DSIG = "{http://www.w3.org/2000/09/xmldsig#}Signature"
 ANONYMOUS_RUT = "66666666-6"
 MONTHS = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
           "octubre", "noviembre", "diciembre")
@@ -326,29 +324,11 @@ def _notes(doc: Documento) -> list[str]:
 
 # --- rebuilding from the signed XML -----------------------------------------------------------------
 def source_from_dte_xml(data: bytes, source: str = "NAME.xml") -> PrintSource:
-    """The signed DTE (outbox NAME.xml) -> document model + exact TED bytes, for reprints and
-    for printing after a crash (when the daemon no longer holds `Issued`)."""
-    from sync.parse.xml_input import parse_xml
-    from sync.timbre import ted_bytes
+    """The signed DTE (outbox NAME.xml) -> document model + exact TED bytes, for reprints."""
+    from sync.signed import NotASignedDte, SignedDte
 
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    root = etree.fromstring(data, parser)
-    documento = root if etree.QName(root).localname == "Documento" else _first(root, "Documento")
-    ted = _first(documento, "TED")
-    if documento is None or ted is None:
-        raise ValueError(f"{source}: not a signed DTE (no Documento/TED)")
-    payload = ted_bytes(ted)
-    bare = copy.deepcopy(documento)
-    for el in list(bare):
-        if etree.QName(el).localname in ("TED", "TmstFirma") or el.tag == _DSIG:
-            bare.remove(el)
-    bare.attrib.pop("ID", None)
-    doc = parse_xml(etree.tostring(bare, encoding="ISO-8859-1", xml_declaration=True), source)
-    return PrintSource(doc, payload, root)
-
-
-def _first(el: etree._Element | None, name: str) -> etree._Element | None:
-    if el is None:
-        return None
-    found = el.find(f".//{{{SII_NS}}}{name}")
-    return found if found is not None else el.find(f".//{name}")
+    try:
+        dte = SignedDte.from_xml(data)
+    except NotASignedDte as exc:
+        raise ValueError(f"{source}: not a signed DTE ({exc})") from None
+    return PrintSource(dte.documento, dte.ted, dte.tree)

@@ -4,7 +4,7 @@ A job holds the ticket bytes already rendered, so a retry after an hour or after
 sends exactly what was due, with no need for the document in memory. Jobs of one station are
 printed in order (the head job blocks its station while it is retried: tickets never come out
 shuffled); stations are independent. A job is idempotent per (doc_key, station): the daemon's
-`after_signed` hook may run twice for a document after a crash and still prints it once,
+`on_signed` hook may run twice for a document after a crash and still prints it once,
 except when the crash falls between the printer taking the bytes and the row saying so
 (at-least-once, as with any printer).
 
@@ -18,13 +18,11 @@ REIMPRESIÓN mark, and `reprint` says the printed ticket did.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
-from sync.storage import connect_wal
+from sync.storage import Store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS print_jobs (
@@ -40,6 +38,13 @@ CREATE TABLE IF NOT EXISTS print_jobs (
     last_error TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
+    condition  TEXT,                   -- the printer's condition at the last attempt (sync.printing.status)
+    code       TEXT,                   -- error code of a job that waits, failed or was refused
+    partial    INTEGER NOT NULL DEFAULT 0,  -- an attempt may have left part of it on paper
+    reprint    INTEGER NOT NULL DEFAULT 0,  -- printed with the REIMPRESIÓN mark
+    source     TEXT,                   -- the signed XML it was rendered from (a reprint's file)
+    mode       TEXT,                   -- timbre: native | raster
+    offsets    TEXT,                   -- JSON: byte offsets where each copy's pinned start sequence ends
     UNIQUE (doc_key, station)
 );
 CREATE INDEX IF NOT EXISTS print_jobs_due ON print_jobs(station, state, id);
@@ -51,16 +56,16 @@ CREATE TABLE IF NOT EXISTS pdf_results (
     at         REAL NOT NULL
 );
 """
-# Columns added after the first release: added in place to an older queue file.
-ADDED = {
-    "condition": "TEXT",  # the printer's condition at the last attempt (sync.printing.status)
-    "code": "TEXT",  # error code of a job that waits, failed or was refused
-    "partial": "INTEGER NOT NULL DEFAULT 0",  # an attempt may have left part of it on paper
-    "reprint": "INTEGER NOT NULL DEFAULT 0",  # printed with the REIMPRESIÓN mark
-    "source": "TEXT",  # the signed XML it was rendered from (to render it again)
-    "mode": "TEXT",  # timbre: native | raster
-    "offsets": "TEXT",  # JSON: byte offsets where each copy's pinned start sequence ends
-}
+# Version 0 (the first release) had no printer status: its jobs gain these columns.
+MIGRATIONS = ("""
+ALTER TABLE print_jobs ADD COLUMN condition TEXT;
+ALTER TABLE print_jobs ADD COLUMN code TEXT;
+ALTER TABLE print_jobs ADD COLUMN partial INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE print_jobs ADD COLUMN reprint INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE print_jobs ADD COLUMN source TEXT;
+ALTER TABLE print_jobs ADD COLUMN mode TEXT;
+ALTER TABLE print_jobs ADD COLUMN offsets TEXT;
+""",)
 FILE_NAME = "print_queue.sqlite3"
 WAITING = {"paper_out", "cover_open", "offline", "error", "stalled"}  # the printer says why
 
@@ -114,26 +119,16 @@ class Job:
 _COLS = ", ".join(f.name for f in fields(Job))
 
 
-class PrintQueue:
-    """Thread-safe (one connection under a lock); WAL, synchronous=FULL like the journal."""
+class PrintQueue(Store):
+    """The print jobs and the PDFs that could not be written; a Store (WAL, synchronous=FULL,
+    one write lock, a connection per thread)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = connect_wal(self.path)
-        self._db.executescript(SCHEMA)
-        have = {r[1] for r in self._db.execute("PRAGMA table_info(print_jobs)")}
-        for name, decl in ADDED.items():
-            if name not in have:
-                self._db.execute(f"ALTER TABLE print_jobs ADD COLUMN {name} {decl}")
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    SCHEMA = SCHEMA
+    MIGRATIONS = MIGRATIONS
+    TABLE = "print_jobs"
 
     def _one(self, sql: str, args: tuple) -> Job | None:
-        row = self._db.execute(f"SELECT {_COLS} FROM print_jobs {sql}", args).fetchone()
+        row = self.conn().execute(f"SELECT {_COLS} FROM print_jobs {sql}", args).fetchone()
         return Job(*row) if row else None
 
     def enqueue(self, doc_key: str, station: str, data: bytes, *, label: str, doc_id: int | None = None,
@@ -143,21 +138,20 @@ class PrintQueue:
         """Add a job unless (doc_key, station) exists; returns (job, created). A job born
         `refused` or `failed` carries its `code` and `error` and is never sent."""
         now = time.time() if now is None else now
-        with self._lock:
-            cur = self._db.execute(
+        with self.tx() as db:
+            cur = db.execute(
                 "INSERT OR IGNORE INTO print_jobs(doc_key, doc_id, station, label, data, state, next_at, created_at,"
                 " updated_at, source, mode, offsets, code, last_error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (doc_key, doc_id, station, label, data, state, now, now, now, source, mode,
                  json.dumps(offsets) if offsets is not None else None, code, error),
             )
-            job = self._one("WHERE doc_key=? AND station=?", (doc_key, station))
+        job = self._one("WHERE doc_key=? AND station=?", (doc_key, station))
         assert job is not None
         return job, cur.rowcount == 1
 
     def head(self, station: str) -> Job | None:
         """The oldest pending job of a station (due or not: it blocks the ones behind it)."""
-        with self._lock:
-            return self._one("WHERE station=? AND state='pending' ORDER BY id LIMIT 1", (station,))
+        return self._one("WHERE station=? AND state='pending' ORDER BY id LIMIT 1", (station,))
 
     def printed(self, job_id: int, now: float | None = None, *, condition: str | None = None,
                 reprint: bool = False) -> None:
@@ -180,45 +174,39 @@ class PrintQueue:
 
     def _set(self, job_id: int, assignments: str, args: tuple, now: float | None) -> None:
         now = time.time() if now is None else now
-        with self._lock:
-            self._db.execute(f"UPDATE print_jobs SET {assignments}, updated_at=? WHERE id=?", (*args, now, job_id))
+        with self.tx() as db:
+            db.execute(f"UPDATE print_jobs SET {assignments}, updated_at=? WHERE id=?", (*args, now, job_id))
 
     def get(self, job_id: int) -> Job | None:
-        with self._lock:
-            return self._one("WHERE id=?", (job_id,))
+        return self._one("WHERE id=?", (job_id,))
 
     def for_doc(self, doc_id: int) -> Job | None:
-        with self._lock:
-            return self._one("WHERE doc_id=? ORDER BY id DESC LIMIT 1", (doc_id,))
+        return self._one("WHERE doc_id=? ORDER BY id DESC LIMIT 1", (doc_id,))
 
     def jobs(self, state: str | None = None) -> list[Job]:
-        with self._lock:
-            sql = f"SELECT {_COLS} FROM print_jobs" + (" WHERE state=?" if state else "") + " ORDER BY id"
-            return [Job(*r) for r in self._db.execute(sql, (state,) if state else ()).fetchall()]
+        sql = f"SELECT {_COLS} FROM print_jobs" + (" WHERE state=?" if state else "") + " ORDER BY id"
+        return [Job(*r) for r in self.conn().execute(sql, (state,) if state else ()).fetchall()]
 
     def backlog(self, station: str) -> tuple[int, float | None, int]:
         """(pending jobs, creation time of the oldest, pending jobs whose last attempt failed)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT COUNT(*), MIN(created_at), SUM(attempts > 0) FROM print_jobs WHERE station=? AND state='pending'",
-                (station,)).fetchone()
+        row = self.conn().execute(
+            "SELECT COUNT(*), MIN(created_at), SUM(attempts > 0) FROM print_jobs WHERE station=? AND state='pending'",
+            (station,)).fetchone()
         return int(row[0]), row[1], int(row[2] or 0)
 
     def pdf_failed(self, doc_id: int, code: str, message: str, now: float | None = None) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO pdf_results(doc_id, code, message, at) VALUES (?,?,?,?)",
-                             (doc_id, code, message, time.time() if now is None else now))
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO pdf_results(doc_id, code, message, at) VALUES (?,?,?,?)",
+                       (doc_id, code, message, time.time() if now is None else now))
 
     def pdf_written(self, doc_id: int) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM pdf_results WHERE doc_id=?", (doc_id,))
+        with self.tx() as db:
+            db.execute("DELETE FROM pdf_results WHERE doc_id=?", (doc_id,))
 
     def pdf_result(self, doc_id: int) -> tuple[str, str] | None:
         """(code, message) when the document's PDF could not be written."""
-        with self._lock:
-            row = self._db.execute("SELECT code, message FROM pdf_results WHERE doc_id=?", (doc_id,)).fetchone()
+        row = self.conn().execute("SELECT code, message FROM pdf_results WHERE doc_id=?", (doc_id,)).fetchone()
         return (row[0], row[1]) if row else None
 
     def stations_with_pending(self) -> set[str]:
-        with self._lock:
-            return {r[0] for r in self._db.execute("SELECT DISTINCT station FROM print_jobs WHERE state='pending'")}
+        return {r[0] for r in self.conn().execute("SELECT DISTINCT station FROM print_jobs WHERE state='pending'")}

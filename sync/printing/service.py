@@ -1,8 +1,9 @@
-"""Printing inside the daemon: the `after_signed` hook, NAME.pdf, and one sender per station.
+"""Printing inside the daemon: a Stage (sync.stage) that writes NAME.pdf and feeds one sender per
+station.
 
-As soon as a document is signed (before any upload: contingency documents print too) the hook
-routes it to a station, renders the ticket and queues it durably, wakes that station's sender,
-and then writes NAME.pdf to the outbox. A document the SII's rules keep off a station's paper
+As soon as a document is signed (before any upload: contingency documents print too)
+`on_signed` routes it to a station, renders the ticket and queues it durably, wakes that
+station's sender, and hands NAME.pdf to a background writer. A document the SII's rules keep off a station's paper
 (a factura on 58 mm) is queued as `refused`, with the reason, and never sent.
 
 Each sender delivers its station's jobs in order (sync.printing.delivery): it asks the
@@ -27,6 +28,7 @@ from typing import Any
 from sync.backoff import Backoff
 from sync.config import Config
 from sync.errors import DteSyncError
+from sync.journal import Doc
 from sync.printing.delivery import Outcome, deliver
 from sync.printing.escpos import job_start, render_ticket, reprint_marker, timbre_mode
 from sync.printing.layout import (
@@ -40,15 +42,17 @@ from sync.printing.queue import FILE_NAME, Job, PrintQueue
 from sync.printing.rules import LayoutRefused, roll_refusal
 from sync.printing.stations import Station, Stations
 from sync.printing.status import Condition
-from sync.stage import Check, QueueStats
+from sync.signed import SignedDte
+from sync.sii import is_boleta
+from sync.stage import Check, QueueStats, Stage
 
 log = logging.getLogger("dtesync.printing")
 REPRINT_REASON = {"es": "Un envío anterior pudo quedar incompleto", "en": "An earlier attempt may be incomplete"}
 MANUAL_REASON = {"es": "Copia pedida con dtesync print", "en": "Copy asked with dtesync print"}
 
 
-def source_from_issued(issued: Any) -> PrintSource:
-    return PrintSource(issued.documento, issued.ted, getattr(issued, "dte", None))
+def source_of(dte: SignedDte) -> PrintSource:
+    return PrintSource(dte.documento, dte.ted, dte.tree)
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def pdf_bytes(src: PrintSource, config: Config) -> bytes:
     """Boletas on the configured roll, the rest on sheets; the CEDIBLE copy as a second page."""
     p = config.printing
     tipo = src.documento.tipo_dte
-    fmt = p.roll if tipo in (39, 41) else p.sheet
+    fmt = p.roll if is_boleta(tipo) else p.sheet
     copies = [build_layout(src, config.company, p)]
     if cedible_label(src.documento):
         copies.append(build_layout(src, config.company, p, cedible=True))
@@ -230,39 +234,39 @@ class PdfWriter(threading.Thread):
     """Renders NAME.pdf in the background, so a worker is free for the next document as soon as
     its ticket is queued. The signed XML is the document; if the process dies before a PDF is
     written, `dtesync print NAME` renders it again from NAME.xml. A PDF that cannot be written
-    (a timbre no layout fits, a full disk) is recorded with its reason for the status file."""
+    (a timbre no layout fits, a full disk) is reported with its reason for the status file."""
 
-    def __init__(self, config: Config, on_result: Callable[[int, DteSyncError | None], None] | None = None):
+    def __init__(self, config: Config, write: Callable[[Doc, bytes], object],
+                 on_result: Callable[[Doc, DteSyncError | None], None] | None = None):
         super().__init__(name="dtesync-pdf", daemon=True)
         self.config = config
+        self._write = write
         self.on_result = on_result
-        self.jobs: queue_mod.Queue[tuple[PrintSource, Path, int | None] | None] = queue_mod.Queue()
+        self.jobs: queue_mod.Queue[tuple[PrintSource, Doc] | None] = queue_mod.Queue()
 
-    def submit(self, src: PrintSource, target: Path, doc_id: int | None = None) -> None:
-        self.jobs.put((src, target, doc_id))
+    def submit(self, src: PrintSource, doc: Doc) -> None:
+        self.jobs.put((src, doc))
 
-    def write(self, src: PrintSource, target: Path, doc_id: int | None = None) -> None:
-        from sync.outbox import atomic_write
-
+    def write(self, src: PrintSource, doc: Doc) -> None:
         try:
-            atomic_write(target, pdf_bytes(src, self.config))
+            self._write(doc, pdf_bytes(src, self.config))
         except LayoutRefused as exc:
-            self._result(doc_id, DteSyncError(exc.code, found=len(src.ted), params={"detail": exc.detail}), target)
+            self._result(doc, DteSyncError(exc.code, found=len(src.ted), params={"detail": exc.detail}))
         except OSError as exc:
-            self._result(doc_id, DteSyncError("PDF_NOT_WRITTEN", found=str(target), params={"detail": str(exc)}), target)
-        except Exception as exc:
-            log.exception("printing: could not write the PDF", extra={"file": str(target)})
-            self._result(doc_id, DteSyncError("PDF_NOT_WRITTEN", found=str(target),
-                                              params={"detail": f"{type(exc).__name__}: {exc}"}), target)
+            self._result(doc, DteSyncError("PDF_NOT_WRITTEN", found=f"{doc.rel}.pdf", params={"detail": str(exc)}))
+        except Exception as exc:  # any other failure still leaves a reason, never silence
+            log.exception("printing: could not write the PDF", extra={"doc": doc.id})
+            self._result(doc, DteSyncError("PDF_NOT_WRITTEN", found=f"{doc.rel}.pdf",
+                                           params={"detail": f"{type(exc).__name__}: {exc}"}))
         else:
-            self._result(doc_id, None, target)
+            self._result(doc, None)
 
-    def _result(self, doc_id: int | None, error: DteSyncError | None, target: Path) -> None:
+    def _result(self, doc: Doc, error: DteSyncError | None) -> None:
         if error is not None:
-            log.error("printing: no PDF", extra={"file": str(target), "code": error.code,
+            log.error("printing: no PDF", extra={"doc": doc.id, "code": error.code,
                                                  "error": error.message(self.config.language)})
-        if doc_id is not None and self.on_result is not None:
-            self.on_result(doc_id, error)
+        if self.on_result is not None:
+            self.on_result(doc, error)
 
     def run(self) -> None:
         while True:
@@ -277,19 +281,19 @@ class PdfWriter(threading.Thread):
         self.join(timeout)
 
 
-class PrintService:
-    """Owns the queue and the senders; `after_signed` is the daemon hook."""
+class PrintService(Stage):
+    """Owns the print queue, the senders and the PDF writer."""
 
-    def __init__(self, config: Config, *, state_dir: Path | None = None,
-                 results_base: Callable[[Any], Path] | None = None,
-                 on_change: Callable[[int], None] | None = None) -> None:
+    name = "printing"
+
+    def __init__(self, config: Config, *, state_dir: Path | None = None) -> None:
+        super().__init__()
         self.config = config
         self.stations = Stations(config.printing)
         self.queue = PrintQueue(Path(state_dir or config.folders.state) / FILE_NAME)
-        self.results_base = results_base
-        self._notify = on_change
         self.senders = {s.name: StationSender(s, self.queue, config, self._changed, self._rerender) for s in self.stations}
-        self.pdf_writer = PdfWriter(config, self._pdf_result)
+        self.pdf_writer = PdfWriter(config, lambda doc, data: self.filing.write_result(doc, ".pdf", data),
+                                    self._pdf_result)
         self._started = False
 
     def start(self) -> None:
@@ -320,28 +324,36 @@ class PrintService:
             self._refresh(job.doc_id)
 
     def _refresh(self, doc_id: int) -> None:
-        if self._notify is not None:
+        if self._filing is not None:
             try:
-                self._notify(doc_id)
+                self.filing.refresh(doc_id)
             except Exception:
                 log.exception("printing: could not rewrite the status file", extra={"doc": doc_id})
 
-    def _pdf_result(self, doc_id: int, error: DteSyncError | None) -> None:
+    def _pdf_result(self, doc: Doc, error: DteSyncError | None) -> None:
         if error is None:
-            if self.queue.pdf_result(doc_id) is None:
+            if self.queue.pdf_result(doc.id) is None:
                 return
-            self.queue.pdf_written(doc_id)
+            self.queue.pdf_written(doc.id)
         else:
-            self.queue.pdf_failed(doc_id, error.code, error.message(self.config.language))
-        self._refresh(doc_id)
+            self.queue.pdf_failed(doc.id, error.code, error.message(self.config.language))
+        self._refresh(doc.id)
 
     def _rerender(self, job: Job, native: bool) -> RenderedJob | None:
-        if not job.source or not Path(job.source).is_file():
+        """The job rendered again from its signed DTE: through the Filing for a document
+        (NAME.xml wherever it is filed now), from its file for a reprint."""
+        src: PrintSource | None = None
+        if job.doc_id is not None and self._filing is not None:
+            doc = self.filing.get(job.doc_id)
+            dte = self.filing.signed_dte(doc) if doc is not None else None
+            src = source_of(dte) if dte is not None else None
+        if src is None and job.source and Path(job.source).is_file():
+            src = source_from_dte_xml(Path(job.source).read_bytes(), Path(job.source).name)
+        if src is None:
             return None
-        src = source_from_dte_xml(Path(job.source).read_bytes(), Path(job.source).name)
         return render_job(src, self.stations.get(job.station), self.config, native=native)
 
-    def status_extra(self, doc: Any) -> dict[str, Any]:
+    def status_entry(self, doc: Doc) -> dict[str, Any]:
         """`print` entry for NAME.status.json (absent when the document has no ticket), and a
         `pdf` entry when NAME.pdf could not be written (with the reason)."""
         out: dict[str, Any] = {}
@@ -381,29 +393,20 @@ class PrintService:
             out.append(QueueStats(f"print:{name}", depth, None if oldest is None else max(0.0, now - oldest), failing))
         return out
 
-    # --- the daemon hook ------------------------------------------------------------------------
-    def after_signed(self, doc: Any, issued: Any | None) -> None:
+    # --- the stage hook ------------------------------------------------------------------------
+    def on_signed(self, doc: Doc, dte: SignedDte) -> None:
         """Idempotent per `doc.id`: the ticket is queued once; NAME.pdf is rewritten identically."""
-        base = self.results_base(doc) if self.results_base else None
-        xml_path = base.with_name(base.name + ".xml") if base is not None else None
-        if issued is not None:
-            src = source_from_issued(issued)
-        elif xml_path is not None and xml_path.exists():  # after a crash
-            src = source_from_dte_xml(xml_path.read_bytes(), doc.rel)
-        else:
-            log.error("printing: no signed DTE to print", extra={"doc": doc.id})
-            return
-        station = self.stations.route(folder=getattr(doc, "folder", None), xml=src.xml)
+        src = source_of(dte)
+        station = self.stations.route(folder=doc.folder, xml=src.xml)
         if station is not None:
+            source = str(self.filing.result_path(doc, ".xml")) if self._filing is not None else None
             self.enqueue(src, station, doc_key=f"doc:{doc.id}", doc_id=doc.id,
-                         label=f"{doc.rel}: TipoDTE {src.documento.tipo_dte} folio {src.documento.folio}",
-                         source=str(xml_path) if xml_path is not None else None)
-        if self.config.printing.pdf and base is not None:
-            target = base.with_name(base.name + ".pdf")
+                         label=f"{doc.rel}: TipoDTE {dte.tipo_dte} folio {dte.folio}", source=source)
+        if self.config.printing.pdf:
             if self._started:
-                self.pdf_writer.submit(src, target, doc.id)  # off the signing path: ~30-70 ms of rendering
+                self.pdf_writer.submit(src, doc)  # off the signing path: ~10-30 ms of rendering
             else:
-                self.pdf_writer.write(src, target, doc.id)
+                self.pdf_writer.write(src, doc)
 
     def enqueue(self, src: PrintSource, station: Station, *, doc_key: str, label: str,
                 doc_id: int | None = None, source: str | None = None) -> Job:
@@ -436,15 +439,9 @@ class PrintService:
         return job
 
 
-def attach(daemon: Any, config: Config) -> PrintService | None:
-    """Wire printing into a Daemon: the hook, the status `print` entry, start and stop."""
+def build_printing(config: Config) -> PrintService | None:
+    """The printing stage, or None when there is neither a PDF to write nor a station."""
     p = config.printing
     if not p.pdf and not p.stations:
         return None
-    svc = PrintService(config, state_dir=daemon.state_dir, results_base=lambda d: daemon.out.results_base(d),
-                       on_change=daemon.refresh_status)
-    daemon.after_signed.append(svc.after_signed)
-    daemon.status_extras.append(svc.status_extra)
-    daemon.on_start.append(svc.start)
-    daemon.on_stop.append(svc.stop)
-    return svc
+    return PrintService(config)

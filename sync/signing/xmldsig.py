@@ -1,6 +1,7 @@
 """XMLDSig as the SII profiles it: sign a Documento / SetDTE / seed, verify any SII signature.
 
-The profile (NOTES.md §4, §5, §7): `<Signature xmlns="http://www.w3.org/2000/09/xmldsig#">`
+The profile (SII Instructivo Técnico de Emisión v15.10.09, Anexo 3 A.3.3.1, and the SII's own
+signed samples): `<Signature xmlns="http://www.w3.org/2000/09/xmldsig#">`
 (default namespace, no `ds:` prefix) as the **next sibling** of the signed element, one
 `Reference URI="#ID"`, a single inclusive C14N 1.0 transform (no enveloped-signature transform),
 rsa-sha1 over sha1 digests, and a KeyInfo with both `KeyValue/RSAKeyValue` and
@@ -9,7 +10,7 @@ rsa-sha1 over sha1 digests, and a KeyInfo with both `KeyValue/RSAKeyValue` and
 Canonicalization. Inclusive C14N renders, on the signed element, every namespace in scope
 there, so the digest depends on where the element sits: it is computed in the element's final
 context. lxml's own subtree C14N (`tostring(sub, method="c14n")`) is wrong when the default
-namespace comes from an ancestor (spurious `xmlns=""` on grandchildren; NOTES §5), so `c14n()`
+namespace comes from an ancestor (spurious `xmlns=""` on grandchildren, lxml 4.9 to 6.1), so `c14n()`
 canonicalizes a detached copy whose new apex declares exactly the in-scope namespaces (plus the
 inherited `xml:*` attributes C14N 1.0 asks for). On the signing hot path the SignedInfo is not
 canonicalized by a serializer at all: it is produced from a template in canonical form (its
@@ -79,8 +80,9 @@ def c14n(
     to re-read documents signed in another context (verification); signing passes neither.
     """
     if nsmap is None and retag is None and _alone_in_document(element):
-        # A document's only node: nothing is inherited, so libxml2's own C14N is exact (NOTES §5's
-        # trap needs an ancestor) and the copy below is not needed. The signing hot path lands here.
+        # A document's only node: nothing is inherited, so libxml2's own C14N is exact (the
+        # spurious `xmlns=""` of the module docstring needs an ancestor) and the copy below is
+        # not needed. The signing hot path lands here.
         return etree.tostring(element, method="c14n", exclusive=exclusive, with_comments=False)
     scope = element.nsmap if nsmap is None else nsmap
     copy = deepcopy(element)  # its own document: detached from the ancestors' declarations

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from sync.storage import connect_wal, immediate
+from sync.storage import Store
 from sync.uplink.docref import DocRef
 
 SCHEMA = """
@@ -96,22 +96,53 @@ def full_jitter(attempt: int, base: float, cap: float, rng: random.Random) -> fl
     return rng.uniform(0.0, min(cap, base * (2 ** min(attempt, 40))))
 
 
-class UplinkQueue:
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._clock = clock
-        self._lock = threading.RLock()
-        self._db = connect_wal(self.path)
-        self._db.row_factory = sqlite3.Row
-        self._db.executescript(SCHEMA)
+FILE_NAME = "uplink.sqlite3"
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+
+class UplinkQueue(Store):
+    """The upload queue in its own Store (uplink.sqlite3). Earlier versions kept these tables in
+    the journal's file: `migrate_from_journal` moves them over once."""
+
+    SCHEMA = SCHEMA
+    TABLE = "uplink_queue"
+
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time, readonly: bool = False) -> None:
+        self._clock = clock
+        self._lock = threading.RLock()  # reads take it too: a consistent view across two SELECTs
+        super().__init__(path, readonly=readonly)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        return self.conn()
 
     def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        return immediate(self._db, self._lock)
+        return self.tx()
+
+    def migrate_from_journal(self, journal_path: Path) -> int:
+        """Copy the queue tables an older dtesync kept in journal.sqlite3 (once: only into an
+        empty queue), then drop them there. Returns the rows moved."""
+        if not Path(journal_path).exists():
+            return 0
+        src = sqlite3.connect(str(journal_path), timeout=30)
+        try:
+            has = src.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='uplink_queue'").fetchone()
+            if not has:
+                return 0
+            docs = src.execute("SELECT * FROM uplink_queue").fetchall()
+            cols = [d[0] for d in src.execute("SELECT * FROM uplink_queue LIMIT 0").description]
+            envios = src.execute("SELECT * FROM uplink_envios").fetchall()
+            ecols = [d[0] for d in src.execute("SELECT * FROM uplink_envios LIMIT 0").description]
+            with self.tx() as db:
+                if db.execute("SELECT COUNT(*) FROM uplink_queue").fetchone()[0] == 0:
+                    db.executemany(f"INSERT INTO uplink_queue({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", docs)
+                    db.executemany(f"INSERT INTO uplink_envios({', '.join(ecols)}) VALUES ({', '.join('?' * len(ecols))})",
+                                   envios)
+            src.execute("DROP TABLE uplink_queue")
+            src.execute("DROP TABLE uplink_envios")
+            src.commit()
+            return len(docs)
+        finally:
+            src.close()
 
     @staticmethod
     def _row(r: sqlite3.Row) -> QueuedDoc:

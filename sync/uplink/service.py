@@ -1,5 +1,5 @@
-"""The uplink service: drains the queue in batches, polls envíos, raises alerts, and reports
-every state change back to the ERP through a sink (the daemon's `update_state`).
+"""The uplink stage: drains the queue in batches, polls envíos, raises alerts, and reports
+every state change back to the ERP through a sink (the Filing's `update_state` once bound).
 
 Periodic ticks run on an APScheduler 3.x BackgroundScheduler (memory job store: the durable
 state is the queue table, never pickled jobs). Each tick is also callable directly
@@ -16,9 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Protocol
 
+from sync.alerts import Alerts
 from sync.errors import DteSyncError
+from sync.filing import Filing
+from sync.journal import Doc
+from sync.signed import SignedDte
+from sync.sii import is_boleta
+from sync.stage import QueueStats, Stage
 from sync.uplink.channels import Channel
-from sync.uplink.docref import doc_ref
+from sync.uplink.docref import DocRef
 from sync.uplink.queue import QueuedDoc, UplinkQueue, full_jitter
 from sync.uplink.transport import UplinkError
 
@@ -45,41 +51,46 @@ class UplinkSettings:
     alert_interval: float = 60.0
 
 
-class Uplink:
+class Uplink(Stage):
+    name = "uplink"
+
     def __init__(self, queue: UplinkQueue, channels: dict[str, Channel], *, sink: StateSink | None = None,
                  settings: UplinkSettings | None = None, route: Callable[[int], str] | None = None,
                  rng: random.Random | None = None, clock: Callable[[], float] = time.time,
                  on_alert: Callable[[str, dict], None] | None = None) -> None:
+        super().__init__()
         self.queue, self.channels = queue, channels
         self.sink = sink
         self.s = settings or UplinkSettings()
-        self.route = route or (lambda tipo: "boleta" if tipo in (39, 41) and "boleta" in channels else
+        self.route = route or (lambda tipo: "boleta" if is_boleta(tipo) and "boleta" in channels else
                                next(iter(channels)) if "http" in channels else "dte")
         self.rng = rng or random.Random()
         self.clock = clock
         self.on_alert = on_alert
-        self.alerts: list[tuple[str, dict]] = []
+        self.raised: list[tuple[str, dict]] = []  # every alert of this run (tests, `status`)
         self._drain_lock, self._poll_lock = threading.Lock(), threading.Lock()
         self._scheduler: Any = None
         self.stats = {"envios": 0, "uploaded_docs": 0, "failures": 0, "ambiguous": 0, "resolved_received": 0}
 
-    # --- input: the daemon's after_signed hook ----------------------------------------------------
-    def after_signed(self, doc: Any, issued: Any) -> None:
+    # --- the stage ------------------------------------------------------------------------------------
+    def bind(self, filing: Filing, alerts: Alerts) -> None:
+        super().bind(filing, alerts)
+        if self.sink is None:
+            self.sink = filing.update_state
+
+    def on_signed(self, doc: Doc, dte: SignedDte) -> None:
         """Queue a signed document (idempotent per document id) and report it `queued`."""
-        xml = getattr(issued, "dte_xml", None) if issued is not None else None
-        if xml is None:
-            xml = self._xml_from_outbox(doc)
-        ref = doc_ref(xml)
-        if self.queue.enqueue(doc.id, self.route(ref.tipo_dte), ref, xml) or doc.state == "signed":
+        ref = DocRef(dte.tipo_dte, dte.folio, dte.rut_emisor, dte.rut_receptor, dte.fch_emis.isoformat(),
+                     dte.monto_total)
+        if self.queue.enqueue(doc.id, self.route(ref.tipo_dte), ref, dte.dte_xml) or doc.state == "signed":
             self._report(doc.id, "queued", None)
         self.wake()
 
-    xml_reader: Callable[[Any], bytes] | None = None
-
-    def _xml_from_outbox(self, doc: Any) -> bytes:
-        if self.xml_reader is None:
-            raise RuntimeError("no signed XML for document %s" % doc.id)
-        return self.xml_reader(doc)
+    def queues(self) -> list[QueueStats]:
+        waiting = self.queue.unfinished()
+        now = self.clock()
+        return [QueueStats("uplink", len(waiting), min((now - d.enqueued_at for d in waiting), default=None),
+                           sum(1 for d in waiting if d.last_error))]
 
     def _report(self, doc_id: int, state: str, note: str | None, **values: Any) -> None:
         if self.sink is None:
@@ -210,7 +221,7 @@ class Uplink:
 
     # --- alerts ------------------------------------------------------------------------------------
     def alert(self, kind: str, info: dict) -> None:
-        self.alerts.append((kind, info))
+        self.raised.append((kind, info))
         log.warning("alert: %s", kind, extra=info)
         if self.on_alert:
             self.on_alert(kind, info)
@@ -264,7 +275,8 @@ class Uplink:
             except Exception:
                 pass
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        self.queue.close()

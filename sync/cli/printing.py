@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from sync.cli.common import EXIT_FAIL, EXIT_OK, Registry, UsageError, load
 from sync.errors import DteSyncError
 
 
-def register(command: Callable[..., argparse.ArgumentParser]) -> None:
-    p = command("print", cmd_print, "reprint a signed document's ticket (NAME in the outbox, or a DTE file)")
+def register(r: Registry) -> None:
+    p = r.command("print", cmd_print, "reprint a signed document's ticket (NAME in the outbox, or a DTE file)")
     p.add_argument("name", help="NAME (outbox/NAME.xml, e.g. caja1/F12) or the path of a signed DTE XML")
     p.add_argument("--station", help="printing station (default: routed like the daemon does)")
-    p = command("printers", cmd_printers, "printing stations: list them, or print a test ticket")
+    p = r.command("printers", cmd_printers, "printing stations: list them, or print a test ticket")
     p.add_argument("action", choices=("list", "test"))
     p.add_argument("--station", help="only this station (default: every station)")
 
@@ -38,7 +38,6 @@ def _resolve(config, name: str) -> tuple[Path, str]:
 
 
 def cmd_print(args: argparse.Namespace) -> int:
-    from sync.cli import EXIT_FAIL, EXIT_OK, UsageError, load
     from sync.printing.delivery import deliver
     from sync.printing.escpos import reprint_marker
     from sync.printing.layout import source_from_dte_xml
@@ -49,7 +48,6 @@ def cmd_print(args: argparse.Namespace) -> int:
     from sync.printing.status import Condition
 
     config = load(args)
-    assert config is not None  # load() raises when the configuration is missing
     lang = config.language
     try:
         xml_path, folder = _resolve(config, args.name)
@@ -97,7 +95,6 @@ def sample_payload(station: str, size: int) -> bytes:
 
 
 def cmd_printers(args: argparse.Namespace) -> int:
-    from sync.cli import EXIT_FAIL, EXIT_OK, UsageError, load
     from sync.printing.connectors import check, describe
     from sync.printing.delivery import deliver
     from sync.printing.escpos import place_timbre, sample_ticket, timbre_mode
@@ -106,7 +103,6 @@ def cmd_printers(args: argparse.Namespace) -> int:
     from sync.printing.status import Condition
 
     config = load(args)
-    assert config is not None
     lang = config.language
     try:
         stations = Stations(config.printing)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 import threading
-import time
 from pathlib import Path
-from typing import Callable
+
+from sync.cli.common import EXIT_OK, Registry, UsageError, load, load_optional
 
 
-def register(command: Callable[..., argparse.ArgumentParser]) -> None:
-    p = command("fake-sii", cmd_fake_sii, "run a local SII-compatible endpoint (seed/token, DTEUpload, "
+def register(r: Registry) -> None:
+    p = r.command("fake-sii", cmd_fake_sii, "run a local SII-compatible endpoint (seed/token, DTEUpload, "
                 "QueryEstUp, boleta REST, provider API) for tests and integrators")
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=int, default=8765)
@@ -22,19 +22,18 @@ def register(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--provider-token", help="bearer token of the provider API (/provider/v1)")
     p.add_argument("--folder", type=Path, help="also keep every accepted envelope here")
     p.add_argument("--seed", type=int, help="random seed for reproducible faults")
-    p = command("report", cmd_report, "write the daily sales report (informe de ventas) to outbox/reports/ as CSV and PDF")
+    p = r.command("report", cmd_report, "write the daily sales report (informe de ventas) to outbox/reports/ as CSV and PDF")
     p.add_argument("--date", help="the day, YYYY-MM-DD (default: today)")
-    p = command("retry", cmd_retry, "make every document waiting for the SII due now (the daemon sends them)")
+    p = r.command("retry", cmd_retry, "make every document waiting for the SII due now (the daemon sends them)")
     p.add_argument("ids", nargs="*", type=int, help="document ids (default: all waiting)")
 
 
 def cmd_fake_sii(args: argparse.Namespace) -> int:
-    from sync.cli import EXIT_OK, load
     from sync.daemon import install_signal_handlers
     from sync.fakesii import FakeSii, Faults
     from sync.runtime import trusted_caf_keys
 
-    config = load(args, required=False)
+    config = load_optional(args)
     faults = Faults.mixed(args.fault_rate, seed=args.seed, reject=args.reject_rate, objection=args.objection_rate)
     fake = FakeSii(host=args.host, port=args.port, faults=faults, processing_polls=args.processing_polls,
                    caf_keys=trusted_caf_keys(config) if config else {}, provider_token=args.provider_token,
@@ -52,25 +51,18 @@ def cmd_fake_sii(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from sync.cli import EXIT_OK, load
-    from sync.uplink.build import JOURNAL_FILE
-    from sync.uplink.queue import UplinkQueue
+    from sync.uplink.build import open_queue
 
     config = load(args)
-    path = config.folders.state / JOURNAL_FILE
-    if not path.exists():
-        print("No hay cola de envío.")
-        return EXIT_OK
-    queue = UplinkQueue(path)
-    n = queue.retry_now(args.ids or None)
-    print(f"{n} documento(s) quedan listos para enviarse ahora; en cola: {queue.counts()}")
+    with open_queue(config.folders.state) as queue:
+        n = queue.retry_now(args.ids or None)
+        print(f"{n} documento(s) quedan listos para enviarse ahora; en cola: {queue.counts()}")
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from sync.cli import EXIT_OK, UsageError, load
     from sync.reports import build_report, write_report
 
     config = load(args)
