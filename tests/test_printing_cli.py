@@ -11,7 +11,7 @@ from escpos_decode import decode
 from printing_fixtures import FakePrinter, free_port
 
 from sync.cli import main
-from sync.cli_print import sample_payload
+from sync.cli.printing import sample_payload
 from sync.config import parse_config
 from sync.errors import DteSyncError
 from sync.printing.profiles import builtin_names, load_profile
