@@ -117,6 +117,40 @@ def test_a_printer_reporting_a_fault_gets_nothing_and_prints_once_when_it_clears
         printer.close()
 
 
+def test_a_printer_fault_is_one_alert_and_one_recovery(sandbox_config, tmp_path, documents):
+    from sync.alerts import Alerts
+
+    class Recorder:
+        def __init__(self):
+            self.seen: list[tuple[str, str, bool]] = []
+
+        def notify(self, alert, *, resolved):
+            self.seen.append((alert.key, alert.message("es"), resolved))
+
+    class NoFiling:  # status files are not the point here
+        def refresh(self, doc_id):
+            pass
+
+    recorder = Recorder()
+    printer = FakePrinter()
+    printer.set(paper_out=True)
+    svc = _service(sandbox_config, tmp_path, printer.connector())
+    svc.bind(NoFiling(), Alerts([recorder]))  # type: ignore[arg-type]
+    svc.start()
+    try:
+        _enqueue(svc, documents)
+        assert _wait(lambda: _status(svc).get("attempts", 0) >= 3)  # polled several times while out of paper
+        printer.set(paper_out=False)
+        assert _wait(lambda: _status(svc).get("state") == "printed")
+        assert _wait(lambda: len(recorder.seen) == 2)
+        (key, message, resolved), (key2, _, resolved2) = recorder.seen
+        assert key == key2 == "printer:caja1" and (resolved, resolved2) == (False, True)
+        assert "caja1" in message and "sin papel" in message
+    finally:
+        svc.stop()
+        printer.close()
+
+
 def test_a_printer_that_accepts_and_stalls_is_stalled_and_prints_once_after(sandbox_config, tmp_path, documents):
     printer = FakePrinter()
     printer.set(stall=True)

@@ -134,10 +134,11 @@ class StationSender(threading.Thread):
     """Sends a station's jobs in order: status before and after each, waits out faults."""
 
     def __init__(self, station: Station, queue: PrintQueue, config: Config, on_change: Callable[[Job], None],
-                 rerender: Callable[[Job, bool], RenderedJob | None] | None = None):
+                 rerender: Callable[[Job, bool], RenderedJob | None] | None = None,
+                 on_printer: Callable[[str, Outcome], None] | None = None):
         super().__init__(name=f"dtesync-print-{station.name}", daemon=True)
         self.station, self.queue, self.config, self.on_change = station, queue, config, on_change
-        self.rerender = rerender
+        self.rerender, self.on_printer = rerender, on_printer
         p = config.printing
         self.backoff = Backoff(p.retry_base, p.retry_max)
         self.wake = threading.Event()
@@ -206,11 +207,13 @@ class StationSender(threading.Thread):
         code = out.condition.code
         if code is None:
             return out.detail
-        return DteSyncError(code, found=self.station.name, params={"detail": out.detail}).message(self.config.language)
+        return DteSyncError(code, params={"station": self.station.name, "detail": out.detail}).message(self.config.language)
 
     def _heard(self, out: Outcome) -> None:
         before = self.printer.condition
         self.printer = PrinterState(out.condition, out.detail, time.time())
+        if self.on_printer is not None:
+            self.on_printer(self.station.name, out)
         if out.condition != before and not out.condition.prints:
             log.warning("printing: printer not printing", extra={"station": self.station.name, "error": out.detail,
                                                                   "condition": str(out.condition)})
@@ -291,9 +294,11 @@ class PrintService(Stage):
         self.config = config
         self.stations = Stations(config.printing)
         self.queue = PrintQueue(Path(state_dir or config.folders.state) / FILE_NAME)
-        self.senders = {s.name: StationSender(s, self.queue, config, self._changed, self._rerender) for s in self.stations}
+        self.senders = {s.name: StationSender(s, self.queue, config, self._changed, self._rerender, self._printer)
+                        for s in self.stations}
         self.pdf_writer = PdfWriter(config, lambda doc, data: self.filing.write_result(doc, ".pdf", data),
                                     self._pdf_result)
+        self._raised: dict[str, str] = {}  # station -> the code of its active printer alert
         self._started = False
 
     def start(self) -> None:
@@ -329,6 +334,24 @@ class PrintService(Stage):
                 self.filing.refresh(doc_id)
             except Exception:
                 log.exception("printing: could not rewrite the status file", extra={"doc": doc_id})
+
+    def _printer(self, station: str, out: Outcome) -> None:
+        """One alert per station while its printer cannot print (sync.alerts: raised once,
+        resolved once), and another while it lacks the PDF417 its profile promised."""
+        if self._alerts is None:
+            return
+        key, code = f"printer:{station}", out.condition.code
+        if out.condition.prints:
+            self._raised.pop(station, None)
+            self.alerts.resolve(key)
+        elif code is not None and self._raised.get(station) != code:
+            if station in self._raised:
+                self.alerts.resolve(key)  # a different fault replaces the one before
+            self._raised[station] = code
+            self.alerts.raise_(key, code, "ERROR", station=station, detail=out.detail)
+        if out.native is False:
+            self.alerts.raise_(f"printer:{station}:pdf417", "PRINTER_NO_PDF417", "WARNING", station=station,
+                               detail=out.detail)
 
     def _pdf_result(self, doc: Doc, error: DteSyncError | None) -> None:
         if error is None:

@@ -59,7 +59,7 @@ class Condition(StrEnum):
 _CODES = {
     Condition.PAPER_OUT: "PRINTER_PAPER_OUT", Condition.COVER_OPEN: "PRINTER_COVER_OPEN",
     Condition.OFFLINE: "PRINTER_OFFLINE", Condition.ERROR: "PRINTER_ERROR", Condition.STALLED: "PRINTER_STALLED",
-    Condition.UNREACHABLE: "PRINTER_UNAVAILABLE", Condition.NO_PDF417: "PRINTER_NO_PDF417",
+    Condition.UNREACHABLE: "PRINTER_UNREACHABLE", Condition.NO_PDF417: "PRINTER_NO_PDF417",
 }
 _WORDS = {
     Condition.READY: ("lista", "ready"),
