@@ -113,6 +113,7 @@ class EmulatedPrinter:
         self.cleared = 0  # DLE DC4 fn 8 honoured
         self._units: deque[tuple[bytes, _Session]] = deque()
         self._buffered = 0
+        self._busy = False  # the engine is processing a command it took from the buffer
         self._pdf417: bytes | None = None
         self._cond = threading.Condition()
         self._closed = False
@@ -297,8 +298,13 @@ class EmulatedPrinter:
                     continue
                 cmd, session = self._units.popleft()
                 self._buffered -= len(cmd)
+                self._busy = True
                 self._cond.notify_all()
-            self._process(cmd, session)
+            try:
+                self._process(cmd, session)
+            finally:
+                with self._cond:
+                    self._busy = False
 
     def _process(self, cmd: bytes, session: _Session) -> None:
         if cmd[:2] == b"\x1dr":
@@ -330,5 +336,6 @@ class EmulatedPrinter:
         return predicate(self)
 
     def idle(self) -> bool:
+        """Nothing received is left to print."""
         with self._cond:
-            return not self._units
+            return not self._units and not self._busy
