@@ -207,14 +207,14 @@ def decode(data: bytes, code_pages: dict[int, str], *, width: int = 576, dpi: in
                 raise DecodeError(f"unknown FS {cmd!r} at {i}")
             i += 2 + _FS[cmd]
         elif b == b"\x10":
-            cmd = data[i + 1]
-            if cmd == 0x04:  # DLE EOT n
+            kind = data[i + 1]
+            if kind == 0x04:  # DLE EOT n
                 out.status_queries.append(data[i + 2])
                 i += 3
-            elif cmd == 0x14 and data[i + 2] == 8:  # DLE DC4 fn=8 (clear buffers)
+            elif kind == 0x14 and data[i + 2] == 8:  # DLE DC4 fn=8 (clear buffers)
                 i += 10
             else:
-                raise DecodeError(f"unknown DLE {cmd!r} at {i}")
+                raise DecodeError(f"unknown DLE {kind!r} at {i}")
         elif b == b"\x1d":
             cmd = data[i + 1 : i + 2]
             if cmd == b"v" and data[i + 2 : i + 3] == b"0":

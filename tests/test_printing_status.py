@@ -77,12 +77,18 @@ def _wait(cond, timeout: float = 20.0) -> bool:
     return cond()
 
 
+def _has_ink(img) -> bool:
+    """A copy with anything on it (a status probe's ESC @ prints nothing)."""
+    lowest = img.convert("L").getextrema()[0]
+    return isinstance(lowest, int) and lowest < 128
+
+
 def _paper(printer: EmulatedPrinter, profile_name: str = "generic-80mm"):
     """(TEDs read on paper, how many copies carry the REIMPRESIÓN mark, copies on paper)."""
     d = decode_ticket(bytes(printer.paper), load_profile(profile_name))
     teds = [b.bytes for img in d.copies for b in zxingcpp.read_barcodes(img.convert("L"))]
     marked = sum(1 for lines in d.lines if any("REIMPRESIÓN" in text for _, _, text, _ in lines))
-    inked = sum(1 for img in d.copies if img.convert("L").getextrema()[0] < 128)  # a status probe prints nothing
+    inked = sum(1 for img in d.copies if _has_ink(img))
     return teds, marked, inked
 
 
