@@ -175,7 +175,9 @@ class SmtpSink:
                     self.users[auth_data.login.decode()] == auth_data.password.decode()
                 return AuthResult(success=ok)
 
-            kwargs.update(authenticator=authenticator, auth_required=True, auth_require_tls=self.tls != "none")
+            # Under implicit TLS ("ssl") the whole session is encrypted, but aiosmtpd only counts
+            # STARTTLS as TLS for its auth_require_tls check.
+            kwargs.update(authenticator=authenticator, auth_required=True, auth_require_tls=self.tls == "starttls")
         controller = Controller(_Handler(self), **kwargs)
         if self.tls == "ssl":  # the readiness probe of aiosmtpd 1.4 must trust our CA
             controller._trigger_server = lambda: _probe_tls(self.port, self.tls_paths)  # type: ignore[method-assign]

@@ -191,3 +191,197 @@ def test_a_few_documents_wait_for_the_sii_then_are_delivered(tmp_path):
         accepted_at = next(h["at"] for h in s["history"] if h["state"] == "accepted")
         assert sent >= accepted_at  # delivered after the SII accepted it, not before
     assert len(smtp.messages()) == len(inputs)
+
+
+# --- outages, refusals, missing addresses ----------------------------------------------------------
+def test_smtp_down_for_a_while_then_up_nothing_lost_nothing_twice(tmp_path):
+    """The relay is down when the documents are due (the outage is scaled down to ~4 s through
+    the backoff settings); once it is back every document arrives exactly once."""
+    ruts = receptor_ruts(3, seed=3)
+    inputs = receptor_inputs(12, ruts, seed=4)
+    addresses = {r: f"r{i}@cliente.cl" for i, r in enumerate(ruts)}
+    smtp = SmtpSink()
+    smtp.port = smtp.port or __import__("delivery_fixtures").free_port()
+    sb, config = make_world(tmp_path, smtp_port=smtp.port, after="signed", receptors=addresses, backoff=0.2, cap=1.0)
+    app = start_app(config)
+    try:
+        drop_all(sb.inbox, inputs)
+        stage = delivery_stage(app)
+        assert wait_for(lambda: stage.stats["retries"] >= 5, 30)  # the relay is down: attempts keep failing
+        down = statuses(config.folders.outbox)
+        assert all(s.get("delivery", {}).get("state") == "pending" for s in down.values())
+        assert any("error" in s["delivery"] for s in down.values())
+        assert any(a.code == "DELIVERY_SMTP_DOWN" for a in app.alerts.active())
+        time.sleep(3.0)
+        smtp.start()  # back, on the same port
+        assert wait_for(lambda: delivered(config.folders.outbox, len(inputs)), 60)
+        assert not any(a.code == "DELIVERY_SMTP_DOWN" for a in app.alerts.active())  # the recovery was notified
+    finally:
+        app.stop()
+        smtp.stop()
+    mails = smtp.messages()
+    assert Counter(m.rcpt[0] for m in mails) == Counter(addresses[r] for _, _, r in inputs)
+    assert len({m.message_id for m in mails}) == len(inputs)
+    attempts = [s["delivery"]["attempts"] for s in statuses(config.folders.outbox).values()]
+    assert max(attempts) > 1
+
+
+def test_receptor_without_address_gets_no_address_and_one_alert_nothing_else(tmp_path, caplog):
+    ruts = receptor_ruts(2, seed=7)
+    known, unknown = ruts
+    inputs = receptor_inputs(6, [known, unknown], seed=8)
+    with SmtpSink() as smtp:
+        sb, config = make_world(tmp_path, smtp_port=smtp.port, after="signed", receptors={known: "ok@cliente.cl"})
+        app = start_app(config)
+        try:
+            drop_all(sb.inbox, inputs)
+            assert wait_for(lambda: delivered(config.folders.outbox, len(inputs), ("sent", "no_address")), 60)
+            alerts = [a for a in app.alerts.active() if a.code == "DELIVERY_NO_ADDRESS"]
+        finally:
+            app.stop()
+        mails = smtp.messages()
+    st = statuses(config.folders.outbox)
+    by_rut = defaultdict(list)
+    for s in st.values():
+        by_rut[s_rut(config, s)].append(s)
+    assert {s["delivery"]["state"] for s in by_rut[unknown]} == {"no_address"}
+    assert all(s["delivery"]["address"] is None and s["state"] == "signed" for s in by_rut[unknown])
+    assert {s["delivery"]["state"] for s in by_rut[known]} == {"sent"}
+    assert len(mails) == len(by_rut[known]) and all(m.rcpt == ["ok@cliente.cl"] for m in mails)
+    assert len(alerts) == 1 and alerts[0].params["rut"] == unknown  # one alert per receptor, not per document
+
+
+def test_address_refused_for_good_is_failed_with_an_alert_and_not_retried(tmp_path):
+    ruts = receptor_ruts(1, seed=11)
+    inputs = receptor_inputs(2, ruts, seed=12)
+    with SmtpSink(refuse={"nadie@cliente.cl"}) as smtp:
+        sb, config = make_world(tmp_path, smtp_port=smtp.port, after="signed", receptors={ruts[0]: "nadie@cliente.cl"})
+        app = start_app(config)
+        try:
+            drop_all(sb.inbox, inputs)
+            assert wait_for(lambda: delivered(config.folders.outbox, len(inputs), ("failed",)), 60)
+            time.sleep(0.5)
+            alerts = [a for a in app.alerts.active() if a.code == "DELIVERY_FAILED"]
+        finally:
+            app.stop()
+    for s in statuses(config.folders.outbox).values():
+        assert s["delivery"]["attempts"] == 1 and "550" in s["delivery"]["error"]
+    assert len(alerts) == len(inputs)
+    assert smtp.messages() == []
+
+
+# --- TLS and login -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_tls_relay_with_login_works_when_its_certificate_verifies(tmp_path, mode, monkeypatch):
+    tls = tls_files(tmp_path / "tls")
+    ruts = receptor_ruts(1, seed=13)
+    inputs = receptor_inputs(2, ruts, seed=14)
+    monkeypatch.setenv("DTESYNC_TEST_SMTP_PASSWORD", "clave-smtp")
+    extra = (f'ca_bundle = "{tls.ca}"\nsmtp_user = "emisor"\n'
+             'smtp_password = { env = "DTESYNC_TEST_SMTP_PASSWORD" }\n')
+    with SmtpSink(tls=mode, tls_paths=tls, users={"emisor": "clave-smtp"}) as smtp:
+        sb, config = make_world(tmp_path, smtp_port=smtp.port, tls=mode, after="signed",
+                                receptors={ruts[0]: "tls@cliente.cl"}, extra=extra)
+        app = start_app(config)
+        try:
+            drop_all(sb.inbox, inputs)
+            assert wait_for(lambda: delivered(config.folders.outbox, len(inputs)), 60)
+        finally:
+            app.stop()
+    assert len(smtp.messages()) == len(inputs)
+
+
+def test_relay_whose_certificate_does_not_verify_gets_nothing(tmp_path, caplog):
+    """Certificate verification is on: a relay with a certificate from an unknown CA (no
+    ca_bundle) is never sent a document; the documents wait, the admin gets an alert."""
+    tls = tls_files(tmp_path / "tls")
+    ruts = receptor_ruts(1, seed=15)
+    inputs = receptor_inputs(1, ruts, seed=16)
+    with SmtpSink(tls="starttls", tls_paths=tls) as smtp:
+        sb, config = make_world(tmp_path, smtp_port=smtp.port, tls="starttls", after="signed",
+                                receptors={ruts[0]: "tls@cliente.cl"})
+        app = start_app(config)
+        try:
+            drop_all(sb.inbox, inputs)
+            assert wait_for(lambda: any(a.code == "DELIVERY_SMTP_DOWN" for a in app.alerts.active()), 60)
+            alert = next(a for a in app.alerts.active() if a.code == "DELIVERY_SMTP_DOWN")
+        finally:
+            app.stop()
+    assert "certificado TLS no verificado" in alert.params["detail"]
+    assert smtp.messages() == []
+    assert {s["delivery"]["state"] for s in statuses(config.folders.outbox).values()} == {"pending"}
+
+
+# --- the virtual boleta (Res. Ex. 53/2025) ---------------------------------------------------------------
+VIRTUAL_STATION = """
+[printing]
+default_station = "caja1"
+
+[[printing.stations]]
+name = "web"
+virtual = true
+
+[[printing.stations]]
+name = "caja1"
+connector = {{ type = "file", path = "{ticket}" }}
+"""
+
+
+def boleta(correo: str | None, contacto: str | None = None) -> bytes:
+    from sync.sandbox.build import examples_dir
+
+    text = (examples_dir() / "39_boleta.txt").read_text(encoding="utf-8")
+    lines = []
+    if correo or contacto:
+        lines.append("[Encabezado.Receptor]")
+        lines.append("RUTRecep=66666666-6")
+        if contacto:
+            lines.append(f"Contacto={contacto}")
+        if correo:
+            lines.append(f"CorreoRecep={correo}")
+    return (text.replace("[Detalle]", "\n".join(lines) + "\n\n[Detalle]", 1) if lines else text).encode()
+
+
+def test_virtual_boleta_reaches_the_customer_with_its_pdf_and_timbre(tmp_path):
+    with SmtpSink() as smtp:
+        sb, config = make_world(tmp_path, smtp_port=smtp.port, after="accepted",
+                                printing=VIRTUAL_STATION.format(ticket=tmp_path / "caja1.bin"))
+        (sb.inbox / "web").mkdir()
+        app = start_app(config)
+        try:
+            for name, body in (("web/V1.txt", boleta("cliente@correo.cl")),  # virtual station, e-mail
+                               ("web/V2.txt", boleta(None)),                  # virtual station, no e-mail
+                               ("V3.txt", boleta(None, contacto="otra@correo.cl")),  # e-mail in Contacto
+                               ("V4.txt", boleta(None))):                     # printed: nothing to mail
+                (sb.inbox / name).write_bytes(body)
+            out = config.folders.outbox
+            assert wait_for(lambda: all((out / p).exists() for p in ("web/V1.status.json", "web/V2.status.json",
+                                                                     "V3.status.json", "V4.status.json"))
+                            and json.loads((out / "web/V1.status.json").read_text()).get("delivery", {}).get("state") == "sent"
+                            and json.loads((out / "V3.status.json").read_text()).get("delivery", {}).get("state") == "sent"
+                            and json.loads((out / "web/V2.status.json").read_text()).get("delivery", {}).get("state")
+                            == "no_address", 60)
+            alerts = [a.code for a in app.alerts.active()]
+        finally:
+            app.stop()
+    st = {p: json.loads((out / f"{p}.status.json").read_text()) for p in ("web/V1", "web/V2", "V3", "V4")}
+    assert st["web/V1"]["delivery"]["to"] == "customer" and st["web/V1"]["delivery"]["address"] == "cliente@correo.cl"
+    assert "delivery" not in st["V4"]
+    assert "DELIVERY_NO_CUSTOMER_ADDRESS" in alerts
+    mails = {m.rcpt[0]: m for m in smtp.messages()}
+    assert set(mails) == {"cliente@correo.cl", "otra@correo.cl"}
+    files = mails["cliente@correo.cl"].attachments()
+    pdf = next(v for k, v in files.items() if k.endswith(".pdf"))
+    assert pdf == (out / "web/V1.pdf").read_bytes()  # the printing stage's PDF, not a second rendering
+    ted = next(v for k, v in files.items() if k.endswith("_timbre.xml"))
+    ted_root = etree.fromstring(ted)
+    assert etree.QName(ted_root).localname == "TED"
+    assert ted_root.findtext(".//{*}F") == str(st["web/V1"]["folio"])
+    from sync.printing.queue import FILE_NAME
+
+    q = config.folders.state / FILE_NAME
+    if q.exists():
+        from sync.printing.queue import PrintQueue
+
+        with PrintQueue(q) as pq:
+            assert {j.station for j in pq.jobs()} == {"caja1"}  # a virtual station prints nothing

@@ -107,6 +107,8 @@ class DeliveryStage(Stage):
         self._imap_error: str | None = None
         self._generation = self.store.receptors_generation()
         self._company_rut = str(config.company.rut)
+        self._dirty: set[int] = set()  # documents whose status file lacks their new delivery entry
+        self._dirty_lock = threading.Lock()
 
     # --- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -155,14 +157,17 @@ class DeliveryStage(Stage):
             address = customer_address(dte)
             if address is None and not self._virtual(doc, dte):
                 return  # a printed boleta with no e-mail: nothing to deliver
-            self.store.enqueue(kind="boleta", state="pending", address=address, **common)
+            created = self.store.enqueue(kind="boleta", state="pending", address=address, **common)
         else:
             if dte.rut_receptor == dte.rut_emisor:
                 return  # a guía for an internal transfer: the issuer is its own receptor
             state = "pending" if self.dc.after == "signed" else "waiting"
-            self.store.enqueue(kind="intercambio", state=state, **common)
+            created = self.store.enqueue(kind="intercambio", state=state, **common)
             if state == "waiting" and doc.state in ACCEPTED:  # on_signed again after a crash, already accepted
                 self.store.release(doc.id, self.clock())
+        if created:
+            with self._dirty_lock:  # the status file was written before this hook: say `pending` soon,
+                self._dirty.add(doc.id)  # from the sender thread, off the signing path
         self.wake()
 
     def _virtual(self, doc: Doc, dte: SignedDte) -> bool:
@@ -223,10 +228,17 @@ class DeliveryStage(Stage):
         except Exception:
             log.exception("delivery: could not rewrite the status file", extra={"doc": doc_id})
 
+    def _refresh_dirty(self) -> None:
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, set()
+        for doc_id in sorted(dirty):
+            self._refresh(doc_id)
+
     # --- sending -----------------------------------------------------------------------------------
     def _send_loop(self) -> None:
         while not self._stopping.is_set():
             try:
+                self._refresh_dirty()
                 self._readdress()
                 wait = self.send_due()
             except Exception:
