@@ -408,7 +408,7 @@ def _el(parent: etree._Element, tag: str, text: object) -> etree._Element:
 
 def _signed(root: etree._Element, signed: etree._Element, cert: Certificate) -> bytes:
     sign_after(signed, cert)
-    return b'<?xml version="1.0" encoding="ISO-8859-1"?>\n' + etree.tostring(root, encoding="ISO-8859-1")
+    return b'<?xml version="1.0" encoding="ISO-8859-1"?>\n' + etree.tostring(root, encoding="ISO-8859-1", xml_declaration=False)
 
 
 @dataclass(frozen=True)
