@@ -8,6 +8,7 @@ they are references, `{ env = "NAME" }` or `{ file = "path" }`, resolved when ne
 
 from __future__ import annotations
 
+import builtins
 import os
 import sys
 import tomllib
@@ -354,13 +355,13 @@ def _invalid(key: str, detail: str) -> DteSyncError:
     return DteSyncError("CONFIG_INVALID", field=key, params={"detail": detail})
 
 
-class _Reader:
+class _Reader:  # noqa: A003 - str/int/bool/list read a key as that type
     """Dotted-key access with typed conversion and errors that name the key."""
 
     def __init__(self, data: dict[str, Any], base: Path):
         self.data, self.base = data, base
 
-    def get(self, key: str, default: Any = _MISSING) -> Any:
+    def get(self, key: builtins.str, default: Any = _MISSING) -> Any:
         node: Any = self.data
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
@@ -370,37 +371,37 @@ class _Reader:
             node = node[part]
         return node
 
-    def str(self, key: str, default: Any = _MISSING) -> Any:
+    def str(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self.get(key, default)
         if value is not None and not isinstance(value, str):
             raise _invalid(key, f"se esperaba texto, se encontró {value!r}")
         return value
 
-    def int(self, key: str, default: Any = _MISSING) -> Any:
+    def int(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self.get(key, default)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise _invalid(key, f"se esperaba un entero, se encontró {value!r}")
         return value
 
-    def bool(self, key: str, default: Any = _MISSING) -> Any:
+    def bool(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self.get(key, default)
         if not isinstance(value, bool):
             raise _invalid(key, f"se esperaba true o false, se encontró {value!r}")
         return value
 
-    def seconds(self, key: str, default: Any = _MISSING, *, positive: bool = False) -> float:
+    def seconds(self, key: builtins.str, default: Any = _MISSING, *, positive: builtins.bool = False) -> float:
         value = self.get(key, default)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (positive and value == 0):
             raise _invalid(key, f"se esperaba un número de segundos {'> 0' if positive else '>= 0'}, se encontró {value!r}")
         return float(value)
 
-    def list(self, key: str, default: Any = _MISSING) -> list:
+    def list(self, key: builtins.str, default: Any = _MISSING) -> builtins.list[Any]:
         value = self.get(key, default)
         if not isinstance(value, list):
             raise _invalid(key, f"se esperaba una lista, se encontró {value!r}")
         return value
 
-    def date(self, key: str, default: Any = _MISSING) -> date:
+    def date(self, key: builtins.str, default: Any = _MISSING) -> date:
         value = self.get(key, default)
         if isinstance(value, date):
             return value
@@ -409,18 +410,18 @@ class _Reader:
         except ValueError:
             raise _invalid(key, f"se esperaba una fecha AAAA-MM-DD, se encontró {value!r}") from None
 
-    def rut(self, key: str) -> Rut:
+    def rut(self, key: builtins.str) -> Rut:
         try:
             return Rut.parse(self.str(key))
         except RutError as exc:
             raise _invalid(key, f"RUT inválido: {exc.reason}") from None
 
-    def path(self, key: str, default: Any = _MISSING) -> Path:
+    def path(self, key: builtins.str, default: Any = _MISSING) -> Path:
         value = self.get(key, default)
         p = Path(value)
         return p if p.is_absolute() else (self.base / p)
 
-    def secret(self, key: str) -> SecretRef:
+    def secret(self, key: builtins.str) -> SecretRef:
         value = self.get(key)
         if isinstance(value, str):
             raise _invalid(key, "los secretos no van en claro: use { env = \"VAR\" } o { file = \"ruta\" }")

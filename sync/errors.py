@@ -218,6 +218,10 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El archivo de secreto {found} tiene permisos {mode}: otros usuarios pueden leerlo. Ejecute 'chmod 600 {found}'.",
         "The secret file {found} has mode {mode}: other users can read it. Run 'chmod 600 {found}'.",
     ),
+    "URL_INSECURE": (
+        "'{field}' usa http:// ({found}): el token viajaría sin cifrar. Use https:// (http:// solo hacia este equipo: localhost, 127.0.0.1).",
+        "'{field}' uses http:// ({found}): the token would travel unencrypted. Use https:// (http:// only to this machine: localhost, 127.0.0.1).",
+    ),
     "CERT_LEGACY_PBE": (
         "El certificado {found} usa cifrado antiguo (RC2-40) y esta instalación no lo soporta; reexpórtelo con 'openssl pkcs12 -legacy -in {found} -nodes | openssl pkcs12 -export -out nuevo.pfx'.",
         "The certificate {found} uses legacy encryption (RC2-40), unsupported by this installation; re-export it with 'openssl pkcs12 -legacy -in {found} -nodes | openssl pkcs12 -export -out new.pfx'.",
