@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import Message
 from email.policy import default as default_policy
 from pathlib import Path
+from typing import Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -40,8 +41,8 @@ from lxml import etree
 from sync.envio import NSMAP
 from sync.rut import Rut
 from sync.sandbox.build import examples_dir
-from sync.signing import Certificate, load_pkcs12, sign_after
 from sync.sandbox.cert_factory import make_test_certificate
+from sync.signing import Certificate, load_pkcs12, sign_after
 
 S = "{http://www.sii.cl/SiiDte}"
 
@@ -126,7 +127,7 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd's hook names)
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         import asyncio
 
         if self.sink.rcpt_delay:
@@ -136,7 +137,7 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):
         with self.sink.lock:
             self.sink.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content)))
             n = len(self.sink.received)
@@ -190,7 +191,7 @@ class SmtpSink:
             self._controller.stop()  # type: ignore[attr-defined]
             self._controller = None
 
-    def __enter__(self) -> SmtpSink:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -319,7 +320,7 @@ class Dovecot:
             self._proc = None
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> Dovecot:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -344,7 +345,7 @@ class Dovecot:
         try:
             m.login(self.user, self.password)
             m.select(folder, readonly=True)
-            typ, data = m.uid("FETCH", "1:*", "(FLAGS)")
+            _, data = m.uid("FETCH", "1:*", "(FLAGS)")
             return [d for d in data if isinstance(d, bytes)]
         finally:
             m.logout()

@@ -6,22 +6,26 @@ signatures with xmlsec1, the envelope with the official XSD, the Caratula's RutR
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from conftest import xmlsec1_verifies
+from delivery_fixtures import (
+    SmtpSink,
+    drop_all,
+    receptor_inputs,
+    receptor_ruts,
+    tls_files,
+)
 from lxml import etree
 
-from conftest import xmlsec1_verifies
-from delivery_fixtures import SmtpSink, drop_all, receptor_inputs, receptor_ruts, tls_files
 from sync import schema
 from sync.app import App, build_app
 from sync.config import load_config
 from sync.delivery.envelope import caratula_receptor
 from sync.delivery.stage import DeliveryStage
-from sync.delivery.store import DeliveryStore
 from sync.fakesii import FakeSii
 from sync.runtime import open_engine, trusted_caf_keys
 from sync.sandbox.build import create_sandbox

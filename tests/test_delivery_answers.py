@@ -11,11 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from lxml import etree
-
 from delivery_fixtures import (
-    DteRef,
     Dovecot,
+    DteRef,
     SmtpSink,
     answer_mail,
     drop_all,
@@ -26,9 +24,18 @@ from delivery_fixtures import (
     respuesta_dte,
     tls_files,
 )
+from lxml import etree
+from test_delivery import (
+    delivered,
+    delivery_stage,
+    make_world,
+    start_app,
+    statuses,
+    wait_for,
+)
+
 from sync.delivery.answers import parse_answer, schema_errors
 from sync.signed import SignedDte
-from test_delivery import delivered, delivery_stage, make_world, start_app, statuses, wait_for
 
 PASSWORD_ENV = "DTESYNC_TEST_IMAP_PASSWORD"
 
@@ -43,7 +50,7 @@ def xmlsec1_verifies_answer(data: bytes, tmp: Path, nth: int = 1) -> bool:
     path.write_bytes(data)
     cmd = ["xmlsec1", "--verify", "--id-attr:ID", "Resultado", "--id-attr:ID", "SetRecibos", "--id-attr:ID",
            "DocumentoRecibo", "--node-xpath", f"(//*[local-name()='Signature'])[{nth}]", str(path)]
-    return subprocess.run(cmd, capture_output=True).returncode == 0
+    return subprocess.run(cmd, capture_output=True, check=False).returncode == 0
 
 
 def refs(config, outbox: Path) -> dict[str, tuple[DteRef, dict]]:
@@ -137,7 +144,7 @@ def _stem(st: dict, status: dict) -> str:
 
 
 def test_answers_are_filed_once_even_when_the_mailbox_is_read_again(delivered_world):
-    app, config, box, smtp, rut, tmp = delivered_world
+    app, config, box, _smtp, rut, tmp = delivered_world
     cert = receptor_certificate(tmp, rut)
     (a, sa), *_ = refs(config, config.folders.outbox).values()
     answer = respuesta_dte(cert, rut, str(config.company.rut), resultado=[(a, 1, "Faltan 2 unidades")])
@@ -170,7 +177,7 @@ def test_mailbox_over_tls_is_read_when_its_certificate_verifies(tmp_path, monkey
             drop_all(sb.inbox, inputs)
             assert wait_for(lambda: delivered(config.folders.outbox, 1), 60)
             cert = receptor_certificate(tmp_path, rut)
-            (a, sa), = refs(config, config.folders.outbox).values()
+            ((a, _),) = refs(config, config.folders.outbox).values()
             box.append(answer_mail(respuesta_dte(cert, rut, str(config.company.rut), resultado=[(a, 0, "OK")]),
                                    sender="dte@receptor.cl", to="dte@empresademo.cl"))
             assert wait_for(lambda: "receptor" in next(iter(statuses(config.folders.outbox).values())), 30)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from lxml import etree
 
@@ -37,7 +37,7 @@ def envelope_name(dte: SignedDte) -> str:
     return _NAME_UNSAFE.sub("_", f"ENVIO_DTE_{dte.rut_emisor}_T{dte.tipo_dte}F{dte.folio}.xml")[:80]
 
 
-def build_receptor_envelope(dte: SignedDte, certificate: Certificate, *, fch_resol, nro_resol: int,
+def build_receptor_envelope(dte: SignedDte, certificate: Certificate, *, fch_resol: date, nro_resol: int,
                             now: datetime | None = None) -> ReceptorEnvelope:
     caratula = Caratula(
         rut_emisor=Rut.parse(dte.rut_emisor),

@@ -204,11 +204,11 @@ class DeliveryStore(Store):
                 (doc_id, kind, state, address, rut_receptor, rut_emisor, tipo_dte, folio, label, now, now, now))
             return cur.rowcount == 1
 
-    def _one(self, where: str, args: tuple) -> Delivery | None:
+    def _one(self, where: str, args: tuple[Any, ...]) -> Delivery | None:
         row = self.conn().execute(f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE {where}", args).fetchone()
         return Delivery(*row) if row else None
 
-    def _many(self, where: str, args: tuple = ()) -> list[Delivery]:
+    def _many(self, where: str, args: tuple[Any, ...] = ()) -> list[Delivery]:
         rows = self.conn().execute(f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE {where}", args).fetchall()
         return [Delivery(*r) for r in rows]
 
@@ -241,10 +241,10 @@ class DeliveryStore(Store):
         marks = ",".join("?" * len(states))
         return self._many(f"state IN ({marks}) ORDER BY id", tuple(states))
 
-    def _set(self, delivery_id: int, assignments: str, args: tuple, *, phase: str | None = None,
-             detail: str | None = None, where: str = "", now: float | None = None) -> bool:
+    def _set(self, delivery_id: int, assignments: str, args: tuple[Any, ...], *, phase: str | None = None,
+             detail: str | None = None, where: str = "", now: float | None = None, durable: bool = True) -> bool:
         now = time.time() if now is None else now
-        with self.tx() as db:
+        with self.tx(durable=durable) as db:
             cur = db.execute(f"UPDATE deliveries SET {assignments}, updated_at=? WHERE id=?{where}",
                              (*args, now, delivery_id))
             if phase and cur.rowcount:
@@ -280,8 +280,13 @@ class DeliveryStore(Store):
         self._set(delivery_id, "state='committing'", (), phase="committing")
 
     def sent(self, delivery_id: int, reply: str, now: float | None = None) -> None:
+        """The server took the message. Committed without waiting for the disk (WAL,
+        synchronous=NORMAL): it survives a crash of the process at once, which keeps the
+        at-least-once window between the server's 250 and this record to a write() call; a
+        power cut may undo it, and the mail is then sent again as uncertain."""
         now = time.time() if now is None else now
-        self._set(delivery_id, "state='sent', sent_at=?, last_error=NULL", (now,), phase="sent", detail=reply, now=now)
+        self._set(delivery_id, "state='sent', sent_at=?, last_error=NULL", (now,), phase="sent", detail=reply, now=now,
+                  durable=False)
 
     def retry(self, delivery_id: int, error: str, next_at: float, *, uncertain: bool = False) -> None:
         extra = ", uncertain=uncertain+1" if uncertain else ""
