@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import email
+import grp
 import os
 import pwd
 import random
@@ -277,7 +278,7 @@ class Dovecot:
             me = pwd.getpwuid(os.getuid())
             uid, gid = me.pw_uid, me.pw_gid
             internal_user = login_user = me.pw_name
-            internal_group = str(gid)
+            internal_group = grp.getgrgid(gid).gr_name
         (root / "home").mkdir()
         os.chown(root / "home", uid, gid)
         (root / "passwd").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")

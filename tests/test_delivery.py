@@ -389,3 +389,26 @@ def test_virtual_boleta_reaches_the_customer_with_its_pdf_and_timbre(tmp_path):
 
         with PrintQueue(q) as pq:
             assert {j.station for j in pq.jobs()} == {"caja1"}  # a virtual station prints nothing
+
+
+def test_documents_the_sii_rejects_are_not_delivered(tmp_path):
+    from sync.fakesii import Faults
+
+    ruts = receptor_ruts(1, seed=41)
+    inputs = receptor_inputs(3, ruts, seed=42)
+    with SmtpSink() as smtp, FakeSii(faults=Faults(reject=1.0, seed=1)) as fake:
+        sb, config = make_world(tmp_path, smtp_port=smtp.port, uplink_url=fake.url, receptors={ruts[0]: "a@cliente.cl"})
+        fake.caf_keys.update(trusted_caf_keys(config))
+        app = start_app(config)
+        try:
+            drop_all(sb.inbox, inputs)
+            out = config.folders.outbox
+            assert wait_for(lambda: len(statuses(out)) == len(inputs)
+                            and all(s["state"] == "rejected_sii" for s in statuses(out).values()), 60)
+            time.sleep(0.5)
+            store = delivery_stage(app).store
+            assert {d.state for doc in statuses(out).values() for d in store.for_doc(doc["document_id"])} == {"cancelled"}
+        finally:
+            app.stop()
+    assert smtp.messages() == []
+    assert all("delivery" not in s for s in statuses(out).values())

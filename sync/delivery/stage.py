@@ -165,9 +165,8 @@ class DeliveryStage(Stage):
             created = self.store.enqueue(kind="intercambio", state=state, **common)
             if state == "waiting" and doc.state in ACCEPTED:  # on_signed again after a crash, already accepted
                 self.store.release(doc.id, self.clock())
-        if created:
-            with self._dirty_lock:  # the status file was written before this hook: say `pending` soon,
-                self._dirty.add(doc.id)  # from the sender thread, off the signing path
+        if created:  # the status file was written before this hook: say `pending` soon, from the
+            self._mark_dirty(doc.id)  # sender thread, off the signing path
         self.wake()
 
     def _virtual(self, doc: Doc, dte: SignedDte) -> bool:
@@ -186,11 +185,19 @@ class DeliveryStage(Stage):
             self._follow_state(doc)
 
     def _follow_state(self, doc: Doc) -> None:
+        """The status file was just written with the row still waiting: rewrite it soon."""
+        changed = False
         if doc.state in ACCEPTED:
-            if self.store.release(doc.id, self.clock()):
-                self.wake()
+            changed = self.store.release(doc.id, self.clock())
         elif doc.state == DocState.REJECTED_SII:
-            self.store.cancel(doc.id, "rechazado por el SII: no se entrega al receptor")
+            changed = self.store.cancel(doc.id, "rechazado por el SII: no se entrega al receptor")
+        if changed:
+            self._mark_dirty(doc.id)
+            self.wake()
+
+    def _mark_dirty(self, doc_id: int) -> None:
+        with self._dirty_lock:
+            self._dirty.add(doc_id)
 
     def status_entry(self, doc: Doc) -> dict[str, Any]:
         out: dict[str, Any] = {}
