@@ -11,6 +11,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from lxml import etree
+
 from conftest import xmlsec1_verifies
 from delivery_fixtures import (
     SmtpSink,
@@ -19,8 +21,6 @@ from delivery_fixtures import (
     receptor_ruts,
     tls_files,
 )
-from lxml import etree
-
 from sync import schema
 from sync.app import App, build_app
 from sync.config import load_config

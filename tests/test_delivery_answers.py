@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from lxml import etree
+
 from delivery_fixtures import (
     Dovecot,
     DteRef,
@@ -24,7 +26,8 @@ from delivery_fixtures import (
     respuesta_dte,
     tls_files,
 )
-from lxml import etree
+from sync.delivery.answers import parse_answer, schema_errors
+from sync.signed import SignedDte
 from test_delivery import (
     delivered,
     delivery_stage,
@@ -33,9 +36,6 @@ from test_delivery import (
     statuses,
     wait_for,
 )
-
-from sync.delivery.answers import parse_answer, schema_errors
-from sync.signed import SignedDte
 
 PASSWORD_ENV = "DTESYNC_TEST_IMAP_PASSWORD"
 

@@ -28,10 +28,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from delivery_fixtures import SmtpSink, drop_all, receptor_inputs, receptor_ruts
-from test_delivery import DELIVERY, delivered, statuses, wait_for
 
+from delivery_fixtures import SmtpSink, drop_all, receptor_inputs, receptor_ruts
 from sync.sandbox.build import create_sandbox
+from test_delivery import DELIVERY, delivered, statuses, wait_for
 
 RUNNER = Path(__file__).with_name("delivery_daemon_runner.py")
 KILLS = 10
