@@ -112,6 +112,7 @@ class PrintStation:
     cut: bool = True
     cedible: bool = False  # also print the CEDIBLE copy where it applies
     types: list[int] | None = None  # the TipoDTE this station prints (None: every type)
+    virtual: bool = False  # no printer: its boletas are e-mailed to the customer (Res. Ex. 53/2025)
 
 
 @dataclass
@@ -149,6 +150,7 @@ class Config:
     trusted_caf_keys: dict[int, Path] = field(default_factory=dict)
     printing: PrintingConfig = field(default_factory=PrintingConfig)
     uplink: Any = None  # sync.uplink.settings.UplinkConfig ([uplink], parsed there)
+    delivery: Any = None  # sync.delivery.settings.DeliveryConfig ([delivery], parsed there), None: off
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -270,6 +272,7 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
         trusted_caf_keys=trusted,
         printing=_printing(r),
         uplink=_uplink(data, base),
+        delivery=_delivery(data, base),
         raw=data,
     )
 
@@ -303,7 +306,10 @@ def _printing(r: "_Reader") -> PrintingConfig:
         key = f"printing.stations[{i}]"
         if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not s["name"]:
             raise _invalid(key, "cada estación necesita 'name'")
-        conn = s.get("connector")
+        virtual = s.get("virtual", False)
+        if not isinstance(virtual, bool):
+            raise _invalid(f"{key}.virtual", f"se esperaba true o false, se encontró {virtual!r}")
+        conn = s.get("connector", {"type": "file", "path": os.devnull} if virtual else None)
         if not isinstance(conn, dict) or conn.get("type") not in CONNECTOR_TYPES:
             raise _invalid(f"{key}.connector", "use { type = " + " | ".join(CONNECTOR_TYPES) + ", ... }")
         if any(x.name == s["name"] for x in d.stations):
@@ -323,6 +329,7 @@ def _printing(r: "_Reader") -> PrintingConfig:
             name=s["name"], connector=conn, profile=str(s.get("profile", "generic-80mm")), copies=copies,
             cash_drawer=bool(s.get("cash_drawer", False)), cut=bool(s.get("cut", True)), cedible=bool(s.get("cedible", False)),
             types=types,
+            virtual=virtual,
         ))
     names = {x.name for x in d.stations}
     if d.default_station is not None and d.default_station not in names:
@@ -334,6 +341,12 @@ def _uplink(data: dict[str, Any], base: Path) -> Any:
     from sync.uplink.settings import parse_uplink
 
     return parse_uplink(data, base)
+
+
+def _delivery(data: dict[str, Any], base: Path) -> Any:
+    from sync.delivery.settings import parse_delivery
+
+    return parse_delivery(data, base)
 
 
 def resolve_secret(ref: SecretRef, name: str) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from daemon_real import Input, check_real_invariants, drop, varied_inputs, wait_final
-from sync.config import load_config
 from sync.app import build_app
+from sync.config import load_config
 from sync.daemon import Daemon
 from sync.sandbox.build import create_sandbox
 

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from lxml import etree
 
 from conftest import xmlsec1_verifies

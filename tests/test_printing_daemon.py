@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import zxingcpp
+
 from escpos_decode import decode
 from printing_fixtures import EXAMPLES, FakePrinter, free_port
-
 from sync.alerts import Alerts
 from sync.app import build_app, folders_of
 from sync.config import Folders, PrintingConfig, PrintStation, load_config

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import zxingcpp
-from escpos_decode import decode  # noqa: F401  (keeps the helper importable from here too)
 from PIL import Image
-from printing_fixtures import ONE_PER_TYPE, issue_examples, pdf_text, rasterise
 
+from escpos_decode import decode  # noqa: F401  (keeps the helper importable from here too)
+from printing_fixtures import ONE_PER_TYPE, issue_examples, pdf_text, rasterise
 from sync.model import DOCUMENT_NAMES
 from sync.printing import pdf417
 from sync.printing.layout import build_layout, cedible_label, source_from_dte_xml

@@ -10,9 +10,9 @@ from sync.cli.admin import backup_databases
 from sync.folios.store import FolioStore
 from sync.journal import Journal
 from sync.printing.queue import PrintQueue
-from sync.uplink.queue import UplinkQueue
 from sync.sandbox.build import DEMO_RUT
 from sync.sandbox.caf_factory import default_fake_sii
+from sync.uplink.queue import UplinkQueue
 
 
 def test_backup_copies_every_store_while_they_are_open_and_written(tmp_path):

@@ -8,8 +8,8 @@ from typing import Any
 
 from sync.exposure import require_tls, token_urls
 from sync.secrets import read_secret
-from sync.sii import is_boleta
 from sync.signing import Certificate
+from sync.sii import is_boleta
 from sync.uplink import auth
 from sync.uplink.channels import HttpChannel, SiiBoletaChannel, SiiDteChannel
 from sync.uplink.endpoints import SiiEndpoints
