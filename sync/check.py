@@ -597,7 +597,7 @@ def check_printers(config: Config, probes: Probes, say: _Say) -> list[Finding]:
     return out
 
 
-def _printer_rules(config: Config, st: dict, subject: str, say: _Say) -> list[Finding]:
+def _printer_rules(config: Config, st: dict[str, Any], subject: str, say: _Say) -> list[Finding]:
     """What the SII's rules say about this station's paper and printer (FAIL: refuse now, not
     at the first factura)."""
     try:
@@ -616,10 +616,10 @@ def _printer_rules(config: Config, st: dict, subject: str, say: _Say) -> list[Fi
     boletas = types is None or any(t in (39, 41) for t in types)
     others = types is None or any(t not in (39, 41) for t in types)
     x_mm = profile.module_dots * profile.dot_mm
-    geometry = {"paper_mm": profile.paper_mm, "printable_mm": profile.printable_mm, "x_mm": x_mm}
+    paper, printable = profile.paper_mm, profile.printable_mm
     out = []
     if others:
-        why = capacity_ok(33, **geometry)
+        why = capacity_ok(33, paper_mm=paper, printable_mm=printable, x_mm=x_mm)
         if why:
             out.append(Finding(FAIL, subject, say(
                 f"perfil {profile.name}: no puede imprimir facturas, notas ni guías ({why})",
@@ -636,7 +636,7 @@ def _printer_rules(config: Config, st: dict, subject: str, say: _Say) -> list[Fi
                 say("use una impresora de 203 dpi o más (p. ej. el perfil epson-tm-t88 de la generación actual)",
                     "use a printer of 203 dpi or more")))
         else:
-            why = capacity_ok(39, **geometry)
+            why = capacity_ok(39, paper_mm=paper, printable_mm=printable, x_mm=x_mm)
             if why:
                 out.append(Finding(FAIL, subject, say(f"perfil {profile.name}: no puede imprimir boletas ({why})",
                                                       f"profile {profile.name} cannot print boletas ({why})"),

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import zxingcpp
-from escpos_decode import Decoded, decode
 from PIL import Image
 
+from escpos_decode import Decoded, decode
 from sync.printing.emulator import EmulatedPrinter
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "sync" / "data" / "examples"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import zxingcpp
+
 from escpos_decode import decode
 from printing_fixtures import FakePrinter, free_port
-
 from sync.cli import main
 from sync.cli.printing import sample_payload
 from sync.config import parse_config

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import zxingcpp
+
 from escpos_decode import decode
 from printing_fixtures import ONE_PER_TYPE, decode_ticket, issue_examples
-
 from sync.config import PrintStation
 from sync.printing.escpos import job_start, render_ticket, reprint_marker
 from sync.printing.layout import build_layout

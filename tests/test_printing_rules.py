@@ -11,6 +11,7 @@ quiet zone >= 0.25 in (6.35 mm) on all four sides; facturas, notas, guías: timb
 from __future__ import annotations
 
 import pytest
+
 from printing_fixtures import (
     ONE_PER_TYPE,
     box_clearance,
@@ -22,7 +23,6 @@ from printing_fixtures import (
     pdf_text,
     rasterise,
 )
-
 from sync.printing.escpos import render_ticket
 from sync.printing.layout import build_layout, money
 from sync.printing.pdf import render_pdf

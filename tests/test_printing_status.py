@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import zxingcpp
-from printing_fixtures import EXAMPLES, FakePrinter, decode_ticket
 
+from printing_fixtures import EXAMPLES, FakePrinter, decode_ticket
 from sync.config import PrintingConfig, PrintStation
 from sync.printing.emulator import EmulatedPrinter
 from sync.printing.profiles import BUILTIN, load_profile

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from sync.cli.common import EXIT_FAIL, EXIT_OK, Registry, UsageError, load
+from sync.config import Config
 from sync.errors import DteSyncError
 
 
@@ -19,7 +20,7 @@ def register(r: Registry) -> None:
     p.add_argument("--station", help="only this station (default: every station)")
 
 
-def _resolve(config, name: str) -> tuple[Path, str]:
+def _resolve(config: Config, name: str) -> tuple[Path, str]:
     """(signed XML path, outbox-relative folder) for NAME or FILE."""
     path = Path(name)
     if path.suffix.lower() == ".xml" and path.is_file():

@@ -65,7 +65,7 @@ def _int(v: Any) -> int:
     return int(v, 0) if isinstance(v, str) else int(v)
 
 
-def _transport(conn: dict[str, Any], timeout: float):
+def _transport(conn: dict[str, Any], timeout: float) -> Any:
     """The python-escpos printer object for a connector table (not opened)."""
     import escpos.printer as ep
 
@@ -291,7 +291,7 @@ class PySerialLink:  # pragma: no cover - Windows only (COM ports)
     def __init__(self, device: str, baudrate: int, flow: str) -> None:
         self.name = f"serial:{device}"
         try:
-            import serial  # type: ignore[import-untyped]
+            import serial
         except ImportError:
             raise DteSyncError("PRINTER_CONNECTOR_UNSUPPORTED", found=self.name,
                                params={"detail": f"instale {_NEEDS['serial']}"}) from None
@@ -301,7 +301,7 @@ class PySerialLink:  # pragma: no cover - Windows only (COM ports)
             raise PrinterUnavailable(f"{self.name}: {exc}") from exc
 
     def write(self, data: bytes, progress_timeout: float, deadline: float) -> None:
-        import serial  # type: ignore[import-untyped]
+        import serial
 
         self.port.write_timeout = progress_timeout
         sent = 0

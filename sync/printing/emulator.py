@@ -154,7 +154,7 @@ class EmulatedPrinter:
         threading.Thread(target=self._accept, args=(s,), name="emulated-printer-accept", daemon=True).start()
         return self
 
-    def connector(self, **extra: object) -> dict:
+    def connector(self, **extra: object) -> dict[str, object]:
         return {"type": "tcp", "host": "127.0.0.1", "port": self.port, **extra}
 
     def stop_listening(self) -> None:
@@ -236,7 +236,7 @@ class EmulatedPrinter:
             os.close(slave)
 
     # --- reception -------------------------------------------------------------------------------------
-    def _read_loop(self, recv, session: _Session, limit: int | None) -> None:
+    def _read_loop(self, recv: Callable[[int], bytes], session: _Session, limit: int | None) -> None:
         pending = bytearray()
         while not self._closed:
             with self._cond:  # a full receive buffer stops reception: the host's writes stall
@@ -327,13 +327,13 @@ class EmulatedPrinter:
                 self.paper_out_after -= len(cmd)
 
     # --- observation -----------------------------------------------------------------------------------
-    def wait(self, predicate, timeout: float = 20.0) -> bool:
+    def wait(self, predicate: Callable[[EmulatedPrinter], object], timeout: float = 20.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate(self):
                 return True
             time.sleep(0.02)
-        return predicate(self)
+        return bool(predicate(self))
 
     def idle(self) -> bool:
         """Nothing received is left to print."""

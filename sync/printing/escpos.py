@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import textwrap
+from typing import Any
 
 from PIL import Image
 
@@ -51,7 +52,7 @@ def warm_up(profile: Profile) -> None:
     pdf417.error_correction([1])
 
 
-def _dummy(profile: Profile):
+def _dummy(profile: Profile) -> Any:
     from escpos.printer import Dummy
 
     return Dummy(profile=profile.escpos_profile)
@@ -177,7 +178,7 @@ class Ticket:
             self.p.cut(mode="PART" if self.profile.cut == "partial" else "FULL")
         else:
             self.p.print_and_feed(self.profile.feed_before_cut)
-        return self.p.output
+        return bytes(self.p.output)
 
 
 def place_timbre(ted: bytes, tipo_dte: int, profile: Profile) -> RollTimbre:
@@ -275,7 +276,7 @@ def reprint_marker(profile: Profile, reason: str) -> bytes:
     t.line(reason, align="center")
     t.rule("*")
     t.style()
-    return t.p.output
+    return bytes(t.p.output)
 
 
 def sample_ticket(profile: Profile, station: str, ted: bytes, *, tipo_dte: int = 39, native: bool | None = None,

@@ -28,6 +28,7 @@ from pdf417gen.util import chunks
 from PIL import Image
 
 SECURITY_LEVEL = 5  # SII: "se debe utilizar nivel 5"
+EC_WORDS = 1 << (SECURITY_LEVEL + 1)  # 64 error-correction code words at level 5
 ROW_RATIO = 3  # row height : X
 BYTE_LATCH, BYTE_LATCH_6 = 901, 924  # 924 when the byte count is a multiple of 6
 MAX_ROWS, MIN_ROWS, MAX_CODE_WORDS = 90, 3, 928
@@ -71,7 +72,7 @@ def error_correction(words: list[int]) -> list[int]:
         if word:
             acc += word * impulses[last - i]
     mask = (1 << _FIELD) - 1
-    state = [((acc >> (_FIELD * x)) & mask) % 929 for x in range(2 ** (SECURITY_LEVEL + 1))]
+    state = [((acc >> (_FIELD * x)) & mask) % 929 for x in range(EC_WORDS)]
     return [(929 - v) % 929 for v in reversed(state)]
 
 
@@ -79,7 +80,7 @@ def code_word_count(payload: bytes) -> int:
     """Length descriptor + data + error correction, before padding to a full row: byte
     compaction packs 6 bytes in 5 code words, the remainder one word per byte, after a latch."""
     n = len(payload)
-    return 1 + 1 + (n // 6) * 5 + n % 6 + 2 ** (SECURITY_LEVEL + 1)
+    return 1 + 1 + (n // 6) * 5 + n % 6 + EC_WORDS
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class Symbol:
 
     @property
     def width_modules(self) -> int:
-        return barcode_size(self.rows)[0]
+        return int(barcode_size(self.rows)[0])
 
     @property
     def row_count(self) -> int:

@@ -12,6 +12,7 @@ import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sync.errors import DteSyncError
 
@@ -80,7 +81,7 @@ def _invalid(where: str, detail: str) -> DteSyncError:
     return DteSyncError("PRINTER_PROFILE_INVALID", found=where, params={"detail": detail})
 
 
-def parse_profile(data: dict, where: str) -> Profile:
+def parse_profile(data: dict[str, Any], where: str) -> Profile:
     try:
         p = Profile(**{k: v for k, v in data.items() if k != "raster"})
     except TypeError as exc:

@@ -127,7 +127,7 @@ class PrintQueue(Store):
     MIGRATIONS = MIGRATIONS
     TABLE = "print_jobs"
 
-    def _one(self, sql: str, args: tuple) -> Job | None:
+    def _one(self, sql: str, args: tuple[object, ...]) -> Job | None:
         row = self.conn().execute(f"SELECT {_COLS} FROM print_jobs {sql}", args).fetchone()
         return Job(*row) if row else None
 
@@ -172,7 +172,7 @@ class PrintQueue(Store):
         """The job rendered again (e.g. as a raster for a printer without GS ( k)."""
         self._set(job_id, "data=?, mode=?, offsets=?", (data, mode, json.dumps(offsets)), now)
 
-    def _set(self, job_id: int, assignments: str, args: tuple, now: float | None) -> None:
+    def _set(self, job_id: int, assignments: str, args: tuple[object, ...], now: float | None) -> None:
         now = time.time() if now is None else now
         with self.tx() as db:
             db.execute(f"UPDATE print_jobs SET {assignments}, updated_at=? WHERE id=?", (*args, now, job_id))
