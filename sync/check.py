@@ -560,6 +560,9 @@ def check_printers(config: Config, probes: Probes, say: _Say) -> list[Finding]:
         conn = st.get("connector") if isinstance(st.get("connector"), dict) else st
         kind = str(conn.get("type", "")).lower()
         subject = say(f"impresora {name}", f"printer {name}")
+        if st.get("virtual") is True:  # no printer: its boletas are e-mailed (sync.delivery)
+            out.append(Finding(OK, subject, say("estación virtual: sin impresora", "virtual station: no printer")))
+            continue
         out += _printer_rules(config, st, subject, say)
         if kind in ("tcp", "network"):
             host, port = str(conn.get("host", "")), int(conn.get("port", 9100))

@@ -246,6 +246,15 @@ def test_a_180_dpi_printer_is_refused_for_boletas_and_facturas(site, printer_por
     assert any("4 × 9 cm" in h for h in hits)
 
 
+def test_a_virtual_station_has_no_printer_to_check(site):
+    config = site / "dtesync.toml"
+    config.write_text(config.read_text(encoding="utf-8") + '\n[[printing.stations]]\nname = "web"\nvirtual = true\n',
+                      encoding="utf-8")
+    code, out = check(site)
+    assert code == 0, out
+    assert lines_with(out, OK, "impresora web: estación virtual")
+
+
 def test_an_80mm_203_dpi_station_may_print_every_type(site, printer_port):
     _station(site, printer_port, "generic-80mm")
     code, out = check(site)

@@ -395,6 +395,8 @@ class PrintService(Stage):
         lang = self.config.language
         out = []
         for name, sender in self.senders.items():
+            if sender.station.config.virtual:
+                continue  # no printer to report on
             state = sender.printer
             depth = self.queue.backlog(name)[0]
             waiting = f"; {depth} en cola" if depth else ""
@@ -411,7 +413,9 @@ class PrintService(Stage):
     def queues(self) -> list[QueueStats]:
         now = time.time()
         out = []
-        for name in self.senders:
+        for name, sender in self.senders.items():
+            if sender.station.config.virtual:
+                continue
             depth, oldest, failing = self.queue.backlog(name)
             out.append(QueueStats(f"print:{name}", depth, None if oldest is None else max(0.0, now - oldest), failing))
         return out
