@@ -101,7 +101,8 @@ def find_timbres(img: Image.Image, dpi: float) -> list[Timbre]:
     gray = img.convert("L")
     ink = np.asarray(gray) < 128
     px = 25.4 / dpi
-    out = []
+    out: list[Timbre] = []
+    boxes: list[tuple[bytes, int, int, int, int]] = []
     for found in zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormat.PDF417):
         p = found.position
         xs = [p.top_left.x, p.top_right.x, p.bottom_left.x, p.bottom_right.x]
@@ -113,6 +114,10 @@ def find_timbres(img: Image.Image, dpi: float) -> list[Timbre]:
         cols = np.where(ink[y0:y1, x0:x1].any(axis=0))[0]
         t, b = y0 + rows[0], y0 + rows[-1]
         left, r = x0 + cols[0], x0 + cols[-1]
+        if any(payload == found.bytes and left < r2 and left2 < r and t < b2 and t2 < b
+               for payload, left2, t2, r2, b2 in boxes):
+            continue  # zxing-cpp reported the same symbol twice (it happens on some images)
+        boxes.append((found.bytes, left, t, r, b))
         out.append(Timbre(found.bytes, left * px, (ink.shape[1] - 1 - r) * px, t * px, (r - left + 1) * px,
                           (b - t + 1) * px, _quiet(ink, left, t, r, b, px)))
     return out
