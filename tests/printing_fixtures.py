@@ -8,7 +8,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import zxingcpp
 from PIL import Image
 
@@ -95,11 +94,16 @@ class Timbre:
         return min(self.width, self.height), max(self.width, self.height)
 
 
+def _ink(img: Image.Image) -> Image.Image:
+    """255 where the paper is dark (ink), 0 where it is blank: getbbox() then finds ink."""
+    return img.convert("L").point(lambda v: 255 if v < 128 else 0)
+
+
 def find_timbres(img: Image.Image, dpi: float) -> list[Timbre]:
     """Every PDF417 zxing-cpp reads on the picture, with its box (the dark pixels inside the
     area zxing found) and the blank paper around it on each side, in mm."""
     gray = img.convert("L")
-    ink = np.asarray(gray) < 128
+    ink = _ink(gray)
     px = 25.4 / dpi
     out: list[Timbre] = []
     boxes: list[tuple[bytes, int, int, int, int]] = []
@@ -108,55 +112,54 @@ def find_timbres(img: Image.Image, dpi: float) -> list[Timbre]:
         xs = [p.top_left.x, p.top_right.x, p.bottom_left.x, p.bottom_right.x]
         ys = [p.top_left.y, p.top_right.y, p.bottom_left.y, p.bottom_right.y]
         pad = 3
-        x0, x1 = max(0, min(xs) - pad), min(ink.shape[1], max(xs) + pad + 1)
-        y0, y1 = max(0, min(ys) - pad), min(ink.shape[0], max(ys) + pad + 1)
-        rows = np.where(ink[y0:y1, x0:x1].any(axis=1))[0]
-        cols = np.where(ink[y0:y1, x0:x1].any(axis=0))[0]
-        t, b = y0 + rows[0], y0 + rows[-1]
-        left, r = x0 + cols[0], x0 + cols[-1]
+        x0, y0 = max(0, min(xs) - pad), max(0, min(ys) - pad)
+        x1, y1 = min(ink.width, max(xs) + pad + 1), min(ink.height, max(ys) + pad + 1)
+        found_box = ink.crop((x0, y0, x1, y1)).getbbox()
+        assert found_box is not None, "zxing-cpp read a symbol where there is no ink"
+        left, t, r, b = x0 + found_box[0], y0 + found_box[1], x0 + found_box[2] - 1, y0 + found_box[3] - 1
         if any(payload == found.bytes and left < r2 and left2 < r and t < b2 and t2 < b
                for payload, left2, t2, r2, b2 in boxes):
             continue  # zxing-cpp reported the same symbol twice (it happens on some images)
         boxes.append((found.bytes, left, t, r, b))
-        out.append(Timbre(found.bytes, left * px, (ink.shape[1] - 1 - r) * px, t * px, (r - left + 1) * px,
+        out.append(Timbre(found.bytes, left * px, (ink.width - 1 - r) * px, t * px, (r - left + 1) * px,
                           (b - t + 1) * px, _quiet(ink, left, t, r, b, px)))
     return out
 
 
 def box_clearance(img: Image.Image, box: tuple[int, int, int, int], dpi: float) -> dict[str, float]:
     """Blank paper around a box (x, y, w, h in pixels) on each side, in mm."""
-    ink = np.asarray(img.convert("L")) < 128
     x, y, w, h = box
-    return _quiet(ink, x, y, x + w - 1, y + h - 1, 25.4 / dpi)
+    return _quiet(_ink(img), x, y, x + w - 1, y + h - 1, 25.4 / dpi)
 
 
 def ink_margins(img: Image.Image, dpi: float) -> tuple[float, float]:
     """Blank paper from the left and right edges to the nearest ink, in mm."""
-    cols = np.where((np.asarray(img.convert("L")) < 128).any(axis=0))[0]
-    return cols[0] * 25.4 / dpi, (img.width - 1 - cols[-1]) * 25.4 / dpi
+    ink = _ink(img)
+    bbox = ink.getbbox()
+    assert bbox is not None, "a blank page"
+    return bbox[0] * 25.4 / dpi, (ink.width - bbox[2]) * 25.4 / dpi
 
 
-def _quiet(ink: np.ndarray, left: int, top: int, right: int, bottom: int, px: float) -> dict[str, float]:
-    """Blank paper from each side of the box to the nearest ink (or the paper's edge), looking
-    within a band as wide as the box plus 0.25 in either way."""
+def _quiet(ink: Image.Image, left: int, top: int, right: int, bottom: int, px: float) -> dict[str, float]:
+    """Blank paper from each side of the box (inclusive pixel bounds) to the nearest ink, or to
+    the paper's edge, looking within a band as wide as the box plus 0.25 in either way."""
     q = round(6.35 / px) + 1
-    h, w = ink.shape
-    ys, xs = slice(max(0, top - q), min(h, bottom + q + 1)), slice(max(0, left - q), min(w, right + q + 1))
+    w, h = ink.size
+    y0, y1 = max(0, top - q), min(h, bottom + q + 1)
+    x0, x1 = max(0, left - q), min(w, right + q + 1)
 
-    out = {}
-    band = ink[ys, :left]
-    hits = np.where(band.any(axis=0))[0]
-    out["left"] = (left - 1 - hits[-1] if len(hits) else left) * px
-    band = ink[ys, right + 1 :]
-    hits = np.where(band.any(axis=0))[0]
-    out["right"] = (hits[0] if len(hits) else w - 1 - right) * px
-    band = ink[:top, xs]
-    hits = np.where(band.any(axis=1))[0]
-    out["top"] = (top - 1 - hits[-1] if len(hits) else top) * px
-    band = ink[bottom + 1 :, xs]
-    hits = np.where(band.any(axis=1))[0]
-    out["bottom"] = (hits[0] if len(hits) else h - 1 - bottom) * px
-    return out
+    def bbox(area: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+        return ink.crop(area).getbbox() if area[0] < area[2] and area[1] < area[3] else None
+
+    found = bbox((0, y0, left, y1))
+    gap_left = left - found[2] if found else left
+    found = bbox((right + 1, y0, w, y1))
+    gap_right = found[0] if found else w - 1 - right
+    found = bbox((x0, 0, x1, top))
+    gap_top = top - found[3] if found else top
+    found = bbox((x0, bottom + 1, x1, h))
+    gap_bottom = found[1] if found else h - 1 - bottom
+    return {"left": gap_left * px, "right": gap_right * px, "top": gap_top * px, "bottom": gap_bottom * px}
 
 
 def pdf_strings(pdf: bytes) -> list[tuple[str, float, str]]:
