@@ -488,6 +488,13 @@ class Journal(Store):
             "SELECT tipo_dte, state, COUNT(*) FROM documents WHERE step!='gone' GROUP BY state, tipo_dte").fetchall()
         return {(r[0], r[1]): r[2] for r in rows}
 
+    def counts_between(self, start: float, end: float) -> dict[str, int]:
+        """Documents claimed in [start, end) by state (today's line in the panel)."""
+        rows = self.conn().execute(
+            "SELECT state, COUNT(*) FROM documents WHERE created_at>=? AND created_at<? AND step!='gone'"
+            " GROUP BY state", (start, end)).fetchall()
+        return {r[0]: r[1] for r in rows}
+
     def recent(self, limit: int = 50, before_id: int | None = None) -> list[Doc]:
         """The newest documents (by id), `limit` of them, older than `before_id` when given."""
         sql = "SELECT * FROM documents WHERE step!='gone'" + (" AND id<?" if before_id else "")

@@ -190,7 +190,10 @@ class Outbox:
             return None
 
     def has_xml(self, doc: Doc) -> bool:
-        path = self.result_path(doc, ".xml")
+        return self.has_result(doc, ".xml")
+
+    def has_result(self, doc: Doc, suffix: str) -> bool:
+        path = self.result_path(doc, suffix)
         try:
             with self._folder_of(path, create=False) as folder:
                 return folder.exists(path.name)
