@@ -55,6 +55,10 @@ class FakePrinter:
 
     def stop_listening(self) -> None:
         if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread; close() alone leaves it listening
+            except OSError:
+                pass
             self._sock.close()
             self._sock = None
 
