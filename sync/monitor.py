@@ -91,6 +91,9 @@ class MonitorStage(Stage):
         """Raise what the findings say now, resolve what cleared; returns the active keys raised here."""
         assert self.health is not None, "attach(app) first"
         now = time.time() if now is None else now
+        daemon = self.health.app.daemon
+        if getattr(daemon, "_stopping", None) is not None and daemon._stopping.is_set():
+            return sorted(self._raised)  # its threads are ending on purpose: not a condition to report
         with self._watch_lock:
             active: set[str] = set()
             for f in self.health.findings():
