@@ -62,7 +62,7 @@ class Installation:
     """Folio stock and certificate expiry, read at most every `ttl` seconds (a read-only folio
     store: the panel and /metrics never write it)."""
 
-    def __init__(self, config: Config | None, certificate: Any = None, *, ttl: float = 60.0) -> None:
+    def __init__(self, config: Config | None, certificate: Any = None, *, ttl: float = 10.0) -> None:
         self.config, self.certificate, self.ttl = config, certificate, ttl
         self._at = -1e18
         self._stock: list[StockRow] = []

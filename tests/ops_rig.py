@@ -18,6 +18,7 @@ from printing_fixtures import EXAMPLES, FakePrinter
 from sync.app import App, build_app
 from sync.config import Config, Folders, PrintingConfig, PrintStation
 from sync.fakesii import FakeSii
+from sync.fakesii.server import Faults
 from sync.runtime import open_engine, trusted_caf_keys
 from sync.secrets import SecretRef
 from sync.uplink.settings import UplinkConfig
@@ -69,6 +70,14 @@ class Rig:
     def wait_state(self, stem: str, states: set[str], folder: str = "caja1", timeout: float = 30.0) -> dict:
         return self.wait(lambda: (s := self.status(stem, folder)).get("state") in states and s, timeout,
                          f"{stem} in {states}")
+
+    def sii_down(self) -> None:
+        """Every request to fake-sii fails with HTTP 500 (stopping its listener would not cut the
+        uplink's keep-alive connections)."""
+        self.fake.faults = Faults(error500=1.0)
+
+    def sii_up(self) -> None:
+        self.fake.faults = Faults()
 
     def stop(self) -> None:
         try:

@@ -75,11 +75,11 @@ def test_health_degrades_while_the_printer_is_down_and_recovers(rig):
 
 
 def test_health_degrades_while_the_uplink_fails_and_recovers(rig):
-    rig.fake.stop()
+    rig.sii_down()
     rig.drop("F2.txt")
     doc = rig.wait(lambda: (d := health(rig))["status"] == "degraded" and d, what="degraded")
     assert check(doc, "queue:uplink")["status"] == "degraded"
-    rig.fake.start()
+    rig.sii_up()
     rig.wait_state("F2", {"accepted"})
     rig.wait(lambda: health(rig)["status"] == "ok", what="ok again")
 
@@ -124,7 +124,7 @@ def test_metrics_parse_and_count_what_happened(rig):
 
 
 def test_metrics_count_uplink_and_printer_errors_by_kind(rig):
-    rig.fake.stop()
+    rig.sii_down()
     rig.printer.stop_listening()
     rig.drop("F4.txt")
     m = rig.wait(lambda: (x := metrics(rig)).get("dtesync_uplink_errors") and x.get("dtesync_printer_errors") and x,
@@ -132,7 +132,7 @@ def test_metrics_count_uplink_and_printer_errors_by_kind(rig):
     assert {s.labels["kind"] for s in m["dtesync_uplink_errors"] if s.name.endswith("_total")} == {"transient"}
     printer = [s for s in m["dtesync_printer_errors"] if s.name.endswith("_total")]
     assert printer[0].labels == {"station": "caja1", "kind": "unavailable"} and printer[0].value >= 1
-    rig.fake.start()
+    rig.sii_up()
     rig.printer.listen(rig.printer.port)
     rig.wait_state("F4", {"accepted"})
 
