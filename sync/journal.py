@@ -81,7 +81,6 @@ CREATE TABLE IF NOT EXISTS documents (
 );
 CREATE INDEX IF NOT EXISTS documents_name ON documents(folder, out_stem);
 CREATE INDEX IF NOT EXISTS documents_step ON documents(step);
-CREATE INDEX IF NOT EXISTS documents_state_type ON documents(state, tipo_dte, step);
 CREATE INDEX IF NOT EXISTS documents_folio ON documents(tipo_dte, folio);
 CREATE INDEX IF NOT EXISTS documents_day ON documents(fch_emis);
 CREATE INDEX IF NOT EXISTS documents_receptor ON documents(rut_receptor);
@@ -96,6 +95,28 @@ CREATE TABLE IF NOT EXISTS history (
     note   TEXT
 );
 CREATE INDEX IF NOT EXISTS history_doc ON history(doc_id);
+-- Documents by (tipo_dte, state, step), kept by triggers: `status`, /metrics and the panel read
+-- counts in O(types x states), not by scanning a year of rows. tipo_dte 0 = not known (yet).
+CREATE TABLE IF NOT EXISTS doc_counts (
+    tipo_dte INTEGER NOT NULL,
+    state    TEXT NOT NULL,
+    step     TEXT NOT NULL,
+    n        INTEGER NOT NULL,
+    PRIMARY KEY (tipo_dte, state, step)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS documents_count_insert AFTER INSERT ON documents BEGIN
+    INSERT INTO doc_counts(tipo_dte, state, step, n) VALUES (COALESCE(NEW.tipo_dte, 0), NEW.state, NEW.step, 1)
+        ON CONFLICT(tipo_dte, state, step) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS documents_count_update AFTER UPDATE OF tipo_dte, state, step ON documents
+    WHEN OLD.tipo_dte IS NOT NEW.tipo_dte OR OLD.state IS NOT NEW.state OR OLD.step IS NOT NEW.step BEGIN
+    UPDATE doc_counts SET n = n - 1 WHERE tipo_dte = COALESCE(OLD.tipo_dte, 0) AND state = OLD.state AND step = OLD.step;
+    INSERT INTO doc_counts(tipo_dte, state, step, n) VALUES (COALESCE(NEW.tipo_dte, 0), NEW.state, NEW.step, 1)
+        ON CONFLICT(tipo_dte, state, step) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS documents_count_delete AFTER DELETE ON documents BEGIN
+    UPDATE doc_counts SET n = n - 1 WHERE tipo_dte = COALESCE(OLD.tipo_dte, 0) AND state = OLD.state AND step = OLD.step;
+END;
 """
 # What each schema version added, for journals written by an earlier dtesync.
 MIGRATIONS = (
@@ -108,10 +129,13 @@ MIGRATIONS = (
     ALTER TABLE documents ADD COLUMN rzn_soc_recep TEXT;
     """,
     # Retention (sync.retention) and reads that stay fast with millions of rows (docs/performance.md,
-    # "Operations"): counts by state and type from one covering index instead of documents_state.
+    # "Operations"): counts kept by triggers (doc_counts) instead of scanning documents_state.
     """
     ALTER TABLE documents ADD COLUMN retained INTEGER NOT NULL DEFAULT 0;
     DROP INDEX IF EXISTS documents_state;
+    CREATE TABLE doc_counts (tipo_dte INTEGER NOT NULL, state TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
+                             PRIMARY KEY (tipo_dte, state, step)) WITHOUT ROWID;
+    INSERT INTO doc_counts SELECT COALESCE(tipo_dte, 0), state, step, COUNT(*) FROM documents GROUP BY 1, 2, 3;
     """,
 )
 
@@ -454,11 +478,12 @@ class Journal(Store):
         return {r[0] for r in rows if r[0]}
 
     def counts(self) -> dict[str, int]:
-        rows = self.conn().execute("SELECT state, COUNT(*) FROM documents WHERE step!='gone' GROUP BY state").fetchall()
+        rows = self.conn().execute(
+            "SELECT state, SUM(n) FROM doc_counts WHERE step!='gone' GROUP BY state HAVING SUM(n) > 0").fetchall()
         return {r[0]: r[1] for r in rows}
 
     def step_counts(self) -> dict[str, int]:
-        rows = self.conn().execute("SELECT step, COUNT(*) FROM documents GROUP BY step").fetchall()
+        rows = self.conn().execute("SELECT step, SUM(n) FROM doc_counts GROUP BY step HAVING SUM(n) > 0").fetchall()
         return {r[0]: r[1] for r in rows}
 
     def last_errors(self, limit: int = 10) -> list[Doc]:
@@ -483,10 +508,11 @@ class Journal(Store):
     # --- operations: the panel, /metrics and retention (each read uses an index; a year of rows
     # must not slow them down: bench/ops.py) ----------------------------------------------------------
     def counts_by_type(self) -> dict[tuple[int | None, str], int]:
-        """Documents by (tipo_dte, state), from the covering index documents_state_type."""
+        """Documents by (tipo_dte, state) (None: no type known, e.g. a rejected input)."""
         rows = self.conn().execute(
-            "SELECT tipo_dte, state, COUNT(*) FROM documents WHERE step!='gone' GROUP BY state, tipo_dte").fetchall()
-        return {(r[0], r[1]): r[2] for r in rows}
+            "SELECT tipo_dte, state, SUM(n) FROM doc_counts WHERE step!='gone' GROUP BY tipo_dte, state"
+            " HAVING SUM(n) > 0").fetchall()
+        return {(r[0] or None, r[1]): r[2] for r in rows}
 
     def counts_between(self, start: float, end: float) -> dict[str, int]:
         """Documents claimed in [start, end) by state (today's line in the panel)."""
@@ -533,14 +559,16 @@ class Journal(Store):
         Rows that need no move (gone, duplicates, superseded) come too: retention just marks them."""
         keep = tuple(keep_states)
         rows = self.conn().execute(
-            "SELECT * FROM documents WHERE retained<2 AND retained=0 AND created_at<? AND step IN ('filed','gone')"
-            f" AND state NOT IN ({','.join('?' * len(keep))}) ORDER BY created_at LIMIT ?",
+            # `+step`, `+state`: walk the small partial index documents_outbox, never documents_step
+            "SELECT * FROM documents WHERE retained<2 AND retained=0 AND created_at<? AND +step IN ('filed','gone')"
+            f" AND +state NOT IN ({','.join('?' * len(keep))}) ORDER BY created_at LIMIT ?",
             (cutoff, *keep, limit)).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
 
     def retaining(self) -> list[Doc]:
         """Documents whose results were moving when the process stopped (retention resumes them)."""
-        rows = self.conn().execute("SELECT * FROM documents WHERE retained=1 ORDER BY created_at").fetchall()
+        rows = self.conn().execute(
+            "SELECT * FROM documents WHERE retained<2 AND retained=1 ORDER BY created_at").fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
 
     def mark_retention(self, doc_ids: Iterable[int], value: int) -> None:

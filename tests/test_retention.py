@@ -184,22 +184,39 @@ def test_an_existing_journal_gains_the_retained_column(tmp_path):
 
     path = tmp_path / "journal.sqlite3"
     db = sqlite3.connect(path)
-    old_schema = Journal.SCHEMA.replace("retained    INTEGER NOT NULL DEFAULT 0", "x INTEGER")
-    old_schema = old_schema.replace("documents_state_type ON documents(state, tipo_dte, step)",
-                                    "documents_state ON documents(state)")
+    old_schema = Journal.SCHEMA.split("-- Documents by")[0]  # before the counts table and its triggers
+    old_schema = old_schema.replace("updated_at  REAL NOT NULL,", "updated_at  REAL NOT NULL")
     old_schema = "\n".join(line for line in old_schema.splitlines() if "retained" not in line)
-    db.executescript(old_schema)
-    db.execute("INSERT INTO documents(folder,name,out_stem,ext,step,state,created_at,updated_at)"
-               " VALUES ('','a.txt','a','.txt','filed','signed',1,1)")
+    db.executescript(old_schema + "CREATE INDEX documents_state ON documents(state);")
+    for i, (tipo, state) in enumerate([(33, "accepted"), (33, "accepted"), (None, "rejected_input")]):
+        db.execute("INSERT INTO documents(folder,name,out_stem,ext,step,state,tipo_dte,created_at,updated_at)"
+                   " VALUES ('',?,?,'.txt','filed',?,?,1,1)", (f"a{i}.txt", f"a{i}", state, tipo))
     db.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
     db.commit()
     db.close()
     j = Journal(path)
     try:
-        (doc,) = j.all_docs()
-        assert doc.retained == 0
+        assert all(d.retained == 0 for d in j.all_docs())
+        assert j.counts() == {"accepted": 2, "rejected_input": 1}  # the counts table starts from the rows there
+        assert j.counts_by_type() == {(33, "accepted"): 2, (None, "rejected_input"): 1}
         indexes = {r[0] for r in j.conn().execute("SELECT name FROM sqlite_master WHERE type='index'")}
-        assert "documents_state" not in indexes and {"documents_state_type", "documents_outbox"} <= indexes
+        assert "documents_state" not in indexes and "documents_outbox" in indexes
+    finally:
+        j.close()
+
+
+def test_the_counts_table_follows_every_write(tmp_path):
+    process(tmp_path, {"F1.txt": b"doc one", "F2.txt": b"doc two boleta", "BAD.txt": b"BAD", "N.txt": b"NOCAF"})
+    process(tmp_path, {"F1.txt": b"doc one again", "F2.txt": b"doc two boleta"})  # a superseded one, a duplicate
+    j = Journal(tmp_path / "state" / "journal.sqlite3")
+    try:
+        j.set_state(1, "queued")
+        scan = dict(j.conn().execute("SELECT state, COUNT(*) FROM documents WHERE step!='gone' GROUP BY state"))
+        steps = dict(j.conn().execute("SELECT step, COUNT(*) FROM documents GROUP BY step"))
+        assert j.counts() == scan and j.step_counts() == steps
+        by_type = {(t, s): n for t, s, n in j.conn().execute(
+            "SELECT tipo_dte, state, COUNT(*) FROM documents WHERE step!='gone' GROUP BY 1, 2")}
+        assert j.counts_by_type() == by_type
     finally:
         j.close()
 

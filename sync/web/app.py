@@ -218,7 +218,7 @@ def create_app(panel: Panel) -> Flask:
     def document(doc_id: int) -> Any:
         doc = get_doc(doc_id)
         filing = panel.app.filing
-        files = {kind: filing.out.has_result(doc, suffix) for kind, (suffix, _) in FILES.items()}
+        files = {kind: _has(filing, doc, suffix) for kind, (suffix, _) in FILES.items()}
         uplink = panel.stage("uplink")
         queued = uplink.queue.get(doc.id) if uplink is not None else None
         printing = panel.stage("printing")
@@ -386,6 +386,13 @@ def create_app(panel: Panel) -> Flask:
         return Response(panel.metrics.text(), mimetype=None, content_type=CONTENT_TYPE)
 
     return flask
+
+
+def _has(filing: Any, doc: Doc, suffix: str) -> bool:
+    try:
+        return bool(filing.out.has_result(doc, suffix))
+    except (OSError, ValueError):  # a link where a result should be; a path outside the folders
+        return False
 
 
 def _json(data: Any) -> str:
