@@ -12,6 +12,7 @@ watcher (sync.monitor) raises exactly the alert that the finding describes.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from sync.config import AlertsConfig
 from sync.errors import DteSyncError
 from sync.stage import Check, Health, QueueStats, Stage
+
+log = logging.getLogger("dtesync.health")
 
 if TYPE_CHECKING:
     from sync.app import App
@@ -186,7 +189,7 @@ class HealthView:
             try:
                 out += [(stage, q) for q in stage.queues()]
             except Exception:
-                continue
+                log.exception("health: a stage's queues() failed", extra={"stage": stage.name})
         return out
 
     def _queues(self) -> list[Finding]:

@@ -124,10 +124,7 @@ class MonitorStage(Stage):
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        try:
-            self.write_metrics_file()
-        except Exception:
-            pass
+        self._guarded(self.write_metrics_file, "monitor: could not write the metrics file")
         from sync.notifiers import close_notifiers
 
         close_notifiers(self.notifiers, timeout)

@@ -23,7 +23,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import TYPE_CHECKING, Any
@@ -105,7 +105,7 @@ class QueuedNotifier:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).astimezone().isoformat(timespec="seconds")
+    return datetime.fromtimestamp(ts, UTC).astimezone().isoformat(timespec="seconds")
 
 
 def payload(alert: Alert, *, resolved: bool, at: float, lang: str, installation: dict[str, str]) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def parse_retention(data: dict[str, Any]) -> RetentionConfig:
         raise _invalid("", "se esperaba una tabla [retention]")
     unknown = set(section) - set(RetentionConfig.__dataclass_fields__)
     if unknown:
-        raise _invalid(sorted(unknown)[0], "clave desconocida")
+        raise _invalid(min(unknown), "clave desconocida")
     d = RetentionConfig()
     days = section.get("outbox_days", d.outbox_days)
     if not isinstance(days, int) or isinstance(days, bool) or days < 0:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from printing_fixtures import EXAMPLES, FakePrinter
+
 from sync.app import App, build_app
 from sync.config import Config, Folders, PrintingConfig, PrintStation
 from sync.fakesii import FakeSii
@@ -105,7 +106,7 @@ def make_rig(root: Path, base: Config, *, lang: str = "es", password: bool = Tru
         web=WebConfig(listen="127.0.0.1:0", password=SecretRef(env=PASSWORD_ENV) if password else None, **(web or {})),
     )
     engine = open_engine(config)
-    settings = dict(watch="poll", poll_interval=0.05, stable_window=0.05, workers=2)
+    settings: dict[str, Any] = {"watch": "poll", "poll_interval": 0.05, "stable_window": 0.05, "workers": 2}
     settings.update(daemon)
     app = build_app(config, engine=engine, **settings)
     if notifiers is not None:

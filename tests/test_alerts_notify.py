@@ -15,15 +15,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
-
 from ops_rig import make_rig
 from printing_fixtures import free_port
+
 from sync.alerts import Alert, Alerts, LogNotifier
 from sync.config import load_config
 from sync.errors import DteSyncError
 from sync.fakesii.server import Faults
 from sync.monitor import REJECTION_HOLD
-from sync.notifiers import EmailNotifier, SmtpSettings, WebhookNotifier, payload, smtp_settings
+from sync.notifiers import (
+    EmailNotifier,
+    SmtpSettings,
+    WebhookNotifier,
+    payload,
+    smtp_settings,
+)
 from sync.sandbox.build import create_sandbox
 
 
@@ -47,7 +53,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if outer.fail_first > 0:
                     outer.fail_first -= 1

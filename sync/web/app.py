@@ -13,13 +13,24 @@ path.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Flask,
+    Response,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from sync.errors import DteSyncError
 from sync.health import HealthView, overall
@@ -33,8 +44,9 @@ from sync.web.settings import WebConfig
 
 if TYPE_CHECKING:
     from sync.app import App
-    from sync.journal import Doc
+    from sync.journal import Doc, Journal
 
+log = logging.getLogger("dtesync.web")
 PAGE = 50
 FILES = {"xml": (".xml", "application/xml"), "pdf": (".pdf", "application/pdf")}
 FILE_LIMIT = 32 << 20
@@ -57,7 +69,7 @@ class Panel:
     password_hash: str | None = None
 
     @property
-    def journal(self) -> Any:
+    def journal(self) -> Journal:
         return self.app.filing.journal
 
     def stage(self, name: str) -> Any:
@@ -150,7 +162,7 @@ def create_app(panel: Panel) -> Flask:
             try:
                 out.update(stage.status_entry(doc))
             except Exception:
-                continue
+                log.exception("web: a stage's status entry failed", extra={"stage": stage.name, "doc": doc.id})
         return out
 
     def rows(docs: list[Doc]) -> list[dict[str, Any]]:

@@ -77,7 +77,7 @@ class Throttle:
             now = time.monotonic()
             while q and now - q[0] > self.window:
                 q.popleft()
-            return bool(q) and len(q) >= self.limit
+            return q is not None and len(q) >= self.limit
 
     def failed(self, who: str) -> None:
         with self._lock:

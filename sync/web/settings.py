@@ -82,7 +82,7 @@ def parse_web(data: dict[str, Any], base: Path) -> WebConfig:
     known = {f for f in WebConfig.__dataclass_fields__}
     unknown = set(section) - known
     if unknown:
-        raise _invalid(sorted(unknown)[0], "clave desconocida")
+        raise _invalid(min(unknown), "clave desconocida")
     d = WebConfig()
     listen = section.get("listen", d.listen)
     if not isinstance(listen, str):
