@@ -85,7 +85,7 @@ CREATE INDEX IF NOT EXISTS documents_folio ON documents(tipo_dte, folio);
 CREATE INDEX IF NOT EXISTS documents_day ON documents(fch_emis);
 CREATE INDEX IF NOT EXISTS documents_receptor ON documents(rut_receptor);
 CREATE INDEX IF NOT EXISTS documents_created ON documents(created_at);
-CREATE INDEX IF NOT EXISTS documents_outbox ON documents(created_at) WHERE retained < 2;
+CREATE INDEX IF NOT EXISTS documents_outbox ON documents(retained, created_at) WHERE retained < 2;
 CREATE INDEX IF NOT EXISTS documents_errors ON documents(updated_at) WHERE errors IS NOT NULL;
 CREATE INDEX IF NOT EXISTS documents_name_nocase ON documents(name COLLATE NOCASE);
 CREATE TABLE IF NOT EXISTS history (
