@@ -263,8 +263,8 @@ def machine() -> str:
 def cpu_per_document(n: int, work: Path) -> dict:
     """A backlog of n files drained by an in-process daemon: wall time and the process's CPU
     time (every thread, user + system) per document, without the bench's own observer."""
-    from sync.config import load_config
     from sync.app import build_app
+    from sync.config import load_config
 
     root = work / "cpu"
     config = load_config(sandbox(root, "events"))
@@ -291,8 +291,8 @@ def profile(kind: str, n: int, work: Path) -> None:
     import pstats
     import threading
 
-    from sync.config import load_config
     from sync.app import build_app
+    from sync.config import load_config
 
     root = work / "profile"
     config = load_config(sandbox(root, "events"))

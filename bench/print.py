@@ -121,7 +121,7 @@ def run_latency(root: Path, rate: float, seconds: float) -> dict:
 
 def run_pdf(root: Path, repeat: int = 5) -> dict:
     from sync.config import load_config
-    from sync.printing.service import pdf_bytes, source_from_issued
+    from sync.printing.service import pdf_bytes, source_of
     from sync.runtime import open_engine
 
     sb = create_sandbox(root / "pdf", folios_per_type=20)
@@ -130,7 +130,7 @@ def run_pdf(root: Path, repeat: int = 5) -> dict:
     out = {}
     for path in sorted(EXAMPLES.glob("*.txt")):
         issued = engine.issue(path.read_bytes(), path.name, doc_key=f"bench:{path.name}")
-        src = source_from_issued(issued)
+        src = source_of(issued)
         pdf_bytes(src, config)  # warm
         times = []
         for _ in range(repeat):

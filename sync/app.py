@@ -5,7 +5,7 @@ the daemon here, so they run the same assembly:
 
     Filing (journal + outbox)  <-  stages bound to it and to the alerts hub
        ^                                printing (NAME.pdf, tickets), uplink (SII or provider),
-    Daemon (threads, lifecycle)         reports (alerts, informe de ventas), retention,
+    Daemon (threads, lifecycle)         delivery (receptors, virtual boletas), reports, retention,
        ^                                monitor (health, metrics, alerts), the web panel ...
     Engine (parse -> folio -> TED -> sign -> XSD)
 
@@ -109,7 +109,9 @@ def attach_watchers(app: App) -> None:
 
 def product_stages(config: Config, engine: Any) -> list[Stage]:
     """The stages a configuration asks for, in the order they see a signed document: printing
-    first (the cashier's ticket), then the uplink, then the scheduled reports."""
+    first (the cashier's ticket), then the uplink, delivery to receptors, then the scheduled
+    reports."""
+    from sync.delivery.stage import build_delivery
     from sync.printing.service import build_printing
     from sync.reports import ReportsStage
     from sync.uplink.build import build_uplink
@@ -121,6 +123,9 @@ def product_stages(config: Config, engine: Any) -> list[Stage]:
     uplink = build_uplink(config, engine.certificate)
     if uplink is not None:
         stages.append(uplink)
+    delivery = build_delivery(config, engine.certificate)
+    if delivery is not None:
+        stages.append(delivery)  # after the uplink: it waits for the SII's acceptance
     stages.append(ReportsStage(config, engine.certificate))
     stages += operations_stages(config)
     return stages

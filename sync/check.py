@@ -70,7 +70,8 @@ def run_checks(
     probes: Probes | None = None,
 ) -> list[Finding]:
     """Every check, in the order an admin fixes things: config first (nothing else runs
-    without it), then certificate, CAFs, folders, printers, uplink."""
+    without it), then certificate and secrets, CAFs, folders and who may read them, URLs,
+    printers, uplink."""
     now = now or datetime.now(timezone.utc)
     probes = probes or Probes()
     config, findings = check_config(config_path)
@@ -79,8 +80,11 @@ def run_checks(
     say = _Say(config.language)
     for check in (
         lambda: check_certificate(config, now, environ, say),
+        lambda: check_secrets(config, environ, say),
         lambda: check_cafs(config, now.date(), say),
         lambda: check_folders(config, say),
+        lambda: check_permissions(config, say),
+        lambda: check_urls(config, say),
         lambda: check_printers(config, probes, say),
         lambda: check_uplink(config, probes, say, now, environ),
     ):
@@ -184,7 +188,7 @@ def check_certificate(config: Config, now: datetime, environ: Mapping[str, str] 
             fix = f"chmod 600 {ref.file} && chown dtesync {ref.file}"
         elif ref.env:
             fix = say(f"defina la variable {ref.env} para el servicio (systemd: 'systemctl edit dtesync' -> "
-                      f"Environment={ref.env}=...; mejor: password = {{ file = \"/etc/dtesync/cert.password\" }})",
+                      f"Environment={ref.env}=...; mejor: password = {{ file = \"/etc/dtesync/cert/password\" }})",
                       f"set {ref.env} for the service, or use password = {{ file = \"...\" }}")
         else:
             fix = say(f"escriba la contraseña en {ref.file} (una línea, chmod 600, dueño el usuario del servicio)",
@@ -194,8 +198,8 @@ def check_certificate(config: Config, now: datetime, environ: Mapping[str, str] 
         data = path.read_bytes()
     except OSError as exc:
         return [Finding(FAIL, subject, f"{path}: {exc.strerror}",
-                        say(f"copie el .pfx de la empresa en {path} (o corrija certificate.path) y dé lectura al usuario del "
-                            f"servicio: chgrp dtesync {path} && chmod 640 {path}",
+                        say(f"copie el .pfx de la empresa en {path} (o corrija certificate.path), legible solo por el usuario "
+                            f"del servicio: chown dtesync {path} && chmod 600 {path}",
                             f"copy the company's .pfx to {path} (or fix certificate.path) readable by the service user"))]
     try:
         cert = load_pkcs12(data, password, now=now, source=str(path))
@@ -237,6 +241,81 @@ def check_certificate(config: Config, now: datetime, environ: Mapping[str, str] 
             f"; firmante distinto de la empresa {config.company.rut}: debe estar autorizado en el SII para firmar por ella",
             f"; the signer is not the company {config.company.rut}: it must be authorized at the SII")
         out.append(Finding(OK, subject, facts + note))
+    return out
+
+
+# --- secrets, permissions, URLs: the rules `dtesync run` applies (sync.exposure) ------------------
+def check_secrets(config: Config, environ: Mapping[str, str] | None, say: _Say) -> list[Finding]:
+    """The secrets besides the certificate password (read with the certificate), read exactly
+    as `run` reads them: a missing or group/world-readable one fails here as it stops `run`."""
+    from sync.secrets import read_secret
+
+    uplink = config.uplink
+    if getattr(uplink, "kind", "none") != "http" or uplink.http_token is None:
+        return []
+    ref, subject = uplink.http_token, "uplink.http.token"
+    try:
+        read_secret(ref, name=subject, environ=environ)
+    except DteSyncError as exc:
+        if exc.code == "SECRET_FILE_INSECURE":
+            fix = f"chmod 600 {ref.file} && chown dtesync {ref.file}"
+        elif ref.env:
+            fix = say(f"defina la variable {ref.env} para el servicio, o use token = {{ file = \"...\" }} (chmod 600)",
+                      f"set {ref.env} for the service, or use token = {{ file = \"...\" }} (chmod 600)")
+        else:
+            fix = say(f"escriba el token en {ref.file} (una línea, chmod 600, dueño el usuario del servicio)",
+                      f"write the token to {ref.file} (one line, chmod 600, owned by the service user)")
+        return [Finding(FAIL, subject, exc.message(say.lang), fix)]
+    where = f"variable {ref.env}" if ref.env else str(ref.file)
+    return [Finding(OK, subject, say(f"disponible ({where})", f"available ({where})"))]
+
+
+def check_permissions(config: Config, say: _Say) -> list[Finding]:
+    """What holds a key readable by others, and ERP folders open to every user (WARN: `run`
+    logs the same list at start, sync.exposure.audit)."""
+    from sync.exposure import audit
+
+    what = {
+        "certificate": say("el certificado (trae la clave privada de la firma)", "the certificate (holds the signing key)"),
+        "caf": say("CAF (cada uno trae la clave privada de sus folios)", "CAF (each holds its folios' private key)"),
+        "state": say("estado (la base de folios guarda los CAF y sus claves)", "state (the folio database keeps the CAFs' keys)"),
+        "erp": say("carpeta compartida con el ERP", "folder shared with the ERP"),
+    }
+    out = []
+    for item in audit(config):
+        who = say("otros usuarios del equipo", "other users of this machine") if item.role == "erp" else say(
+            "el grupo u otros usuarios", "its group or other users")
+        owner = "" if item.role == "erp" else f" && chown dtesync {item.path}"
+        out.append(Finding(WARN, f"{say('permisos', 'permissions')} {item.path}",
+                           say(f"{what[item.role]}: modo {item.mode:o}, {who} pueden leerlo",
+                               f"{what[item.role]}: mode {item.mode:o}, {who} can read it"),
+                           say(f"chmod {item.wanted:o} {item.path}{owner} (solo el usuario del servicio; docs/operations.md, "
+                               "'Permissions')", f"chmod {item.wanted:o} {item.path}{owner} (the service user only; "
+                               "docs/operations.md, 'Permissions')")))
+    if not out and os.name == "posix":
+        out.append(Finding(OK, say("permisos", "permissions"), say(
+            "certificado, CAF y estado solo para su dueño; carpetas del ERP cerradas a otros usuarios",
+            "certificate, CAFs and state private to their owner; ERP folders closed to other users")))
+    return out
+
+
+def check_urls(config: Config, say: _Say) -> list[Finding]:
+    """http:// URLs: FAIL where `run` refuses them (the uplink's token would travel in clear),
+    WARN for any other in the configuration (a webhook, a URL the uplink does not use now)."""
+    from sync.exposure import cleartext, config_urls, shown, token_urls
+
+    refused = {key for key, url in token_urls(config.uplink) if cleartext(url)}
+    out = []
+    for key, url in config_urls(config.raw):
+        if not cleartext(url):
+            continue
+        fix = say(f"use https:// en '{key}' ({config.path})", f"use https:// in '{key}' ({config.path})")
+        if key in refused:
+            err = DteSyncError("URL_INSECURE", field=key, found=shown(url))
+            out.append(Finding(FAIL, key, f"URL_INSECURE: {err.message(say.lang)}", fix))
+        else:
+            out.append(Finding(WARN, key, say(f"{shown(url)} usa http://: lo que se envíe ahí viaja sin cifrar",
+                                              f"{shown(url)} uses http://: whatever is sent there travels unencrypted"), fix))
     return out
 
 

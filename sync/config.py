@@ -8,6 +8,7 @@ they are references, `{ env = "NAME" }` or `{ file = "path" }`, resolved when ne
 
 from __future__ import annotations
 
+import builtins
 import os
 import sys
 import tomllib
@@ -114,6 +115,7 @@ class PrintStation:
     cash_drawer: bool = False
     cut: bool = True
     cedible: bool = False  # also print the CEDIBLE copy where it applies
+    virtual: bool = False  # no printer: its boletas are e-mailed to the customer (Res. Ex. 53/2025)
 
 
 @dataclass
@@ -151,6 +153,7 @@ class Config:
     trusted_caf_keys: dict[int, Path] = field(default_factory=dict)
     printing: PrintingConfig = field(default_factory=PrintingConfig)
     uplink: Any = None  # sync.uplink.settings.UplinkConfig ([uplink], parsed there)
+    delivery: Any = None  # sync.delivery.settings.DeliveryConfig ([delivery], parsed there), None: off
     web: Any = None  # sync.web.settings.WebConfig ([web], parsed there)
     retention: Any = None  # sync.retention.RetentionConfig ([retention], parsed there)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -278,6 +281,7 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
         trusted_caf_keys=trusted,
         printing=_printing(r),
         uplink=_uplink(data, base),
+        delivery=_delivery(data, base),
         web=_web(data, base),
         retention=_retention(data),
         raw=data,
@@ -313,7 +317,10 @@ def _printing(r: "_Reader") -> PrintingConfig:
         key = f"printing.stations[{i}]"
         if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not s["name"]:
             raise _invalid(key, "cada estación necesita 'name'")
-        conn = s.get("connector")
+        virtual = s.get("virtual", False)
+        if not isinstance(virtual, bool):
+            raise _invalid(f"{key}.virtual", f"se esperaba true o false, se encontró {virtual!r}")
+        conn = s.get("connector", {"type": "file", "path": os.devnull} if virtual else None)
         if not isinstance(conn, dict) or conn.get("type") not in CONNECTOR_TYPES:
             raise _invalid(f"{key}.connector", "use { type = " + " | ".join(CONNECTOR_TYPES) + ", ... }")
         if any(x.name == s["name"] for x in d.stations):
@@ -328,6 +335,7 @@ def _printing(r: "_Reader") -> PrintingConfig:
         d.stations.append(PrintStation(
             name=s["name"], connector=conn, profile=str(s.get("profile", "generic-80mm")), copies=copies,
             cash_drawer=bool(s.get("cash_drawer", False)), cut=bool(s.get("cut", True)), cedible=bool(s.get("cedible", False)),
+            virtual=virtual,
         ))
     names = {x.name for x in d.stations}
     if d.default_station is not None and d.default_station not in names:
@@ -341,6 +349,10 @@ def _uplink(data: dict[str, Any], base: Path) -> Any:
     return parse_uplink(data, base)
 
 
+def _delivery(data: dict[str, Any], base: Path) -> Any:
+    from sync.delivery.settings import parse_delivery
+
+    return parse_delivery(data, base)
 def _web(data: dict[str, Any], base: Path) -> Any:
     from sync.web.settings import parse_web
 
@@ -381,13 +393,13 @@ def _invalid(key: str, detail: str) -> DteSyncError:
     return DteSyncError("CONFIG_INVALID", field=key, params={"detail": detail})
 
 
-class _Reader:
+class _Reader:  # noqa: A003 - str/int/bool/list read a key as that type
     """Dotted-key access with typed conversion and errors that name the key."""
 
     def __init__(self, data: dict[str, Any], base: Path):
         self.data, self.base = data, base
 
-    def get(self, key: str, default: Any = _MISSING) -> Any:
+    def get(self, key: builtins.str, default: Any = _MISSING) -> Any:
         node: Any = self.data
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
@@ -397,37 +409,37 @@ class _Reader:
             node = node[part]
         return node
 
-    def str(self, key: str, default: Any = _MISSING) -> Any:
+    def str(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self.get(key, default)
         if value is not None and not isinstance(value, str):
             raise _invalid(key, f"se esperaba texto, se encontró {value!r}")
         return value
 
-    def int(self, key: str, default: Any = _MISSING) -> Any:
+    def int(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self.get(key, default)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise _invalid(key, f"se esperaba un entero, se encontró {value!r}")
         return value
 
-    def bool(self, key: str, default: Any = _MISSING) -> Any:
+    def bool(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self.get(key, default)
         if not isinstance(value, bool):
             raise _invalid(key, f"se esperaba true o false, se encontró {value!r}")
         return value
 
-    def seconds(self, key: str, default: Any = _MISSING, *, positive: bool = False) -> float:
+    def seconds(self, key: builtins.str, default: Any = _MISSING, *, positive: builtins.bool = False) -> float:
         value = self.get(key, default)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (positive and value == 0):
             raise _invalid(key, f"se esperaba un número de segundos {'> 0' if positive else '>= 0'}, se encontró {value!r}")
         return float(value)
 
-    def list(self, key: str, default: Any = _MISSING) -> list:
+    def list(self, key: builtins.str, default: Any = _MISSING) -> builtins.list[Any]:
         value = self.get(key, default)
         if not isinstance(value, list):
             raise _invalid(key, f"se esperaba una lista, se encontró {value!r}")
         return value
 
-    def date(self, key: str, default: Any = _MISSING) -> date:
+    def date(self, key: builtins.str, default: Any = _MISSING) -> date:
         value = self.get(key, default)
         if isinstance(value, date):
             return value
@@ -436,18 +448,18 @@ class _Reader:
         except ValueError:
             raise _invalid(key, f"se esperaba una fecha AAAA-MM-DD, se encontró {value!r}") from None
 
-    def rut(self, key: str) -> Rut:
+    def rut(self, key: builtins.str) -> Rut:
         try:
             return Rut.parse(self.str(key))
         except RutError as exc:
             raise _invalid(key, f"RUT inválido: {exc.reason}") from None
 
-    def path(self, key: str, default: Any = _MISSING) -> Path:
+    def path(self, key: builtins.str, default: Any = _MISSING) -> Path:
         value = self.get(key, default)
         p = Path(value)
         return p if p.is_absolute() else (self.base / p)
 
-    def secret(self, key: str) -> SecretRef:
+    def secret(self, key: builtins.str) -> SecretRef:
         value = self.get(key)
         if isinstance(value, str):
             raise _invalid(key, "los secretos no van en claro: use { env = \"VAR\" } o { file = \"ruta\" }")

@@ -141,7 +141,7 @@ class Dispatcher:
                     return None
                 self._fire_timers()
                 if self._ready:
-                    batch = []
+                    batch: list[tuple[object, int]] = []
                     limit = min(limit, -(-len(self._ready) // max(1, share)))
                     while self._ready and len(batch) < limit:
                         key = self._ready.popleft()

@@ -13,8 +13,9 @@ programmer sees every problem of a file at once, not one per attempt.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 # code -> (spanish, english). Templates use str.format with the error's params plus
 # field/expected/found/line/path. SII terms (folio, timbre, CAF, boleta, RUT) stay in Spanish.
@@ -218,6 +219,10 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El archivo de secreto {found} tiene permisos {mode}: otros usuarios pueden leerlo. Ejecute 'chmod 600 {found}'.",
         "The secret file {found} has mode {mode}: other users can read it. Run 'chmod 600 {found}'.",
     ),
+    "URL_INSECURE": (
+        "'{field}' usa http:// ({found}): el token viajaría sin cifrar. Use https:// (http:// solo hacia este equipo: localhost, 127.0.0.1).",
+        "'{field}' uses http:// ({found}): the token would travel unencrypted. Use https:// (http:// only to this machine: localhost, 127.0.0.1).",
+    ),
     "CERT_LEGACY_PBE": (
         "El certificado {found} usa cifrado antiguo (RC2-40) y esta instalación no lo soporta; reexpórtelo con 'openssl pkcs12 -legacy -in {found} -nodes | openssl pkcs12 -export -out nuevo.pfx'.",
         "The certificate {found} uses legacy encryption (RC2-40), unsupported by this installation; re-export it with 'openssl pkcs12 -legacy -in {found} -nodes | openssl pkcs12 -export -out new.pfx'.",
@@ -302,6 +307,33 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El proveedor rechazó el documento: {detail}.",
         "The provider rejected the document: {detail}.",
     ),
+    # --- delivery to receptors and customers (sync.delivery) ------------------------------------
+    "DELIVERY_NO_ADDRESS": (
+        "El receptor {rut} no tiene dirección de intercambio conocida ({label}): importe el listado del SII "
+        "(dtesync receptors import) o agréguela en [delivery.receptors].",
+        "Receptor {rut} has no known exchange address ({label}): import the SII's list "
+        "(dtesync receptors import) or add it under [delivery.receptors].",
+    ),
+    "DELIVERY_NO_CUSTOMER_ADDRESS": (
+        "La boleta {label} va a una estación virtual pero no trae el correo del cliente (CorreoRecep o Contacto).",
+        "Boleta {label} goes to a virtual station but carries no customer e-mail (CorreoRecep or Contacto).",
+    ),
+    "DELIVERY_SMTP_DOWN": (
+        "No se pudo enviar correo por {host}: {detail}. Los documentos esperan en la cola y se reintentan.",
+        "Could not send mail through {host}: {detail}. Documents wait in the queue and are retried.",
+    ),
+    "DELIVERY_FAILED": (
+        "No se pudo entregar {label} a {address}: {detail}.",
+        "Could not deliver {label} to {address}: {detail}.",
+    ),
+    "DELIVERY_IMAP_DOWN": (
+        "No se pudo leer el buzón de intercambio {host}: {detail}.",
+        "Could not read the exchange mailbox {host}: {detail}.",
+    ),
+    "RECEPTORS_LIST_INVALID": (
+        "El listado de receptores {found} no sirve: {detail}.",
+        "The receptors list {found} cannot be used: {detail}.",
+    ),
     # --- operations: alerts of the daemon's watcher and the panel (sync.monitor, sync.web) ----------
     "QUEUE_STUCK": (
         "La cola {queue} no avanza: su elemento más antiguo espera hace {minutes} min ({depth} en cola).",
@@ -349,7 +381,7 @@ CATALOG: dict[str, tuple[str, str]] = {
 LANGUAGES = ("es", "en")
 
 
-class _Defaulting(dict):
+class _Defaulting(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "?"
 

@@ -419,14 +419,25 @@ class LockHeld(Exception):
 
 
 def lock_file(path: Path, *, write_pid: bool = True) -> int:
-    """An exclusive OS lock on `path`, created if missing, never followed, never truncated
-    unless it is a plain file of ours with one link. The OS drops it when the process dies,
-    even by SIGKILL, so there is no stale lock. Returns the open descriptor (close to release)."""
+    """An exclusive OS lock on `path`; the OS drops it when the process dies, even by SIGKILL, so
+    there is no stale lock. Returns the open descriptor (close it to release).
+
+    The file is never followed: a link planted at `path` is removed (the link itself) and a
+    plain file created in its place with O_EXCL. With `write_pid` (the state folder's own lock)
+    the pid is written into it, and only into a plain file with one link; without it (the lock
+    on a shared inbox) nothing is ever written, so a hard link planted there harms nothing."""
     ensure_dir(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_BINARY, 0o600)
+    flags = os.O_RDWR | os.O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_BINARY | O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        os.unlink(path)  # a planted symlink: remove the link, never touch its target
+        fd = os.open(path, flags | os.O_EXCL, 0o600)
     try:
         st = os.fstat(fd)
-        why = _unsafe(st, None, single_link=True)
+        why = _unsafe(st, None, single_link=write_pid)
         if why:
             raise UnsafeFile(path, why)
         if sys.platform == "win32":

@@ -443,6 +443,10 @@ class Filing:
         """A stage's own result file beside the others (NAME.pdf, NAME.receptor.json)."""
         return self.out.write_result(doc, suffix, data)
 
+    def read_result(self, doc: Doc, suffix: str) -> bytes | None:
+        """A result file's bytes (NAME.pdf for a mail), read without following links; None if absent."""
+        return self.out.read_result(doc, suffix)
+
     def get(self, doc_id: int) -> Doc | None:
         return self.journal.get(doc_id)
 

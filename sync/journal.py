@@ -314,7 +314,8 @@ class Journal(Store):
                     " created_at, updated_at) VALUES (?,?,?,?,?,'claiming','received',?,?,?,?)",
                     (it.folder, it.name, it.out_stem, it.ext, it.station, it.size, it.mode, now, now),
                 )
-                ids.append(int(cur.lastrowid))
+                assert cur.lastrowid is not None
+                ids.append(cur.lastrowid)
         return ids
 
     def drop_claims(self, doc_ids: Iterable[int]) -> None:
@@ -322,7 +323,7 @@ class Journal(Store):
         with self._tx() as db:
             db.executemany("DELETE FROM documents WHERE id=? AND step='claiming'", [(i,) for i in doc_ids])
 
-    def mark_claimed(self, claims: Iterable[tuple[int, str]]) -> list[Doc]:
+    def mark_claimed(self, claims: Iterable[tuple[int, str | None]]) -> list[Doc]:
         """Record sha256 of claimed inputs and resolve their names, in claim order."""
         now = self._clock()
         out = []
@@ -335,11 +336,11 @@ class Journal(Store):
                 out.append(self._get(db, doc_id))
         return [d for d in out if d is not None]
 
-    def _resolve(self, db: sqlite3.Connection, doc: Doc, sha: str, now: float) -> None:
+    def _resolve(self, db: sqlite3.Connection, doc: Doc, sha: str | None, now: float) -> None:
         cur = self._current(db, doc.folder, doc.out_stem, before=doc.id)
         sets: dict[str, Any] = {"sha256": sha, "step": "claimed", "updated_at": now}
         note = None
-        if cur is not None and cur.sha256 == sha and cur.state not in NO_FOLIO:
+        if cur is not None and sha is not None and cur.sha256 == sha and cur.state not in NO_FOLIO:
             sets.update(dup_of=cur.id, state="duplicate")
             note = f"duplicate of #{cur.id}"
         elif cur is not None and cur.unfinished:

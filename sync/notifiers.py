@@ -5,41 +5,36 @@ Delivery runs on the notifier's own thread: the caller (a printer sender, the up
 never waits on a mail server. A failed delivery is retried with backoff for a while, then
 logged and dropped; it never stops the other notifiers.
 
-- `EmailNotifier`: SMTP with the [delivery] settings (smtp_host, smtp_port, smtp_security =
-  "starttls" | "tls" | "none", smtp_user, smtp_password as a secret reference, smtp_from), to
-  `[alerts] email_to`. Certificates are verified (the system's CA store).
+- `EmailNotifier`: the delivery stage's SMTP server and sender ([delivery] smtp_host,
+  smtp_port, smtp_tls, smtp_user, smtp_password, from; sync.delivery.mail.SmtpSender), to
+  `[alerts] email_to`. Certificates are verified.
 - `WebhookNotifier`: a JSON POST to `[alerts] webhook` (requests; TLS verified, no proxy from
   the environment, like the uplink).
 """
 
 from __future__ import annotations
 
-import ipaddress
+import email.policy
 import logging
 import queue
-import smtplib
-import socket
-import ssl
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING, Any
 
 from sync.alerts import Alert, LogNotifier, Notifier
 from sync.backoff import Backoff
 from sync.errors import DteSyncError
-from sync.secrets import SecretRef, read_secret
+from sync.delivery.mail import SmtpSender, SmtpSettings
+from sync.secrets import read_secret
 
 if TYPE_CHECKING:
     from sync.config import Config
 
 log = logging.getLogger("dtesync.notifiers")
-
-SECURITY = ("starttls", "tls", "none")
-
 
 @dataclass(frozen=True)
 class Delivery:
@@ -147,61 +142,24 @@ class WebhookNotifier(QueuedNotifier):
             raise RuntimeError(f"HTTP {r.status_code}")
 
 
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str
-    port: int = 587
-    security: str = "starttls"
-    user: str | None = None
-    password: SecretRef | None = None
-    sender: str | None = None
-    timeout: float = 20.0
-
-
-def smtp_settings(raw: dict[str, Any]) -> SmtpSettings | None:
-    """The SMTP keys of [delivery] (the delivery stage's own), read where alerts need them."""
-    d = raw.get("delivery", {}) or {}
-    host = d.get("smtp_host")
-    if not host:
-        return None
-
-    def bad(key: str, detail: str) -> DteSyncError:
-        return DteSyncError("CONFIG_INVALID", field=f"delivery.{key}", params={"detail": detail})
-
-    security = d.get("smtp_security", "starttls")
-    if security not in SECURITY:
-        raise bad("smtp_security", "use " + ", ".join(repr(s) for s in SECURITY))
-    port = d.get("smtp_port", {"starttls": 587, "tls": 465, "none": 25}[security])
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-        raise bad("smtp_port", f"se esperaba un puerto, se encontró {port!r}")
-    ref = d.get("smtp_password")
-    password = None
-    if ref is not None:
-        if not isinstance(ref, dict):
-            raise bad("smtp_password", 'los secretos no van en claro: use { env = "VAR" } o { file = "ruta" }')
-        password = SecretRef.of(ref)
-    if security == "none" and password is not None and not _loopback(str(host)):
-        raise bad("smtp_security", "una contraseña SMTP no viaja sin TLS fuera de este equipo: use starttls o tls")
-    return SmtpSettings(host=str(host), port=port, security=security, user=d.get("smtp_user"), password=password,
-                        sender=d.get("smtp_from"))
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def smtp_of(delivery: Any) -> SmtpSettings:
+    """The delivery stage's SMTP settings ([delivery], sync.delivery.settings.DeliveryConfig)."""
+    password = delivery.smtp_password
+    return SmtpSettings(delivery.smtp_host, delivery.smtp_port, delivery.smtp_tls, delivery.smtp_user,
+                        (lambda: read_secret(password, name="delivery.smtp_password")) if password else None,
+                        delivery.ca_bundle, delivery.smtp_timeout)
 
 
 class EmailNotifier(QueuedNotifier):
+    """Alerts by e-mail through the delivery stage's SMTP server and sender (sync.delivery.mail:
+    TLS verified, the password read only when logging in)."""
+
     name = "email"
 
-    def __init__(self, smtp: SmtpSettings, to: list[str], *, lang: str = "es",
+    def __init__(self, smtp: SmtpSettings, sender: str, to: list[str], *, lang: str = "es",
                  installation: dict[str, str] | None = None, **kw: Any) -> None:
         super().__init__(**kw)
-        self.smtp, self.to, self.lang = smtp, to, lang
+        self.smtp, self.sender, self.to, self.lang = smtp, sender, to, lang
         self.installation = installation or {}
 
     def message(self, d: Delivery) -> EmailMessage:
@@ -212,8 +170,9 @@ class EmailNotifier(QueuedNotifier):
         text = a.message(self.lang)
         msg = EmailMessage()
         msg["Subject"] = f"[dtesync {who}] {tag}: {text[:140]}"
-        msg["From"] = self.smtp.sender or f"dtesync@{socket.gethostname()}"
+        msg["From"] = self.sender
         msg["To"] = ", ".join(self.to)
+        msg["Date"] = formatdate(d.at, localtime=True)
         msg["Message-ID"] = make_msgid("dtesync")
         lines = [text, "",
                  f"{'Condición' if es else 'Condition'}: {a.key} ({a.code})",
@@ -226,19 +185,10 @@ class EmailNotifier(QueuedNotifier):
         return msg
 
     def deliver(self, d: Delivery) -> None:
-        s = self.smtp
-        context = ssl.create_default_context()  # verifies the server's certificate and name
-        smtp: smtplib.SMTP
-        if s.security == "tls":
-            smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
-        else:
-            smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-        with smtp:
-            if s.security == "starttls":
-                smtp.starttls(context=context)
-            if s.user and s.password is not None:
-                smtp.login(s.user, read_secret(s.password, name="delivery.smtp_password"))
-            smtp.send_message(self.message(d))
+        data = self.message(d).as_bytes(policy=email.policy.SMTP)
+        with SmtpSender(self.smtp) as smtp:
+            for rcpt in self.to:
+                smtp.send(self.sender, rcpt, data, lambda: None)
 
 
 def build_notifiers(config: Config) -> list[Notifier]:
@@ -248,11 +198,11 @@ def build_notifiers(config: Config) -> list[Notifier]:
     out: list[Notifier] = [LogNotifier(lang)]
     a = config.alerts
     if a.email_to:
-        smtp = smtp_settings(config.raw)
-        if smtp is None:
+        delivery = getattr(config, "delivery", None)
+        if delivery is None:
             raise DteSyncError("CONFIG_INVALID", field="alerts.email_to",
-                               params={"detail": "falta [delivery] smtp_host para enviar correos"})
-        out.append(EmailNotifier(smtp, a.email_to, lang=lang, installation=installation))
+                               params={"detail": "falta [delivery] (smtp_host, from) para enviar correos"})
+        out.append(EmailNotifier(smtp_of(delivery), delivery.from_, a.email_to, lang=lang, installation=installation))
     if a.webhook:
         out.append(WebhookNotifier(a.webhook, lang=lang, installation=installation))
     return out

@@ -235,7 +235,7 @@ def report_pdf(r: SalesReport) -> bytes:
                             author="dtesync", invariant=1)
     st = getSampleStyleSheet()
     t = r.totals()
-    data = [["Tipo", "Documento", "Cant.", "Neto", "IVA", "Exento", "Total", "Folios"]]
+    data: list[list[str | Paragraph]] = [["Tipo", "Documento", "Cant.", "Neto", "IVA", "Exento", "Total", "Folios"]]
     for row in r.rows:
         data.append([str(row.tipo_dte), row.nombre, str(row.documentos), _money(row.neto), _money(row.iva),
                      _money(row.exento), _money(row.total), Paragraph(_ranges_text(row.folios), st["BodyText"])])

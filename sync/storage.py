@@ -18,6 +18,7 @@ One discipline for all of them:
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -64,7 +65,8 @@ class Store:
             if not self.path.exists():
                 raise StorageError(f"{self.path} does not exist")
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _create_private(self.path)
             self._migrate()
 
     @classmethod
@@ -157,6 +159,17 @@ class Store:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+
+def _create_private(path: Path) -> None:
+    """Create a new database file 0600 before SQLite opens it: SQLite gives the -wal and -shm
+    files the database's own mode, and the folio store holds the CAFs' private keys. An
+    existing file keeps its mode (`dtesync check` names a loose one)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _statements(sql: str) -> list[str]:

@@ -265,8 +265,8 @@ def check_real_invariants(root: Path, inputs: list[Input], statuses: dict[str, d
 
 # --- the daemon process of the crash test ---------------------------------------------------------
 def main() -> None:
-    from sync.config import load_config
     from sync.app import build_app
+    from sync.config import load_config
 
     config_path, mode = Path(sys.argv[1]), sys.argv[2]
     config = load_config(config_path)

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from datetime import date
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -102,8 +102,8 @@ def notifiers(smtp_box, receiver, lang="es"):
     inst = {"rut": "76192083-9", "razon_social": "Empresa de prueba"}
     fast = {"attempts": 5}
     return [LogNotifier(lang),
-            EmailNotifier(SmtpSettings("127.0.0.1", smtp_box.port, "none"), ["admin@example.cl"], lang=lang,
-                          installation=inst, **fast),
+            EmailNotifier(SmtpSettings("127.0.0.1", smtp_box.port, "none"), "dte@example.cl", ["admin@example.cl"],
+                          lang=lang, installation=inst, **fast),
             WebhookNotifier(receiver.url, lang=lang, installation=inst, **fast)]
 
 
@@ -206,22 +206,30 @@ def test_webhook_payload_in_english():
 
 
 def test_email_subject_and_body_say_what_and_since(smtp):
-    n = EmailNotifier(SmtpSettings("127.0.0.1", smtp.port, "none"), ["a@example.cl", "b@example.cl"],
+    n = EmailNotifier(SmtpSettings("127.0.0.1", smtp.port, "none"), "dte@example.cl", ["a@example.cl", "b@example.cl"],
                       installation={"razon_social": "Ferretería"})
     n.notify(Alert("caf_stock:39", "CAF_STOCK_LOW", "ERROR", {"tipo_dte": 39, "available": 0, "minimum": 100}, 1.0),
              resolved=False)
     n.close(10)
-    (m,) = smtp.messages
+    assert len(smtp.messages) == 2  # one transaction per recipient
+    m = smtp.messages[0]
     subject = str(email.header.make_header(email.header.decode_header(m["Subject"]))).replace("\r\n", "")
     assert subject.startswith("[dtesync Ferretería] ERROR: Quedan 0 folios de TipoDTE 39")
     assert m["To"] == "a@example.cl, b@example.cl"
 
 
-def test_smtp_settings_come_from_the_delivery_section():
-    s = smtp_settings({"delivery": {"smtp_host": "mail.example.cl", "smtp_user": "u",
-                                    "smtp_password": {"env": "X"}, "smtp_from": "dte@example.cl"}})
-    assert (s.host, s.port, s.security, s.sender) == ("mail.example.cl", 587, "starttls", "dte@example.cl")
+def test_alert_mail_uses_the_delivery_stages_smtp_server(base):
+    raw = {**base.raw, "alerts": {"email_to": "ti@example.cl", "webhook": "https://hooks.example.cl/x"},
+           "delivery": {"smtp_host": "mail.example.cl", "from": "dte@example.cl", "smtp_user": "u",
+                        "smtp_password": {"env": "X"}}}
+    from sync.config import parse_config
+
+    config = parse_config(raw, base=base.path.parent)
+    log, mail, hook = build_notifiers(config)
+    assert isinstance(mail, EmailNotifier) and isinstance(hook, WebhookNotifier)
+    assert (mail.smtp.host, mail.smtp.port, mail.smtp.tls, mail.sender) == ("mail.example.cl", 587, "starttls",
+                                                                           "dte@example.cl")
+    no_delivery = {k: v for k, v in raw.items() if k != "delivery"}
     with pytest.raises(DteSyncError) as exc:
-        smtp_settings({"delivery": {"smtp_host": "mail.example.cl", "smtp_security": "none",
-                                    "smtp_password": {"env": "X"}}})
-    assert exc.value.field == "delivery.smtp_security"
+        build_notifiers(parse_config(no_delivery, base=base.path.parent))
+    assert exc.value.field == "alerts.email_to"

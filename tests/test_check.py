@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import shutil
+import stat
 import tempfile
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -216,3 +217,105 @@ def test_uplink_dns_failure_is_named_with_its_fix(sandbox_config, tmp_path):
         path.unlink()
     [hit] = [f for f in findings if f.subject == "uplink sii.invalid"]
     assert hit.level == FAIL and "DNS" in hit.message and "revise la conexión a internet" in hit.fix
+
+
+# --- who may read what: the rules `dtesync run` applies too (sync.exposure) ------------------------
+@pytest.mark.parametrize("rel, loose, fix", [
+    ("cert/empresa-demo.pfx", 0o644, "chmod 600"),
+    ("caf", 0o755, "chmod 700"),
+    ("caf/CAF_T33_1-200.xml", 0o640, "chmod 600"),
+    ("state", 0o750, "chmod 700"),
+])
+def test_key_holder_others_may_read_is_a_warning_with_its_chmod(site, rel, loose, fix):
+    path = site / rel
+    path.chmod(loose)
+    code, out = check(site)
+    [hit] = lines_with(out, WARN, f"permisos {path}")
+    assert code == 0 and f"modo {loose:o}" in hit and f"solución: {fix} {path} && chown dtesync {path}" in hit
+    assert not lines_with(out, OK, "permisos:")
+
+
+def test_state_database_others_may_read_is_a_warning(site):
+    from sync.folios.store import FolioStore
+
+    db = site / "state" / "folios.sqlite"
+    FolioStore(db).close()
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600  # created private ...
+    db.chmod(0o644)  # ... loosened by hand
+    _, out = check(site)
+    [hit] = lines_with(out, WARN, f"permisos {db}:")
+    assert "la base de folios guarda los CAF" in hit and f"solución: chmod 600 {db}" in hit
+
+
+def test_outbox_open_to_every_user_is_a_warning_group_access_is_not(site):
+    (site / "outbox").chmod(0o770)
+    assert not lines_with(check(site)[1], WARN, "permisos")
+    (site / "outbox").chmod(0o755)
+    [hit] = lines_with(check(site)[1], WARN, f"permisos {site / 'outbox'}")
+    assert "otros usuarios del equipo pueden leerlo" in hit and f"solución: chmod 750 {site / 'outbox'} (" in hit
+
+
+def test_private_sandbox_reports_permissions_ok(site):
+    assert "OK   permisos: certificado, CAF y estado solo para su dueño" in check(site)[1]
+
+
+def _uplink(site: Path, body: str) -> Path:
+    config = site / "dtesync.toml"
+    config.write_text(config.read_text(encoding="utf-8") + "\n" + body, encoding="utf-8")
+    return config
+
+
+def _offline(host, port, **kw):
+    raise OSError(-2, "Name or service not known")
+
+
+def test_provider_token_others_may_read_fails_check_as_it_stops_run(site):
+    from sync.config import load_config
+    from sync.errors import DteSyncError
+    from sync.uplink.build import build_uplink
+
+    token = site / "cert" / "token.txt"
+    token.write_text("secreto\n")
+    token.chmod(0o640)
+    path = _uplink(site, '[uplink]\nkind = "http"\n[uplink.http]\nurl = "https://proveedor.invalid/api"\n'
+                         'token = { file = "cert/token.txt" }\n')
+    [hit] = [f for f in run_checks(path, probes=Probes(resolve=_offline)) if f.subject == "uplink.http.token"]
+    assert hit.level == FAIL and "0o640" in hit.message and hit.fix == f"chmod 600 {token} && chown dtesync {token}"
+    with pytest.raises(DteSyncError) as refused:
+        build_uplink(load_config(path), certificate=None)  # what `dtesync run` builds
+    assert refused.value.code == "SECRET_FILE_INSECURE" and refused.value.found == str(token)
+    token.chmod(0o600)
+    [ok] = [f for f in run_checks(path, probes=Probes(resolve=_offline)) if f.subject == "uplink.http.token"]
+    assert ok.level == OK and "secreto" not in ok.message
+
+
+def test_http_provider_url_fails_check_with_the_code_run_refuses_it_with(site):
+    token = site / "cert" / "token.txt"
+    token.write_text("secreto\n")
+    token.chmod(0o600)
+    path = _uplink(site, '[uplink]\nkind = "http"\n[uplink.http]\nurl = "http://usuario:clave@proveedor.invalid/api?k=1"\n'
+                         'token = { file = "cert/token.txt" }\n')
+    [hit] = [f for f in run_checks(path, probes=Probes(resolve=_offline)) if f.subject == "uplink.http.url"]
+    assert hit.level == FAIL and hit.message.startswith("URL_INSECURE: 'uplink.http.url' usa http://")
+    assert "http://proveedor.invalid/api" in hit.message and "clave" not in hit.message and "k=1" not in hit.message
+    assert "use https://" in hit.fix
+
+
+def test_http_sii_url_of_a_sii_uplink_fails_check(site):
+    path = _uplink(site, '[uplink]\nkind = "sii"\nurl = "http://10.0.0.5:8080"\n')
+    [hit] = [f for f in run_checks(path, probes=Probes(resolve=_offline)) if f.subject == "uplink.url"]
+    assert hit.level == FAIL and "URL_INSECURE" in hit.message
+
+
+def test_http_to_this_machine_is_accepted_as_fake_sii_needs(site):
+    path = _uplink(site, '[uplink]\nkind = "sii"\nurl = "http://127.0.0.1:8080"\n')
+    findings = run_checks(path, probes=Probes(resolve=_offline))
+    assert not [f for f in findings if f.subject.startswith("uplink.url")]
+
+
+def test_other_http_urls_in_the_configuration_are_warnings(site):
+    path = _uplink(site, '[alerts.webhook]\nurl = "http://hooks.invalid/dtesync"\n'
+                         '[uplink]\nkind = "none"\nsii_url = "http://maullin.invalid"\n')
+    findings = {f.subject: f for f in run_checks(path, probes=Probes(resolve=_offline))}
+    assert findings["alerts.webhook.url"].level == WARN and "viaja sin cifrar" in findings["alerts.webhook.url"].message
+    assert findings["uplink.sii_url"].level == WARN  # the uplink is off: `run` does not use it

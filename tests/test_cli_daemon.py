@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from daemon_real import read_status, varied_inputs, wait_final
+from sync.app import build_app
 from sync.cli import main
 from sync.config import load_config
-from sync.app import build_app
 from sync.journal import ClaimIntent, Journal
 from sync.sandbox.build import create_sandbox
 

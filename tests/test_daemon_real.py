@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from daemon_real import Input, check_real_invariants, drop, varied_inputs, wait_final
-from sync.config import load_config
 from sync.app import build_app
+from sync.config import load_config
 from sync.daemon import Daemon
 from sync.sandbox.build import create_sandbox
 
@@ -58,7 +58,7 @@ def test_500_mixed_real_documents_each_get_one_verified_final_status(tmp_path: P
         settle(daemon, tmp_path)
         statuses = wait_final(tmp_path / "outbox", inputs, timeout=5)  # re-read after second drops
         summary = check_real_invariants(tmp_path, inputs, statuses)
-        journal = Counter(d.state for d in daemon.journal.all_docs())
+        journal = Counter(d.state for d in daemon.filing.journal.all_docs())
     finally:
         daemon.stop()
     assert set(how.values()) == {"slow", "renamed", "direct", "twice"}

@@ -18,7 +18,8 @@ from sync.errors import DteSyncError
 from sync.rut import Rut
 from sync.sandbox.cert_factory import make_test_certificate
 from sync.signing.certificate import load_pkcs12
-from sync.signing.xmldsig import DSIG_NS, sign_after, verify_signatures
+from sync.signing.xmldsig import sign_after, verify_signatures
+from sync.sii import DSIG_NS
 
 SII_EXAMPLE = SAMPLES / "sii-official" / "F60T33-ejemplo-oficial-SII.xml"
 BOLETA = SAMPLES / "libredte-inputs" / "039-boleta_multidetalle-unsigned.xml"

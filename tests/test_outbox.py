@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from sync.errors import DteSyncError
-from sync.journal import ClaimIntent, Journal
 from sync.fileio import atomic_write
+from sync.journal import ClaimIntent, Journal
 from sync.outbox import Outbox, status_txt
 
 CONTRACT_KEYS = {

@@ -12,7 +12,6 @@ from printing_fixtures import FakePrinter, free_port
 from sync.cli import main
 from sync.config import parse_config
 from sync.errors import DteSyncError
-from sync.printing.layout import source_from_dte_xml
 from sync.printing.profiles import builtin_names, load_profile
 from sync.printing.queue import FILE_NAME, PrintQueue
 

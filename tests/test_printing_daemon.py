@@ -13,9 +13,9 @@ import zxingcpp
 
 from escpos_decode import decode
 from printing_fixtures import EXAMPLES, FakePrinter, free_port
-from sync.config import Folders, PrintingConfig, PrintStation, load_config
 from sync.alerts import Alerts
 from sync.app import build_app, folders_of
+from sync.config import Folders, PrintingConfig, PrintStation, load_config
 from sync.filing import Filing
 from sync.journal import ClaimIntent
 from sync.printing.layout import source_from_dte_xml

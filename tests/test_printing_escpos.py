@@ -11,7 +11,7 @@ from sync.config import PrintStation
 from sync.printing.escpos import render_ticket
 from sync.printing.layout import build_layout
 from sync.printing.profiles import load_profile
-from sync.printing.service import source_from_issued, ticket_bytes
+from sync.printing.service import source_of, ticket_bytes
 from sync.printing.stations import Station
 
 
@@ -21,7 +21,7 @@ def issued(engine):
 
 
 def _layout(doc, cfg, **kw):
-    return build_layout(source_from_issued(doc), cfg.company, cfg.printing, **kw)
+    return build_layout(source_of(doc), cfg.company, cfg.printing, **kw)
 
 
 def _decoded(data: bytes, profile) -> object:
@@ -76,9 +76,9 @@ def test_station_copies_cedible_and_drawer(issued, sandbox_config):
     profile = load_profile("generic-80mm")
     station = Station(PrintStation("caja", {"type": "file", "path": "/dev/null"}, copies=2, cash_drawer=True,
                                    cedible=True), profile)
-    d = _decoded(ticket_bytes(source_from_issued(issued["33_factura.txt"]), station, sandbox_config), profile)
+    d = _decoded(ticket_bytes(source_of(issued["33_factura.txt"]), station, sandbox_config), profile)
     assert len(d.cuts) == 3 and len(d.pdf417) == 3  # two originals and the cedible copy
     assert d.drawer == [0]  # one kick, pin 2 (ESC p 0)
     assert d.text.count("CEDIBLE") == 1 and "Acuse de Recibo" in d.text
-    boleta = _decoded(ticket_bytes(source_from_issued(issued["39_boleta.txt"]), station, sandbox_config), profile)
+    boleta = _decoded(ticket_bytes(source_of(issued["39_boleta.txt"]), station, sandbox_config), profile)
     assert len(boleta.cuts) == 2 and "CEDIBLE" not in boleta.text  # boletas have no cedible copy

@@ -11,8 +11,8 @@ from printing_fixtures import ONE_PER_TYPE, issue_examples, pdf_text, rasterise
 from sync.model import DOCUMENT_NAMES
 from sync.printing import pdf417
 from sync.printing.layout import build_layout, cedible_label, source_from_dte_xml
-from sync.printing.pdf import ROLL_X_MM, SHEET_X_MM, timbre_image
-from sync.printing.service import pdf_bytes, source_from_issued
+from sync.printing.pdf import SHEET_X_MM, timbre_image
+from sync.printing.service import pdf_bytes, source_of
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def _decode_all(img: Image.Image) -> list[bytes]:
 def test_pdf_timbre_decodes_to_the_ted_and_text_is_spanish(name, issued, sandbox_config, tmp_path):
     doc = issued[name]
     pdf = tmp_path / "doc.pdf"
-    pdf.write_bytes(pdf_bytes(source_from_issued(doc), sandbox_config))
+    pdf.write_bytes(pdf_bytes(source_of(doc), sandbox_config))
     assert _decode_all(rasterise(pdf, tmp_path / "page")) == [doc.ted]
     text = pdf_text(pdf)
     assert DOCUMENT_NAMES[doc.tipo_dte] in text.replace("\n", " ") or DOCUMENT_NAMES[doc.tipo_dte].split()[0] in text
@@ -45,7 +45,7 @@ def test_boleta_decodes_on_every_paper(fmt, issued, sandbox_config, tmp_path):
     from sync.printing.pdf import render_pdf
 
     doc = issued["39_boleta.txt"]
-    layout = build_layout(source_from_issued(doc), sandbox_config.company, sandbox_config.printing)
+    layout = build_layout(source_of(doc), sandbox_config.company, sandbox_config.printing)
     pdf = tmp_path / "b.pdf"
     pdf.write_bytes(render_pdf([layout], fmt=fmt))
     assert _decode_all(rasterise(pdf, tmp_path / "p", dpi=300)) == [doc.ted]
@@ -57,7 +57,7 @@ def test_cedible_copy_is_the_second_page_where_it_applies(issued, sandbox_config
                         ("61_nota_credito.txt", None), ("39_boleta.txt", None)):
         doc = issued[name]
         pdf = tmp_path / f"{name}.pdf"
-        pdf.write_bytes(pdf_bytes(source_from_issued(doc), sandbox_config))
+        pdf.write_bytes(pdf_bytes(source_of(doc), sandbox_config))
         pages = pdf_text(pdf).split("\f")
         if label is None:
             assert "CEDIBLE" not in pdf_text(pdf)
@@ -106,7 +106,7 @@ def test_layout_rebuilt_from_the_outbox_xml_matches_the_issued_one(issued, sandb
         src = source_from_dte_xml(doc.dte_xml)
         assert src.ted == doc.ted
         a = build_layout(src, sandbox_config.company, sandbox_config.printing)
-        b = build_layout(source_from_issued(doc), sandbox_config.company, sandbox_config.printing)
+        b = build_layout(source_of(doc), sandbox_config.company, sandbox_config.printing)
         assert a == b
 
 

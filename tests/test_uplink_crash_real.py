@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from daemon_real import drop, read_status, varied_inputs
+from sync.config import load_config
 from sync.fakesii import FakeSii
 from sync.runtime import trusted_caf_keys
-from sync.config import load_config
 from sync.sandbox.build import create_sandbox
 
 RUNNER = Path(__file__).with_name("uplink_daemon_runner.py")
@@ -65,7 +65,7 @@ def start_runner(config: Path) -> subprocess.Popen:
 
 def queue_states(state_dir: Path) -> Counter:
     """Uplink queue rows by state (read while no daemon runs)."""
-    db = state_dir / "journal.sqlite3"
+    db = state_dir / "uplink.sqlite3"
     if not db.exists():
         return Counter()
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)

@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:
-    from sync.config import load_config
     from sync.app import build_app
+    from sync.config import load_config
     from sync.runtime import open_engine
     from sync.uplink.build import build_uplink
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sync.config import Config, load_config
 from sync.errors import DteSyncError
@@ -60,7 +60,7 @@ def print_errors(errors: list[DteSyncError], lang: str) -> None:
         print(f"  {e.code}{loc} {where + ': ' if where else ''}{e.message(lang)}", file=sys.stderr)
 
 
-def print_table(headers: list[str], rows: list[tuple[object, ...]]) -> None:
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     print("  ".join("-" * w for w in widths))

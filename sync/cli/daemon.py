@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from sync.cli.common import EXIT_FAIL, EXIT_OK, Registry, UsageError, load, print_table
 from sync.errors import DteSyncError
@@ -48,8 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(Path(logs_dir) / "dtesync.log", level="DEBUG" if args.verbose else "INFO")
     try:
         daemon = build_app(config).daemon
-    except DteSyncError as exc:
-        raise UsageError(exc.message(config.language)) from None
+    except DteSyncError as exc:  # e.g. SECRET_FILE_INSECURE, URL_INSECURE: the code for scripts, the message for people
+        raise UsageError(f"{exc.code}: {exc.message(config.language)}") from None
     stop = threading.Event()
     install_signal_handlers(stop)
     supervision = SystemdSupervision(Notifier.from_env())  # no-op outside a Type=notify unit
@@ -134,9 +135,10 @@ def _demo_fake_sii(config):
     return fake
 
 
-def _wait_for_statuses(outbox: Path, stems: list[str], timeout: float, done: set[str] = DONE_STATES) -> dict[str, dict]:
+def _wait_for_statuses(outbox: Path, stems: list[str], timeout: float,
+                       done: frozenset[str] = DONE_STATES) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + timeout
-    found: dict[str, dict] = {}
+    found: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
         for stem in stems:
             if stem in found:

@@ -105,8 +105,7 @@ def cmd_caf(args: argparse.Namespace) -> int:
             if result.error:
                 failed = True
                 print(f"FAIL {path}: {result.error.code} {result.error.message(config.language)}")
-            else:
-                c = result.caf
+            elif (c := result.caf) is not None:
                 print(f"OK   {path}: TipoDTE {c.tipo_dte} folios {c.desde}-{c.hasta} IDK {c.idk}")
         return EXIT_FAIL if failed else EXIT_OK
     if args.action == "list":

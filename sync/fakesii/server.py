@@ -36,14 +36,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from lxml import etree
 
-from sync import schema
+from sync import safexml, schema
 from sync.fakesii import multipart
 from sync.rut import Rut, RutError
 from sync.signing.certificate import rut_of
-from sync.signing.xmldsig import ALG_ENVELOPED, DSIG_NS, verify_signatures
+from sync.signing.xmldsig import ALG_ENVELOPED, verify_signatures
+from sync.sii import DSIG_NS
 from sync.timbre import verify_ted
 from sync.uplink import soap
-from sync import safexml
 
 log = logging.getLogger("dtesync.fakesii")
 _D = "{%s}" % DSIG_NS

@@ -17,10 +17,10 @@ from typing import Mapping, NamedTuple, Sequence
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sync.storage import Store
 from sync.errors import DteSyncError
 from sync.folios.caf import Caf, load_caf, verify_frma
 from sync.rut import Rut
+from sync.storage import Store
 
 FILE_NAME = "folios.sqlite"  # in the state folder
 

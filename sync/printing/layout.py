@@ -172,7 +172,7 @@ def cedible_label(doc: Documento) -> str | None:
 def build_layout(src: PrintSource, company: Company, printing: PrintingConfig, *, cedible: bool = False) -> Layout:
     doc = src.documento
     enc = doc.encabezado
-    idd, em, rec, tot = enc.id_doc, enc.emisor, enc.receptor, enc.totales
+    idd, em, rec = enc.id_doc, enc.emisor, enc.receptor
     tipo = int(idd.tipo_dte)
     boleta = tipo in BOLETA_TYPES
     copy_label = cedible_label(doc) if cedible else None

@@ -14,15 +14,15 @@ is 2 dots (0.25 mm), at 600 dpi 5 dots (0.212 mm).
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 
-from PIL import Image
 from pdf417gen.compaction.byte import compact_bytes
 from pdf417gen.encoding import PADDING_CODE_WORD, encode_rows
 from pdf417gen.error_correction import compute_error_correction_code_words
 from pdf417gen.rendering import barcode_size, modules
 from pdf417gen.util import chunks
+from PIL import Image
 
 SECURITY_LEVEL = 5  # SII: "se debe utilizar nivel 5"
 ROW_RATIO = 3  # row height : X

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 from sync.storage import Store

@@ -209,7 +209,7 @@ class PrintService(Stage):
         """Idempotent per `doc.id`: the ticket is queued once; NAME.pdf is rewritten identically."""
         src = source_of(dte)
         station = self.stations.route(folder=doc.folder, xml=src.xml)
-        if station is not None:
+        if station is not None and not station.config.virtual:  # a virtual station e-mails (sync.delivery)
             self.enqueue(src, station, doc_key=f"doc:{doc.id}", doc_id=doc.id,
                          label=f"{doc.rel}: TipoDTE {dte.tipo_dte} folio {dte.folio}")
         if self.config.printing.pdf:

@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from sync.exposure import require_tls, token_urls
 from sync.secrets import read_secret
-from sync.sii import is_boleta
 from sync.signing import Certificate
+from sync.sii import is_boleta
 from sync.uplink import auth
 from sync.uplink.channels import HttpChannel, SiiBoletaChannel, SiiDteChannel
 from sync.uplink.endpoints import SiiEndpoints
@@ -35,10 +36,13 @@ def settings_of(uc: UplinkConfig) -> UplinkSettings:
 
 
 def build_uplink(config: Any, certificate: Certificate, *, sink=None) -> Uplink | None:
-    """None when `[uplink] kind = "none"` (documents stay `signed`)."""
+    """None when `[uplink] kind = "none"` (documents stay `signed`). Refuses (URL_INSECURE) a
+    URL the token would reach over plain http:// (except on this machine: fake-sii)."""
     uc: UplinkConfig = config.uplink or UplinkConfig()
     if uc.kind == "none":
         return None
+    for key, url in token_urls(uc):  # a token never travels in clear (`dtesync check` says the same)
+        require_tls(key, url)
     session = new_session(str(uc.ca_bundle) if uc.ca_bundle else True)
     timeouts = Timeouts(uc.connect_timeout, uc.read_timeout)
     c = config.company

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
 from lxml import etree
+
 from sync import safexml
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"

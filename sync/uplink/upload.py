@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import requests
 from lxml import etree
 
+from sync import safexml
 from sync.rut import Rut
 from sync.uplink.transport import USER_AGENT, Timeouts, UplinkError, send
-from sync import safexml
 
 # STATUS (manual p. 8) -> (kind, meaning). "Otro" = error interno: transient.
 UPLOAD_STATUS: dict[str, tuple[str, str]] = {
