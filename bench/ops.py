@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from sync.sandbox.build import create_sandbox
+from sync.sandbox.build import create_sandbox  # noqa: E402
 
 DAY = 86400.0
 TYPES = [(39, 0.70), (33, 0.24), (61, 0.04), (56, 0.01), (52, 0.01)]

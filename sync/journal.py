@@ -540,6 +540,7 @@ class Journal(Store):
              rut_receptor: str | None = None, limit: int = 200) -> list[Doc]:
         """The panel's search: a name prefix (any case), a folio (of any of `tipos`), or a
         receptor's RUT; newest first."""
+        args: tuple[Any, ...]
         if name is not None:
             pattern = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             where, args = "name LIKE ? ESCAPE '\\'", (pattern,)

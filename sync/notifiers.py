@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from sync.alerts import Alert, LogNotifier, Notifier
 from sync.backoff import Backoff
-from sync.errors import DteSyncError
 from sync.delivery.mail import SmtpSender, SmtpSettings
+from sync.errors import DteSyncError
 from sync.secrets import read_secret
 
 if TYPE_CHECKING:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from printing_fixtures import EXAMPLES, FakePrinter
-
 from sync.app import App, build_app
 from sync.config import Config, Folders, PrintingConfig, PrintStation
 from sync.fakesii import FakeSii

@@ -15,21 +15,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
+
 from ops_rig import make_rig
 from printing_fixtures import free_port
-
 from sync.alerts import Alert, Alerts, LogNotifier
 from sync.config import load_config
+from sync.delivery.mail import SmtpSettings
 from sync.errors import DteSyncError
 from sync.fakesii.server import Faults
 from sync.monitor import REJECTION_HOLD
-from sync.notifiers import (
-    EmailNotifier,
-    SmtpSettings,
-    WebhookNotifier,
-    payload,
-    smtp_settings,
-)
+from sync.notifiers import EmailNotifier, WebhookNotifier, build_notifiers, payload
 from sync.sandbox.build import create_sandbox
 
 

@@ -8,9 +8,9 @@ import urllib.error
 import urllib.request
 
 import pytest
-from ops_rig import make_rig
 from prometheus_client.parser import text_string_to_metric_families
 
+from ops_rig import make_rig
 from sync.config import load_config
 from sync.sandbox.build import create_sandbox
 

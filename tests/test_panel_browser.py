@@ -15,8 +15,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from ops_rig import PASSWORD, make_rig
 
+from ops_rig import PASSWORD, make_rig
 from sync.config import load_config
 from sync.sandbox.build import create_sandbox
 

@@ -14,8 +14,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from daemon_runner import make_daemon
 
+from daemon_runner import make_daemon
 from sync.alerts import Alerts
 from sync.errors import DteSyncError
 from sync.filing import Filing, Folders
