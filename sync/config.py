@@ -262,7 +262,7 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
         queue_stuck_after=r.seconds("alerts.queue_stuck_after", a.queue_stuck_after, positive=True),
         watch_every=r.seconds("alerts.watch_every", a.watch_every, positive=True),
         email_to=_addresses(r.get("alerts.email_to", [])),
-        webhook=_webhook(r.str("alerts.webhook", None)),
+        webhook=_webhook(r.get("alerts.webhook", None)),
     )
     for key in ("caf_stock_min", "caf_expiry_days", "cert_expiry_days"):
         if getattr(alerts, key) < 0:
@@ -373,10 +373,14 @@ def _addresses(value: Any) -> list[str]:
     return [x.strip() for x in items]
 
 
-def _webhook(url: str | None) -> str | None:
-    if url is None or url == "":
+def _webhook(value: Any) -> str | None:
+    """[alerts] webhook = "URL", or the table form [alerts.webhook] url = "URL"."""
+    if isinstance(value, dict) and set(value) == {"url"}:
+        value = value["url"]
+    if value is None or value == "":
         return None
-    if not url.startswith(("https://", "http://")):
+    url = value
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         raise _invalid("alerts.webhook", f"se esperaba una URL http(s)://, se encontró {url!r}")
     return url
 

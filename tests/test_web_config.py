@@ -83,7 +83,10 @@ def test_alert_destinations_are_checked():
     base["alerts"] = {"email_to": "admin@example.cl", "webhook": "https://hooks.example.cl/dtesync"}
     c = parse_config(base, base=BASE)
     assert c.alerts.email_to == ["admin@example.cl"] and c.alerts.webhook.startswith("https://")
-    for bad in ({"email_to": ["not an address"]}, {"webhook": "ftp://x"}, {"queue_stuck_after": 0}):
+    base["alerts"] = {"webhook": {"url": "https://hooks.example.cl/t"}}  # the table form
+    assert parse_config(base, base=BASE).alerts.webhook == "https://hooks.example.cl/t"
+    for bad in ({"email_to": ["not an address"]}, {"webhook": "ftp://x"}, {"webhook": {"uri": "https://x"}},
+                {"queue_stuck_after": 0}):
         base["alerts"] = bad
         with pytest.raises(DteSyncError) as exc:
             parse_config(base, base=BASE)
