@@ -38,7 +38,9 @@ class Rig:
 
     @property
     def url(self) -> str:
-        return self.app.stage("web").url  # type: ignore[union-attr]
+        web = self.app.stage("web")
+        assert web is not None and web.wait_ready(30), "the panel did not come up"  # type: ignore[attr-defined]
+        return web.url  # type: ignore[attr-defined]
 
     def stage(self, name: str) -> Any:
         return self.app.stage(name)

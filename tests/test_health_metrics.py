@@ -116,8 +116,10 @@ def test_metrics_parse_and_count_what_happened(rig):
     assert 0 < signed["dtesync_drop_to_signed_seconds_sum"] < 60
     queues = {s.labels["queue"]: s.value for s in m["dtesync_queue_depth"]}
     assert queues == {"printing": 0, "uplink": 0}
-    folios = {s.labels["tipo_dte"]: s.value for s in m["dtesync_folios_available"]}
-    assert folios["33"] == 199 and folios["39"] == 199
+    def folios() -> dict[str, float]:  # the stock is read at most every 10 s: wait for the next read
+        return {s.labels["tipo_dte"]: s.value for s in metrics(rig)["dtesync_folios_available"]}
+
+    rig.wait(lambda: folios()["33"] == 199 and folios()["39"] == 199, timeout=20, what="folios left")
     assert all(s.value > 300 for s in m["dtesync_caf_expiry_days"]) or m["dtesync_caf_expiry_days"]
     assert m["dtesync_certificate_expiry_days"][0].value > 0
     assert {s.labels["check"] for s in m["dtesync_check_status"]} >= {"inbox", "printer:caja1"}

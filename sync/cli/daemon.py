@@ -79,9 +79,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     app = build_app(config)
     daemon = app.daemon
     daemon.start()
-    panel = app.stage("web")
-    if getattr(panel, "url", None):
-        print(f"Panel: {panel.url}")  # type: ignore[union-attr]
+    panel: Any = app.stage("web")
+    if panel is not None and panel.wait_ready(10) and panel.url:
+        print(f"Panel: {panel.url}")
     try:
         dropped = copy_examples(sandbox.inbox)
         bad = sandbox.inbox / BAD_SAMPLE_NAME
