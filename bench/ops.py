@@ -4,6 +4,7 @@
     python bench/ops.py --docs 200000    # a smaller year, a smoke run
     python bench/ops.py --keep DIR       # build into DIR (reused when it is already there)
     python bench/ops.py --json
+    python bench/ops.py --keep DIR --schema-compare   # + the write path with the previous schema
 
 Builds a sandbox whose state folder holds what a shop issuing ~5 500 documents a day has after
 a year, written fast with executemany: the journal (documents + ~4 history rows each, the last
@@ -344,12 +345,50 @@ def _writes(path: Path, docs: int = 2000, batch: int = 16) -> float:
         j.close()
 
 
+def schema_compare(journal: Path, rounds: int = 3, docs: int = 1500) -> dict[str, tuple[float, float]]:
+    """The write path on two copies of the year-old journal: this version's schema, and the one
+    before it (no doc_counts triggers, no documents_outbox/errors/name_nocase, documents_state
+    back): what the panel and retention add to a document's cost. (best, median) µs."""
+    import shutil
+
+    from sync import journal as J
+
+    copies = {name: Path(tempfile.mkdtemp()) / "journal.sqlite3" for name in ("before", "now")}
+    for path in copies.values():
+        shutil.copyfile(journal, path)
+    db = sqlite3.connect(copies["before"])
+    for stmt in ("DROP TRIGGER documents_count_insert", "DROP TRIGGER documents_count_update",
+                 "DROP TRIGGER documents_count_delete", "DROP INDEX documents_outbox", "DROP INDEX documents_errors",
+                 "DROP INDEX documents_name_nocase", "CREATE INDEX documents_state ON documents(state)"):
+        db.execute(stmt)
+    db.commit()
+    db.close()
+    before = J.SCHEMA.split("-- Documents by")[0]
+    for line in ("documents_outbox", "documents_errors", "documents_name_nocase"):
+        before = "\n".join(x for x in before.splitlines() if line not in x)
+    before += "\nCREATE INDEX IF NOT EXISTS documents_state ON documents(state);"
+    schemas = {"before": before, "now": J.SCHEMA}
+    out: dict[str, list[float]] = {"before": [], "now": []}
+    try:
+        for _ in range(rounds):
+            for name in ("before", "now"):  # alternated: the machine's noise hits both
+                J.Journal.SCHEMA = schemas[name]
+                out[name].append(_writes(copies[name], docs))
+    finally:
+        J.Journal.SCHEMA = J.SCHEMA
+        for path in copies.values():
+            shutil.rmtree(path.parent, ignore_errors=True)
+    return {k: (min(v), statistics.median(v)) for k, v in out.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--docs", type=int, default=2_000_000)
     ap.add_argument("--keep", type=Path)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--startup", help=argparse.SUPPRESS)
+    ap.add_argument("--schema-compare", action="store_true",
+                    help="also time the journal's writes with the previous schema on a copy of the year")
     args = ap.parse_args()
     if args.startup:
         startup(args.startup)
@@ -359,6 +398,8 @@ def main() -> None:
     cfg = build(root, args.docs)
     log(f"built in {time.monotonic() - t0:.0f} s: {root}")
     res = measure(cfg, args.docs)
+    if args.schema_compare:
+        res["journal_write_us_schema"] = schema_compare(cfg.parent / "state" / "journal.sqlite3")
     res["machine"] = f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, " \
                      f"SQLite {sqlite3.sqlite_version}"
     sizes = {p.name: p.stat().st_size for p in (root / "sb" / "state").glob("*.sqlite*")}
@@ -382,6 +423,11 @@ def main() -> None:
     print("journal writes per document (claim, decide, file, 3 states):")
     for k, v in res["journal_write_us_per_doc"].items():
         print(f"  {k:<32} {v:8.0f} µs")
+    if "journal_write_us_schema" in res:
+        print("journal writes per document on the year-old journal, best / median of 3 alternated rounds:")
+        for k, (best, med) in res["journal_write_us_schema"].items():
+            label = "previous schema" if k == "before" else "this schema (counts, retention)"
+            print(f"  {label:<32} {best:8.0f} µs {med:8.0f} µs")
 
 
 if __name__ == "__main__":
