@@ -141,7 +141,8 @@ class HealthView:
         try:
             if not inbox.is_dir():
                 raise OSError("no es una carpeta" if inbox.exists() else "no existe")
-            os.listdir(inbox)
+            with os.scandir(inbox) as entries:  # can be listed (one entry read, not a backlog)
+                next(entries, None)
             if not os.access(inbox, os.W_OK | os.X_OK):
                 raise OSError("sin permiso de escritura")
         except OSError as exc:

@@ -104,7 +104,8 @@ def make_rig(root: Path, base: Config, *, lang: str = "es", password: bool = Tru
                             poll_first=0.2, poll_base=0.2, poll_cap=1.0, uncertain_wait=0.5, drain_interval=0.1,
                             poll_interval=0.1, connect_timeout=1.0, read_timeout=5.0),
         alerts=replace(base.alerts, watch_every=0.2, **(alerts or {})),
-        web=WebConfig(listen="127.0.0.1:0", password=SecretRef(env=PASSWORD_ENV) if password else None, **(web or {})),
+        web=WebConfig(**{"listen": "127.0.0.1:0", "password": SecretRef(env=PASSWORD_ENV) if password else None,
+                         **(web or {})}),
     )
     engine = open_engine(config)
     settings: dict[str, Any] = {"watch": "poll", "poll_interval": 0.05, "stable_window": 0.05, "workers": 2}

@@ -149,3 +149,25 @@ def test_metrics_textfile_is_written_atomically(tmp_path, base):
         assert not [p for p in target.parent.iterdir() if p.name != target.name]  # no temp file left behind
     finally:
         r.stop()
+
+
+def test_a_taken_port_leaves_the_daemon_running_and_raises_an_alert(tmp_path, base):
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    r = make_rig(tmp_path / "rig", base, web={"listen": f"127.0.0.1:{port}"})
+    try:
+        web = r.stage("web")
+        assert web.wait_ready(30) and web.url is None and "Address already in use" in web.error
+        (alert,) = [a for a in r.app.alerts.active() if a.key == "web:listen"]
+        assert alert.code == "WEB_LISTEN_FAILED" and str(port) in alert.message("es")
+        r.drop("F1.txt")
+        r.wait_state("F1", {"accepted"})  # documents are signed, printed and sent all the same
+        findings = {f.name: f for f in r.stage("monitor").health.findings()}
+        assert findings["web:listen"].status == "degraded"
+    finally:
+        r.stop()
+        taken.close()

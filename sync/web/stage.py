@@ -125,5 +125,5 @@ class PanelStage(Stage):
 
     def checks(self) -> list[Check]:
         if self.error:
-            return [Check("web", "degraded", f"el panel no escucha en {self.web.listen}: {self.error}")]
+            return [Check("listen", "degraded", f"el panel no escucha en {self.web.listen}: {self.error}")]
         return []
