@@ -115,6 +115,7 @@ class PrintStation:
     cash_drawer: bool = False
     cut: bool = True
     cedible: bool = False  # also print the CEDIBLE copy where it applies
+    types: list[int] | None = None  # the TipoDTE this station prints (None: every type)
     virtual: bool = False  # no printer: its boletas are e-mailed to the customer (Res. Ex. 53/2025)
 
 
@@ -328,6 +329,10 @@ def _printing(r: "_Reader") -> PrintingConfig:
         copies = s.get("copies", 1)
         if not isinstance(copies, int) or isinstance(copies, bool) or not 0 <= copies <= 5:
             raise _invalid(f"{key}.copies", "se esperaba un entero entre 0 y 5")
+        types = s.get("types")
+        if types is not None and (not isinstance(types, list) or not types
+                                  or not all(isinstance(t, int) and not isinstance(t, bool) for t in types)):
+            raise _invalid(f"{key}.types", "se esperaba una lista de TipoDTE, p. ej. [39, 41]")
         conn = dict(conn)
         for pk in ("path", "device"):
             if conn["type"] == "file" and isinstance(conn.get(pk), str):
@@ -335,6 +340,7 @@ def _printing(r: "_Reader") -> PrintingConfig:
         d.stations.append(PrintStation(
             name=s["name"], connector=conn, profile=str(s.get("profile", "generic-80mm")), copies=copies,
             cash_drawer=bool(s.get("cash_drawer", False)), cut=bool(s.get("cut", True)), cedible=bool(s.get("cedible", False)),
+            types=types,
             virtual=virtual,
         ))
     names = {x.name for x in d.stations}

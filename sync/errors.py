@@ -286,6 +286,46 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El timbre ({found} bytes) no cabe en un PDF417 de {detail}.",
         "The timbre ({found} bytes) does not fit a PDF417 of {detail}.",
     ),
+    "PRINTER_PAPER_OUT": (
+        "La impresora de la estación {station} está sin papel ({detail}); el ticket se imprime al reponerlo.",
+        "The printer of station {station} is out of paper ({detail}); the ticket prints once it is refilled.",
+    ),
+    "PRINTER_COVER_OPEN": (
+        "La impresora de la estación {station} tiene la tapa abierta ({detail}); el ticket se imprime al cerrarla.",
+        "The printer of station {station} has its cover open ({detail}); the ticket prints once it is closed.",
+    ),
+    "PRINTER_OFFLINE": (
+        "La impresora de la estación {station} está fuera de línea ({detail}); el ticket se imprime cuando vuelva.",
+        "The printer of station {station} is offline ({detail}); the ticket prints when it is back.",
+    ),
+    "PRINTER_ERROR": (
+        "La impresora de la estación {station} está en error ({detail}); revise el cortador y el cabezal.",
+        "The printer of station {station} reports an error ({detail}); check the cutter and the head.",
+    ),
+    "PRINTER_UNREACHABLE": (
+        "No se llega a la impresora de la estación {station} ({detail}); se reintentará.",
+        "The printer of station {station} cannot be reached ({detail}); will retry.",
+    ),
+    "PRINTER_STALLED": (
+        "La impresora de la estación {station} acepta la conexión pero no recibe ni responde ({detail}); se reintentará.",
+        "The printer of station {station} accepts the connection but neither reads nor answers ({detail}); will retry.",
+    ),
+    "PRINTER_NO_PDF417": (
+        "La impresora de la estación {station} no dibuja PDF417 (GS ( k) ({detail}); el timbre se imprime como imagen: ponga native_pdf417 = false en su perfil.",
+        "The printer of station {station} does not draw PDF417 (GS ( k) ({detail}); the timbre prints as an image: set native_pdf417 = false in its profile.",
+    ),
+    "PRINT_PAPER_TOO_NARROW": (
+        "La estación {found} no imprime TipoDTE {tipo_dte}: {detail}. El documento quedó firmado y con su PDF; imprímalo en otra estación.",
+        "Station {found} does not print TipoDTE {tipo_dte}: {detail}. The document is signed and has its PDF; print it at another station.",
+    ),
+    "PRINT_TYPE_NOT_FOR_STATION": (
+        "La estación {found} solo imprime los tipos {detail}; TipoDTE {tipo_dte} no se imprimió en ella.",
+        "Station {found} prints only types {detail}; TipoDTE {tipo_dte} was not printed there.",
+    ),
+    "PDF_NOT_WRITTEN": (
+        "No se pudo escribir el PDF {found}: {detail}.",
+        "The PDF {found} could not be written: {detail}.",
+    ),
     # --- uplink (SII, provider cloud) -------------------------------------------------------
     "SII_REJECTED": (
         "El SII rechazó el documento: {detail}.",

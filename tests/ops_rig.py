@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -73,6 +74,20 @@ class Rig:
         return self.wait(lambda: (s := self.status(stem, folder)).get("state") in states and s, timeout,
                          f"{stem} in {states}")
 
+    def printer_down(self) -> None:
+        """The printer stops answering: its listening socket shut down (close() alone would leave
+        the emulator's accept() thread holding it open, still taking connections)."""
+        sock = self.printer._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.printer.stop_listening()
+
+    def printer_up(self) -> None:
+        self.printer.listen(self.printer.port)
+
     def sii_down(self) -> None:
         """Every request to fake-sii fails with HTTP 500 (stopping its listener would not cut the
         uplink's keep-alive connections)."""
@@ -86,7 +101,7 @@ class Rig:
             self.app.stop()
         finally:
             self.fake.stop()
-            self.printer.stop_listening()
+            self.printer.close()
 
 
 def make_rig(root: Path, base: Config, *, lang: str = "es", password: bool = True, alerts: dict | None = None,

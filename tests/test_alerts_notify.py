@@ -127,12 +127,12 @@ def test_each_condition_reaches_mail_and_webhook_once_raised_once_resolved(tmp_p
                    notifiers=notifiers(smtp, hook))
     try:
         # A printer down long enough for its queue to be stuck, then back.
-        rig.printer.stop_listening()
+        rig.printer_down()
         rig.drop("F1.txt")
         rig.wait(lambda: {"printer:caja1", "queue:printing"} <= {a.key for a in rig.app.alerts.active()},
                  what="printer alerts")
         time.sleep(0.6)  # the watcher sees the same condition again: no second notice
-        rig.printer.listen(rig.printer.port)
+        rig.printer_up()
         rig.printer.wait_jobs(1)
         # The uplink paused by an admin, its queue stuck behind it, then resumed.
         rig.stage("uplink").pause("prueba")

@@ -64,12 +64,12 @@ def test_health_is_ok_with_every_check_listed(rig):
 
 
 def test_health_degrades_while_the_printer_is_down_and_recovers(rig):
-    rig.printer.stop_listening()
+    rig.printer_down()
     rig.drop("F1.txt")
     doc = rig.wait(lambda: (d := health(rig))["status"] == "degraded" and d, what="degraded")
     assert check(doc, "printer:caja1")["status"] == "degraded"
     assert "caja1" in check(doc, "printer:caja1")["message"]
-    rig.printer.listen(rig.printer.port)
+    rig.printer_up()
     rig.printer.wait_jobs(1)
     rig.wait(lambda: health(rig)["status"] == "ok", what="ok again")
 
@@ -127,7 +127,7 @@ def test_metrics_parse_and_count_what_happened(rig):
 
 def test_metrics_count_uplink_and_printer_errors_by_kind(rig):
     rig.sii_down()
-    rig.printer.stop_listening()
+    rig.printer_down()
     rig.drop("F4.txt")
     m = rig.wait(lambda: (x := metrics(rig)).get("dtesync_uplink_errors") and x.get("dtesync_printer_errors") and x,
                  what="errors counted")
@@ -135,7 +135,7 @@ def test_metrics_count_uplink_and_printer_errors_by_kind(rig):
     printer = [s for s in m["dtesync_printer_errors"] if s.name.endswith("_total")]
     assert printer[0].labels == {"station": "caja1", "kind": "unavailable"} and printer[0].value >= 1
     rig.sii_up()
-    rig.printer.listen(rig.printer.port)
+    rig.printer_up()
     rig.wait_state("F4", {"accepted"})
 
 
