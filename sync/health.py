@@ -46,6 +46,7 @@ class Finding:
     params: dict[str, Any] = field(default_factory=dict)
     message_text: str = ""
     alert: bool = True
+    core: bool = True  # False for a stage's own line: its `down` (one printer) leaves the service degraded
 
     def message(self, lang: str) -> str:
         if self.code is None:
@@ -59,6 +60,10 @@ class Finding:
 def overall(statuses: list[str]) -> Health:
     worst = max((RANK[s] for s in statuses), default=0)
     return "down" if worst == 2 else "degraded" if worst == 1 else "ok"
+
+
+def status_of(findings: list[Finding]) -> Health:
+    return overall([f.status if f.core or f.status != "down" else "degraded" for f in findings])
 
 
 class Installation:
@@ -122,9 +127,12 @@ class HealthView:
         return out
 
     def report(self) -> dict[str, Any]:
-        """The /health document."""
-        checks = [f.check(self.lang) for f in self.findings()]
-        return {"status": overall([c.status for c in checks]),
+        """The /health document: `down` (HTTP 503) only when the service itself cannot work
+        (its threads, the inbox, no certificate or no folios); a stage's line that is down (one
+        printer) makes it `degraded`."""
+        findings = self.findings()
+        checks = [f.check(self.lang) for f in findings]
+        return {"status": status_of(findings),
                 "checks": [{"name": c.name, "status": c.status, "message": c.message} for c in checks]}
 
     def _daemon(self) -> list[Finding]:
@@ -159,9 +167,10 @@ class HealthView:
         for c in checks:
             name = c.name if ":" in c.name or c.name.startswith(stage.name) else f"{stage.name}:{c.name}"
             if c.status == "ok":
-                out.append(Finding(name, "ok"))
+                out.append(Finding(name, "ok", core=False))
             else:
-                out.append(Finding(name, c.status, "CHECK_FAILED", {"name": name, "detail": c.message or c.status}))
+                out.append(Finding(name, c.status, "CHECK_FAILED", {"name": name, "detail": c.message or c.status},
+                                   core=False))
         if stage.name == "printing" and type(stage).checks is Stage.checks:
             out += self._printers(stage)
         if getattr(stage, "paused", False):
@@ -214,9 +223,10 @@ class HealthView:
         if queue == "uplink" and stage is not None:
             waiting = [d for d in stage.queue.unfinished() if d.last_error]  # type: ignore[attr-defined]
             return waiting[-1].last_error if waiting else ""
-        if queue == "printing" and stage is not None:
-            jobs = [j for j in stage.queue.jobs("pending") if j.last_error]  # type: ignore[attr-defined]
-            return jobs[-1].last_error if jobs else ""
+        printing: Any = self.app.stage("printing")
+        if queue.startswith("print:") and printing is not None:  # print:<station>
+            head = printing.queue.head(queue.split(":", 1)[1])
+            return (head.last_error or "") if head is not None else ""
         return ""
 
     def _installation(self) -> list[Finding]:

@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("dtesync.monitor")
 
 REJECTION_HOLD = 86400.0  # s a rejection stays an active alert unless an admin dismisses it
-OWNED_ELSEWHERE = ("caf_stock:", "caf_expiry:", "certificate")  # raised by the reports stage
+# Conditions another stage raises itself: stock and expiry (the reports stage), printers (the
+# printing stage, with its own codes). The watcher shows them in /health but does not raise them twice.
+OWNED_ELSEWHERE = ("caf_stock:", "caf_expiry:", "certificate", "printer:")
 
 
 class MonitorStage(Stage):

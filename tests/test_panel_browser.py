@@ -148,7 +148,7 @@ def test_operations_shows_health_queues_stations_folios_and_certificate(page, ri
     page.goto(rig.url + "/ops")
     assert page.locator("#overall").inner_text() == "bien"
     assert "caja1" in page.locator("#stations").inner_text()
-    assert "uplink" in page.locator("#queues").inner_text() and "printing" in page.locator("#queues").inner_text()
+    assert "uplink" in page.locator("#queues").inner_text() and "print:caja1" in page.locator("#queues").inner_text()
     assert "Factura electrónica" in page.locator("#folios").inner_text()
     assert "vence el" in page.locator("#certificate").inner_text()
     shot(page, "panel-operations.png")

@@ -49,16 +49,13 @@ CREATE TABLE IF NOT EXISTS print_jobs (
 );
 CREATE INDEX IF NOT EXISTS print_jobs_due ON print_jobs(station, state, id);
 CREATE INDEX IF NOT EXISTS print_jobs_doc ON print_jobs(doc_id);
-<<<<<<< HEAD
 CREATE INDEX IF NOT EXISTS print_jobs_pending ON print_jobs(id) WHERE state = 'pending';
-=======
 CREATE TABLE IF NOT EXISTS pdf_results (
     doc_id     INTEGER PRIMARY KEY,    -- journal id; a row only when NAME.pdf could not be written
     code       TEXT NOT NULL,
     message    TEXT NOT NULL,
     at         REAL NOT NULL
 );
->>>>>>> main
 """
 # Version 0 (the first release) had no printer status: its jobs gain these columns.
 MIGRATIONS = ("""

@@ -294,17 +294,12 @@ class PrintService(Stage):
         self.config = config
         self.stations = Stations(config.printing)
         self.queue = PrintQueue(Path(state_dir or config.folders.state) / FILE_NAME)
-<<<<<<< HEAD
-        self.senders = {s.name: StationSender(s, self.queue, config, self._changed) for s in self.stations}
-        self.pdf_writer = PdfWriter(config, lambda doc, data: self.filing.write_result(doc, ".pdf", data))
-        self.listeners: list[Callable[[Job], None]] = []  # every change of a job (metrics: printed, errors)
-=======
         self.senders = {s.name: StationSender(s, self.queue, config, self._changed, self._rerender, self._printer)
                         for s in self.stations}
         self.pdf_writer = PdfWriter(config, lambda doc, data: self.filing.write_result(doc, ".pdf", data),
                                     self._pdf_result)
         self._raised: dict[str, str] = {}  # station -> the code of its active printer alert
->>>>>>> main
+        self.listeners: list[Callable[[Job], None]] = []  # every change of a job (metrics: printed, errors)
         self._started = False
 
     def start(self) -> None:
@@ -331,20 +326,16 @@ class PrintService(Stage):
         self.queue.close()
 
     def _changed(self, job: Job) -> None:
-<<<<<<< HEAD
         for listener in self.listeners:
             try:
                 listener(job)
             except Exception:
                 log.exception("printing: a job listener failed", extra={"job": job.id})
-        if job.doc_id is not None and self._filing is not None:
-=======
         if job.doc_id is not None:
             self._refresh(job.doc_id)
 
     def _refresh(self, doc_id: int) -> None:
         if self._filing is not None:
->>>>>>> main
             try:
                 self.filing.refresh(doc_id)
             except Exception:

@@ -33,7 +33,7 @@ from flask import (
 )
 
 from sync.errors import DteSyncError
-from sync.health import HealthView, overall
+from sync.health import HealthView, status_of
 from sync.metrics import CONTENT_TYPE, Metrics
 from sync.outbox import render_errors
 from sync.rut import Rut, RutError
@@ -265,6 +265,7 @@ def create_app(panel: Panel) -> Flask:
     def operations() -> Any:
         findings = panel.health.findings()
         checks = [f.check(lang) for f in findings]
+        status = status_of(findings)
         queues = [q for _, q in panel.health.queue_stats()]
         printing = panel.stage("printing")
         stations = []
@@ -285,7 +286,7 @@ def create_app(panel: Panel) -> Flask:
             cert = {"day": not_after.date().isoformat(), "days": (not_after.date() - date.today()).days}
         uplink = panel.stage("uplink")
         retention = panel.stage("retention")
-        return render_template("operations.html", overall=overall([c.status for c in checks]), checks=checks,
+        return render_template("operations.html", overall=status, checks=checks,
                                queues=queues, stations=stations, stock=stock, cert=cert, today=date.today(),
                                alerts=panel.app.alerts.active(), uplink=uplink, retention=retention)
 
