@@ -420,6 +420,40 @@ class Filing:
                 log.exception("filing: a stage's status entry failed", extra={"stage": stage.name, "doc": doc.id})
         return self.out.write_status(doc, self.journal.history(doc.id), xml, extras)
 
+    # --- retention (sync.retention) ------------------------------------------------------------------------
+    def retain(self, docs: Sequence[Doc]) -> int:
+        """Move these documents' results out of the outbox, beside their filed inputs: intent in
+        the journal first (from then on every status rewrite goes to the new place), then the
+        files, then done. Each document's move holds the status lock, so a rewrite never meets a
+        half-moved document. Returns the files moved."""
+        movable = [d for d in docs if d.step == "filed" and not d.superseded and d.dup_of is None and d.final_path]
+        ids = {d.id for d in movable}
+        others = [d.id for d in docs if d.id not in ids]
+        if others:
+            self.journal.mark_retention(others, 2)  # nothing of their own in the outbox
+        if not movable:
+            return 0
+        self.journal.mark_retention([d.id for d in movable], 1)
+        return self._finish_retention(movable)
+
+    def resume_retention(self) -> int:
+        """After a stop in the middle of a move: finish it (idempotent file by file)."""
+        return self._finish_retention(self.journal.retaining())
+
+    def _finish_retention(self, docs: Sequence[Doc]) -> int:
+        moved, done = 0, []
+        for doc in docs:
+            with self._status_lock:
+                try:
+                    moved += self.out.retain_results(doc)
+                except OSError as exc:  # a file locked by a reader (Windows), a folder swapped for a link
+                    log.warning("filing: could not move results; retrying later",
+                                extra={"doc": doc.id, "error": str(exc)})
+                    continue
+            done.append(doc.id)
+        self.journal.mark_retention(done, 2)
+        return moved
+
     def signed_dte(self, doc: Doc) -> SignedDte | None:
         """The SignedDte of a document with a folio, read from its NAME.xml (None if missing)."""
         data = self.out.read_result(doc, ".xml")
