@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from sync.config import Config, default_config_path, parse_config
 from sync.errors import DteSyncError
+from sync.sii import is_boleta
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 CERT_WARN_DAYS = 30
@@ -619,8 +620,8 @@ def _printer_rules(config: Config, st: dict[str, Any], subject: str, say: _Say) 
                             "use a built-in profile or fix the profile file"))]
     types = st.get("types")
     types = [t for t in types if isinstance(t, int)] if isinstance(types, list) else None
-    boletas = types is None or any(t in (39, 41) for t in types)
-    others = types is None or any(t not in (39, 41) for t in types)
+    boletas = types is None or any(is_boleta(t) for t in types)
+    others = types is None or any(not is_boleta(t) for t in types)
     x_mm = profile.module_dots * profile.dot_mm
     paper, printable = profile.paper_mm, profile.printable_mm
     out = []
