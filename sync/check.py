@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from sync.config import Config, default_config_path, parse_config
 from sync.errors import DteSyncError
+from sync.sii import is_boleta
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 CERT_WARN_DAYS = 30
@@ -78,7 +79,7 @@ def run_checks(
     if config is None:
         return findings
     say = _Say(config.language)
-    for check in (
+    checks: tuple[Callable[[], list[Finding]], ...] = (
         lambda: check_certificate(config, now, environ, say),
         lambda: check_secrets(config, environ, say),
         lambda: check_cafs(config, now.date(), say),
@@ -87,7 +88,8 @@ def run_checks(
         lambda: check_urls(config, say),
         lambda: check_printers(config, probes, say),
         lambda: check_uplink(config, probes, say, now, environ),
-    ):
+    )
+    for check in checks:
         try:
             findings += check()
         except Exception as exc:  # a check that crashes must not hide the others
@@ -217,9 +219,11 @@ def check_certificate(config: Config, now: datetime, environ: Mapping[str, str] 
         from cryptography.hazmat.primitives.serialization import pkcs12
 
         key, x509cert, _ = pkcs12.load_key_and_certificates(data, password.encode("utf-8"))
+        if key is None or x509cert is None:  # opened (the error was its dates), so both are there
+            return [Finding(FAIL, subject, exc.message(say.lang), say("reexporte el certificado", "re-export it"))]
         cert, expired = Certificate.from_key_and_cert(key, x509cert), exc
     rut = str(cert.rut) if cert.rut else None
-    cn = next((a.value for a in cert.x509.subject if a.oid.dotted_string == "2.5.4.3"), cert.subject)
+    cn = next((str(a.value) for a in cert.x509.subject if a.oid.dotted_string == "2.5.4.3"), cert.subject)
     days = (cert.not_after - now).days
     facts = f"{cn}, RUT {rut or '?'}, " + say(f"vence {cert.not_after.date()} ({days} días)",
                                                  f"expires {cert.not_after.date()} ({days} days)")
@@ -483,9 +487,9 @@ def check_folders(config: Config, say: _Say) -> list[Finding]:
                              ("rejected", f.rejected, True), ("state", f.state, True), ("caf", f.caf, False)):
         subject = f"folders.{key}"
         if not path.exists():
-            share = say(" (si es una carpeta de red, ¿está montada? En Windows use la ruta UNC \\\\servidor\\recurso, "
-                        "no una letra de unidad)", " (if it is a network share: is it mounted? On Windows use a UNC path)")
-            out.append(Finding(FAIL, subject, say(f"{path} no existe", f"{path} does not exist") + share,
+            hint = say(" (si es una carpeta de red, ¿está montada? En Windows use la ruta UNC \\\\servidor\\recurso, "
+                       "no una letra de unidad)", " (if it is a network share: is it mounted? On Windows use a UNC path)")
+            out.append(Finding(FAIL, subject, say(f"{path} no existe", f"{path} does not exist") + hint,
                                say(f"créela (mkdir -p {path}) y désela a ", f"create it (mkdir -p {path}) for ") + owner.format(p=path)))
             continue
         if not path.is_dir():
@@ -553,8 +557,10 @@ def _probe_rename(folder: Path) -> str | None:
 # --- printers -------------------------------------------------------------------------------------
 def check_printers(config: Config, probes: Probes, say: _Say) -> list[Finding]:
     """Only when [printing] lists stations: each connector reachable (TCP connect, device
-    present and writable, queue name known). Read from config.raw: the printing section's
-    shape is owned by sync.printing."""
+    present and writable, queue name known), and each station's paper and printer able to
+    carry the SII's rules for the documents it may get (sync.printing.rules): facturas, notas
+    and guías only on paper >= 7.5 cm with room for a 4 x 9 cm timbre, boletas only above
+    200 dpi. Read from config.raw: the printing section's shape is owned by sync.printing."""
     printing = config.raw.get("printing")
     if not isinstance(printing, dict):
         return []
@@ -564,9 +570,13 @@ def check_printers(config: Config, probes: Probes, say: _Say) -> list[Finding]:
         if not isinstance(st, dict):
             continue
         name = str(st.get("name", i))
-        conn = st.get("connector") if isinstance(st.get("connector"), dict) else st
+        conn: dict[str, Any] = st["connector"] if isinstance(st.get("connector"), dict) else st
         kind = str(conn.get("type", "")).lower()
         subject = say(f"impresora {name}", f"printer {name}")
+        if st.get("virtual") is True:  # no printer: its boletas are e-mailed (sync.delivery)
+            out.append(Finding(OK, subject, say("estación virtual: sin impresora", "virtual station: no printer")))
+            continue
+        out += _printer_rules(config, st, subject, say)
         if kind in ("tcp", "network"):
             host, port = str(conn.get("host", "")), int(conn.get("port", 9100))
             problem = _tcp_probe(host, port, probes)
@@ -603,7 +613,60 @@ def check_printers(config: Config, probes: Probes, say: _Say) -> list[Finding]:
     return out
 
 
-def _connector_support(conn: dict, say: _Say) -> str | None:
+def _printer_rules(config: Config, st: dict[str, Any], subject: str, say: _Say) -> list[Finding]:
+    """What the SII's rules say about this station's paper and printer (FAIL: refuse now, not
+    at the first factura)."""
+    try:
+        from sync.printing.profiles import load_profile
+        from sync.printing.rules import BOLETA_MIN_DPI, DESIGN_TED_BYTES, capacity_ok
+    except ImportError:
+        return []
+    try:
+        profile = load_profile(str(st.get("profile", "generic-80mm")), config.printing.profiles)
+    except DteSyncError as exc:
+        return [Finding(FAIL, subject, exc.message(say.lang),
+                        say("use un perfil incluido (dtesync printers list) o corrija el archivo del perfil",
+                            "use a built-in profile or fix the profile file"))]
+    types = st.get("types")
+    types = [t for t in types if isinstance(t, int)] if isinstance(types, list) else None
+    boletas = types is None or any(is_boleta(t) for t in types)
+    others = types is None or any(not is_boleta(t) for t in types)
+    x_mm = profile.module_dots * profile.dot_mm
+    paper, printable = profile.paper_mm, profile.printable_mm
+    out = []
+    if others:
+        why = capacity_ok(33, paper_mm=paper, printable_mm=printable, x_mm=x_mm)
+        if why:
+            out.append(Finding(FAIL, subject, say(
+                f"perfil {profile.name}: no puede imprimir facturas, notas ni guías ({why})",
+                f"profile {profile.name} cannot print facturas, notas or guías ({why})"), say(
+                "declare types = [39, 41] en la estación (solo boletas) o use una impresora de 80 mm a 203 dpi; "
+                "el SII pide papel de 7,5 cm o más y un timbre de hasta 4 × 9 cm",
+                "set types = [39, 41] on the station (boletas only) or use an 80 mm printer at 203 dpi")))
+    if boletas:
+        if profile.dpi <= BOLETA_MIN_DPI:
+            out.append(Finding(FAIL, subject, say(
+                f"perfil {profile.name}: {profile.dpi} dpi; el SII pide más de {BOLETA_MIN_DPI} dpi para el timbre "
+                "de las boletas (Res. Ex. 74/2020)",
+                f"profile {profile.name}: {profile.dpi} dpi; the SII asks more than {BOLETA_MIN_DPI} dpi for boletas"),
+                say("use una impresora de 203 dpi o más (p. ej. el perfil epson-tm-t88 de la generación actual)",
+                    "use a printer of 203 dpi or more")))
+        else:
+            why = capacity_ok(39, paper_mm=paper, printable_mm=printable, x_mm=x_mm)
+            if why:
+                out.append(Finding(FAIL, subject, say(f"perfil {profile.name}: no puede imprimir boletas ({why})",
+                                                      f"profile {profile.name} cannot print boletas ({why})"),
+                                   say("use papel de 5,7 cm o más", "use paper of 5.7 cm or more")))
+    if not out:
+        what = say("boletas" if not others else "boletas, facturas, notas y guías" if boletas else "facturas, notas y guías",
+                   "boletas" if not others else "every document type" if boletas else "facturas, notas and guías")
+        out.append(Finding(OK, subject, say(f"perfil {profile.name} ({profile.paper_mm:g} mm, {profile.dpi} dpi): {what}; "
+                                            f"timbre de hasta {DESIGN_TED_BYTES} bytes según las reglas del SII",
+                                            f"profile {profile.name} ({profile.paper_mm:g} mm, {profile.dpi} dpi): {what}")))
+    return out
+
+
+def _connector_support(conn: dict[str, Any], say: _Say) -> str | None:
     """sync.printing's own verdict on whether this machine can drive the connector (libusb,
     pywin32, pycups present); None when fine or when the printing package is not there."""
     try:
@@ -670,7 +733,7 @@ def check_uplink(config: Config, probes: Probes, say: _Say, now: datetime,
     return out
 
 
-def _uplink_urls(config: Config, section: dict) -> list[str]:
+def _uplink_urls(config: Config, section: dict[str, Any]) -> list[str]:
     urls = sorted({v for v in _strings(section) if v.startswith(("https://", "http://"))})
     if urls:
         return urls

@@ -102,12 +102,13 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 def databases() -> tuple[str, ...]:
     """Every store's file in the state folder (each store module names its own)."""
+    from sync.delivery.store import FILE_NAME as DELIVERY
     from sync.folios.store import FILE_NAME as FOLIOS
     from sync.journal import FILE_NAME as JOURNAL
     from sync.printing.queue import FILE_NAME as PRINT_QUEUE
     from sync.uplink.queue import FILE_NAME as UPLINK_QUEUE
 
-    return (JOURNAL, FOLIOS, PRINT_QUEUE, UPLINK_QUEUE)
+    return (JOURNAL, FOLIOS, PRINT_QUEUE, UPLINK_QUEUE, DELIVERY)
 
 
 def backup_databases(state: Path, dest: Path, now: datetime | None = None) -> list[Path]:
