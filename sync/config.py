@@ -150,6 +150,7 @@ class Config:
     printing: PrintingConfig = field(default_factory=PrintingConfig)
     uplink: Any = None  # sync.uplink.settings.UplinkConfig ([uplink], parsed there)
     delivery: Any = None  # sync.delivery.settings.DeliveryConfig ([delivery], parsed there), None: off
+    cluster: Any = None  # sync.cluster.settings.ClusterConfig ([cluster], parsed there), None: a single PC
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -272,6 +273,7 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
         printing=_printing(r),
         uplink=_uplink(data, base),
         delivery=_delivery(data, base),
+        cluster=_cluster(data, base),
         raw=data,
     )
 
@@ -341,6 +343,12 @@ def _delivery(data: dict[str, Any], base: Path) -> Any:
     from sync.delivery.settings import parse_delivery
 
     return parse_delivery(data, base)
+
+
+def _cluster(data: dict[str, Any], base: Path) -> Any:
+    from sync.cluster.settings import parse_cluster
+
+    return parse_cluster(data, base)
 
 
 def resolve_secret(ref: SecretRef, name: str) -> str:

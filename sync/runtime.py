@@ -47,8 +47,9 @@ def trusted_caf_keys(config: Config) -> dict[int, rsa.RSAPublicKey]:
 
 
 def open_folio_store(config: Config) -> FolioStore:
+    """The folio store; in cluster mode it allocates only from this site's leases (docs/sites.md)."""
     config.folders.state.mkdir(parents=True, exist_ok=True)
-    return FolioStore(config.folders.state / FOLIOS_FILE)
+    return FolioStore(config.folders.state / FOLIOS_FILE, leased=config.cluster is not None)
 
 
 def import_caf_folder(store: FolioStore, config: Config, today: date) -> list[CafImport]:

@@ -34,6 +34,7 @@ def register(r: Registry) -> None:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the samples (default 120)")
     p = r.command("status", cmd_status, "counts by state, folio stock per type and the last errors")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--cluster", action="store_true", help="cluster mode: every site's documents, leases and last contact")
     r.command("queue", cmd_queue, "documents not yet final, oldest first")
 
 
@@ -161,6 +162,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     from sync.runtime import open_folio_store
 
     config = load(args)
+    if args.cluster:
+        from sync.cli.cluster import cmd_status_cluster
+
+        return cmd_status_cluster(config, as_json=args.json)
     journal_path = config.folders.state / JOURNAL_FILE
     snap: dict = {"counts": {}}
     if journal_path.exists():
