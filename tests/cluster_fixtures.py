@@ -149,3 +149,28 @@ def cluster_section(dsn: str, site: str, *, lease_size: int = 20, low_water: int
     if types:
         text += f"types = {types!r}\n"
     return text
+
+
+# --- a company (the head office's sandbox: certificate, CAFs) and its sites ------------------------
+def site_config(hq_config: Path, root: Path, site: str, cluster_text: str, extra: str = "") -> Path:
+    """A site's dtesync.toml in `root`: the head office's company and certificate (absolute
+    paths), its own folders, an EMPTY caf folder (a site gets its CAFs from its leases), and
+    the [cluster] section."""
+    hq = hq_config.parent
+    text = hq_config.read_text(encoding="utf-8")
+    text = text.replace('path = "cert/empresa-demo.pfx"', f'path = "{hq / "cert" / "empresa-demo.pfx"}"')
+    text = text.replace('{ file = "cert/password.txt" }', f'{{ file = "{hq / "cert" / "password.txt"}" }}')
+    text = text.replace('= "caf/fake-sii-idk', f'= "{hq / "caf"}/fake-sii-idk')
+    root.mkdir(parents=True, exist_ok=True)
+    for sub in ("inbox", "outbox", "archive", "rejected", "state", "caf"):
+        (root / sub).mkdir(mode=0o700, exist_ok=True)
+    path = root / "dtesync.toml"
+    path.write_text(text + extra + cluster_text, encoding="utf-8")
+    return path
+
+
+def run_cli(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "sync", *args, "--config", str(config)], capture_output=True,
+                          text=True, timeout=timeout)
