@@ -24,7 +24,7 @@ from sync.config import load_config
 from sync.errors import DteSyncError
 from sync.folios.caf import load_caf
 from sync.folios.store import FolioStore
-from sync.sandbox.build import DEMO_NAME, DEMO_RUT, create_sandbox
+from sync.sandbox.build import DEMO_NAME, DEMO_RUT, DEMO_TYPES, create_sandbox
 from sync.sandbox.caf_factory import default_fake_sii
 from sync.secrets import SecretRef
 
@@ -285,7 +285,7 @@ def test_a_site_daemon_signs_from_its_leases_and_ships_every_record(company, tmp
     inputs = varied_inputs(40, seed=5, prefix="C", folders=("",))
     app.start()
     try:
-        wait_until(lambda: engine.folios.leased_free(TODAY), 30, what="the first leases")
+        wait_until(lambda: len(engine.folios.leased_free(TODAY)) == len(DEMO_TYPES), 30, what="a lease of every type")
         drop(conf.folders.inbox, inputs, seed=1)
         statuses = wait_final(conf.folders.outbox, inputs, 120)
         wait_until(lambda: app.filing.journal.outbox_stats()[0] == 0, 30, what="the record shipped")
