@@ -72,16 +72,27 @@ def test_a_password_written_into_the_dsn_is_refused(tmp_path: Path) -> None:
         assert err.value.code == "CONFIG_INVALID" and err.value.field == "cluster.dsn"
 
 
+def test_a_remote_database_needs_verified_tls(tmp_path: Path) -> None:
+    for dsn in ("postgresql://u@db.empresa.cl/x", "postgresql://u@db.empresa.cl/x?sslmode=require",
+                "host=10.0.0.5 dbname=x"):
+        with pytest.raises(DteSyncError) as err:
+            parse_cluster({"cluster": {"dsn": dsn, "site": "s1"}}, tmp_path)
+        assert "sslmode=verify-full" in err.value.message("es")
+    for dsn in ("postgresql://u@db.empresa.cl/x?sslmode=verify-full", "postgresql://u@127.0.0.1:5433/x",
+                "host=/var/run/postgresql dbname=x", "postgresql://u@/x?host=/tmp/pg"):
+        assert parse_cluster({"cluster": {"dsn": dsn, "site": "s1"}}, tmp_path) is not None
+
+
 def test_cluster_settings_are_read_with_the_password_as_a_reference(tmp_path: Path) -> None:
-    c = parse_cluster({"cluster": {"dsn": "postgresql://u@db/x", "site": "tienda-07", "lease_size": 300,
+    c = parse_cluster({"cluster": {"dsn": "postgresql://u@localhost/x", "site": "tienda-07", "lease_size": 300,
                                    "password": {"file": "pg.pw"}}}, tmp_path)
     assert c is not None and c.site == "tienda-07" and c.lease_size == 300 and c.refill_at == 150
     assert c.password == SecretRef(file=tmp_path / "pg.pw")
     assert parse_cluster({}, tmp_path) is None
     with pytest.raises(DteSyncError):
-        parse_cluster({"cluster": {"dsn": "postgresql://u@db/x", "site": "a b"}}, tmp_path)
+        parse_cluster({"cluster": {"dsn": "postgresql://u@localhost/x", "site": "a b"}}, tmp_path)
     with pytest.raises(DteSyncError):
-        parse_cluster({"cluster": {"dsn": "postgresql://u@db/x", "site": "a", "password": "clear"}}, tmp_path)
+        parse_cluster({"cluster": {"dsn": "postgresql://u@localhost/x", "site": "a", "password": "clear"}}, tmp_path)
 
 
 def test_a_single_pc_never_imports_psycopg(sandbox) -> None:

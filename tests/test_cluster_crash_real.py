@@ -10,8 +10,8 @@ documents arriving, then started again. Afterwards:
 
 Each site is its own process (tests/cluster_daemon_runner.py: real engine, folio store in
 cluster mode, the cluster stage), with its own inbox, outbox and state folder. Scaled by
-environment for a heavier run: DTESYNC_CLUSTER_DOCS (documents per site, default 150; the issue
-asks for 500) and DTESYNC_CLUSTER_DOWN (seconds the database stays down, default 30).
+environment: DTESYNC_CLUSTER_DOCS (documents per site, default 500) and DTESYNC_CLUSTER_DOWN
+(seconds the database stays down, default 30); about 1.5 minutes on 2 cores with the defaults.
 """
 
 from __future__ import annotations
@@ -19,17 +19,19 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from cluster_fixtures import PgServer, cluster_section, run_cli, site_config, wait_until
-from daemon_real import FINAL, drop, dte_folio, varied_inputs, wait_final, xmlsec1_failures
+from daemon_real import FINAL, drop, dte_folio, read_status, varied_inputs, wait_final, xmlsec1_failures
 from sync.cluster.db import ClusterDb
 from sync.cluster.settings import parse_cluster
 from sync.sandbox.build import create_sandbox
@@ -38,9 +40,12 @@ pytestmark = pytest.mark.slow
 
 RUNNER = Path(__file__).with_name("cluster_daemon_runner.py")
 SITES = ("tienda-a", "tienda-b", "tienda-c")
-DOCS = int(os.environ.get("DTESYNC_CLUSTER_DOCS", "150"))
+DOCS = int(os.environ.get("DTESYNC_CLUSTER_DOCS", "500"))
 DOWN = float(os.environ.get("DTESYNC_CLUSTER_DOWN", "30"))
-LEASE, LOW = 40, 20  # per TipoDTE: a site holds between 20 and 60 folios of each type
+# Per TipoDTE a site holds between LOW and LEASE + LOW folios: enough for the outage's documents
+# as a rule; a type that runs out anyway is handled as in production (see _signed_while_down).
+LEASE = max(40, DOCS // 5)
+LOW = LEASE // 2
 
 
 def start(config: Path) -> subprocess.Popen:
@@ -127,22 +132,24 @@ def _scenario(tmp_path: Path, pg: PgServer, rnd: random.Random) -> None:
         procs[victim] = start(configs[victim])
         during = {s: wait_final(roots[s] / "outbox", chunks[s][2], DOWN + 120) for s in SITES}
         assert not pg.running(), "the database came back on its own"
-        for s in SITES:
-            signed = [st for st in during[s].values() if st["state"] == "signed"]
-            wanted = [i for i in chunks[s][2] if i.want == "signed"]
-            assert len(signed) == len(wanted), f"{s} stopped signing while the database was down"
+        resend = {s: _signed_while_down(roots[s], chunks[s][2], during[s]) for s in SITES}
         assert all(unshipped(r) > 0 for r in roots.values()), "records waiting in each site's outbox"
         time.sleep(max(0.0, DOWN - (time.monotonic() - down_since)))
         pg.start()
 
-        # wave 3: back online, one more kill
+        # wave 3: back online, one more kill; the ERP sends again what found no folio
         for s in SITES:
-            drop(roots[s] / "inbox", chunks[s][3], seed=3)
+            drop(roots[s] / "inbox", chunks[s][3] + resend[s], seed=3)
         time.sleep(rnd.uniform(0.3, 1.0))
         victim = rnd.choice(SITES)
         kill(procs[victim])
         procs[victim] = start(configs[victim])
         statuses = {s: wait_final(roots[s] / "outbox", inputs[s], 300) for s in SITES}
+        for s in SITES:  # the resent ones: their new document's status, not the first one's
+            for item in resend[s]:
+                first = during[s][item.rel]["document_id"]
+                statuses[s][item.rel] = wait_until(lambda: _newer(roots[s] / "outbox", item, first), 120,
+                                                   what=f"{item.rel} sent again")
         wait_until(lambda: all(unshipped(r) == 0 for r in roots.values()), 120, what="every record shipped")
     finally:
         for p in procs.values():
@@ -168,6 +175,40 @@ def _scenario(tmp_path: Path, pg: PgServer, rnd: random.Random) -> None:
         _check_shared_record(db, roots, statuses)
         _check_every_leased_folio_accounted_for(db, roots, signed_by_site, to_annul)
         assert db.duplicate_folios() == []
+
+
+def _signed_while_down(root: Path, wave: list, statuses: dict[str, dict]) -> list:
+    """Every document of the outage was signed, except ones of a TipoDTE whose leased folios
+    ran out (FOLIOS_NOT_LEASED, with none of that type left): those the ERP sends again later.
+    Returns them."""
+    from sync.folios.store import FolioStore
+
+    out = []
+    for item in wave:
+        st = statuses[item.rel]
+        if item.want != "signed" or st["state"] == "signed":
+            assert st["state"] == item.want, (item.rel, st["state"], st["errors"])
+            continue
+        codes = [e["code"] for e in st["errors"]]
+        assert codes == ["FOLIOS_NOT_LEASED"], f"{root.name} stopped signing while the database was down: {codes}"
+        out.append(item)
+    signed = sum(statuses[i.rel]["state"] == "signed" for i in wave)
+    assert signed > len(out), f"{root.name} signed {signed} documents while the database was down"
+    if out:
+        store = FolioStore(root / "state" / "folios.sqlite", readonly=True, leased=True)
+        try:
+            free = store.leased_free(date.today())
+        finally:
+            store.close()
+        for item in out:
+            tipo = int(re.search(r"TipoDTE (\d+)", statuses[item.rel]["errors"][0]["message"]).group(1))
+            assert free.get(tipo, 0) == 0, f"{root.name}: FOLIOS_NOT_LEASED with {free[tipo]} folios of {tipo} leased"
+    return out
+
+
+def _newer(outbox: Path, item, first: int) -> dict | None:
+    st = read_status(outbox / f"{item.stem}.status.json")
+    return st if st and st["document_id"] != first and st["state"] in FINAL else None
 
 
 def _check_sites(roots: dict[str, Path], inputs: dict, statuses: dict) -> dict[str, set[tuple[int, int]]]:

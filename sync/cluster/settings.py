@@ -58,6 +58,34 @@ def dsn_has_password(dsn: str) -> bool:
     return re.search(r"(^|\s)password\s*=", dsn) is not None
 
 
+LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
+VERIFYING = ("verify-full", "verify-ca")
+
+
+def dsn_host_and_sslmode(dsn: str) -> tuple[list[str], str | None]:
+    """The hosts a DSN names ('' or a /path: a Unix socket) and its sslmode."""
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        query = parse_qs(parts.query)
+        netloc = parts.netloc.rpartition("@")[2]
+        hosts = [h.rsplit(":", 1)[0] if h.count(":") == 1 else h for h in netloc.split(",")] if netloc else []
+        hosts += query.get("host", [])
+        return hosts or [""], (query.get("sslmode") or [None])[0]
+    pairs = dict(re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn))
+    hosts = [h.strip("'") for h in pairs.get("host", pairs.get("hostaddr", "")).split(",")]
+    mode = pairs.get("sslmode")
+    return hosts, mode.strip("'") if mode else None
+
+
+def _tls_required(dsn: str) -> None:
+    """Across a network the password and the records travel only inside verified TLS."""
+    hosts, mode = dsn_host_and_sslmode(dsn)
+    remote = [h for h in hosts if h and not h.startswith("/") and h not in LOOPBACK]
+    if remote and mode not in VERIFYING:
+        raise _invalid("dsn", f"{remote[0]} no es este equipo: agregue sslmode=verify-full (y sslrootcert= para una "
+                              "CA propia) para que la conexión vaya cifrada y verificada")
+
+
 def parse_cluster(data: dict[str, Any], base: Path) -> ClusterConfig | None:
     section = data.get("cluster")
     if section is None:
@@ -71,6 +99,7 @@ def parse_cluster(data: dict[str, Any], base: Path) -> ClusterConfig | None:
         raise _invalid("dsn", "se esperaba una URI postgresql://... o una cadena clave=valor de libpq")
     if dsn_has_password(dsn):
         raise _invalid("dsn", 'la contraseña no va en claro en el dsn: use password = { env = "VAR" } o { file = "ruta" }')
+    _tls_required(dsn)
     if not isinstance(site, str) or not SITE_NAME.match(site):
         raise _invalid("site", "se esperaba un nombre de sitio (letras, dígitos, . _ -; hasta 63), p. ej. \"tienda-07\"")
     c = ClusterConfig(dsn=dsn.strip(), site=site, password=_secret(section.get("password"), base))

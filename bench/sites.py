@@ -1,0 +1,265 @@
+"""Cluster mode (docs/sites.md): what a site pays for sharing a company's CAFs on PostgreSQL.
+
+    python bench/sites.py              # everything, ~3 min on 2 cores
+    python bench/sites.py --quick      # smaller N
+    python bench/sites.py --json
+
+A throwaway PostgreSQL server (Debian's, as in the tests) on loopback, TCP with a password.
+- refill:  the cost of one lease refill as the stage does it: the PostgreSQL transaction
+           (lock the CAF row, move its cursor, insert the lease) and the site's durable record
+           of it in its folio store (CAF already known); K refills, p50/p95/max ms.
+- signing: Engine.issue latency per document (parse, folio, TED, signature, XSD) on one
+           thread, three ways: a single PC; a site with the database up and its lease
+           refiller running with small leases (a refill every 25 documents, woken after each
+           signature as in the daemon); the same site with the database stopped.
+           Signing only reads the local folio store, so the three should match.
+- sites:   three site daemons (separate processes, the cluster stage on) each given N files
+           at once; documents per second per site from the first drop to its last `signed`
+           status, and the same burst on one single-PC daemon for comparison.
+
+Prints figures; it is not a test and asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+for p in (REPO, REPO / "tests"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+from cluster_fixtures import PASSWORD_ENV, PgServer, cluster_section, run_cli, site_config  # noqa: E402
+from daemon_real import drop, varied_inputs, wait_final  # noqa: E402
+from sync.alerts import Alerts  # noqa: E402
+from sync.cluster.db import ClusterDb  # noqa: E402
+from sync.cluster.settings import ClusterConfig  # noqa: E402
+from sync.cluster.stage import ClusterStage  # noqa: E402
+from sync.config import load_config  # noqa: E402
+from sync.engine import Engine  # noqa: E402
+from sync.folios.caf import load_caf  # noqa: E402
+from sync.folios.store import FolioStore  # noqa: E402
+from sync.runtime import load_certificate, trusted_caf_keys  # noqa: E402
+from sync.sandbox.build import create_sandbox, examples_dir  # noqa: E402
+from sync.secrets import SecretRef  # noqa: E402
+
+TODAY = date.today()
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def ms(values: list[float]) -> dict[str, float]:
+    return {"p50": round(pct(values, 0.5) * 1000, 2), "p95": round(pct(values, 0.95) * 1000, 2),
+            "max": round(max(values) * 1000, 2), "n": len(values)}
+
+
+def cfg(dsn: str, site: str, **kw: object) -> ClusterConfig:
+    return ClusterConfig(dsn=dsn, site=site, password=SecretRef(env=PASSWORD_ENV), **kw)  # type: ignore[arg-type]
+
+
+# --- refill ---------------------------------------------------------------------------------------
+def bench_refill(pg: PgServer, company, k: int, tmp: Path) -> dict:
+    dsn = pg.new_database("bench_refill")
+    data = (company.root / "caf" / "CAF_T33_1-200000.xml").read_bytes()
+    keys = trusted_caf_keys(load_config(company.config_path))
+    with ClusterDb.from_config(cfg(dsn, "s1")) as db:
+        db.migrate()
+        db.import_caf(load_caf(data), data, "hq")
+        store = FolioStore(tmp / "refill-folios.sqlite", leased=True)
+        store.import_caf(data, company_rut(company), TODAY, keys)
+        pg_t, local_t, total_t = [], [], []
+        for _ in range(k):
+            t0 = time.perf_counter()
+            grant = db.lease("s1", 33, 100, TODAY)
+            t1 = time.perf_counter()
+            assert grant is not None
+            store.record_lease(grant.id, 33, grant.desde, grant.hasta, grant.caf_data, company_rut(company), TODAY,
+                               trusted_keys=keys)
+            t2 = time.perf_counter()
+            pg_t.append(t1 - t0)
+            local_t.append(t2 - t1)
+            total_t.append(t2 - t0)
+        store.close()
+    return {"postgres_lease": ms(pg_t), "local_record": ms(local_t), "refill": ms(total_t)}
+
+
+def company_rut(company):
+    return load_config(company.config_path).company.rut
+
+
+# --- signing latency --------------------------------------------------------------------------------
+def _inputs(n: int) -> list[bytes]:
+    body = (examples_dir() / "33_factura.txt").read_bytes()
+    return [body.replace(b"RznSocRecep=", b"RznSocRecep=N%d " % i, 1) for i in range(n)]
+
+
+def _issue_all(engine: Engine, bodies: list[bytes], prefix: str, after=None) -> list[float]:
+    out = []
+    for i, body in enumerate(bodies):
+        t0 = time.perf_counter()
+        engine.issue(body, "bench.txt", doc_key=f"{prefix}{i}")
+        out.append(time.perf_counter() - t0)
+        if after is not None:
+            after()
+    return out
+
+
+def bench_signing(pg: PgServer, company, n: int, tmp: Path) -> dict:
+    config = load_config(company.config_path)
+    cert = load_certificate(config)
+    keys = trusted_caf_keys(config)
+    data = (company.root / "caf" / "CAF_T33_1-200000.xml").read_bytes()
+    bodies = _inputs(n)
+    results = {}
+
+    single = FolioStore(tmp / "single.sqlite")
+    single.import_caf(data, config.company.rut, TODAY, keys)
+    engine = Engine.from_config(config, single, cert)
+    _issue_all(engine, bodies[:20], "warm")
+    results["single PC"] = ms(_issue_all(engine, bodies, "s"))
+    single.close()
+
+    dsn = pg.new_database("bench_signing")
+    with ClusterDb.from_config(cfg(dsn, "hq")) as db:
+        db.migrate()
+        db.import_caf(load_caf(data), data, "hq")
+    site = FolioStore(tmp / "site.sqlite", leased=True)
+    stage = ClusterStage(cfg(dsn, "s1", lease_size=50, low_water=25, types=[33], refill_interval=5.0), site,
+                         config.company.rut, trusted_keys=keys)
+    stage.bind(_Filing(), Alerts())
+    stage.refill_once()
+    refiller = threading.Thread(target=stage._loop, args=(stage.refill_once, stage._refill_wake, 5.0), daemon=True)
+    refiller.start()
+    engine = Engine.from_config(config, site, cert)
+    _issue_all(engine, bodies[:20], "warm", after=stage._refill_wake.set)
+    before = stage.refills
+    results["site, database up, refilling"] = ms(_issue_all(engine, bodies, "u", after=stage._refill_wake.set))
+    results["site, database up, refilling"]["refills"] = stage.refills - before
+    stage._stop.set()
+    stage._refill_wake.set()
+    refiller.join(10)
+    # database down: a lease big enough for the run, then the server stops
+    with ClusterDb.from_config(cfg(dsn, "s1")) as db:
+        grant = db.lease("s1", 33, n + 10, TODAY)
+    assert grant is not None
+    site.record_lease(grant.id, 33, grant.desde, grant.hasta, grant.caf_data, config.company.rut, TODAY,
+                      trusted_keys=keys)
+    pg.stop("immediate")
+    try:
+        results["site, database down"] = ms(_issue_all(engine, bodies, "d"))
+    finally:
+        pg.start()
+    site.close()
+    return results
+
+
+class _Filing:
+    ship_events = False
+    stages: list = []
+
+
+# --- three site daemons -----------------------------------------------------------------------------
+def _burst(configs: dict[str, Path], runner: Path, n: int) -> dict[str, float]:
+    procs = {}
+    for site, conf in configs.items():
+        procs[site] = subprocess.Popen([sys.executable, str(runner), str(conf), *(["poll"] if "daemon_real" in
+                                        runner.name else [])], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                       text=True)
+    try:
+        for p in procs.values():
+            assert (p.stdout.readline() if p.stdout else "").strip() == "READY"
+        time.sleep(3.0)  # the first leases
+        inputs = {s: varied_inputs(n, seed=i, prefix=s[-1].upper(), bad_share=0.0, folders=("",))
+                  for i, s in enumerate(configs)}
+        rates: dict[str, float] = {}
+        start = time.monotonic()
+        threads = [threading.Thread(target=drop, args=(configs[s].parent / "inbox", inputs[s], 1)) for s in configs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done: dict[str, float] = {}
+
+        def wait(site: str) -> None:
+            wait_final(configs[site].parent / "outbox", inputs[site], 600)
+            done[site] = time.monotonic()
+
+        waiters = [threading.Thread(target=wait, args=(s,)) for s in configs]
+        for t in waiters:
+            t.start()
+        for t in waiters:
+            t.join()
+        for s in configs:
+            rates[s] = round(n / (done[s] - start), 1)
+        return rates
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+            p.wait(60)
+
+
+def bench_sites(pg: PgServer, company, n: int, tmp: Path) -> dict:
+    dsn = pg.new_database("bench_sites")
+    hq = site_config(company.config_path, tmp / "oficina", "oficina", cluster_section(dsn, "oficina"))
+    assert run_cli(hq, "cluster", "init").returncode == 0
+    assert run_cli(hq, "cluster", "import-caf", *map(str, (company.root / "caf").glob("CAF_T*.xml"))).returncode == 0
+    sites = ("tienda-a", "tienda-b", "tienda-c")
+    configs = {s: site_config(company.config_path, tmp / s, s, cluster_section(
+        dsn, s, lease_size=200, low_water=100, refill_interval=5, ship_interval=1)) for s in sites}
+    three = _burst(configs, REPO / "tests" / "cluster_daemon_runner.py", n)
+    single = site_config(company.config_path, tmp / "single", "single", "")
+    (tmp / "single" / "caf").rmdir()
+    os.symlink(company.root / "caf", tmp / "single" / "caf")
+    one = _burst({"single": single}, REPO / "tests" / "daemon_real.py", n)
+    return {"three sites (docs/s each)": three, "one single-PC daemon (docs/s)": one["single"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    k, n, burst = (50, 100, 100) if args.quick else (300, 400, 400)
+    tmp = Path(tempfile.mkdtemp(prefix="dtesync-bench-sites-"))
+    company = create_sandbox(tmp / "hq", folios_per_type=200_000)
+    pg = PgServer().init()
+    out: dict = {"cores": os.cpu_count()}
+    try:
+        out["refill"] = bench_refill(pg, company, k, tmp)
+        out["signing"] = bench_signing(pg, company, n, tmp)
+        out["sites"] = bench_sites(pg, company, burst, tmp)
+    finally:
+        pg.destroy()
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    r = out["refill"]
+    print(f"lease refill ({r['refill']['n']} of 100 folios, loopback TCP, scram):")
+    for key in ("postgres_lease", "local_record", "refill"):
+        v = r[key]
+        print(f"  {key:<16} p50 {v['p50']:>7} ms   p95 {v['p95']:>7} ms   max {v['max']:>7} ms")
+    print("Engine.issue latency, one thread (33 factura):")
+    for key, v in out["signing"].items():
+        extra = f"   ({v['refills']} refills during the run)" if "refills" in v else ""
+        print(f"  {key:<30} p50 {v['p50']:>6} ms   p95 {v['p95']:>6} ms   max {v['max']:>7} ms{extra}")
+    s = out["sites"]
+    print(f"burst of {burst} files per daemon: three sites " +
+          ", ".join(f"{k} {v} docs/s" for k, v in s["three sites (docs/s each)"].items()) +
+          f"; one single-PC daemon alone {s['one single-PC daemon (docs/s)']} docs/s")
+
+
+if __name__ == "__main__":
+    main()
