@@ -70,8 +70,9 @@ def dsn_host_and_sslmode(dsn: str) -> tuple[list[str], str | None]:
         netloc = parts.netloc.rpartition("@")[2]
         hosts = [h.rsplit(":", 1)[0] if h.count(":") == 1 else h for h in netloc.split(",")] if netloc else []
         hosts += query.get("host", [])
-        return hosts or [""], (query.get("sslmode") or [None])[0]
-    pairs = dict(re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn))
+        modes = query.get("sslmode")
+        return hosts or [""], modes[0] if modes else None
+    pairs: dict[str, str] = dict(re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn))
     hosts = [h.strip("'") for h in pairs.get("host", pairs.get("hostaddr", "")).split(",")]
     mode = pairs.get("sslmode")
     return hosts, mode.strip("'") if mode else None
