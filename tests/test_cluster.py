@@ -278,6 +278,22 @@ def test_cluster_init_and_import_caf_from_the_command_line(company, tmp_path, ds
     assert run.returncode == 0 and "ya estaba en el cluster" in run.stdout
     with ClusterDb.from_config(cfg(dsn, "hq")) as d:
         assert d.caf_stock(TODAY) == {load_caf(p.read_bytes()).tipo_dte: 400 for p in cafs}
+    check = run_cli(conf, "check")
+    assert "OK   cluster hq: base central al día" in check.stdout, check.stdout
+    assert "OK   CAF TipoDTE 33 (cluster): 400 folios por arrendar" in check.stdout
+    assert "WARN folios arrendados TipoDTE 33: 0 en este sitio" in check.stdout
+    status = run_cli(conf, "status")
+    assert status.returncode == 0 and "Cambios por enviar al cluster" not in status.stdout  # no journal yet
+
+
+def test_check_names_an_unreachable_cluster_and_an_old_schema(company, tmp_path, pg) -> None:
+    conf = _site(company, tmp_path, f"postgresql://dtesync@127.0.0.1:{pg.port}/nothing_here", "s1")
+    check = run_cli(conf, "check")
+    assert check.returncode == 1 and "FAIL cluster s1: no se alcanza la base central" in check.stdout, check.stdout
+    conf = _site(company, tmp_path, pg.new_database("never_initialized"), "s2")
+    check = run_cli(conf, "check")
+    assert "FAIL cluster s2: el esquema dtesync está en la versión 0 de 1" in check.stdout, check.stdout
+    assert "dtesync cluster init" in check.stdout
 
 
 def test_a_site_daemon_signs_from_its_leases_and_ships_every_record(company, tmp_path, dsn) -> None:

@@ -171,6 +171,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if journal_path.exists():
         with Journal.open_readonly(journal_path) as journal:
             snap = journal_snapshot(journal, config.language)
+            if config.cluster is not None:  # changes not yet shipped to the cluster (docs/sites.md)
+                snap["cluster_record"] = _unshipped(journal)
     with open_folio_store(config) as store:
         snap["folios"] = [
             {"tipo_dte": r.tipo_dte, "available": r.available, "next_folio": r.next_folio,
@@ -192,6 +194,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for f in snap["folios"]:
         print(f"  TipoDTE {f['tipo_dte']:<4} {f['available']:>8}  vence {f['expires_on'] or '-'}")
     print(f"Folios pendientes de anulación: {snap['pending_annulment']}")
+    if "cluster_record" in snap:
+        print(f"Cambios por enviar al cluster: {snap['cluster_record']}")
     for a in snap["alerts"]:
         print(f"{'ERROR' if a['level'] == 'ERROR' else 'AVISO'} {a['code']}: {a['message']}")
     errors = snap.get("last_errors") or []
@@ -201,6 +205,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             first = (e.get("errors") or [{}])[0]
             print(f"  {e['source']}: {first.get('code')} {first.get('message', '')}")
     return EXIT_OK
+
+
+def _unshipped(journal: Any) -> int:
+    import sqlite3
+
+    try:
+        return int(journal.outbox_stats()[0])
+    except sqlite3.OperationalError:  # a journal from before cluster mode, not yet opened by the daemon
+        return 0
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
