@@ -13,9 +13,11 @@ A throwaway PostgreSQL server (Debian's, as in the tests) on loopback, TCP with 
            refiller running with small leases (a refill every 25 documents, woken after each
            signature as in the daemon); the same site with the database stopped.
            Signing only reads the local folio store, so the three should match.
-- sites:   three site daemons (separate processes, the cluster stage on) each given N files
-           at once; documents per second per site from the first drop to its last `signed`
-           status, and the same burst on one single-PC daemon for comparison.
+- sites:   daemons as separate processes each given N files at once; documents per second
+           per daemon from the first drop to its last final status: three cluster sites at
+           once, three single-PC daemons at once (the same CPU share, no cluster), then one of
+           each alone. On one machine the daemons share its cores; at a real chain each site
+           has its own PC.
 
 Prints figures; it is not a test and asserts nothing about speed.
 """
@@ -172,19 +174,21 @@ class _Filing:
 
 
 # --- three site daemons -----------------------------------------------------------------------------
-def _burst(configs: dict[str, Path], runner: Path, n: int) -> dict[str, float]:
+def _burst(configs: dict[str, Path], n: int) -> dict[str, float]:
+    """Start a daemon per config (a cluster site, or a single PC without [cluster]), drop n files
+    into each at once; docs/s per daemon from the first drop to its last final status."""
     procs = {}
     for site, conf in configs.items():
-        procs[site] = subprocess.Popen([sys.executable, str(runner), str(conf), *(["poll"] if "daemon_real" in
-                                        runner.name else [])], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                       text=True)
+        cluster = "[cluster]" in conf.read_text(encoding="utf-8")
+        cmd = [sys.executable, str(REPO / "tests" / ("cluster_daemon_runner.py" if cluster else "daemon_real.py")),
+               str(conf), *([] if cluster else ["poll"])]
+        procs[site] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         for p in procs.values():
             assert (p.stdout.readline() if p.stdout else "").strip() == "READY"
         time.sleep(3.0)  # the first leases
         inputs = {s: varied_inputs(n, seed=i, prefix=s[-1].upper(), bad_share=0.0, folders=("",))
                   for i, s in enumerate(configs)}
-        rates: dict[str, float] = {}
         start = time.monotonic()
         threads = [threading.Thread(target=drop, args=(configs[s].parent / "inbox", inputs[s], 1)) for s in configs]
         for t in threads:
@@ -202,9 +206,7 @@ def _burst(configs: dict[str, Path], runner: Path, n: int) -> dict[str, float]:
             t.start()
         for t in waiters:
             t.join()
-        for s in configs:
-            rates[s] = round(n / (done[s] - start), 1)
-        return rates
+        return {s: round(n / (done[s] - start), 1) for s in configs}
     finally:
         for p in procs.values():
             p.send_signal(signal.SIGTERM)
@@ -216,15 +218,23 @@ def bench_sites(pg: PgServer, company, n: int, tmp: Path) -> dict:
     hq = site_config(company.config_path, tmp / "oficina", "oficina", cluster_section(dsn, "oficina"))
     assert run_cli(hq, "cluster", "init").returncode == 0
     assert run_cli(hq, "cluster", "import-caf", *map(str, (company.root / "caf").glob("CAF_T*.xml"))).returncode == 0
-    sites = ("tienda-a", "tienda-b", "tienda-c")
-    configs = {s: site_config(company.config_path, tmp / s, s, cluster_section(
-        dsn, s, lease_size=200, low_water=100, refill_interval=5, ship_interval=1)) for s in sites}
-    three = _burst(configs, REPO / "tests" / "cluster_daemon_runner.py", n)
-    single = site_config(company.config_path, tmp / "single", "single", "")
-    (tmp / "single" / "caf").rmdir()
-    os.symlink(company.root / "caf", tmp / "single" / "caf")
-    one = _burst({"single": single}, REPO / "tests" / "daemon_real.py", n)
-    return {"three sites (docs/s each)": three, "one single-PC daemon (docs/s)": one["single"]}
+
+    def site(name: str) -> Path:
+        return site_config(company.config_path, tmp / name, name, cluster_section(
+            dsn, name, lease_size=200, low_water=100, refill_interval=5, ship_interval=1))
+
+    def single(name: str) -> Path:
+        conf = site_config(company.config_path, tmp / name, name, "")
+        (tmp / name / "caf").rmdir()
+        os.symlink(company.root / "caf", tmp / name / "caf")
+        return conf
+
+    out = {}
+    out["three cluster sites at once"] = _burst({s: site(s) for s in ("tienda-a", "tienda-b", "tienda-c")}, n)
+    out["three single PCs at once"] = _burst({s: single(s) for s in ("pc-a", "pc-b", "pc-c")}, n)
+    out["one cluster site alone"] = _burst({"tienda-d": site("tienda-d")}, n)
+    out["one single PC alone"] = _burst({"pc-d": single("pc-d")}, n)
+    return out
 
 
 def main() -> None:
@@ -255,11 +265,9 @@ def main() -> None:
     for key, v in out["signing"].items():
         extra = f"   ({v['refills']} refills during the run)" if "refills" in v else ""
         print(f"  {key:<30} p50 {v['p50']:>6} ms   p95 {v['p95']:>6} ms   max {v['max']:>7} ms{extra}")
-    s = out["sites"]
-    print(f"burst of {burst} files per daemon: three sites " +
-          ", ".join(f"{k} {v} docs/s" for k, v in s["three sites (docs/s each)"].items()) +
-          f"; one single-PC daemon alone {s['one single-PC daemon (docs/s)']} docs/s")
-
+    print(f"burst of {burst} files per daemon, docs/s per daemon (daemons share the machine's cores):")
+    for key, rates in out["sites"].items():
+        print(f"  {key:<28} " + ", ".join(f"{k} {v}" for k, v in rates.items()))
 
 if __name__ == "__main__":
     main()

@@ -356,13 +356,15 @@ def test_a_site_declared_lost_stops_signing_from_its_leases(company, tmp_path, d
         data = (company.root / "caf" / "CAF_T33_1-400.xml").read_bytes()
         d.import_caf(load_caf(data), data, "hq")
     store = FolioStore(tmp_path / "folios.sqlite", leased=True)
-    stage = ClusterStage(cfg(dsn, "s1", lease_size=10, low_water=5, types=[33]), store, DEMO_RUT, trusted_keys=_keys())
+    stage = ClusterStage(cfg(dsn, "s1", lease_size=10, low_water=5, types=[33], refill_interval=0.01), store,
+                         DEMO_RUT, trusted_keys=_keys())
     alerts = Alerts()
     stage.bind(_FilingStub(), alerts)
     stage.refill_once()
     assert store.allocate(33, TODAY, "k")[0] == 1
     with ClusterDb.from_config(cfg(dsn, "hq")) as d:
         d.lose("s1")
+    time.sleep(0.05)  # the next pass through the cluster (every refill_interval) sees it
     stage.refill_once()
     with pytest.raises(DteSyncError):
         store.allocate(33, TODAY, "k2")
@@ -427,3 +429,76 @@ def test_the_cluster_stage_is_wired_only_when_configured(company, tmp_path, dsn)
     assert engine.folios.leased
     assert "cluster" in [s.name for s in product_stages(conf, engine)]
     engine.folios.close()
+
+
+# --- the journal's record outbox (no database needed) ---------------------------------------------
+def _claimed(j, name: str):
+    from sync.journal import ClaimIntent
+
+    [doc_id] = j.begin_claims([ClaimIntent("", name, name.rsplit(".", 1)[0], ".txt", None, 10, 0o100644)])
+    [doc] = j.mark_claimed([(doc_id, "sha-" + name)])
+    return doc
+
+
+def test_each_change_of_a_record_goes_to_the_outbox_in_its_own_transaction(tmp_path: Path) -> None:
+    from sync.journal import Journal
+
+    j = Journal(tmp_path / "journal.sqlite3", events=True)
+    doc = _claimed(j, "a.txt")
+    j.decide(doc.id, "signed", final_path="x", tipo_dte=33, folio=7)
+    j.set_state(doc.id, "accepted", "track 123", track_id="123")
+    with pytest.raises(ValueError):
+        j.set_state(doc.id, "no-such-state")  # a change refused leaves no event
+    events = j.pending_events(10)
+    assert [(e[3], e[4]) for e in events] == [("signed", None), ("accepted", "track 123")]
+    assert events[-1][6].track_id == "123" and len({e[1] for e in events}) == 2
+    j.events_shipped(events[-1][0])
+    assert j.pending_events(10) == [] and j.outbox_stats() == (0, None)
+    j.set_state(doc.id, "accepted", "again")
+    (later,) = j.pending_events(10)
+    assert later[0] > events[-1][0], "a sequence number is never reused after a delete"
+    j.close()
+
+
+def test_a_single_pc_journal_keeps_no_outbox(tmp_path: Path) -> None:
+    from sync.journal import Journal
+
+    j = Journal(tmp_path / "journal.sqlite3")
+    doc = _claimed(j, "a.txt")
+    j.decide(doc.id, "signed", final_path="x", tipo_dte=33, folio=7)
+    j.record_changed(doc.id, "refresh")
+    assert j.pending_events(10) == []
+    j.close()
+
+
+def test_a_lease_number_given_again_for_other_folios_is_refused(tmp_path: Path) -> None:
+    store = FolioStore(tmp_path / "folios.sqlite", leased=True)
+    data = caf_bytes(33, 1, 100)
+    store.record_lease(3, 33, 1, 10, data, DEMO_RUT, TODAY, trusted_keys=_keys())
+    with pytest.raises(DteSyncError) as err:
+        store.record_lease(3, 33, 11, 20, data, DEMO_RUT, TODAY, trusted_keys=_keys())
+    assert "respaldo" in err.value.message("es")
+    store.close()
+
+
+def test_signing_needs_no_database_until_the_stock_runs_low(company, tmp_path, dsn, pg) -> None:
+    from sync.cluster.db import ClusterUnavailable
+
+    with ClusterDb.from_config(cfg(dsn, "hq")) as d:
+        d.migrate()
+        data = (company.root / "caf" / "CAF_T33_1-400.xml").read_bytes()
+        d.import_caf(load_caf(data), data, "hq")
+    store = FolioStore(tmp_path / "folios.sqlite", leased=True)
+    stage = ClusterStage(cfg(dsn, "s1", lease_size=10, low_water=5, types=[33]), store, DEMO_RUT, trusted_keys=_keys())
+    stage.bind(_FilingStub(), Alerts())
+    stage.refill_once()
+    assert store.leased_free(TODAY) == {33: 10}
+    stage._refill_db = ClusterDb(cfg(f"postgresql://dtesync@127.0.0.1:{pg.port}/nothing_here", "s1",
+                                     connect_timeout=1), "wrong")  # the cluster is gone from here on
+    for i in range(5):
+        store.allocate(33, TODAY, f"d{i}")
+        stage.refill_once()  # above the low-water mark: a look at the local store only
+    store.allocate(33, TODAY, "d5")
+    with pytest.raises(ClusterUnavailable):
+        stage.refill_once()  # below it: the refill needs the cluster
+    store.close()

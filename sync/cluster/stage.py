@@ -69,6 +69,9 @@ class ClusterStage(Stage):
         self._threads: list[threading.Thread] = []
         self._backoff = Backoff(0.5, config.retry_cap, "equal")
         self._adopted = False  # leases granted but never recorded here (a crash) are adopted once per start
+        self._types: list[int] = list(config.types)  # the types this site leases (from the last pass)
+        self._last_pass = 0.0  # monotonic time of the last pass through the cluster
+        self._exhausted: set[int] = set()  # types the cluster had no folios for at the last pass
         self._schema_ok = False
         self.lost = False
         self.reachable: bool | None = None  # None until the first attempt
@@ -120,7 +123,6 @@ class ClusterStage(Stage):
             try:
                 more = work()
                 failures = 0
-                self._contact_ok()
             except ClusterUnavailable as exc:
                 self._contact_failed(str(exc))
                 more = False
@@ -140,26 +142,37 @@ class ClusterStage(Stage):
             self._stop.wait(0.05)  # coalesce a burst of wake-ups into one pass
 
     def refill_once(self) -> bool:
-        """One look at the lease stock; leases what is missing. Returns False (nothing pending)."""
+        """One look at the lease stock: local only while every type is above the low-water mark
+        (each signature wakes this), a pass through the cluster when one is below it or every
+        `refill_interval` (last contact, adoption, hand-backs, new types). Returns False."""
         db, site, today = self._refill_db, self.config.site, self.today()
+        free = self.folios.leased_free(today)
+        low = any(free.get(t, 0) < self.config.refill_at for t in self._types if t not in self._exhausted)
+        if not low and self._adopted and time.monotonic() - self._last_pass < self.config.refill_interval:
+            return False
         self._check_schema(db)
         if db.touch(site) == "lost" or self.lost:
             self._site_lost()
             return False
         if not self._adopted:
             self._adopt(db)
+            free = self.folios.leased_free(today)
         for lease_id, start in self.folios.pending_returns():
             db.hand_back(site, lease_id, start)
             self.folios.return_recorded(lease_id)
-        free = self.folios.leased_free(today)
-        for tipo in self.config.types or sorted(set(db.live_types(today)) | set(free)):
+        self._types = self.config.types or sorted(set(db.live_types(today)) | set(free))
+        self._contact_ok()
+        self._last_pass = time.monotonic()
+        for tipo in self._types:
             while free.get(tipo, 0) < self.config.refill_at:
                 grant = self._lease(db, tipo, today)
-                if grant is None:
+                if grant is None:  # nothing left in the cluster: no new look before refill_interval
+                    self._exhausted.add(tipo)
                     self.alerts.raise_(f"cluster:caf:{tipo}", "CLUSTER_CAF_EXHAUSTED", "ERROR", tipo_dte=tipo)
                     break
                 free[tipo] = free.get(tipo, 0) + grant
             else:
+                self._exhausted.discard(tipo)
                 self.alerts.resolve(f"cluster:caf:{tipo}")
         return False
 
@@ -224,6 +237,7 @@ class ClusterStage(Stage):
             self._ship_failures += 1
             raise
         self._ship_failures = 0
+        self._contact_ok()
         journal.events_shipped(pending[-1][0])
         return len(pending) == self.config.ship_batch
 

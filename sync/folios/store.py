@@ -438,13 +438,20 @@ class FolioStore(Store):
             self.import_caf(caf_data, company_rut, today, trusted_keys)
         with self.tx() as db:
             (caf_id,) = db.execute("SELECT id FROM caf WHERE fingerprint = ?", (caf.fingerprint,)).fetchone()
-            cur = db.execute(
-                "INSERT OR IGNORE INTO lease (id, tipo_dte, caf_id, desde, hasta, next_folio, leased_on, returned_from,"
+            known = db.execute("SELECT tipo_dte, desde, hasta FROM lease WHERE id = ?", (lease_id,)).fetchone()
+            if known is not None:
+                if tuple(known) != (tipo_dte, desde, hasta):  # the cluster's ids went back: restored from a backup?
+                    raise DteSyncError("INTERNAL", params={"detail": f"el cluster entregó el arriendo {lease_id} "
+                                       f"({desde}-{hasta}) pero este sitio ya tiene otro con ese número "
+                                       f"({known[1]}-{known[2]}): ¿se restauró la base central desde un respaldo?"})
+                return False
+            db.execute(
+                "INSERT INTO lease (id, tipo_dte, caf_id, desde, hasta, next_folio, leased_on, returned_from,"
                 " return_shipped) VALUES (?,?,?,?,?,?,?,?,?)",
                 (lease_id, tipo_dte, caf_id, desde, hasta, desde, today.isoformat(), returned_from,
                  int(returned_from is not None)),
             )
-            return cur.rowcount == 1
+            return True
 
     def leases(self) -> list[LocalLease]:
         db = self.conn()
@@ -454,7 +461,7 @@ class FolioStore(Store):
         out = []
         for i, t, d, h, n, r, shipped, revoked in rows:
             last = (r - 1) if r is not None else h
-            free = 0 if revoked else max(0, last - d + 1 - _taken_between(db, t, d, last))
+            free = 0 if revoked or n > last else max(0, last - d + 1 - _taken_between(db, t, d, last))
             out.append(LocalLease(i, t, d, h, n, r, bool(shipped), bool(revoked), free))
         return out
 
@@ -465,7 +472,8 @@ class FolioStore(Store):
     def _leased_stock(self, db: sqlite3.Connection, now: date) -> list[StockRow]:
         rows = db.execute(
             "SELECT l.tipo_dte, l.desde, COALESCE(l.returned_from - 1, l.hasta), l.next_folio, c.expires_on FROM lease l"
-            " JOIN caf c ON c.id = l.caf_id WHERE l.revoked = 0 ORDER BY l.tipo_dte, l.desde").fetchall()
+            " JOIN caf c ON c.id = l.caf_id WHERE l.revoked = 0 AND l.next_folio <= COALESCE(l.returned_from - 1, l.hasta)"
+            " ORDER BY l.tipo_dte, l.desde").fetchall()  # a lease whose cursor passed its end is used up
         out: dict[int, StockRow] = {}
         for tipo, desde, last, next_folio, expires in rows:
             row = out.setdefault(tipo, StockRow(tipo, 0, None, None))
