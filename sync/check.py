@@ -548,8 +548,10 @@ def _probe_rename(folder: Path) -> str | None:
 # --- printers -------------------------------------------------------------------------------------
 def check_printers(config: Config, probes: Probes, say: _Say) -> list[Finding]:
     """Only when [printing] lists stations: each connector reachable (TCP connect, device
-    present and writable, queue name known). Read from config.raw: the printing section's
-    shape is owned by sync.printing."""
+    present and writable, queue name known), and each station's paper and printer able to
+    carry the SII's rules for the documents it may get (sync.printing.rules): facturas, notas
+    and guías only on paper >= 7.5 cm with room for a 4 x 9 cm timbre, boletas only above
+    200 dpi. Read from config.raw: the printing section's shape is owned by sync.printing."""
     printing = config.raw.get("printing")
     if not isinstance(printing, dict):
         return []
@@ -562,6 +564,10 @@ def check_printers(config: Config, probes: Probes, say: _Say) -> list[Finding]:
         conn = st.get("connector") if isinstance(st.get("connector"), dict) else st
         kind = str(conn.get("type", "")).lower()
         subject = say(f"impresora {name}", f"printer {name}")
+        if st.get("virtual") is True:  # no printer: its boletas are e-mailed (sync.delivery)
+            out.append(Finding(OK, subject, say("estación virtual: sin impresora", "virtual station: no printer")))
+            continue
+        out += _printer_rules(config, st, subject, say)
         if kind in ("tcp", "network"):
             host, port = str(conn.get("host", "")), int(conn.get("port", 9100))
             problem = _tcp_probe(host, port, probes)
@@ -595,6 +601,59 @@ def check_printers(config: Config, probes: Probes, say: _Say) -> list[Finding]:
         else:
             out.append(Finding(FAIL, subject, say(f"conector desconocido {kind!r}", f"unknown connector {kind!r}"),
                                say("use type = tcp | usb | serial | win32 | cups | file", "use a known connector type")))
+    return out
+
+
+def _printer_rules(config: Config, st: dict[str, Any], subject: str, say: _Say) -> list[Finding]:
+    """What the SII's rules say about this station's paper and printer (FAIL: refuse now, not
+    at the first factura)."""
+    try:
+        from sync.printing.profiles import load_profile
+        from sync.printing.rules import BOLETA_MIN_DPI, DESIGN_TED_BYTES, capacity_ok
+    except ImportError:
+        return []
+    try:
+        profile = load_profile(str(st.get("profile", "generic-80mm")), config.printing.profiles)
+    except DteSyncError as exc:
+        return [Finding(FAIL, subject, exc.message(say.lang),
+                        say("use un perfil incluido (dtesync printers list) o corrija el archivo del perfil",
+                            "use a built-in profile or fix the profile file"))]
+    types = st.get("types")
+    types = [t for t in types if isinstance(t, int)] if isinstance(types, list) else None
+    boletas = types is None or any(t in (39, 41) for t in types)
+    others = types is None or any(t not in (39, 41) for t in types)
+    x_mm = profile.module_dots * profile.dot_mm
+    paper, printable = profile.paper_mm, profile.printable_mm
+    out = []
+    if others:
+        why = capacity_ok(33, paper_mm=paper, printable_mm=printable, x_mm=x_mm)
+        if why:
+            out.append(Finding(FAIL, subject, say(
+                f"perfil {profile.name}: no puede imprimir facturas, notas ni guías ({why})",
+                f"profile {profile.name} cannot print facturas, notas or guías ({why})"), say(
+                "declare types = [39, 41] en la estación (solo boletas) o use una impresora de 80 mm a 203 dpi; "
+                "el SII pide papel de 7,5 cm o más y un timbre de hasta 4 × 9 cm",
+                "set types = [39, 41] on the station (boletas only) or use an 80 mm printer at 203 dpi")))
+    if boletas:
+        if profile.dpi <= BOLETA_MIN_DPI:
+            out.append(Finding(FAIL, subject, say(
+                f"perfil {profile.name}: {profile.dpi} dpi; el SII pide más de {BOLETA_MIN_DPI} dpi para el timbre "
+                "de las boletas (Res. Ex. 74/2020)",
+                f"profile {profile.name}: {profile.dpi} dpi; the SII asks more than {BOLETA_MIN_DPI} dpi for boletas"),
+                say("use una impresora de 203 dpi o más (p. ej. el perfil epson-tm-t88 de la generación actual)",
+                    "use a printer of 203 dpi or more")))
+        else:
+            why = capacity_ok(39, paper_mm=paper, printable_mm=printable, x_mm=x_mm)
+            if why:
+                out.append(Finding(FAIL, subject, say(f"perfil {profile.name}: no puede imprimir boletas ({why})",
+                                                      f"profile {profile.name} cannot print boletas ({why})"),
+                                   say("use papel de 5,7 cm o más", "use paper of 5.7 cm or more")))
+    if not out:
+        what = say("boletas" if not others else "boletas, facturas, notas y guías" if boletas else "facturas, notas y guías",
+                   "boletas" if not others else "every document type" if boletas else "facturas, notas and guías")
+        out.append(Finding(OK, subject, say(f"perfil {profile.name} ({profile.paper_mm:g} mm, {profile.dpi} dpi): {what}; "
+                                            f"timbre de hasta {DESIGN_TED_BYTES} bytes según las reglas del SII",
+                                            f"profile {profile.name} ({profile.paper_mm:g} mm, {profile.dpi} dpi): {what}")))
     return out
 
 

@@ -286,6 +286,46 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El timbre ({found} bytes) no cabe en un PDF417 de {detail}.",
         "The timbre ({found} bytes) does not fit a PDF417 of {detail}.",
     ),
+    "PRINTER_PAPER_OUT": (
+        "La impresora de la estación {station} está sin papel ({detail}); el ticket se imprime al reponerlo.",
+        "The printer of station {station} is out of paper ({detail}); the ticket prints once it is refilled.",
+    ),
+    "PRINTER_COVER_OPEN": (
+        "La impresora de la estación {station} tiene la tapa abierta ({detail}); el ticket se imprime al cerrarla.",
+        "The printer of station {station} has its cover open ({detail}); the ticket prints once it is closed.",
+    ),
+    "PRINTER_OFFLINE": (
+        "La impresora de la estación {station} está fuera de línea ({detail}); el ticket se imprime cuando vuelva.",
+        "The printer of station {station} is offline ({detail}); the ticket prints when it is back.",
+    ),
+    "PRINTER_ERROR": (
+        "La impresora de la estación {station} está en error ({detail}); revise el cortador y el cabezal.",
+        "The printer of station {station} reports an error ({detail}); check the cutter and the head.",
+    ),
+    "PRINTER_UNREACHABLE": (
+        "No se llega a la impresora de la estación {station} ({detail}); se reintentará.",
+        "The printer of station {station} cannot be reached ({detail}); will retry.",
+    ),
+    "PRINTER_STALLED": (
+        "La impresora de la estación {station} acepta la conexión pero no recibe ni responde ({detail}); se reintentará.",
+        "The printer of station {station} accepts the connection but neither reads nor answers ({detail}); will retry.",
+    ),
+    "PRINTER_NO_PDF417": (
+        "La impresora de la estación {station} no dibuja PDF417 (GS ( k) ({detail}); el timbre se imprime como imagen: ponga native_pdf417 = false en su perfil.",
+        "The printer of station {station} does not draw PDF417 (GS ( k) ({detail}); the timbre prints as an image: set native_pdf417 = false in its profile.",
+    ),
+    "PRINT_PAPER_TOO_NARROW": (
+        "La estación {found} no imprime TipoDTE {tipo_dte}: {detail}. El documento quedó firmado y con su PDF; imprímalo en otra estación.",
+        "Station {found} does not print TipoDTE {tipo_dte}: {detail}. The document is signed and has its PDF; print it at another station.",
+    ),
+    "PRINT_TYPE_NOT_FOR_STATION": (
+        "La estación {found} solo imprime los tipos {detail}; TipoDTE {tipo_dte} no se imprimió en ella.",
+        "Station {found} prints only types {detail}; TipoDTE {tipo_dte} was not printed there.",
+    ),
+    "PDF_NOT_WRITTEN": (
+        "No se pudo escribir el PDF {found}: {detail}.",
+        "The PDF {found} could not be written: {detail}.",
+    ),
     # --- uplink (SII, provider cloud) -------------------------------------------------------
     "SII_REJECTED": (
         "El SII rechazó el documento: {detail}.",
@@ -368,6 +408,43 @@ CATALOG: dict[str, tuple[str, str]] = {
         "ejecute 'dtesync cluster init'.",
         "The central database has schema version {found} and this dtesync needs {expected}: "
         "run 'dtesync cluster init'.",
+    ),
+    # --- operations: alerts of the daemon's watcher and the panel (sync.monitor, sync.web) ----------
+    "QUEUE_STUCK": (
+        "La cola {queue} no avanza: su elemento más antiguo espera hace {minutes} min ({depth} en cola).",
+        "The {queue} queue is stuck: its oldest item has waited {minutes} min ({depth} queued).",
+    ),
+    "UPLINK_PAUSED": (
+        "El envío al SII está en pausa ({detail}); los documentos esperan en la cola. Reanúdelo en el panel.",
+        "Sending to the SII is paused ({detail}); documents wait in the queue. Resume it in the panel.",
+    ),
+    "QUEUE_FAILING": (
+        "{failing} de {depth} elementos de la cola {queue} fallaron en su último intento: {detail}",
+        "{failing} of {depth} items of the {queue} queue failed their last attempt: {detail}",
+    ),
+    "INBOX_UNREACHABLE": (
+        "No se puede usar la bandeja de entrada {path}: {detail}. Revise que la carpeta (o la unidad de red) esté disponible.",
+        "The inbox {path} cannot be used: {detail}. Check that the folder (or the network share) is available.",
+    ),
+    "PRINTER_DOWN": (
+        "La impresora de la estación {station} no responde ({detail}); los tickets esperan en la cola y se reintentan. Revise que esté encendida, con papel y conectada.",
+        "The printer of station {station} is not responding ({detail}); tickets wait in the queue and are retried. Check that it is on, has paper and is connected.",
+    ),
+    "CHECK_FAILED": (
+        "{name}: {detail}",
+        "{name}: {detail}",
+    ),
+    "DOC_REJECTED_SII": (
+        "El SII rechazó {source} (TipoDTE {tipo_dte} folio {folio}): {detail}. Corrija y emita un documento nuevo; el folio quedó usado.",
+        "The SII rejected {source} (TipoDTE {tipo_dte} folio {folio}): {detail}. Fix it and issue a new document; the folio is used.",
+    ),
+    "DAEMON_UNHEALTHY": (
+        "El servicio dtesync no está sano: {detail}. Revise el registro (dtesync.log) y reinicie el servicio.",
+        "The dtesync service is not healthy: {detail}. Check the log (dtesync.log) and restart the service.",
+    ),
+    "WEB_LISTEN_FAILED": (
+        "El panel no pudo escuchar en {listen}: {detail}. Cambie [web] listen o libere ese puerto.",
+        "The panel could not listen on {listen}: {detail}. Change [web] listen or free that port.",
     ),
     # --- catch-all ------------------------------------------------------------------------------
     "INTERNAL": (

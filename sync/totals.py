@@ -152,6 +152,7 @@ class _Run:
     doc: Documento
     errors: list[DteSyncError] = field(default_factory=list)
     sets: list[tuple[Any, str, Any]] = field(default_factory=list)
+    dr_amounts: list[int | None] = field(default_factory=list)  # pesos of each DscRcgGlobal
 
     def err(self, code: str, **kw: Any) -> None:
         self.errors.append(DteSyncError(code, **kw))
@@ -163,6 +164,12 @@ class _Run:
 def totals_errors(doc: Documento) -> list[DteSyncError]:
     """Every totals inconsistency of `doc`, without changing it (for `verify` and tests)."""
     return _evaluate(doc).errors
+
+
+def global_dr_amounts(doc: Documento) -> list[int | None]:
+    """The peso amount of each DscRcgGlobal, in order (a % one included), as the totals were
+    computed; None for one that is invalid. For the printed representation."""
+    return _evaluate(doc).dr_amounts
 
 
 def complete_totals(doc: Documento) -> None:
@@ -328,6 +335,7 @@ def _adjustment(run: _Run, det: Detalle, no: int, kind: str, bases: tuple[int, .
 def _global_dr(run: _Run, b: _Buckets, exempt: bool) -> None:
     """Apply DscRcgGlobal in order to the amount each one targets (FMT zone D)."""
     for idx, dr in enumerate(run.doc.dsc_rcg_global, 1):
+        run.dr_amounts.append(None)
         no = dr.nro_lin_dr or idx
         path = f"Documento/DscRcgGlobal[{no}]/"
         bad = False
@@ -356,6 +364,7 @@ def _global_dr(run: _Run, b: _Buckets, exempt: bool) -> None:
                         path=path + "TpoValor")
                 continue
             _shift_bases(b, bucket, value if dr.tpo_mov == "R" else -value)
+        run.dr_amounts[-1] = value
         result = current + value if dr.tpo_mov == "R" else current - value
         if result < 0:
             tag = {"afecto": "MntNeto", "exento": "MntExe", "nf": "MontoNF"}[bucket]

@@ -204,6 +204,64 @@ def test_unreachable_network_printer_is_named_with_its_fix(site):
     assert code == 1 and f"127.0.0.1:{port}" in hit and "solución: encienda la impresora" in hit
 
 
+@pytest.fixture
+def printer_port():
+    """A local port that accepts connections: a printer that is there."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def _station(site: Path, port: int, profile: str, extra: str = "") -> None:
+    config = site / "dtesync.toml"
+    config.write_text(config.read_text(encoding="utf-8") + f'\n[[printing.stations]]\nname = "caja1"\n'
+                      f'profile = "{profile}"\n{extra}'
+                      f'connector = {{ type = "tcp", host = "127.0.0.1", port = {port} }}\n', encoding="utf-8")
+
+
+def test_a_58mm_station_that_could_get_facturas_is_refused_with_its_fix(site, printer_port):
+    _station(site, printer_port, "generic-58mm")
+    code, out = check(site)
+    [hit] = lines_with(out, FAIL, "impresora caja1")
+    assert code == 1 and "7,5 cm" in hit and "facturas" in hit and "types = [39, 41]" in hit
+
+
+def test_a_58mm_station_for_boletas_only_passes(site, printer_port):
+    _station(site, printer_port, "generic-58mm", "types = [39, 41]\n")
+    code, out = check(site)
+    assert code == 0, out
+    assert lines_with(out, OK, "impresora caja1: perfil generic-58mm (58 mm, 203 dpi): boletas")
+
+
+def test_a_180_dpi_printer_is_refused_for_boletas_and_facturas(site, printer_port):
+    _station(site, printer_port, "epson-tm-t88v")
+    code, out = check(site)
+    hits = lines_with(out, FAIL, "impresora caja1")
+    assert code == 1 and len(hits) == 2
+    assert any("180 dpi" in h and "200 dpi" in h and "74/2020" in h for h in hits)
+    assert any("4 × 9 cm" in h for h in hits)
+
+
+def test_a_virtual_station_has_no_printer_to_check(site):
+    config = site / "dtesync.toml"
+    config.write_text(config.read_text(encoding="utf-8") + '\n[[printing.stations]]\nname = "web"\nvirtual = true\n',
+                      encoding="utf-8")
+    code, out = check(site)
+    assert code == 0, out
+    assert lines_with(out, OK, "impresora web: estación virtual")
+
+
+def test_an_80mm_203_dpi_station_may_print_every_type(site, printer_port):
+    _station(site, printer_port, "generic-80mm")
+    code, out = check(site)
+    assert code == 0, out
+    assert lines_with(out, OK, "boletas, facturas, notas y guías")
+
+
 def test_uplink_dns_failure_is_named_with_its_fix(sandbox_config, tmp_path):
     def no_dns(host, port, **kw):
         raise OSError(-2, "Name or service not known")

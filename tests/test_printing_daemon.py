@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -135,17 +134,9 @@ def test_printer_down_is_retried_other_station_keeps_printing_nothing_lost(base_
 
 
 def test_a_stuck_printer_never_holds_up_signing(base_config, tmp_path):
-    gate = threading.Event()
     slow = FakePrinter()
-    orig = slow._serve
-
-    def held(conn):
-        gate.wait(30)
-        orig(conn)
-
-    slow._serve = held
+    slow.set(stall=True)  # accepts connections, reads nothing
     cfg = _config(base_config, tmp_path, [PrintStation("caja1", slow.connector())])
-    cfg.printing.stations[0].connector["timeout"] = 30
     daemon, _ = _start(cfg)
     out = cfg.folders.outbox
     try:
@@ -153,12 +144,40 @@ def test_a_stuck_printer_never_holds_up_signing(base_config, tmp_path):
             _drop(cfg.folders.inbox, f"caja1/S{i}.txt", "39_boleta.txt")
         assert _wait(lambda: all(_status(out, f"caja1/S{i}").get("state") == "signed" and
                                  (out / f"caja1/S{i}.pdf").exists() for i in range(3)))
-        assert slow.jobs == []  # nothing printed yet, and every document is signed with its PDF
-        gate.set()
-        assert len(slow.wait_jobs(3)) == 3
+        assert slow.paper == b""  # nothing printed yet, and every document is signed with its PDF
+        assert _wait(lambda: _status(out, "caja1/S0").get("print", {}).get("printer") == "stalled")
+        slow.set(stall=False)
+        assert _wait(lambda: all(_status(out, f"caja1/S{i}").get("print", {}).get("state") == "printed"
+                                 for i in range(3)))
+        assert len(slow.wait_jobs(3)) >= 3
     finally:
-        gate.set()
+        slow.set(stall=False)
         daemon.stop()
+        slow.close()
+
+
+def test_paper_out_shows_in_the_status_file_and_the_ticket_prints_once_refilled(base_config, tmp_path):
+    printer = FakePrinter()
+    printer.set(paper_out=True)
+    cfg = _config(base_config, tmp_path, [PrintStation("caja1", printer.connector())])
+    daemon, svc = _start(cfg)
+    out = cfg.folders.outbox
+    try:
+        _drop(cfg.folders.inbox, "caja1/P.txt", "39_boleta.txt")
+        assert _wait(lambda: _status(out, "caja1/P").get("print", {}).get("printer") == "paper_out")
+        entry = _status(out, "caja1/P")["print"]
+        assert entry["state"] == "waiting" and entry["code"] == "PRINTER_PAPER_OUT" and "sin papel" in entry["error"]
+        assert [c.status for c in svc.checks()] == ["down"]
+        printer.set(paper_out=False)
+        assert _wait(lambda: _status(out, "caja1/P").get("print", {}).get("state") == "printed")
+        ted = source_from_dte_xml((out / "caja1/P.xml").read_bytes()).ted
+        assert _wait(printer.idle)
+        d = printer.printed(load_profile("generic-80mm"))
+        assert [b.bytes for img in d.rasters for b in zxingcpp.read_barcodes(img.convert("L"))] == [ted]
+        assert "error" not in _status(out, "caja1/P")["print"]
+    finally:
+        daemon.stop()
+        printer.close()
 
 
 def test_on_signed_is_idempotent_and_rebuilds_from_the_outbox_xml(base_config, tmp_path, engine):

@@ -77,8 +77,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Sandbox en {sandbox.root} (configuración: {sandbox.config_path})")
     fake = _demo_fake_sii(config)  # a local SII stand-in: the documents reach `accepted`
     print(f"fake-sii (SII de prueba local) en {fake.url}")
-    daemon = build_app(config).daemon
+    app = build_app(config)
+    daemon = app.daemon
     daemon.start()
+    panel: Any = app.stage("web")
+    if panel is not None and panel.wait_ready(10) and panel.url:
+        print(f"Panel: {panel.url}")
     try:
         dropped = copy_examples(sandbox.inbox)
         bad = sandbox.inbox / BAD_SAMPLE_NAME

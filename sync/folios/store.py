@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS lease (
     return_shipped INTEGER NOT NULL DEFAULT 0,  -- the cluster has recorded the hand-back
     revoked        INTEGER NOT NULL DEFAULT 0   -- the site was declared lost: nothing more from it
 );
+CREATE INDEX IF NOT EXISTS folio_pending ON folio (tipo_dte, folio) WHERE state = 'pending_annulment';
 """
 
 
@@ -390,9 +391,8 @@ class FolioStore(Store):
 
     def pending_annulment(self) -> list[PendingAnnulment]:
         rows = self.conn().execute(
-            "SELECT tipo_dte, folio, released_doc_key, reason, released_on FROM folio WHERE state = ?"
-            " ORDER BY tipo_dte, folio",
-            (PENDING_ANNULMENT,),
+            "SELECT tipo_dte, folio, released_doc_key, reason, released_on FROM folio"
+            " WHERE state = 'pending_annulment' ORDER BY tipo_dte, folio",  # a literal: the partial index applies
         ).fetchall()
         return [PendingAnnulment(t, f, k, r, _date(d)) for t, f, k, r, d in rows]
 
@@ -403,8 +403,11 @@ class FolioStore(Store):
         if self.leased:
             return self._leased_stock(db, now)
         rows = db.execute(
+            # Every folio below next_folio is taken: count only those taken at or above it, a range
+            # of the primary key (a year of folios is not scanned).
             "SELECT c.tipo_dte, c.id, c.hasta, c.next_folio, c.expires_on,"
-            " c.hasta - c.desde + 1 - (SELECT COUNT(*) FROM folio f WHERE f.caf_id = c.id)"
+            " c.hasta - MAX(c.next_folio, c.desde) + 1 - (SELECT COUNT(*) FROM folio f WHERE f.tipo_dte = c.tipo_dte"
+            " AND f.folio BETWEEN MAX(c.next_folio, c.desde) AND c.hasta)"
             " FROM caf c ORDER BY c.tipo_dte, c.fecha_autorizacion, c.desde"
         ).fetchall()
         out: dict[int, StockRow] = {}

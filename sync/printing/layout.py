@@ -20,6 +20,7 @@ from lxml import etree
 from sync.config import Company, PrintingConfig
 from sync.model import BOLETA_TYPES, DOCUMENT_NAMES, EXEMPT_TYPES, NOTE_TYPES, Documento
 from sync.rut import Rut
+from sync.totals import global_dr_amounts
 
 SII_NS = "http://www.sii.cl/SiiDte"
 ANONYMOUS_RUT = "66666666-6"
@@ -279,10 +280,14 @@ def _reference(r) -> Reference:
 def _totals(doc: Documento, tipo: int) -> list[tuple[str, str]]:
     t = doc.encabezado.totales
     rows: list[tuple[str, str]] = []
-    for g in doc.dsc_rcg_global:
-        label = "Descuento" if g.tpo_mov == "D" else "Recargo"
-        amount = f"{number(g.valor_dr)}%" if g.tpo_valor == "%" else money(g.valor_dr)
-        rows.append((g.glosa_dr or f"{label} global", amount))
+    for g, amount in zip(doc.dsc_rcg_global, global_dr_amounts(doc)):
+        # Manual de Muestras Impresas: a discount is shown as an amount; a % one also says its rate
+        label = g.glosa_dr or f"{'Descuento' if g.tpo_mov == 'D' else 'Recargo'} global"
+        if g.tpo_valor == "%" and f"{number(g.valor_dr)}%" not in label:
+            label += f" ({number(g.valor_dr)}%)"
+        if amount is None and g.tpo_valor == "$" and g.valor_dr is not None:
+            amount = int(Decimal(g.valor_dr).to_integral_value())
+        rows.append((label, money(amount) if amount is not None else "-"))
     if tipo in BOLETA_TYPES:
         if t.mnt_exe:
             rows.append(("Monto Exento", money(t.mnt_exe)))

@@ -8,6 +8,7 @@ state is the queue table, never pickled jobs). Each tick is also callable direct
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
 import threading
@@ -71,6 +72,25 @@ class Uplink(Stage):
         self._drain_lock, self._poll_lock = threading.Lock(), threading.Lock()
         self._scheduler: Any = None
         self.stats = {"envios": 0, "uploaded_docs": 0, "failures": 0, "ambiguous": 0, "resolved_received": 0}
+        self.errors: collections.Counter[str] = collections.Counter()  # failed envíos by UplinkError.kind (/metrics)
+        self.pause_reason: str | None = None  # set by an admin (the panel): the drain sends nothing
+
+    # --- pause (an admin's switch; a flag the drain checks, nothing else changes) ----------------------
+    @property
+    def paused(self) -> bool:
+        return self.pause_reason is not None
+
+    def pause(self, reason: str = "admin") -> None:
+        """Stop sending: documents stay queued (and keep arriving); polling of envíos already sent
+        goes on. In memory: a restart resumes."""
+        self.pause_reason = reason
+        log.warning("uplink: paused", extra={"reason": reason})
+
+    def resume(self) -> None:
+        if self.pause_reason is not None:
+            self.pause_reason = None
+            log.info("uplink: resumed")
+            self.wake()
 
     # --- the stage ------------------------------------------------------------------------------------
     def bind(self, filing: Filing, alerts: Alerts) -> None:
@@ -103,7 +123,7 @@ class Uplink(Stage):
     # --- drain -------------------------------------------------------------------------------------
     def drain_once(self, max_envios: int = 1000) -> int:
         """Resolve uncertain documents, then send every due batch; returns envíos attempted."""
-        if not self._drain_lock.acquire(blocking=False):
+        if self.paused or not self._drain_lock.acquire(blocking=False):
             return 0
         try:
             sent = 0
@@ -135,6 +155,7 @@ class Uplink(Stage):
             track = ch.send([str(i) for i in ids], [d.ref for d in docs], [d.dte_xml for d in docs], stamp)
         except UplinkError as exc:
             self.stats["failures"] += 1
+            self.errors[exc.kind] += 1
             log.warning("uplink: envío failed", extra={"envio": envio_id, "kind": exc.kind, "error": exc.detail, "docs": len(ids)})
             if exc.kind == "permanent" and len(docs) > 1:
                 self.queue.failed(envio_id, ids, exc.detail, [0.0] * len(ids), solo=True)  # find the culprit alone
@@ -149,6 +170,7 @@ class Uplink(Stage):
             self.queue.failed(envio_id, ids, f"{exc.code}: {exc.detail}", delays, uncertain=ambiguous)
             return False
         except Exception as exc:  # a bug must not lose documents: they stay queued
+            self.errors["internal"] += 1
             log.exception("uplink: unexpected error sending", extra={"envio": envio_id})
             self.queue.failed(envio_id, ids, f"INTERNAL: {exc}", self._delays(docs), uncertain=True)
             return False
