@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from datetime import date
 from pathlib import Path
 
@@ -301,6 +302,8 @@ def test_a_site_daemon_signs_from_its_leases_and_ships_every_record(company, tmp
     from sync.app import build_app
     from sync.cluster.stage import build_cluster
     from sync.runtime import open_engine
+    from sync.web.settings import WebConfig
+    from sync.web.stage import PanelStage
 
     hq = _site(company, tmp_path, dsn, "hq")
     assert run_cli(hq, "cluster", "init").returncode == 0
@@ -308,7 +311,8 @@ def test_a_site_daemon_signs_from_its_leases_and_ships_every_record(company, tmp
     conf = load_config(_site(company, tmp_path, dsn, "tienda-01", lease_size=15, low_water=8))
     engine = open_engine(conf)
     stage = build_cluster(conf, engine)
-    app = build_app(conf, engine=engine, stages=[stage], watch="poll", workers=2, poll_interval=0.1)
+    panel = PanelStage(WebConfig(listen=f"127.0.0.1:{_free_port()}"))
+    app = build_app(conf, engine=engine, stages=[stage, panel], watch="poll", workers=2, poll_interval=0.1)
     inputs = varied_inputs(40, seed=5, prefix="C", folders=("",))
     app.start()
     try:
@@ -317,7 +321,10 @@ def test_a_site_daemon_signs_from_its_leases_and_ships_every_record(company, tmp
         statuses = wait_final(conf.folders.outbox, inputs, 120)
         wait_until(lambda: app.filing.journal.outbox_stats()[0] == 0, 30, what="the record shipped")
         health = {c.name: c.status for c in stage.checks()}
-        assert health["cluster_db"] == "ok"
+        assert health["cluster:db"] == "ok"
+        assert panel.wait_ready(30) and panel.url
+        page = urllib.request.urlopen(panel.url + "/sites", timeout=30).read().decode()
+        assert "tienda-01" in page and "TipoDTE 33:" in page and "firmado:" in page, page[-2000:]
     finally:
         app.stop()
     counts = check_real_invariants(tmp_path / "tienda-01", inputs, statuses)
@@ -369,9 +376,17 @@ def test_a_site_declared_lost_stops_signing_from_its_leases(company, tmp_path, d
     with pytest.raises(DteSyncError):
         store.allocate(33, TODAY, "k2")
     assert stage.lost and "CLUSTER_SITE_LOST" in [a.code for a in alerts.active()]
-    assert {c.name: c.status for c in stage.checks()}["cluster_site"] == "down"
+    assert {c.name: c.status for c in stage.checks()}["cluster:site"] == "down"
     stage.stop()
     store.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class _FilingStub:

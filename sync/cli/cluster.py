@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,7 +129,7 @@ def cmd_sites(args: argparse.Namespace) -> int:
         if args.action == "hand-back":
             return _hand_back(config, args.tipo)
         with open_db(config) as db:
-            view = sites_view(db)
+            view = db.overview()
     except ClusterUnavailable as exc:
         return _unavailable(exc)
     if args.json:
@@ -137,27 +137,6 @@ def cmd_sites(args: argparse.Namespace) -> int:
         return EXIT_OK
     print_sites(view)
     return EXIT_OK
-
-
-def sites_view(db: ClusterDb) -> dict[str, Any]:
-    """Sites with their leases (leased, used, handed back, left) and, for a lost site, the
-    folios to annul; the handed-back blocks; folios carried twice (must be empty)."""
-    now = datetime.now(timezone.utc)
-    out = []
-    for s in db.sites():
-        leases = [{"id": x.id, "tipo_dte": x.tipo_dte, "desde": x.desde, "hasta": x.hasta, "used": x.used,
-                   "returned_from": x.returned_from, "left": max(0, x.kept_until - x.desde + 1 - x.used)}
-                  for x in s.leases]
-        out.append({
-            "site": s.name, "state": s.state, "last_contact": s.last_contact.isoformat(),
-            "last_contact_age_s": round((now - s.last_contact).total_seconds()), "documents": s.documents,
-            "leases": leases,
-            "to_annul": [{"tipo_dte": t, "desde": d, "hasta": h} for t, d, h in db.unused_leased(s.name)]
-            if s.state == "lost" else [],
-        })
-    return {"sites": out, "caf_stock": db.caf_stock(date.today()),
-            "returned": [{"site": s, "tipo_dte": t, "desde": d, "hasta": h} for s, t, d, h in db.returned()],
-            "duplicate_folios": [{"tipo_dte": t, "folio": f, "documents": n} for t, f, n in db.duplicate_folios()]}
 
 
 def print_sites(view: dict[str, Any]) -> None:
@@ -248,7 +227,7 @@ def _hand_back(config: Config, tipo: int | None) -> int:
 def cluster_status(config: Config) -> dict[str, Any]:
     """`dtesync status --cluster`: every site's documents by state, leases and last contact."""
     with open_db(config) as db:
-        return sites_view(db)
+        return db.overview()
 
 
 def cmd_status_cluster(config: Config, *, as_json: bool) -> int:

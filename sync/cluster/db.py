@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from sync.cluster.schema import MIGRATIONS
@@ -372,6 +372,29 @@ class ClusterDb:
                 counts.setdefault(s, {})[st] = int(n)
         return [SiteView(n, st, fs, lc, la, [x for x in leases if x.site == n], counts.get(n, {}))
                 for n, st, fs, lc, la in sites]
+
+    def overview(self) -> dict[str, Any]:
+        """Every site with its documents by state, last contact and leases (leased, used by a
+        document in the record, free) and, for a lost site, the folios to annul; the folios
+        left to lease per type; the handed-back blocks; folios carried twice (never expected).
+        What `dtesync sites`, `dtesync status --cluster` and the panel show."""
+        now = datetime.now(timezone.utc)
+        out = []
+        for s in self.sites():
+            leases = [{"id": x.id, "tipo_dte": x.tipo_dte, "desde": x.desde, "hasta": x.hasta, "used": x.used,
+                       "returned_from": x.returned_from, "left": max(0, x.kept_until - x.desde + 1 - x.used)}
+                      for x in s.leases]
+            out.append({
+                "site": s.name, "state": s.state, "last_contact": s.last_contact.isoformat(),
+                "last_contact_age_s": round((now - s.last_contact).total_seconds()), "documents": s.documents,
+                "leases": leases,
+                "to_annul": [{"tipo_dte": t, "desde": d, "hasta": h} for t, d, h in self.unused_leased(s.name)]
+                if s.state == "lost" else [],
+            })
+        return {"sites": out, "caf_stock": self.caf_stock(date.today()),
+                "returned": [{"site": s, "tipo_dte": t, "desde": d, "hasta": h} for s, t, d, h in self.returned()],
+                "duplicate_folios": [{"tipo_dte": t, "folio": f, "documents": n}
+                                     for t, f, n in self.duplicate_folios()]}
 
     def unused_leased(self, site: str) -> list[tuple[int, int, int]]:
         """(tipo_dte, desde, hasta) ranges of folios leased to the site and kept by it that no

@@ -64,6 +64,7 @@ class ClusterStage(Stage):
         self.today = today
         refill_db = ClusterDb.from_config(config)  # the password reference is resolved now, not mid-run
         self._refill_db, self._ship_db = refill_db, ClusterDb(config, refill_db._password)
+        self._view_db: ClusterDb | None = None  # the panel's reads, on a connection of their own
         self._stop = threading.Event()
         self._refill_wake, self._ship_wake = threading.Event(), threading.Event()
         self._threads: list[threading.Thread] = []
@@ -106,6 +107,8 @@ class ClusterStage(Stage):
         self._threads = []
         self._refill_db.close()
         self._ship_db.close()
+        if self._view_db is not None:
+            self._view_db.close()
 
     def on_signed(self, doc: Doc, dte: SignedDte) -> None:
         self._refill_wake.set()  # a folio less: look at the stock
@@ -261,6 +264,13 @@ class ClusterStage(Stage):
         }
 
     # --- observation -------------------------------------------------------------------------------------
+    def overview(self) -> dict[str, Any]:
+        """The cluster's view of every site (sync.cluster.db.ClusterDb.overview), for the panel;
+        ClusterUnavailable when the database cannot be reached."""
+        if self._view_db is None:
+            self._view_db = ClusterDb(self.config, self._refill_db._password)
+        return self._view_db.overview()
+
     def _contact_ok(self) -> None:
         self.reachable, self.last_error, self.last_contact = True, "", time.time()
         self.alerts.resolve(DOWN_KEY)
@@ -273,17 +283,17 @@ class ClusterStage(Stage):
 
     def checks(self) -> list[Check]:
         if self.reachable is False:
-            db = Check("cluster_db", "degraded", f"base central inalcanzable: {self.last_error}")
+            db = Check("cluster:db", "degraded", f"base central inalcanzable: {self.last_error}")
         else:
-            db = Check("cluster_db", "ok", "" if self.reachable else "sin contacto aún")
+            db = Check("cluster:db", "ok", "" if self.reachable else "sin contacto aún")
         out = [db]
         if self.lost:
-            out.append(Check("cluster_site", "down", f"sitio {self.config.site} declarado perdido"))
+            out.append(Check("cluster:site", "down", f"sitio {self.config.site} declarado perdido"))
         free = self.folios.leased_free(self.today())
         for tipo in self.config.types or sorted(free):
             n = free.get(tipo, 0)
             status: Health = "down" if n == 0 else "degraded" if n < self.config.refill_at else "ok"
-            out.append(Check(f"lease_stock_{tipo}", status, f"{n} folios arrendados de TipoDTE {tipo}"))
+            out.append(Check(f"cluster:leases:{tipo}", status, f"{n} folios arrendados de TipoDTE {tipo}"))
         return out
 
     def queues(self) -> list[QueueStats]:
