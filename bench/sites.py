@@ -9,9 +9,10 @@ A throwaway PostgreSQL server (Debian's, as in the tests) on loopback, TCP with 
            (lock the CAF row, move its cursor, insert the lease) and the site's durable record
            of it in its folio store (CAF already known); K refills, p50/p95/max ms.
 - signing: Engine.issue latency per document (parse, folio, TED, signature, XSD) on one
-           thread, three ways: a single PC; a site with the database up and its lease
-           refiller running with small leases (a refill every 25 documents, woken after each
-           signature as in the daemon); the same site with the database stopped.
+           thread, three ways, interleaved in rounds: a single PC; a site with the database
+           up and its lease refiller running with small leases (a refill every 25 documents,
+           woken after each signature as in the daemon); a site with the database stopped
+           (`pg_ctl stop -m immediate`) and its refiller failing and retrying meanwhile.
            Signing only reads the local folio store, so the three should match.
 - sites:   daemons as separate processes each given N files at once; documents per second
            per daemon from the first drop to its last final status: three cluster sites at
@@ -119,53 +120,61 @@ def _issue_all(engine: Engine, bodies: list[bytes], prefix: str, after=None) -> 
     return out
 
 
-def bench_signing(pg: PgServer, company, n: int, tmp: Path) -> dict:
+def _site_engine(config, dsn: str, name: str, path: Path, cert, keys, **kw: object) -> tuple[Engine, ClusterStage]:
+    """A site's engine over a leased folio store, with its lease refiller thread running as in
+    the daemon (woken after each signature)."""
+    store = FolioStore(path, leased=True)
+    stage = ClusterStage(cfg(dsn, name, types=[33], **kw), store, config.company.rut, trusted_keys=keys)
+    stage.bind(_Filing(), Alerts())
+    stage.refill_once()
+    threading.Thread(target=stage._loop, args=(stage.refill_once, stage._refill_wake, stage.config.refill_interval),
+                     daemon=True).start()
+    return Engine.from_config(config, store, cert), stage
+
+
+def bench_signing(pg: PgServer, company, n: int, tmp: Path, rounds: int = 5) -> dict:
+    """The three ways interleaved, `rounds` rounds of n / rounds documents each, so a change
+    of the machine's load during the run falls on all three alike."""
     config = load_config(company.config_path)
     cert = load_certificate(config)
     keys = trusted_caf_keys(config)
     data = (company.root / "caf" / "CAF_T33_1-200000.xml").read_bytes()
-    bodies = _inputs(n)
-    results = {}
+    per = max(1, n // rounds)
+    bodies = _inputs(per)
 
     single = FolioStore(tmp / "single.sqlite")
     single.import_caf(data, config.company.rut, TODAY, keys)
-    engine = Engine.from_config(config, single, cert)
-    _issue_all(engine, bodies[:20], "warm")
-    results["single PC"] = ms(_issue_all(engine, bodies, "s"))
-    single.close()
-
+    plain = Engine.from_config(config, single, cert)
     dsn = pg.new_database("bench_signing")
     with ClusterDb.from_config(cfg(dsn, "hq")) as db:
         db.migrate()
         db.import_caf(load_caf(data), data, "hq")
-    site = FolioStore(tmp / "site.sqlite", leased=True)
-    stage = ClusterStage(cfg(dsn, "s1", lease_size=50, low_water=25, types=[33], refill_interval=5.0), site,
-                         config.company.rut, trusted_keys=keys)
-    stage.bind(_Filing(), Alerts())
-    stage.refill_once()
-    refiller = threading.Thread(target=stage._loop, args=(stage.refill_once, stage._refill_wake, 5.0), daemon=True)
-    refiller.start()
-    engine = Engine.from_config(config, site, cert)
-    _issue_all(engine, bodies[:20], "warm", after=stage._refill_wake.set)
-    before = stage.refills
-    results["site, database up, refilling"] = ms(_issue_all(engine, bodies, "u", after=stage._refill_wake.set))
-    results["site, database up, refilling"]["refills"] = stage.refills - before
-    stage._stop.set()
-    stage._refill_wake.set()
-    refiller.join(10)
-    # database down: a lease big enough for the run, then the server stops
-    with ClusterDb.from_config(cfg(dsn, "s1")) as db:
-        grant = db.lease("s1", 33, n + 10, TODAY)
-    assert grant is not None
-    site.record_lease(grant.id, 33, grant.desde, grant.hasta, grant.caf_data, config.company.rut, TODAY,
-                      trusted_keys=keys)
-    pg.stop("immediate")
-    try:
-        results["site, database down"] = ms(_issue_all(engine, bodies, "d"))
-    finally:
-        pg.start()
-    site.close()
-    return results
+    # up: small leases, a refill every 25 documents. down: leases that last the whole run, and a
+    # low-water mark above them, so its refiller keeps trying (and failing) while the server is down
+    up, up_stage = _site_engine(config, dsn, "s-up", tmp / "up.sqlite", cert, keys, lease_size=50, low_water=25,
+                                refill_interval=5.0)
+    down, down_stage = _site_engine(config, dsn, "s-down", tmp / "down.sqlite", cert, keys,
+                                    lease_size=n + 100, low_water=n + 200, refill_interval=1.0, retry_cap=1.0)
+    for engine in (plain, up, down):
+        _issue_all(engine, bodies[:10], f"warm{id(engine)}")
+    lat: dict[str, list[float]] = {"single PC": [], "site, database up, refilling": [], "site, database down": []}
+    before = up_stage.refills
+    for r in range(rounds):
+        lat["single PC"] += _issue_all(plain, bodies, f"s{r}-")
+        lat["site, database up, refilling"] += _issue_all(up, bodies, f"u{r}-", after=up_stage._refill_wake.set)
+        pg.stop("immediate")
+        try:
+            lat["site, database down"] += _issue_all(down, bodies, f"d{r}-", after=down_stage._refill_wake.set)
+        finally:
+            pg.start()
+    refills = up_stage.refills - before
+    for stage in (up_stage, down_stage):
+        stage.stop()
+        stage.folios.close()
+    single.close()
+    out = {k: ms(v) for k, v in lat.items()}
+    out["site, database up, refilling"]["refills"] = refills
+    return out
 
 
 class _Filing:

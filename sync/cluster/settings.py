@@ -36,7 +36,7 @@ class ClusterConfig:
     low_water: int = 0  # refill when fewer leased folios are left; 0 = lease_size // 2
     types: list[int] = field(default_factory=list)  # TipoDTE to lease; [] = every type with a CAF in the cluster
     refill_interval: float = 30.0  # s between looks at the lease stock (also woken by each signature)
-    ship_interval: float = 5.0  # s between shipments of the record (also woken by each change)
+    ship_interval: float = 5.0  # s between shipments of the record (every change meanwhile, one transaction)
     ship_batch: int = 500  # events per shipment (one PostgreSQL transaction)
     connect_timeout: float = 5.0  # s
     retry_cap: float = 60.0  # s: the longest wait between attempts while the database is down

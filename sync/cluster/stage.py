@@ -8,9 +8,9 @@
   cluster granted that the site never recorded (it crashed in between), and it ships the
   hand-backs the site recorded while offline.
 - The record shipper sends the journal's outbox of changes (sync.journal `record_outbox`,
-  written in the same transaction as each change) in batches; the cluster applies each event
-  once (its id is the key) and the site deletes what the cluster acknowledged. A crash between
-  the two only resends events the cluster then ignores.
+  written in the same transaction as each change) every `ship_interval`, in batches; the
+  cluster applies each event once (its id is the key) and the site deletes what the cluster
+  acknowledged. A crash between the two only resends events the cluster then ignores.
 
 Both threads retry with backoff while the database is unreachable and raise one CLUSTER_DOWN
 alert for the outage, resolved when it is back.
@@ -111,11 +111,9 @@ class ClusterStage(Stage):
             self._view_db.close()
 
     def on_signed(self, doc: Doc, dte: SignedDte) -> None:
-        self._refill_wake.set()  # a folio less: look at the stock
-        self._ship_wake.set()
-
-    def on_state(self, doc: Doc) -> None:
-        self._ship_wake.set()
+        self._refill_wake.set()  # a folio less: a look at the local stock
+        # The record needs no wake-up: it is durable in the journal's outbox already, and one
+        # shipment every ship_interval carries all the changes meanwhile in one transaction.
 
     # --- the two threads ------------------------------------------------------------------------------
     def _loop(self, work: Callable[[], bool], wake: threading.Event, interval: float) -> None:
