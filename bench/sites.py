@@ -132,6 +132,13 @@ def _site_engine(config, dsn: str, name: str, path: Path, cert, keys, **kw: obje
     return Engine.from_config(config, store, cert), stage
 
 
+def _wait_stock(stage: ClusterStage, n: int, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while stage.folios.leased_free(TODAY).get(33, 0) < n and time.monotonic() < end:
+        stage._refill_wake.set()
+        time.sleep(0.2)
+
+
 def bench_signing(pg: PgServer, company, n: int, tmp: Path, rounds: int = 5) -> dict:
     """The three ways interleaved, `rounds` rounds of n / rounds documents each, so a change
     of the machine's load during the run falls on all three alike."""
@@ -167,6 +174,7 @@ def bench_signing(pg: PgServer, company, n: int, tmp: Path, rounds: int = 5) -> 
             lat["site, database down"] += _issue_all(down, bodies, f"d{r}-", after=down_stage._refill_wake.set)
         finally:
             pg.start()
+        _wait_stock(up_stage, 25)  # the up site's refiller reconnects (at most RETRY_MIN after a signature)
     refills = up_stage.refills - before
     for stage in (up_stage, down_stage):
         stage.stop()

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dtesync.cluster")
 
 DOWN_KEY = "cluster:db"
+RETRY_MIN = 1.0  # s: the shortest wait before trying an unreachable database again
 
 
 class ClusterStage(Stage):
@@ -126,14 +127,12 @@ class ClusterStage(Stage):
                 failures = 0
             except ClusterUnavailable as exc:
                 self._contact_failed(str(exc))
-                more = False
-                self._stop.wait(self._backoff.delay(failures))
+                self._retry_wait(wake, self._backoff.delay(failures))
                 failures += 1
                 continue
             except Exception:
                 log.exception("cluster: unexpected failure")
-                more = False
-                self._stop.wait(self._backoff.delay(failures))
+                self._retry_wait(wake, self._backoff.delay(failures))
                 failures += 1
                 continue
             if more:
@@ -141,6 +140,15 @@ class ClusterStage(Stage):
             wake.wait(interval)
             wake.clear()
             self._stop.wait(0.05)  # coalesce a burst of wake-ups into one pass
+
+    def _retry_wait(self, wake: threading.Event, delay: float) -> None:
+        """The backoff after a failure, cut short by a wake-up (a signature: the stock is
+        dropping) but never sooner than RETRY_MIN s after the failure: a site whose database is
+        back gets its refill within a second or two, not at the end of a long backoff."""
+        started = time.monotonic()
+        wake.clear()
+        if wake.wait(delay):
+            self._stop.wait(max(0.0, RETRY_MIN - (time.monotonic() - started)))
 
     def refill_once(self) -> bool:
         """One look at the lease stock: local only while every type is above the low-water mark
