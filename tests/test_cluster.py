@@ -517,3 +517,15 @@ def test_signing_needs_no_database_until_the_stock_runs_low(company, tmp_path, d
     with pytest.raises(ClusterUnavailable):
         stage.refill_once()  # below it: the refill needs the cluster
     store.close()
+
+
+def test_a_connection_left_over_from_before_a_server_restart_is_replaced_not_failed_on(db, pg) -> None:
+    from sync.cluster.db import IDLE_PROBE
+
+    put_caf(db)
+    assert db.lease("s1", 33, 5, TODAY) is not None
+    pg.stop("immediate")
+    pg.start()
+    time.sleep(IDLE_PROBE + 0.2)
+    grant = db.lease("s1", 33, 5, TODAY)  # the first lease after the restart: no ClusterUnavailable
+    assert grant is not None and grant.desde == 6

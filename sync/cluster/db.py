@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dtesync.cluster")
 
 MIGRATION_LOCK = 0x647465_73796E63  # pg_advisory_xact_lock key of `cluster init` ("dtesync")
+IDLE_PROBE = 2.0  # s: a connection idle longer is checked before its next transaction
 
 
 class ClusterUnavailable(RuntimeError):
@@ -117,6 +119,7 @@ class ClusterDb:
         self.config = config
         self._password = password
         self._conn: psycopg.Connection[Any] | None = None
+        self._used = 0.0  # monotonic time of the last transaction
         self._lock = threading.RLock()
 
     @classmethod
@@ -152,15 +155,30 @@ class ClusterDb:
         """One transaction; a lost connection is dropped and reported as ClusterUnavailable."""
         psycopg = _psycopg()
         with self._lock:
-            if self._conn is None or self._conn.closed:
-                self._conn = self._connect()
-            conn = self._conn
+            conn = self._live_connection()
             try:
                 with conn.transaction(), conn.cursor() as cur:
                     yield cur
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self.close()
                 raise ClusterUnavailable(_reason(exc)) from None
+            self._used = time.monotonic()
+
+    def _live_connection(self) -> psycopg.Connection[Any]:
+        """The open connection, or a new one. One idle for a while is probed first (SELECT 1):
+        after a server restart it is dead, and finding that out on the lease itself would cost
+        a whole retry interval."""
+        psycopg = _psycopg()
+        conn = self._conn
+        if conn is not None and not conn.closed and time.monotonic() - self._used > IDLE_PROBE:
+            try:
+                conn.execute("SELECT 1")
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                self.close()
+                conn = None
+        if conn is None or conn.closed:
+            conn = self._conn = self._connect()
+        return conn
 
     def close(self) -> None:
         with self._lock:
