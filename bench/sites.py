@@ -10,7 +10,7 @@ A throwaway PostgreSQL server (Debian's, as in the tests) on loopback, TCP with 
            of it in its folio store (CAF already known); K refills, p50/p95/max ms.
 - signing: Engine.issue latency per document (parse, folio, TED, signature, XSD) on one
            thread, three ways, interleaved in rounds: a single PC; a site with the database
-           up and its lease refiller running with small leases (a refill every 25 documents,
+           up and its lease refiller running with small leases (a refill every 100 documents,
            woken after each signature as in the daemon); a site with the database stopped
            (`pg_ctl stop -m immediate`) and its refiller failing and retrying meanwhile.
            Signing only reads the local folio store, so the three should match.
@@ -156,9 +156,9 @@ def bench_signing(pg: PgServer, company, n: int, tmp: Path, rounds: int = 5) -> 
     with ClusterDb.from_config(cfg(dsn, "hq")) as db:
         db.migrate()
         db.import_caf(load_caf(data), data, "hq")
-    # up: small leases, a refill every 25 documents. down: leases that last the whole run, and a
+    # up: small leases (a refill every 100 documents), a round never outruns them. down: leases that last the whole run, and a
     # low-water mark above them, so its refiller keeps trying (and failing) while the server is down
-    up, up_stage = _site_engine(config, dsn, "s-up", tmp / "up.sqlite", cert, keys, lease_size=50, low_water=25,
+    up, up_stage = _site_engine(config, dsn, "s-up", tmp / "up.sqlite", cert, keys, lease_size=100, low_water=100,
                                 refill_interval=5.0)
     down, down_stage = _site_engine(config, dsn, "s-down", tmp / "down.sqlite", cert, keys,
                                     lease_size=n + 100, low_water=n + 200, refill_interval=1.0, retry_cap=1.0)
@@ -174,7 +174,7 @@ def bench_signing(pg: PgServer, company, n: int, tmp: Path, rounds: int = 5) -> 
             lat["site, database down"] += _issue_all(down, bodies, f"d{r}-", after=down_stage._refill_wake.set)
         finally:
             pg.start()
-        _wait_stock(up_stage, 25)  # the up site's refiller reconnects (at most RETRY_MIN after a signature)
+        _wait_stock(up_stage, 100)  # the up site's refiller reconnects (at most RETRY_MIN after a signature)
     refills = up_stage.refills - before
     for stage in (up_stage, down_stage):
         stage.stop()
