@@ -9,17 +9,30 @@ folios left to lease, and this site holds leased folios of each type.
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from sync.errors import DteSyncError
 
 if TYPE_CHECKING:
-    from sync.check import Finding, _Say
     from sync.config import Config
 
+OK, WARN, FAIL = "OK", "WARN", "FAIL"  # sync.check's levels (it wraps these in its Finding)
 
-def check_cluster(config: Config, today: date, say: _Say) -> list[Finding]:
-    from sync.check import FAIL, OK, WARN, Finding
+
+class Finding(NamedTuple):
+    level: str
+    subject: str
+    message: str
+    fix: str = ""
+
+
+class Say(Protocol):
+    lang: str
+
+    def __call__(self, es: str, en: str) -> str: ...
+
+
+def check_cluster(config: Config, today: date, say: Say) -> list[Finding]:
     from sync.cluster.schema import MIGRATIONS
 
     c = config.cluster
@@ -74,8 +87,7 @@ def check_cluster(config: Config, today: date, say: _Say) -> list[Finding]:
     return out + _leased_here(config, today, types, say)
 
 
-def _leased_here(config: Config, today: date, types: set[int], say: _Say) -> list[Finding]:
-    from sync.check import OK, WARN, Finding
+def _leased_here(config: Config, today: date, types: set[int], say: Say) -> list[Finding]:
     from sync.folios.store import FILE_NAME, FolioStore
 
     path = config.folders.state / FILE_NAME
