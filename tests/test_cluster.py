@@ -327,6 +327,8 @@ def test_a_site_daemon_signs_from_its_leases_and_ships_every_record(company, tmp
         assert "tienda-01" in page and "TipoDTE 33:" in page and "firmado:" in page, page[-2000:]
     finally:
         app.stop()
+    status = run_cli(conf.path, "status")
+    assert "Cambios por enviar al cluster: 0" in status.stdout, status.stdout + status.stderr
     counts = check_real_invariants(tmp_path / "tienda-01", inputs, statuses)
     assert counts["signed"] > 20
     with ClusterDb.from_config(cfg(dsn, "hq")) as d:
