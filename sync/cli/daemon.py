@@ -9,11 +9,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sync.cli.common import EXIT_FAIL, EXIT_OK, Registry, UsageError, load, print_table
 from sync.errors import DteSyncError
 from sync.states import FINAL, VALID, DocState
+
+if TYPE_CHECKING:
+    from sync.config import Config
+    from sync.fakesii import FakeSii
 
 DONE_STATES = frozenset(DocState) - {DocState.RECEIVED, DocState.DUPLICATE}
 BAD_SAMPLE_NAME = "99_rut_invalido.txt"
@@ -122,7 +126,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         fake.stop()
 
 
-def _demo_fake_sii(config):
+def _demo_fake_sii(config: Config) -> FakeSii:
     """Start fake-sii on a free loopback port and point the demo's uplink at it (in memory:
     the sandbox's dtesync.toml keeps `kind = "none"` until an admin points it somewhere)."""
     from sync.fakesii import FakeSii
@@ -171,7 +175,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         return cmd_status_cluster(config, as_json=args.json)
     journal_path = config.folders.state / JOURNAL_FILE
-    snap: dict = {"counts": {}}
+    snap: dict[str, Any] = {"counts": {}}
     if journal_path.exists():
         with Journal.open_readonly(journal_path) as journal:
             snap = journal_snapshot(journal, config.language)

@@ -177,7 +177,7 @@ class FolioStore(Store):
         ).fetchone()
         if row is None:
             raise DteSyncError("FOLIO_NOT_IN_CAF", field="Folio", params={"folio": folio, "tipo_dte": tipo_dte})
-        return row[0]
+        return int(row[0])
 
     def _caf(self, caf_id: int) -> Caf:
         """Parsed once per store (the keys inside are what the hot path reuses)."""
@@ -212,7 +212,7 @@ class FolioStore(Store):
         out: list[tuple[int, Caf] | DteSyncError] = []
         with self.tx() as db:
             # tipo -> live sources as [id, last folio, next_folio, caf id]: CAFs, or leases in cluster mode
-            cursors: dict[int, list[list]] = {}
+            cursors: dict[int, list[list[int]]] = {}
             moved: dict[int, int] = {}  # source id -> its new next_folio, written once at the end
             for tipo_dte, doc_key in wanted:
                 held = self._held(db, tipo_dte, doc_key)
@@ -232,7 +232,7 @@ class FolioStore(Store):
         return out
 
     @staticmethod
-    def _live_cafs(db: sqlite3.Connection, tipo_dte: int, now: date) -> list[list]:
+    def _live_cafs(db: sqlite3.Connection, tipo_dte: int, now: date) -> list[list[int]]:
         """Non-expired CAFs of this type, oldest first; CAF_MISSING / CAF_EXPIRED if none."""
         cafs = db.execute(
             "SELECT id, desde, hasta, next_folio, expires_on FROM caf WHERE tipo_dte = ?"
@@ -248,7 +248,7 @@ class FolioStore(Store):
         return live
 
     @staticmethod
-    def _live_leases(db: sqlite3.Connection, tipo_dte: int, now: date) -> list[list]:
+    def _live_leases(db: sqlite3.Connection, tipo_dte: int, now: date) -> list[list[int]]:
         """This site's usable leases of the type, lowest folios first; FOLIOS_NOT_LEASED if none."""
         rows = db.execute(
             "SELECT l.id, COALESCE(l.returned_from - 1, l.hasta), l.next_folio, l.caf_id, c.expires_on FROM lease l"
@@ -262,7 +262,7 @@ class FolioStore(Store):
         return live
 
     def _take_next(
-        self, db: sqlite3.Connection, tipo_dte: int, doc_key: str, live: list[list], moved: dict[int, int], now: date
+        self, db: sqlite3.Connection, tipo_dte: int, doc_key: str, live: list[list[int]], moved: dict[int, int], now: date
     ) -> tuple[int, Caf]:
         """Insert the next free folio of the first source (CAF or lease) that has one; advances
         `live` and `moved`."""
@@ -319,9 +319,10 @@ class FolioStore(Store):
 
     @staticmethod
     def _held(db: sqlite3.Connection, tipo_dte: int, doc_key: str) -> tuple[int, int] | None:
-        return db.execute(
+        row = db.execute(
             "SELECT folio, caf_id FROM folio WHERE tipo_dte = ? AND doc_key = ?", (tipo_dte, doc_key)
         ).fetchone()
+        return (int(row[0]), int(row[1])) if row is not None else None
 
     def mark_used(self, tipo_dte: int, folio: int) -> None:
         """The signed DTE carrying this folio has been written (idempotent)."""
@@ -556,7 +557,7 @@ def _date(text: str | None) -> date | None:
 
 
 def _caf_error(code: str, tipo_dte: int, desde: int, hasta: int, expired_on: date | None = None) -> DteSyncError:
-    params = {"tipo_dte": tipo_dte, "desde": desde, "hasta": hasta}
+    params: dict[str, int | str] = {"tipo_dte": tipo_dte, "desde": desde, "hasta": hasta}
     if expired_on:
         params["expired_on"] = expired_on.isoformat()
     return DteSyncError(code, params=params)
