@@ -403,6 +403,28 @@ CATALOG: dict[str, tuple[str, str]] = {
         "This site ({site}) was declared lost in the cluster: it signs nothing more from its leased folios. "
         "Use another site name to operate again.",
     ),
+    "CLUSTER_LEASE_RESTORED": (
+        "La base central no conocía el arriendo {lease} de este sitio (TipoDTE {tipo_dte}, folios {desde}-{hasta}): "
+        "¿se restauró desde un respaldo? El sitio lo volvió a registrar; revise que los demás sitios hagan lo mismo "
+        "antes de arrendar (docs/sites.md, Respaldos).",
+        "The central database did not know lease {lease} of this site (TipoDTE {tipo_dte}, folios {desde}-{hasta}): "
+        "restored from a backup? The site put it back; make sure every other site does the same before leasing "
+        "(docs/sites.md, Backups).",
+    ),
+    "CLUSTER_LEASE_CONFLICT": (
+        "Los folios {desde}-{hasta} de TipoDTE {tipo_dte} (arriendo {lease} de este sitio) están arrendados a otro "
+        "sitio en la base central ({detail}): este sitio dejó de usarlos, pero los ya usados pueden repetirse. "
+        "Revise 'dtesync sites' y haga que el otro sitio devuelva ese bloque (dtesync sites hand-back).",
+        "Folios {desde}-{hasta} of TipoDTE {tipo_dte} (lease {lease} of this site) are leased to another site in "
+        "the central database ({detail}): this site stopped using them, but the ones already used may be issued "
+        "twice. Check 'dtesync sites' and have the other site hand that block back (dtesync sites hand-back).",
+    ),
+    "CLUSTER_LEASING_HELD": (
+        "Los arriendos de folios están detenidos en el cluster desde {since} ('dtesync cluster hold'): el sitio "
+        "sigue firmando con los folios que tiene. Se reanudan con 'dtesync cluster release'.",
+        "Folio leasing is held in the cluster since {since} ('dtesync cluster hold'): the site keeps signing from "
+        "the folios it holds. 'dtesync cluster release' resumes it.",
+    ),
     "CLUSTER_SCHEMA_OLD": (
         "La base central tiene el esquema versión {found} y esta versión de dtesync necesita la {expected}: "
         "ejecute 'dtesync cluster init'.",

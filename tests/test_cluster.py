@@ -115,9 +115,9 @@ def test_a_single_pc_never_imports_psycopg(sandbox) -> None:
 def test_migrations_are_versioned_and_idempotent(dsn) -> None:
     with ClusterDb.from_config(cfg(dsn, "hq")) as d:
         assert d.version() == 0
-        assert d.migrate() == [1]
+        assert d.migrate() == [1, 2]
         assert d.migrate() == []
-        assert d.version() == 1
+        assert d.version() == 2
 
 
 def test_the_database_refuses_two_leases_sharing_a_folio(db) -> None:
@@ -270,7 +270,7 @@ def _site(company, tmp_path: Path, dsn: str, name: str, **kw) -> Path:
 def test_cluster_init_and_import_caf_from_the_command_line(company, tmp_path, dsn) -> None:
     conf = _site(company, tmp_path, dsn, "hq")
     run = run_cli(conf, "cluster", "init")
-    assert run.returncode == 0 and "migraciones aplicadas 1" in run.stdout, run.stderr
+    assert run.returncode == 0 and "migraciones aplicadas 1, 2" in run.stdout, run.stderr
     assert "al día" in run_cli(conf, "cluster", "init").stdout
     cafs = sorted((company.root / "caf").glob("CAF_T*.xml"))
     run = run_cli(conf, "caf", "import", *map(str, cafs))  # `caf import` in cluster mode: into the cluster
@@ -293,7 +293,7 @@ def test_check_names_an_unreachable_cluster_and_an_old_schema(company, tmp_path,
     assert check.returncode == 1 and "FAIL cluster s1: no se alcanza la base central" in check.stdout, check.stdout
     conf = _site(company, tmp_path, pg.new_database("never_initialized"), "s2")
     check = run_cli(conf, "check")
-    assert "FAIL cluster s2: el esquema dtesync está en la versión 0 de 1" in check.stdout, check.stdout
+    assert "FAIL cluster s2: el esquema dtesync está en la versión 0 de 2" in check.stdout, check.stdout
     assert "dtesync cluster init" in check.stdout
 
 
@@ -531,3 +531,85 @@ def test_a_connection_left_over_from_before_a_server_restart_is_replaced_not_fai
     time.sleep(IDLE_PROBE + 0.2)
     grant = db.lease("s1", 33, 5, TODAY)  # the first lease after the restart: no ClusterUnavailable
     assert grant is not None and grant.desde == 6
+
+
+def _restore_to_empty(db: ClusterDb) -> None:
+    """What restoring last night's dump does to today's leases: gone, the cursors and the id
+    sequence back where they were."""
+    with db.tx() as cur:
+        cur.execute("DELETE FROM lease")
+        cur.execute("UPDATE caf SET next_folio = desde")
+        cur.execute("SELECT setval(pg_get_serial_sequence('lease', 'id'), 1, false)")
+
+
+def _fresh_stage(dsn: str, site: str, store: FolioStore, alerts: Alerts) -> ClusterStage:
+    stage = ClusterStage(cfg(dsn, site, lease_size=10, low_water=5, types=[33]), store, DEMO_RUT, trusted_keys=_keys())
+    stage.bind(_FilingStub(), alerts)
+    return stage
+
+
+def test_a_lease_the_restored_cluster_lost_is_put_back_and_never_leased_again(db, dsn, tmp_path) -> None:
+    put_caf(db)
+    store = FolioStore(tmp_path / "s1.sqlite", leased=True)
+    _fresh_stage(dsn, "s1", store, Alerts()).refill_once()
+    assert [(x.desde, x.hasta) for x in store.leases()] == [(1, 10)]
+    store.allocate(33, TODAY, "k")
+    _restore_to_empty(db)
+    alerts = Alerts()
+    _fresh_stage(dsn, "s1", store, alerts).refill_once()  # the site starts again: its first contact
+    assert "CLUSTER_LEASE_RESTORED" in [a.code for a in alerts.active()]
+    assert [(s.name, [(x.desde, x.hasta) for x in s.leases]) for s in db.sites()] == [("s1", [(1, 10)])]
+    other = db.lease("s2", 33, 10, TODAY)
+    assert other is not None and other.desde == 11 and other.id > store.leases()[0].id
+
+
+def test_folios_another_site_leased_from_the_restored_cluster_are_reported_and_no_longer_used(db, dsn, tmp_path) -> None:
+    put_caf(db)
+    store = FolioStore(tmp_path / "s1.sqlite", leased=True)
+    _fresh_stage(dsn, "s1", store, Alerts()).refill_once()
+    store.allocate(33, TODAY, "k")
+    _restore_to_empty(db)
+    assert db.lease("s2", 33, 10, TODAY) is not None  # s2 got folios 1-10 again before s1 came back
+    alerts = Alerts()
+    stage = _fresh_stage(dsn, "s1", store, alerts)
+    stage.refill_once()
+    assert "CLUSTER_LEASE_CONFLICT" in [a.code for a in alerts.active()]
+    assert [x.revoked for x in store.leases() if x.desde == 1] == [True]
+    assert store.allocate(33, TODAY, "k2")[0] > 10  # from a new lease, never from the conflicting block
+
+
+def test_leasing_held_after_a_restore_grants_nothing_until_released(company, tmp_path, dsn) -> None:
+    conf = _site(company, tmp_path, dsn, "oficina")
+    assert run_cli(conf, "cluster", "init").returncode == 0
+    assert run_cli(conf, "cluster", "import-caf", str(company.root / "caf" / "CAF_T33_1-400.xml")).returncode == 0
+    run = run_cli(conf, "cluster", "hold")
+    assert run.returncode == 0 and "Arriendos detenidos" in run.stdout, run.stderr
+    store = FolioStore(tmp_path / "s1.sqlite", leased=True)
+    alerts = Alerts()
+    stage = _fresh_stage(dsn, "s1", store, alerts)
+    stage.refill_once()
+    assert store.leases() == [] and "CLUSTER_LEASING_HELD" in [a.code for a in alerts.active()]
+    assert "CLUSTER_CAF_EXHAUSTED" not in [a.code for a in alerts.active()]
+    assert "DETENIDOS" in run_cli(conf, "sites").stdout
+    assert run_cli(conf, "cluster", "release").returncode == 0
+    stage._last_pass = 0.0  # the next pass through the cluster
+    stage._exhausted.clear()
+    stage.refill_once()
+    assert [(x.desde, x.hasta) for x in store.leases()] == [(1, 10)]
+    assert "CLUSTER_LEASING_HELD" not in [a.code for a in alerts.active()]
+
+
+def test_cluster_init_upgrades_a_database_of_an_earlier_version(dsn) -> None:
+    from sync.cluster.schema import MIGRATIONS
+
+    with ClusterDb.from_config(cfg(dsn, "hq")) as d:
+        with d.tx() as cur:  # a database `cluster init` of version 1 made
+            cur.execute("CREATE SCHEMA IF NOT EXISTS dtesync")
+            cur.execute("CREATE TABLE schema_version (version integer PRIMARY KEY,"
+                        " applied_at timestamptz NOT NULL DEFAULT now())")
+            cur.execute(MIGRATIONS[0])
+            cur.execute("INSERT INTO schema_version (version) VALUES (1)")
+        assert d.version() == 1
+        assert d.migrate() == [2]
+        assert d.version() == len(MIGRATIONS) == 2
+        assert d.leasing_held_since() is None

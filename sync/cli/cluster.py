@@ -2,6 +2,7 @@
 
     dtesync cluster init               apply the schema migrations the database lacks (idempotent)
     dtesync cluster import-caf FILE..  CAFs into the cluster, for every site to lease from
+    dtesync cluster hold | release     stop / resume granting leases (after restoring a backup)
     dtesync sites                      sites, their leases and their last contact
     dtesync sites lose SITE            declare a site lost: its unused leased folios, to annul
     dtesync sites hand-back [--tipo T] this site hands back the unused rest of its leases
@@ -31,6 +32,9 @@ def register(r: Registry) -> None:
     g.command("init", cmd_init, "create or upgrade the cluster's tables in PostgreSQL (versioned, idempotent)")
     p = g.command("import-caf", cmd_import_caf, "import CAF files into the cluster, for every site to lease from")
     p.add_argument("files", type=Path, nargs="+")
+    g.command("hold", cmd_hold, "stop granting folio leases (after restoring the database from an older copy: "
+              "until every site has put back its leases); sites keep signing from theirs")
+    g.command("release", cmd_hold, "grant folio leases again after 'cluster hold'")
     p = r.command("sites", cmd_sites, "cluster sites, their folio leases and last contact; "
                   "'lose SITE' declares one lost, 'hand-back' returns this site's unused folios")
     p.add_argument("action", nargs="?", choices=("list", "lose", "hand-back"), default="list")
@@ -75,6 +79,25 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"OK   esquema {schema}: migraciones aplicadas {', '.join(map(str, applied))}; versión {version}")
     else:
         print(f"OK   esquema {schema} al día (versión {version} de {len(MIGRATIONS)})")
+    return EXIT_OK
+
+
+def cmd_hold(args: argparse.Namespace) -> int:
+    from sync.cluster.db import ClusterUnavailable
+
+    config = load(args)
+    try:
+        with open_db(config) as db:
+            if args.action == "hold":
+                db.hold_leasing(config.cluster.site)
+                print("Arriendos detenidos: ningún sitio recibe folios nuevos; siguen firmando con los suyos. "
+                      "Cuando 'dtesync sites' muestre a todos los sitios en contacto después de ahora: "
+                      "dtesync cluster release")
+            else:
+                db.release_leasing()
+                print("Arriendos reanudados.")
+    except ClusterUnavailable as exc:
+        return _unavailable(exc)
     return EXIT_OK
 
 
@@ -152,6 +175,8 @@ def print_sites(view: dict[str, Any]) -> None:
         rows.append((s["site"], s["state"], f"hace {_age(s['last_contact_age_s'])}", sum(s["documents"].values()),
                      leases or "-"))
     print_table(["sitio", "estado", "último contacto", "documentos", "folios arrendados"], rows)
+    if view.get("leasing_held_since"):
+        print(f"Arriendos DETENIDOS desde {view['leasing_held_since']} (dtesync cluster release para reanudar)")
     if view["caf_stock"]:
         print("Folios por arrendar en el cluster: " + ", ".join(f"TipoDTE {t}: {n}" for t, n in view["caf_stock"].items()))
     for s in view["sites"]:

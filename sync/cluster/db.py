@@ -43,6 +43,10 @@ class SiteLost(RuntimeError):
     """This site was declared lost (`dtesync sites lose`): it gets no more folios."""
 
 
+class LeasingHeld(RuntimeError):
+    """An admin held leasing (`dtesync cluster hold`, after a restore): no lease for now."""
+
+
 @dataclass(frozen=True)
 class LeaseGrant:
     """A block of folios the cluster gave a site, with the CAF that authorizes it."""
@@ -236,6 +240,22 @@ class ClusterDb:
             row = cur.fetchone()
             return str(row[0]) if row else "active"
 
+    def hold_leasing(self, by: str) -> None:
+        """No site gets a new lease until `release_leasing` (sites go on signing from theirs)."""
+        with self.tx() as cur:
+            cur.execute("UPDATE cluster_state SET leasing_held_since = COALESCE(leasing_held_since, now()),"
+                        " held_by = %s", (by,))
+
+    def release_leasing(self) -> None:
+        with self.tx() as cur:
+            cur.execute("UPDATE cluster_state SET leasing_held_since = NULL, held_by = NULL")
+
+    def leasing_held_since(self) -> datetime | None:
+        with self.tx() as cur:
+            cur.execute("SELECT leasing_held_since FROM cluster_state")
+            row = cur.fetchone()
+            return row[0] if row else None
+
     def lose(self, site: str) -> bool:
         """Declare a site lost: it gets no more folios; False if there is no such site."""
         with self.tx() as cur:
@@ -267,6 +287,10 @@ class ClusterDb:
         same folio; the exclusion constraint on lease.span would refuse it anyway."""
         for _ in range(5):  # a CAF another site just emptied drops out of the locked read: look again
             with self.tx() as cur:
+                cur.execute("SELECT leasing_held_since FROM cluster_state FOR SHARE")
+                held = cur.fetchone()
+                if held is not None and held[0] is not None:
+                    raise LeasingHeld(str(held[0]))
                 cur.execute("SELECT state FROM site WHERE name = %s FOR SHARE", (site,))
                 row = cur.fetchone()
                 if row is None:
@@ -322,6 +346,35 @@ class ClusterDb:
                 row = cur.fetchone()
                 raise DteSyncError("INTERNAL", params={"detail": f"arriendo {lease_id} de {site}: devuelto desde "
                                                                   f"{row[0] if row else '?'}, no desde {from_folio}"})
+
+    def reassert(self, site: str, lease: LeaseGrant, caf: Caf) -> str | None:
+        """Put back a lease this site holds and the cluster lost (restored from an older backup,
+        or a new database): its CAF if missing, the lease, the CAF's cursor past it, the lease
+        id sequence past it. None when done; the reason when another lease or CAF holds those
+        folios or that id now (a conflict: the folios may be issued twice)."""
+        pg = _psycopg()
+        returned_from = lease.returned_from
+        try:
+            with self.tx() as cur:
+                cur.execute("INSERT INTO site (name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (site,))
+                cur.execute(
+                    "INSERT INTO caf (tipo_dte, desde, hasta, fecha_autorizacion, expires_on, idk, rut_emisor,"
+                    " fingerprint, next_folio, data, imported_by) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                    " ON CONFLICT (fingerprint) DO NOTHING",
+                    (caf.tipo_dte, caf.desde, caf.hasta, caf.fecha_autorizacion, caf.expires_on, caf.idk,
+                     str(caf.rut_emisor), caf.fingerprint, caf.desde, lease.caf_data, site))
+                cur.execute(
+                    "INSERT INTO lease (id, caf_id, tipo_dte, desde, hasta, site, returned_from, returned_at)"
+                    " SELECT %s, id, %s, %s, %s, %s, %s, CASE WHEN %s::bigint IS NULL THEN NULL ELSE now() END"
+                    " FROM caf WHERE fingerprint = %s",
+                    (lease.id, lease.tipo_dte, lease.desde, lease.hasta, site, returned_from, returned_from,
+                     lease.caf_fingerprint))
+                cur.execute("UPDATE caf SET next_folio = GREATEST(next_folio, %s) WHERE fingerprint = %s",
+                            (lease.hasta + 1, lease.caf_fingerprint))
+                cur.execute("SELECT setval(pg_get_serial_sequence('lease', 'id'), (SELECT max(id) FROM lease))")
+        except (pg.errors.ExclusionViolation, pg.errors.UniqueViolation) as exc:
+            return _reason(exc)
+        return None
 
     def live_types(self, today: date) -> list[int]:
         """TipoDTE with folios left to lease."""
@@ -409,7 +462,9 @@ class ClusterDb:
                 "to_annul": [{"tipo_dte": t, "desde": d, "hasta": h} for t, d, h in self.unused_leased(s.name)]
                 if s.state == "lost" else [],
             })
+        held = self.leasing_held_since()
         return {"sites": out, "caf_stock": self.caf_stock(date.today()),
+                "leasing_held_since": held.isoformat() if held else None,
                 "returned": [{"site": s, "tipo_dte": t, "desde": d, "hasta": h} for s, t, d, h in self.returned()],
                 "duplicate_folios": [{"tipo_dte": t, "folio": f, "documents": n}
                                      for t, f, n in self.duplicate_folios()]}

@@ -96,4 +96,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX document_folio ON document (tipo_dte, folio) WHERE folio IS NOT NULL;
     CREATE INDEX document_state ON document (state);
     """,
+    # 2: leasing can be held (after restoring an older copy, until every site put back its leases)
+    """
+    CREATE TABLE cluster_state (
+        id                  boolean PRIMARY KEY DEFAULT true CHECK (id),  -- one row
+        leasing_held_since  timestamptz,
+        held_by             text
+    );
+    INSERT INTO cluster_state DEFAULT VALUES;
+    """,
 )

@@ -4,9 +4,10 @@
   folio store: below it, it leases a block of `lease_size` from the cluster and records it
   locally (durably) before any folio of it can be used. Signing never waits for it: the
   engine allocates from the local store only, so a site keeps signing while the database is
-  down, until its blocks run out. On its first contact after a start it adopts any lease the
-  cluster granted that the site never recorded (it crashed in between), and it ships the
-  hand-backs the site recorded while offline.
+  down, until its blocks run out. On its first contact after a start or an outage it adopts any
+  lease the cluster granted that the site never recorded (it crashed in between), puts back any
+  lease the cluster lost (restored from an older copy), and ships the hand-backs the site
+  recorded while offline.
 - The record shipper sends the journal's outbox of changes (sync.journal `record_outbox`,
   written in the same transaction as each change) every `ship_interval`, in batches; the
   cluster applies each event once (its id is the key) and the site deletes what the cluster
@@ -26,11 +27,12 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from sync.backoff import Backoff
-from sync.cluster.db import ClusterDb, ClusterUnavailable, Event, SiteLost
+from sync.cluster.db import ClusterDb, ClusterUnavailable, Event, LeaseGrant, LeasingHeld, SiteLost
 from sync.cluster.schema import MIGRATIONS
 from sync.cluster.settings import ClusterConfig
 from sync.errors import DteSyncError
-from sync.folios.store import FolioStore
+from sync.folios.caf import load_caf
+from sync.folios.store import FolioStore, LocalLease
 from sync.rut import Rut
 from sync.stage import Check, Health, QueueStats, Stage
 
@@ -70,7 +72,7 @@ class ClusterStage(Stage):
         self._refill_wake, self._ship_wake = threading.Event(), threading.Event()
         self._threads: list[threading.Thread] = []
         self._backoff = Backoff(0.5, config.retry_cap, "equal")
-        self._adopted = False  # leases granted but never recorded here (a crash) are adopted once per start
+        self._adopted = False  # leases compared with the cluster's at the first contact after a start or an outage
         self._types: list[int] = list(config.types)  # the types this site leases (from the last pass)
         self._last_pass = 0.0  # monotonic time of the last pass through the cluster
         self._exhausted: set[int] = set()  # types the cluster had no folios for at the last pass
@@ -175,6 +177,9 @@ class ClusterStage(Stage):
         for tipo in self._types:
             while free.get(tipo, 0) < self.config.refill_at:
                 grant = self._lease(db, tipo, today)
+                if grant is None and (self.lost or self._held()):
+                    self._exhausted.add(tipo)  # no new look before refill_interval
+                    break
                 if grant is None:  # nothing left in the cluster: no new look before refill_interval
                     self._exhausted.add(tipo)
                     self.alerts.raise_(f"cluster:caf:{tipo}", "CLUSTER_CAF_EXHAUSTED", "ERROR", tipo_dte=tipo)
@@ -195,6 +200,10 @@ class ClusterStage(Stage):
         except SiteLost:
             self._site_lost()
             return None
+        except LeasingHeld as exc:
+            self.alerts.raise_("cluster:held", "CLUSTER_LEASING_HELD", "WARNING", since=str(exc))
+            return None
+        self.alerts.resolve("cluster:held")
         if grant is None:
             return None
         self.folios.record_lease(grant.id, grant.tipo_dte, grant.desde, grant.hasta, grant.caf_data,
@@ -204,15 +213,41 @@ class ClusterStage(Stage):
                                                   "lease": grant.id})
         return grant.size
 
+    def _held(self) -> bool:
+        return any(a.key == "cluster:held" for a in self.alerts.active())
+
     def _adopt(self, db: ClusterDb) -> None:
-        known = {lease.id for lease in self.folios.leases()}
-        missing = [i for i in db.lease_ids(self.config.site) if i not in known]
+        """Make this site's leases and the cluster's agree, once per start: a lease the cluster
+        granted and the site never recorded (a crash in between) is recorded here; a lease the
+        site holds and the cluster lost (restored from an older backup) is put back there, so
+        its folios are never leased again, or, if another site holds them by now, reported."""
+        local = {lease.id: lease for lease in self.folios.leases()}
+        in_cluster = set(db.lease_ids(self.config.site))
+        missing = [i for i in in_cluster if i not in local]
         for grant in db.leases_of(self.config.site, missing) if missing else ():
             self.folios.record_lease(grant.id, grant.tipo_dte, grant.desde, grant.hasta, grant.caf_data,
                                      self.company_rut, self.today(), returned_from=grant.returned_from,
                                      trusted_keys=self.trusted_keys)
             log.warning("cluster: adopted a lease granted before a crash", extra={"lease": grant.id})
+        for lease in (x for i, x in sorted(local.items()) if i not in in_cluster):
+            self._reassert(db, lease)
         self._adopted = True
+
+    def _reassert(self, db: ClusterDb, lease: LocalLease) -> None:
+        data = self.folios.lease_caf_data(lease.id)
+        caf = load_caf(data)
+        grant = LeaseGrant(lease.id, lease.tipo_dte, lease.desde, lease.hasta, lease.returned_from,
+                           caf.fingerprint, data)
+        conflict = db.reassert(self.config.site, grant, caf)
+        params = {"lease": lease.id, "tipo_dte": lease.tipo_dte, "desde": lease.desde, "hasta": lease.hasta}
+        if conflict is None:
+            log.error("cluster: the database had lost a lease of this site; put back", extra=params)
+            self.alerts.raise_("cluster:restored", "CLUSTER_LEASE_RESTORED", "WARNING", **params)
+            return
+        self.folios.revoke_lease(lease.id)
+        log.error("cluster: a lease of this site is another's in the database now", extra={**params, "error": conflict})
+        self.alerts.raise_(f"cluster:conflict:{lease.id}", "CLUSTER_LEASE_CONFLICT", "ERROR", detail=conflict,
+                           **params)
 
     def _check_schema(self, db: ClusterDb) -> None:
         if self._schema_ok:
@@ -283,6 +318,7 @@ class ClusterStage(Stage):
 
     def _contact_failed(self, reason: str) -> None:
         self.reachable, self.last_error = False, reason
+        self._adopted = False  # after an outage, compare leases again (a grant may have committed; a restore)
         stock = ", ".join(f"{t}: {n}" for t, n in sorted(self.folios.leased_free(self.today()).items())) or "0"
         if self.alerts.raise_(DOWN_KEY, "CLUSTER_DOWN", "WARNING", detail=reason, stock=stock):
             log.warning("cluster: database unreachable; signing from leased folios", extra={"error": reason})

@@ -518,6 +518,19 @@ class FolioStore(Store):
         with self.tx() as db:
             db.execute("UPDATE lease SET return_shipped = 1 WHERE id = ?", (lease_id,))
 
+    def lease_caf_data(self, lease_id: int) -> bytes:
+        """The CAF file of a lease, as imported."""
+        row = self.conn().execute("SELECT c.data FROM lease l JOIN caf c ON c.id = l.caf_id WHERE l.id = ?",
+                                  (lease_id,)).fetchone()
+        if row is None:
+            raise DteSyncError("INTERNAL", params={"detail": f"no hay un arriendo {lease_id}"})
+        return bytes(row[0])
+
+    def revoke_lease(self, lease_id: int) -> None:
+        """Allocate nothing more from this lease (its folios are another site's now)."""
+        with self.tx() as db:
+            db.execute("UPDATE lease SET revoked = 1 WHERE id = ?", (lease_id,))
+
     def revoke_leases(self) -> int:
         """The site was declared lost: allocate nothing more from its leases. Returns how many."""
         with self.tx() as db:
