@@ -124,16 +124,19 @@ class ClusterStage(Stage):
         with backoff while the database is unreachable."""
         failures = 0
         while not self._stop.is_set():
+            key = f"cluster:error:{work.__name__}"
             try:
                 more = work()
                 failures = 0
+                self.alerts.resolve(key)
             except ClusterUnavailable as exc:
                 self._contact_failed(str(exc))
                 self._retry_wait(wake, self._backoff.delay(failures))
                 failures += 1
                 continue
-            except Exception:
+            except Exception as exc:  # e.g. a leased CAF this site refuses: loud, retried, never silent
                 log.exception("cluster: unexpected failure")
+                self.alerts.raise_(key, "INTERNAL", "ERROR", detail=f"cluster: {type(exc).__name__}: {exc}"[:300])
                 self._retry_wait(wake, self._backoff.delay(failures))
                 failures += 1
                 continue
