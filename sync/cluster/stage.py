@@ -49,6 +49,7 @@ log = logging.getLogger("dtesync.cluster")
 
 DOWN_KEY = "cluster:db"
 RETRY_MIN = 1.0  # s: the shortest wait before trying an unreachable database again
+COALESCE = 0.2  # s: wake-ups within this are one pass (low_water covers far more than this of signing)
 
 
 class ClusterStage(Stage):
@@ -144,7 +145,7 @@ class ClusterStage(Stage):
                 continue
             wake.wait(interval)
             wake.clear()
-            self._stop.wait(0.05)  # coalesce a burst of wake-ups into one pass
+            self._stop.wait(COALESCE)  # a burst of signatures: one look at the stock
 
     def _retry_wait(self, wake: threading.Event, delay: float) -> None:
         """The backoff after a failure, cut short by a wake-up (a signature: the stock is

@@ -470,8 +470,21 @@ class FolioStore(Store):
         return out
 
     def leased_free(self, now: date) -> dict[int, int]:
-        """Folios still to allocate per TipoDTE in this site's usable leases (live CAFs)."""
-        return {row.tipo_dte: row.available for row in self._leased_stock(self.conn(), now)}
+        """Folios still to allocate per TipoDTE in this site's usable leases (live CAFs). One
+        query, cheap enough to run after every signature: every folio of a lease below its
+        cursor is taken, so only the ones taken at or above it are counted (a primary-key range,
+        usually empty)."""
+        rows = self.conn().execute(
+            "SELECT l.tipo_dte, c.expires_on, COALESCE(l.returned_from - 1, l.hasta) - l.next_folio + 1"
+            " - (SELECT COUNT(*) FROM folio f WHERE f.tipo_dte = l.tipo_dte"
+            "    AND f.folio BETWEEN l.next_folio AND COALESCE(l.returned_from - 1, l.hasta))"
+            " FROM lease l JOIN caf c ON c.id = l.caf_id"
+            " WHERE l.revoked = 0 AND l.next_folio <= COALESCE(l.returned_from - 1, l.hasta)").fetchall()
+        out: dict[int, int] = {}
+        for tipo, expires, free in rows:
+            if not _expired(expires, now) and free > 0:
+                out[tipo] = out.get(tipo, 0) + int(free)
+        return out
 
     def _leased_stock(self, db: sqlite3.Connection, now: date) -> list[StockRow]:
         rows = db.execute(
