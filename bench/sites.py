@@ -1,6 +1,6 @@
 """Cluster mode (docs/sites.md): what a site pays for sharing a company's CAFs on PostgreSQL.
 
-    python bench/sites.py              # everything, ~3 min on 2 cores
+    python bench/sites.py              # everything, about 1 min on 2 cores
     python bench/sites.py --quick      # smaller N
     python bench/sites.py --json
 
