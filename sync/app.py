@@ -109,8 +109,8 @@ def attach_watchers(app: App) -> None:
 
 def product_stages(config: Config, engine: Any) -> list[Stage]:
     """The stages a configuration asks for, in the order they see a signed document: printing
-    first (the cashier's ticket), then the uplink, delivery to receptors, then the scheduled
-    reports."""
+    first (the cashier's ticket), then the uplink, delivery to receptors, the cluster (folio
+    leases and the shared record, only with [cluster]), then the scheduled reports."""
     from sync.delivery.stage import build_delivery
     from sync.printing.service import build_printing
     from sync.reports import ReportsStage
@@ -126,6 +126,12 @@ def product_stages(config: Config, engine: Any) -> list[Stage]:
     delivery = build_delivery(config, engine.certificate)
     if delivery is not None:
         stages.append(delivery)  # after the uplink: it waits for the SII's acceptance
+    if config.cluster is not None:  # psycopg is imported only in cluster mode
+        from sync.cluster.stage import build_cluster
+
+        cluster = build_cluster(config, engine)
+        if cluster is not None:
+            stages.append(cluster)
     stages.append(ReportsStage(config, engine.certificate))
     stages += operations_stages(config)
     return stages

@@ -325,6 +325,10 @@ def check_urls(config: Config, say: _Say) -> list[Finding]:
 
 # --- CAFs -----------------------------------------------------------------------------------------
 def check_cafs(config: Config, today: date, say: _Say) -> list[Finding]:
+    if config.cluster is not None:  # folios come from the cluster's leases (docs/sites.md)
+        from sync.cluster.check import check_cluster
+
+        return [Finding(*f) for f in check_cluster(config, today, say)]
     from sync.folios.caf import load_caf, verify_frma
     from sync.folios.store import FILE_NAME as FOLIO_DB
     from sync.runtime import trusted_caf_keys

@@ -169,6 +169,7 @@ class Config:
     boletas: BoletasConfig = field(default_factory=BoletasConfig)
     uplink: Any = None  # sync.uplink.settings.UplinkConfig ([uplink], parsed there)
     delivery: Any = None  # sync.delivery.settings.DeliveryConfig ([delivery], parsed there), None: off
+    cluster: Any = None  # sync.cluster.settings.ClusterConfig ([cluster], parsed there), None: a single PC
     web: Any = None  # sync.web.settings.WebConfig ([web], parsed there)
     retention: Any = None  # sync.retention.RetentionConfig ([retention], parsed there)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -298,6 +299,7 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
         boletas=_boletas(r),
         uplink=_uplink(data, base),
         delivery=_delivery(data, base),
+        cluster=_cluster(data, base),
         web=_web(data, base),
         retention=_retention(data),
         raw=data,
@@ -393,6 +395,8 @@ def _delivery(data: dict[str, Any], base: Path) -> Any:
     from sync.delivery.settings import parse_delivery
 
     return parse_delivery(data, base)
+
+
 def _web(data: dict[str, Any], base: Path) -> Any:
     from sync.web.settings import parse_web
 
@@ -423,6 +427,12 @@ def _webhook(value: Any) -> str | None:
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         raise _invalid("alerts.webhook", f"se esperaba una URL http(s)://, se encontró {url!r}")
     return url
+
+
+def _cluster(data: dict[str, Any], base: Path) -> Any:
+    from sync.cluster.settings import parse_cluster
+
+    return parse_cluster(data, base)
 
 
 def resolve_secret(ref: SecretRef, name: str) -> str:

@@ -448,6 +448,63 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El listado de receptores {found} no sirve: {detail}.",
         "The receptors list {found} cannot be used: {detail}.",
     ),
+    # --- cluster mode: several PCs on one PostgreSQL (sync.cluster) -----------------------------
+    "FOLIOS_NOT_LEASED": (
+        "Este sitio no tiene folios arrendados de TipoDTE {tipo_dte}: la base central no entregó un bloque "
+        "(¿sin conexión, o sin CAF con folios en el cluster?). Reintente cuando haya conexión (dtesync sites).",
+        "This site holds no leased folios of TipoDTE {tipo_dte}: the central database granted no block "
+        "(offline, or no CAF with folios left in the cluster?). Retry once it is reachable (dtesync sites).",
+    ),
+    "FOLIO_NOT_LEASED": (
+        "El folio {folio} de TipoDTE {tipo_dte} no está en un bloque arrendado a este sitio.",
+        "Folio {folio} of TipoDTE {tipo_dte} is not in a block leased to this site.",
+    ),
+    "CLUSTER_DOWN": (
+        "No se alcanza la base central ({detail}); el sitio sigue firmando con sus folios arrendados "
+        "({stock}) y envía el registro al volver la conexión.",
+        "The central database cannot be reached ({detail}); the site keeps signing from its leased folios "
+        "({stock}) and ships its record once it is back.",
+    ),
+    "CLUSTER_CAF_EXHAUSTED": (
+        "El cluster no tiene más folios de TipoDTE {tipo_dte} para arrendar: importe un CAF nuevo con "
+        "'dtesync caf import' (en modo cluster queda disponible para todos los sitios).",
+        "The cluster has no more folios of TipoDTE {tipo_dte} to lease: import a new CAF with "
+        "'dtesync caf import' (in cluster mode every site can then lease from it).",
+    ),
+    "CLUSTER_SITE_LOST": (
+        "Este sitio ({site}) fue declarado perdido en el cluster: no firma más con sus folios arrendados. "
+        "Use otro nombre de sitio para volver a operar.",
+        "This site ({site}) was declared lost in the cluster: it signs nothing more from its leased folios. "
+        "Use another site name to operate again.",
+    ),
+    "CLUSTER_LEASE_RESTORED": (
+        "La base central no conocía el arriendo {lease} de este sitio (TipoDTE {tipo_dte}, folios {desde}-{hasta}): "
+        "¿se restauró desde un respaldo? El sitio lo volvió a registrar; revise que los demás sitios hagan lo mismo "
+        "antes de arrendar (docs/sites.md, Respaldos).",
+        "The central database did not know lease {lease} of this site (TipoDTE {tipo_dte}, folios {desde}-{hasta}): "
+        "restored from a backup? The site put it back; make sure every other site does the same before leasing "
+        "(docs/sites.md, Backups).",
+    ),
+    "CLUSTER_LEASE_CONFLICT": (
+        "Los folios {desde}-{hasta} de TipoDTE {tipo_dte} (arriendo {lease} de este sitio) están arrendados a otro "
+        "sitio en la base central ({detail}): este sitio dejó de usarlos, pero los ya usados pueden repetirse. "
+        "Revise 'dtesync sites' y haga que el otro sitio devuelva ese bloque (dtesync sites hand-back).",
+        "Folios {desde}-{hasta} of TipoDTE {tipo_dte} (lease {lease} of this site) are leased to another site in "
+        "the central database ({detail}): this site stopped using them, but the ones already used may be issued "
+        "twice. Check 'dtesync sites' and have the other site hand that block back (dtesync sites hand-back).",
+    ),
+    "CLUSTER_LEASING_HELD": (
+        "Los arriendos de folios están detenidos en el cluster desde {since} ('dtesync cluster hold'): el sitio "
+        "sigue firmando con los folios que tiene. Se reanudan con 'dtesync cluster release'.",
+        "Folio leasing is held in the cluster since {since} ('dtesync cluster hold'): the site keeps signing from "
+        "the folios it holds. 'dtesync cluster release' resumes it.",
+    ),
+    "CLUSTER_SCHEMA_OLD": (
+        "La base central tiene el esquema versión {found} y esta versión de dtesync necesita la {expected}: "
+        "ejecute 'dtesync cluster init'.",
+        "The central database has schema version {found} and this dtesync needs {expected}: "
+        "run 'dtesync cluster init'.",
+    ),
     # --- operations: alerts of the daemon's watcher and the panel (sync.monitor, sync.web) ----------
     "QUEUE_STUCK": (
         "La cola {queue} no avanza: su elemento más antiguo espera hace {minutes} min ({depth} en cola).",

@@ -99,6 +99,7 @@ class Filing:
         self.max_input_bytes = max_input_bytes
         self.allow_network_state = allow_network_state
         self.stages: list[Stage] = []
+        self.ship_events = False  # cluster mode (sync.cluster): the journal keeps an outbox of changes
         self._journal: Journal | None = None
         self._out: Outbox | None = None
         self._inbox: Folder | None = None
@@ -116,7 +117,8 @@ class Filing:
         for p in (f.inbox, f.outbox, f.archive, f.rejected):
             p.mkdir(parents=True, exist_ok=True)
         f.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._journal = Journal(f.state / JOURNAL_FILE, allow_network=self.allow_network_state)
+        self._journal = Journal(f.state / JOURNAL_FILE, allow_network=self.allow_network_state,
+                                events=self.ship_events)
         try:
             self._inbox = Folder.open(f.inbox)
             self.work_dir = choose_work_dir(f.inbox, f.state)
@@ -410,6 +412,7 @@ class Filing:
             doc = self.journal.get(doc_id)
             if doc is not None and doc.state not in (DocState.RECEIVED, DocState.DUPLICATE):
                 self.write_status(doc)
+                self.journal.record_changed(doc_id, "refresh")
 
     def write_status(self, doc: Doc, *, xml: bytes | None = None) -> Path:
         extras: dict[str, Any] = {}

@@ -31,6 +31,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -117,6 +118,19 @@ END;
 CREATE TRIGGER IF NOT EXISTS documents_count_delete AFTER DELETE ON documents BEGIN
     UPDATE doc_counts SET n = n - 1 WHERE tipo_dte = COALESCE(OLD.tipo_dte, 0) AND state = OLD.state AND step = OLD.step;
 END;
+"""
+# Cluster mode (sync.cluster, docs/sites.md): the outbox of the shared record. A row per change
+# of a document's record, written in the same transaction as the change, deleted once the
+# cluster has it; `seq` never repeats (AUTOINCREMENT), `event_id` is the cluster's unique key.
+OUTBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS record_outbox (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    doc_id   INTEGER NOT NULL,
+    state    TEXT NOT NULL,
+    note     TEXT,
+    at       REAL NOT NULL
+);
 """
 # What each schema version added, for journals written by an earlier dtesync.
 MIGRATIONS = (
@@ -271,18 +285,19 @@ class Journal(Store):
     """The document journal. Writes are transactions on the Store's discipline (one process-wide
     write lock, a connection per thread); reads never wait behind a commit's fsync."""
 
-    SCHEMA = SCHEMA
+    SCHEMA = SCHEMA + OUTBOX_SCHEMA
     MIGRATIONS = MIGRATIONS
     TABLE = "documents"
 
     def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time, allow_network: bool = False,
-                 readonly: bool = False) -> None:
+                 readonly: bool = False, events: bool = False) -> None:
         path = Path(path)
         if not allow_network and not readonly:
             share = network_fs(path.parent)
             if share:
                 raise DteSyncError("STATE_DIR_NETWORK", found=str(path.parent), params={"detail": share})
         self._clock = clock
+        self.events = events  # cluster mode: every change also goes to record_outbox
         self._filed_pending: list[tuple[float, int]] = []
         self._pending_lock = threading.Lock()
         super().__init__(path, readonly=readonly)
@@ -301,6 +316,12 @@ class Journal(Store):
 
     def _history(self, db: sqlite3.Connection, doc_id: int, state: str, now: float, note: str | None = None) -> None:
         db.execute("INSERT INTO history(doc_id, at, state, note) VALUES (?,?,?,?)", (doc_id, now, state, note))
+
+    def _event(self, db: sqlite3.Connection, doc_id: int, state: str, now: float, note: str | None = None) -> None:
+        """Cluster mode: the change goes to the record outbox in the same transaction."""
+        if self.events:
+            db.execute("INSERT INTO record_outbox(event_id, doc_id, state, note, at) VALUES (?,?,?,?,?)",
+                       (uuid.uuid4().hex, doc_id, state, note, now))
 
     # --- claim ----------------------------------------------------------------------------------
     def begin_claims(self, intents: Iterable[ClaimIntent]) -> list[int]:
@@ -386,6 +407,7 @@ class Journal(Store):
                 )
                 if d.state != "duplicate":
                     self._history(db, d.doc_id, d.state, now)
+                self._event(db, d.doc_id, d.state, now)
                 docs.append(self._get(db, d.doc_id))
         assert all(doc is not None for doc in docs)
         return docs  # type: ignore[return-value]
@@ -434,9 +456,43 @@ class Journal(Store):
             cols = "".join(f", {k}=?" for k in values)
             db.execute(f"UPDATE documents SET state=?, updated_at=?{cols} WHERE id=?", (state, now, *values.values(), doc_id))
             self._history(db, doc_id, state, now, note)
+            self._event(db, doc_id, state, now, note)
             doc = self._get(db, doc_id)
         assert doc is not None
         return doc
+
+    def record_changed(self, doc_id: int, note: str) -> None:
+        """Cluster mode: a stage's own entry of the record changed (delivery, printing)."""
+        if self.events:
+            with self._tx() as db:
+                row = db.execute("SELECT state FROM documents WHERE id=?", (doc_id,)).fetchone()
+                if row is not None:
+                    self._event(db, doc_id, row[0], self._clock(), note)
+
+    # --- the record outbox (cluster mode) ---------------------------------------------------------
+    def pending_events(self, limit: int) -> list[tuple[int, str, int, str, str | None, float, Doc | None]]:
+        """The oldest unshipped changes as (seq, event_id, doc_id, state, note, at, the document's
+        record as it stands now)."""
+        db = self.conn()
+        rows = db.execute("SELECT seq, event_id, doc_id, state, note, at FROM record_outbox ORDER BY seq LIMIT ?",
+                          (limit,)).fetchall()
+        ids = sorted({r[2] for r in rows})
+        docs: dict[int, Doc] = {}
+        for k in range(0, len(ids), 500):
+            chunk = ids[k:k + 500]
+            found = db.execute(f"SELECT * FROM documents WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            docs.update((d.id, d) for d in map(self._doc, found) if d is not None)
+        return [(r[0], r[1], r[2], r[3], r[4], r[5], docs.get(r[2])) for r in rows]
+
+    def events_shipped(self, up_to_seq: int) -> None:
+        """The cluster has every change up to this one: drop them from the outbox."""
+        with self._tx() as db:
+            db.execute("DELETE FROM record_outbox WHERE seq <= ?", (up_to_seq,))
+
+    def outbox_stats(self) -> tuple[int, float | None]:
+        """(changes waiting to ship, time of the oldest)."""
+        n, oldest = self.conn().execute("SELECT COUNT(*), MIN(at) FROM record_outbox").fetchone()
+        return int(n), oldest
 
     def supersede_done(self, doc_id: int) -> None:
         with self._tx() as db:

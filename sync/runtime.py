@@ -47,8 +47,9 @@ def trusted_caf_keys(config: Config) -> dict[int, rsa.RSAPublicKey]:
 
 
 def open_folio_store(config: Config) -> FolioStore:
+    """The folio store; in cluster mode it allocates only from this site's leases (docs/sites.md)."""
     config.folders.state.mkdir(parents=True, exist_ok=True)
-    return FolioStore(config.folders.state / FOLIOS_FILE)
+    return FolioStore(config.folders.state / FOLIOS_FILE, leased=config.cluster is not None)
 
 
 def import_caf_folder(store: FolioStore, config: Config, today: date) -> list[CafImport]:
@@ -95,10 +96,16 @@ def warn_loose_permissions(config: Config) -> list[str]:
 
 
 def open_engine(config: Config) -> Engine:
-    """Certificate + folio store with the CAF folder imported + engine."""
+    """Certificate + folio store with the CAF folder imported + engine. In cluster mode a site's
+    CAFs come with its leases (docs/sites.md): its CAF folder is not read."""
     warn_loose_permissions(config)
     certificate = load_certificate(config)
     store = open_folio_store(config)
+    if config.cluster is not None:
+        if config.folders.caf.is_dir() and any(config.folders.caf.glob("*.xml")):
+            log.warning("caf_folder_ignored folder=%s (cluster mode: import CAFs with 'dtesync caf import')",
+                        config.folders.caf)
+        return Engine.from_config(config, store, certificate)
     for result in import_caf_folder(store, config, date.today()):
         if result.error is not None:
             log.warning("caf_import_failed file=%s code=%s", result.path.name, result.error.code)

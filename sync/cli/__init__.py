@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 from sync import __version__
-from sync.cli import admin, daemon, delivery, documents, printing, uplink
+from sync.cli import admin, cluster, daemon, delivery, documents, printing, uplink
 from sync.cli.common import EXIT_FAIL, EXIT_USAGE, Registry, UsageError
 from sync.config import default_config_path
 
-AREAS = (documents, daemon, admin, printing, uplink, delivery)
+AREAS = (documents, daemon, admin, printing, uplink, delivery, cluster)
 
 
 def main(argv: list[str] | None = None) -> int:

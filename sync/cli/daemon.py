@@ -38,6 +38,7 @@ def register(r: Registry) -> None:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the samples (default 120)")
     p = r.command("status", cmd_status, "counts by state, folio stock per type and the last errors")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--cluster", action="store_true", help="cluster mode: every site's documents, leases and last contact")
     r.command("queue", cmd_queue, "documents not yet final, oldest first")
 
 
@@ -169,11 +170,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     from sync.runtime import open_folio_store
 
     config = load(args)
+    if args.cluster:
+        from sync.cli.cluster import cmd_status_cluster
+
+        return cmd_status_cluster(config, as_json=args.json)
     journal_path = config.folders.state / JOURNAL_FILE
     snap: dict[str, Any] = {"counts": {}}
     if journal_path.exists():
         with Journal.open_readonly(journal_path) as journal:
             snap = journal_snapshot(journal, config.language)
+            if config.cluster is not None:  # changes not yet shipped to the cluster (docs/sites.md)
+                snap["cluster_record"] = _unshipped(journal)
     with open_folio_store(config) as store:
         snap["folios"] = [
             {"tipo_dte": r.tipo_dte, "available": r.available, "next_folio": r.next_folio,
@@ -195,6 +202,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for f in snap["folios"]:
         print(f"  TipoDTE {f['tipo_dte']:<4} {f['available']:>8}  vence {f['expires_on'] or '-'}")
     print(f"Folios pendientes de anulación: {snap['pending_annulment']}")
+    if "cluster_record" in snap:
+        print(f"Cambios por enviar al cluster: {snap['cluster_record']}")
     for a in snap["alerts"]:
         print(f"{'ERROR' if a['level'] == 'ERROR' else 'AVISO'} {a['code']}: {a['message']}")
     errors = snap.get("last_errors") or []
@@ -204,6 +213,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             first = (e.get("errors") or [{}])[0]
             print(f"  {e['source']}: {first.get('code')} {first.get('message', '')}")
     return EXIT_OK
+
+
+def _unshipped(journal: Any) -> int:
+    import sqlite3
+
+    try:
+        return int(journal.outbox_stats()[0])
+    except sqlite3.OperationalError:  # a journal from before cluster mode, not yet opened by the daemon
+        return 0
 
 
 def cmd_queue(args: argparse.Namespace) -> int:

@@ -96,6 +96,10 @@ def cmd_caf(args: argparse.Namespace) -> int:
     from sync.runtime import import_caf_file, open_folio_store
 
     config = load(args)
+    if args.action == "import" and config.cluster is not None:  # once into the cluster, for every site
+        from sync.cli.cluster import import_into_cluster
+
+        return EXIT_OK if import_into_cluster(config, args.files) else EXIT_FAIL
     store = open_folio_store(config)
     today = date.today()
     if args.action == "import":

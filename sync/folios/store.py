@@ -5,6 +5,10 @@ annulment, never reused. So each allocation is its own `BEGIN IMMEDIATE` transac
 committed with WAL + synchronous=FULL before the folio is returned; the (tipo_dte, folio)
 primary key makes a duplicate impossible across threads and processes, and `doc_key` makes
 a crashed-and-restarted document get its own folio back instead of burning another.
+
+In cluster mode (`leased=True`, docs/sites.md) the store is the site's half of the folio
+leases: allocation only takes folios inside blocks the cluster leased to this site and that
+were recorded here (table `lease`) before use; the single-PC path is unchanged.
 """
 
 from __future__ import annotations
@@ -55,6 +59,19 @@ CREATE TABLE IF NOT EXISTS folio (
     PRIMARY KEY (tipo_dte, folio)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS folio_doc_key ON folio (tipo_dte, doc_key) WHERE doc_key IS NOT NULL;
+-- Cluster mode: blocks of folios leased to this site (docs/sites.md). Unused in single-PC mode.
+CREATE TABLE IF NOT EXISTS lease (
+    id             INTEGER PRIMARY KEY,   -- the cluster's lease id
+    tipo_dte       INTEGER NOT NULL,
+    caf_id         INTEGER NOT NULL REFERENCES caf(id),
+    desde          INTEGER NOT NULL,
+    hasta          INTEGER NOT NULL,
+    next_folio     INTEGER NOT NULL,      -- every folio below it in this lease is taken
+    leased_on      TEXT NOT NULL,
+    returned_from  INTEGER,               -- handed back from this folio on: never allocated here
+    return_shipped INTEGER NOT NULL DEFAULT 0,  -- the cluster has recorded the hand-back
+    revoked        INTEGER NOT NULL DEFAULT 0   -- the site was declared lost: nothing more from it
+);
 CREATE INDEX IF NOT EXISTS folio_pending ON folio (tipo_dte, folio) WHERE state = 'pending_annulment';
 """
 
@@ -84,6 +101,18 @@ class PendingAnnulment(NamedTuple):
     released_on: date | None
 
 
+class LocalLease(NamedTuple):
+    id: int
+    tipo_dte: int
+    desde: int
+    hasta: int
+    next_folio: int
+    returned_from: int | None
+    return_shipped: bool
+    revoked: bool
+    free: int  # folios of the lease still to allocate (0 once handed back or revoked)
+
+
 class FolioStore(Store):
     """CAFs and folio allocation for one company; safe across threads and processes (every
     write a BEGIN IMMEDIATE transaction on the Store discipline; other processes wait in
@@ -92,7 +121,9 @@ class FolioStore(Store):
     SCHEMA = _SCHEMA
     TABLE = "caf"
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0, readonly: bool = False):
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0, readonly: bool = False,
+                 leased: bool = False):
+        self.leased = leased  # cluster mode: allocate only inside recorded leases
         self._cafs: dict[int, Caf] = {}
         self._lock = threading.Lock()
         super().__init__(path, readonly=readonly, timeout=busy_timeout_s)
@@ -190,8 +221,9 @@ class FolioStore(Store):
         """
         out: list[tuple[int, Caf] | DteSyncError] = []
         with self.tx() as db:
-            cursors: dict[int, list[list[int]]] = {}  # tipo -> live CAFs as [id, hasta, next_folio]
-            moved: dict[int, int] = {}  # caf id -> its new next_folio, written once at the end
+            # tipo -> live sources as [id, last folio, next_folio, caf id]: CAFs, or leases in cluster mode
+            cursors: dict[int, list[list[int]]] = {}
+            moved: dict[int, int] = {}  # source id -> its new next_folio, written once at the end
             for tipo_dte, doc_key in wanted:
                 held = self._held(db, tipo_dte, doc_key)
                 if held:
@@ -200,11 +232,13 @@ class FolioStore(Store):
                 try:
                     live = cursors.get(tipo_dte)
                     if live is None:
-                        live = cursors[tipo_dte] = self._live_cafs(db, tipo_dte, now)
+                        live = cursors[tipo_dte] = (self._live_leases if self.leased else self._live_cafs)(
+                            db, tipo_dte, now)
                     out.append(self._take_next(db, tipo_dte, doc_key, live, moved, now))
                 except DteSyncError as exc:
                     out.append(exc)
-            db.executemany("UPDATE caf SET next_folio = ? WHERE id = ?", [(n, i) for i, n in moved.items()])
+            table = "lease" if self.leased else "caf"
+            db.executemany(f"UPDATE {table} SET next_folio = ? WHERE id = ?", [(n, i) for i, n in moved.items()])
         return out
 
     @staticmethod
@@ -217,30 +251,45 @@ class FolioStore(Store):
         ).fetchall()
         if not cafs:
             raise DteSyncError("CAF_MISSING", params={"tipo_dte": tipo_dte})
-        live = [[c[0], c[2], c[3]] for c in cafs if not _expired(c[4], now)]
+        live = [[c[0], c[2], c[3], c[0]] for c in cafs if not _expired(c[4], now)]
         if not live:
             last = max(cafs, key=lambda c: c[4])
             raise _caf_error("CAF_EXPIRED", tipo_dte, last[1], last[2], date.fromisoformat(last[4]))
         return live
 
+    @staticmethod
+    def _live_leases(db: sqlite3.Connection, tipo_dte: int, now: date) -> list[list[int]]:
+        """This site's usable leases of the type, lowest folios first; FOLIOS_NOT_LEASED if none."""
+        rows = db.execute(
+            "SELECT l.id, COALESCE(l.returned_from - 1, l.hasta), l.next_folio, l.caf_id, c.expires_on FROM lease l"
+            " JOIN caf c ON c.id = l.caf_id WHERE l.tipo_dte = ? AND l.revoked = 0"
+            " AND l.next_folio <= COALESCE(l.returned_from - 1, l.hasta) ORDER BY l.desde",
+            (tipo_dte,),
+        ).fetchall()
+        live = [[r[0], r[1], r[2], r[3]] for r in rows if not _expired(r[4], now)]
+        if not live:
+            raise DteSyncError("FOLIOS_NOT_LEASED", params={"tipo_dte": tipo_dte})
+        return live
+
     def _take_next(
         self, db: sqlite3.Connection, tipo_dte: int, doc_key: str, live: list[list[int]], moved: dict[int, int], now: date
     ) -> tuple[int, Caf]:
-        """Insert the next free folio of the first CAF that has one; advances `live` and `moved`."""
+        """Insert the next free folio of the first source (CAF or lease) that has one; advances
+        `live` and `moved`."""
         for cursor in live:
-            caf_id, hasta, next_folio = cursor
+            source, hasta, next_folio, caf_id = cursor
             folio = _first_free(db, tipo_dte, next_folio, hasta) if next_folio <= hasta else None
             if folio is None:
-                cursor[2] = moved[caf_id] = hasta + 1
+                cursor[2] = moved[source] = hasta + 1
                 continue
             caf = self._caf(caf_id)  # before the INSERT: an error here must not leave the folio taken
             db.execute(
                 "INSERT INTO folio (tipo_dte, folio, caf_id, state, doc_key, taken_on) VALUES (?,?,?,?,?,?)",
                 (tipo_dte, folio, caf_id, ALLOCATED, doc_key, now.isoformat()),
             )
-            cursor[2] = moved[caf_id] = folio + 1
+            cursor[2] = moved[source] = folio + 1
             return folio, caf
-        raise DteSyncError("FOLIOS_EXHAUSTED", params={"tipo_dte": tipo_dte})
+        raise DteSyncError("FOLIOS_NOT_LEASED" if self.leased else "FOLIOS_EXHAUSTED", params={"tipo_dte": tipo_dte})
 
     def claim(self, tipo_dte: int, folio: int, doc_key: str, *, now: date | None = None) -> Caf:
         """Take a folio the input names. FOLIO_NOT_IN_CAF / FOLIO_USED / CAF_EXPIRED (with `now`).
@@ -249,6 +298,8 @@ class FolioStore(Store):
         """
         with self.tx() as db:
             caf_id = self._caf_id_for(db, tipo_dte, folio)
+            if self.leased and not self._in_lease(db, tipo_dte, folio):
+                raise DteSyncError("FOLIO_NOT_LEASED", field="Folio", params={"folio": folio, "tipo_dte": tipo_dte})
             row = db.execute(
                 "SELECT doc_key FROM folio WHERE tipo_dte = ? AND folio = ?", (tipo_dte, folio)
             ).fetchone()
@@ -369,8 +420,11 @@ class FolioStore(Store):
         return [ExpiredCaf(t, d, h, date.fromisoformat(e), n) for t, d, h, e, n in rows if n > 0]
 
     def stock(self, now: date) -> list[StockRow]:
-        """Per TipoDTE with a CAF: free folios in non-expired CAFs and what comes next."""
+        """Per TipoDTE with a CAF: free folios in non-expired CAFs (in cluster mode: in this
+        site's leases) and what comes next."""
         db = self.conn()
+        if self.leased:
+            return self._leased_stock(db, now)
         rows = db.execute(
             # Every folio below next_folio is taken: count only those taken at or above it, a range
             # of the primary key (a year of folios is not scanned).
@@ -388,6 +442,140 @@ class FolioStore(Store):
                 row = row._replace(next_folio=_first_free(db, tipo, next_folio, hasta), expires_on=_date(expires))
             out[tipo] = row._replace(available=row.available + free)
         return list(out.values())
+
+
+    # --- cluster mode: leases ------------------------------------------------------------------
+    @staticmethod
+    def _in_lease(db: sqlite3.Connection, tipo_dte: int, folio: int) -> bool:
+        return db.execute(
+            "SELECT 1 FROM lease WHERE tipo_dte = ? AND revoked = 0 AND desde <= ?"
+            " AND COALESCE(returned_from - 1, hasta) >= ?", (tipo_dte, folio, folio)).fetchone() is not None
+
+    def record_lease(self, lease_id: int, tipo_dte: int, desde: int, hasta: int, caf_data: bytes, company_rut: Rut,
+                     today: date, *, returned_from: int | None = None,
+                     trusted_keys: Mapping[int, rsa.RSAPublicKey] | None = None) -> bool:
+        """Write down a block the cluster leased to this site (durable before any folio of it
+        is used), importing its CAF if this site does not have it yet. Recording a lease again
+        is a no-op; returns whether it was new."""
+        caf = load_caf(caf_data)
+        if not (caf.tipo_dte == tipo_dte and caf.desde <= desde <= hasta <= caf.hasta):
+            raise DteSyncError("INTERNAL", params={"detail": f"arriendo {lease_id}: {desde}-{hasta} fuera del CAF"})
+        if self.conn().execute("SELECT 1 FROM caf WHERE fingerprint = ?", (caf.fingerprint,)).fetchone() is None:
+            self.import_caf(caf_data, company_rut, today, trusted_keys)
+        with self.tx() as db:
+            (caf_id,) = db.execute("SELECT id FROM caf WHERE fingerprint = ?", (caf.fingerprint,)).fetchone()
+            known = db.execute("SELECT tipo_dte, desde, hasta FROM lease WHERE id = ?", (lease_id,)).fetchone()
+            if known is not None:
+                if tuple(known) != (tipo_dte, desde, hasta):  # the cluster's ids went back: restored from a backup?
+                    raise DteSyncError("INTERNAL", params={"detail": f"el cluster entregó el arriendo {lease_id} "
+                                       f"({desde}-{hasta}) pero este sitio ya tiene otro con ese número "
+                                       f"({known[1]}-{known[2]}): ¿se restauró la base central desde un respaldo?"})
+                return False
+            db.execute(
+                "INSERT INTO lease (id, tipo_dte, caf_id, desde, hasta, next_folio, leased_on, returned_from,"
+                " return_shipped) VALUES (?,?,?,?,?,?,?,?,?)",
+                (lease_id, tipo_dte, caf_id, desde, hasta, desde, today.isoformat(), returned_from,
+                 int(returned_from is not None)),
+            )
+            return True
+
+    def leases(self) -> list[LocalLease]:
+        db = self.conn()
+        rows = db.execute(
+            "SELECT id, tipo_dte, desde, hasta, next_folio, returned_from, return_shipped, revoked FROM lease"
+            " ORDER BY tipo_dte, desde").fetchall()
+        out = []
+        for i, t, d, h, n, r, shipped, revoked in rows:
+            last = (r - 1) if r is not None else h
+            free = 0 if revoked or n > last else max(0, last - d + 1 - _taken_between(db, t, d, last))
+            out.append(LocalLease(i, t, d, h, n, r, bool(shipped), bool(revoked), free))
+        return out
+
+    def leased_free(self, now: date) -> dict[int, int]:
+        """Folios still to allocate per TipoDTE in this site's usable leases (live CAFs). One
+        query, cheap enough to run after every signature: every folio of a lease below its
+        cursor is taken, so only the ones taken at or above it are counted (a primary-key range,
+        usually empty)."""
+        rows = self.conn().execute(
+            "SELECT l.tipo_dte, c.expires_on, COALESCE(l.returned_from - 1, l.hasta) - l.next_folio + 1"
+            " - (SELECT COUNT(*) FROM folio f WHERE f.tipo_dte = l.tipo_dte"
+            "    AND f.folio BETWEEN l.next_folio AND COALESCE(l.returned_from - 1, l.hasta))"
+            " FROM lease l JOIN caf c ON c.id = l.caf_id"
+            " WHERE l.revoked = 0 AND l.next_folio <= COALESCE(l.returned_from - 1, l.hasta)").fetchall()
+        out: dict[int, int] = {}
+        for tipo, expires, free in rows:
+            if not _expired(expires, now) and free > 0:
+                out[tipo] = out.get(tipo, 0) + int(free)
+        return out
+
+    def _leased_stock(self, db: sqlite3.Connection, now: date) -> list[StockRow]:
+        rows = db.execute(
+            "SELECT l.tipo_dte, l.desde, COALESCE(l.returned_from - 1, l.hasta), l.next_folio, c.expires_on FROM lease l"
+            " JOIN caf c ON c.id = l.caf_id WHERE l.revoked = 0 AND l.next_folio <= COALESCE(l.returned_from - 1, l.hasta)"
+            " ORDER BY l.tipo_dte, l.desde").fetchall()  # a lease whose cursor passed its end is used up
+        out: dict[int, StockRow] = {}
+        for tipo, desde, last, next_folio, expires in rows:
+            row = out.setdefault(tipo, StockRow(tipo, 0, None, None))
+            free = last - desde + 1 - _taken_between(db, tipo, desde, last)
+            if _expired(expires, now) or free <= 0:
+                continue
+            if row.next_folio is None:
+                row = row._replace(next_folio=_first_free(db, tipo, max(next_folio, desde), last),
+                                   expires_on=_date(expires))
+            out[tipo] = row._replace(available=row.available + free)
+        return list(out.values())
+
+    def hand_back(self, tipo_dte: int | None = None) -> list[tuple[int, int, int]]:
+        """Stop allocating from this site's leases (of one type, or all) and mark their unused
+        tails to be handed back: (lease id, from folio, hasta) per lease that had any. Durable
+        here first; the cluster stage (or `dtesync sites hand-back`) then tells the cluster."""
+        out = []
+        with self.tx() as db:
+            rows = db.execute(
+                "SELECT id, tipo_dte, desde, hasta, next_folio FROM lease WHERE returned_from IS NULL AND revoked = 0"
+                " AND (? IS NULL OR tipo_dte = ?)", (tipo_dte, tipo_dte)).fetchall()
+            for lease_id, tipo, desde, hasta, next_folio in rows:
+                (top,) = db.execute("SELECT MAX(folio) FROM folio WHERE tipo_dte = ? AND folio BETWEEN ? AND ?",
+                                    (tipo, desde, hasta)).fetchone()
+                start = max(next_folio, (top or desde - 1) + 1, desde)
+                if start > hasta:
+                    continue  # fully used: nothing to give back
+                db.execute("UPDATE lease SET returned_from = ?, return_shipped = 0 WHERE id = ?", (start, lease_id))
+                out.append((lease_id, start, hasta))
+        return out
+
+    def pending_returns(self) -> list[tuple[int, int]]:
+        """(lease id, from folio) of hand-backs the cluster has not recorded yet."""
+        return [(r[0], r[1]) for r in self.conn().execute(
+            "SELECT id, returned_from FROM lease WHERE returned_from IS NOT NULL AND return_shipped = 0").fetchall()]
+
+    def return_recorded(self, lease_id: int) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE lease SET return_shipped = 1 WHERE id = ?", (lease_id,))
+
+    def lease_caf_data(self, lease_id: int) -> bytes:
+        """The CAF file of a lease, as imported."""
+        row = self.conn().execute("SELECT c.data FROM lease l JOIN caf c ON c.id = l.caf_id WHERE l.id = ?",
+                                  (lease_id,)).fetchone()
+        if row is None:
+            raise DteSyncError("INTERNAL", params={"detail": f"no hay un arriendo {lease_id}"})
+        return bytes(row[0])
+
+    def revoke_lease(self, lease_id: int) -> None:
+        """Allocate nothing more from this lease (its folios are another site's now)."""
+        with self.tx() as db:
+            db.execute("UPDATE lease SET revoked = 1 WHERE id = ?", (lease_id,))
+
+    def revoke_leases(self) -> int:
+        """The site was declared lost: allocate nothing more from its leases. Returns how many."""
+        with self.tx() as db:
+            return db.execute("UPDATE lease SET revoked = 1 WHERE revoked = 0").rowcount
+
+
+def _taken_between(db: sqlite3.Connection, tipo_dte: int, desde: int, hasta: int) -> int:
+    (n,) = db.execute("SELECT COUNT(*) FROM folio WHERE tipo_dte = ? AND folio BETWEEN ? AND ?",
+                      (tipo_dte, desde, hasta)).fetchone()
+    return int(n)
 
 
 def _first_free(db: sqlite3.Connection, tipo_dte: int, start: int, hasta: int) -> int | None:

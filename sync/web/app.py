@@ -114,6 +114,7 @@ def create_app(panel: Panel) -> Flask:
         return f"{s // 3600} h {s % 3600 // 60} min" if s >= 3600 else f"{s // 60} min {s % 60} s"
 
     flask.jinja_env.globals.update(t=t, when=when, money=money, tipo_name=tipo_name, ago=ago, lang=lang,
+                                   cluster=panel.stage("cluster") is not None,
                                    csrf_token=auth.csrf_token, csrf_field=auth.CSRF_FIELD, logged_in=auth.logged_in)
 
     # --- every request ----------------------------------------------------------------------------
@@ -289,6 +290,19 @@ def create_app(panel: Panel) -> Flask:
         return render_template("operations.html", overall=status, checks=checks,
                                queues=queues, stations=stations, stock=stock, cert=cert, today=date.today(),
                                alerts=panel.app.alerts.active(), uplink=uplink, retention=retention)
+
+    # --- cluster mode: every site (docs/sites.md) ------------------------------------------------------
+    @flask.get("/sites")
+    def sites() -> Any:
+        cluster = panel.stage("cluster")
+        if cluster is None:
+            abort(404)
+        view, error = None, None
+        try:
+            view = cluster.overview()
+        except Exception as exc:  # the database is down: the page says so, the site keeps signing
+            error = str(exc)
+        return render_template("sites.html", view=view, error=error, site=cluster.config.site)
 
     # --- login ------------------------------------------------------------------------------------------
     def safe_next(target: str | None) -> str:
