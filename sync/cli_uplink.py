@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def register(command: Callable[..., argparse.ArgumentParser]) -> None:

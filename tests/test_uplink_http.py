@@ -24,7 +24,7 @@ from sync.uplink.settings import UplinkConfig
 
 TOKEN = "prov-secret-token"
 FAST = dict(batch_max=25, batch_wait=0.0, backoff_base=0.005, backoff_cap=0.05, poll_first=0.0, poll_base=0.005,
-            poll_cap=0.02, uncertain_wait=0.0, connect_timeout=1.0, read_timeout=0.3)
+            poll_cap=0.02, uncertain_wait=0.0, processing_window_minutes=0.0, connect_timeout=1.0, read_timeout=0.3)
 
 
 @pytest.fixture(scope="module")

@@ -49,20 +49,23 @@ def build_uplink(config: Any, certificate: Certificate, *, sink=None) -> Uplink 
                                auth.TokenCache(lambda: "", 0))
         channels: dict[str, Any] = {"http": HttpChannel(provider, helper.envelope)}
     else:
-        channels = sii_channels(session, ep, certificate, c, timeouts, uc.token_ttl)
+        channels = sii_channels(session, ep, certificate, c, timeouts, uc.token_ttl, environment=config.environment)
     route = (lambda tipo: "http") if uc.kind == "http" else sii_route
     return Uplink(queue, channels, sink=sink, settings=settings_of(uc), route=route)
 
 
 def sii_channels(session: Any, ep: SiiEndpoints, certificate: Certificate, company: Any, timeouts: Timeouts,
-                 token_ttl: float = auth.DEFAULT_TOKEN_TTL) -> dict[str, Any]:
-    """The SII's two channels: DTEUpload + QueryEstUp (SOAP token) and the boleta REST API (its own token)."""
+                 token_ttl: float = auth.DEFAULT_TOKEN_TTL, *, environment: str = "certificacion") -> dict[str, Any]:
+    """The SII's two channels: DTEUpload + QueryEstUp (SOAP token) and the boleta REST API (its own token).
+    `environment` only names the SII's pages in alerts (enrolment, company data)."""
     c = company
     soap_tokens = auth.TokenCache(lambda: auth.soap_token(session, ep, certificate, timeouts), token_ttl)
     rest_tokens = auth.TokenCache(lambda: auth.rest_token(session, ep, certificate, timeouts), token_ttl)
     return {
-        "dte": SiiDteChannel(session, ep, certificate, c.rut, c.fch_resol, c.nro_resol, timeouts, soap_tokens),
-        "boleta": SiiBoletaChannel(session, ep, certificate, c.rut, c.fch_resol, c.nro_resol, timeouts, rest_tokens),
+        "dte": SiiDteChannel(session, ep, certificate, c.rut, c.fch_resol, c.nro_resol, timeouts, soap_tokens,
+                             environment=environment),
+        "boleta": SiiBoletaChannel(session, ep, certificate, c.rut, c.fch_resol, c.nro_resol, timeouts, rest_tokens,
+                                   environment=environment),
     }
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-from sync.envio import BOLETA_TYPES
 from sync import safexml
-
+from sync.envio import BOLETA_TYPES
 
 
 @dataclass(frozen=True)
