@@ -334,6 +334,9 @@ class Uplink:
             lookups[ref.key] = lk
             if lk.kind is DteKind.MISMATCH:
                 self._mismatch(ch, d, lk)
+            elif lk.kind is DteKind.INSTALLATION:
+                self._pause_answer(ch, "query", "consulta de estado", lk.estado, lk.glosa, fix=lk.fix)
+                break
             elif lk.kind is DteKind.UNKNOWN:
                 self._hold_answer(ch, [d], "consulta de estado", lk.estado, lk.glosa)
         decided = status.decide(state, lookups)
@@ -483,7 +486,7 @@ class Uplink:
             if self._raised.get(key) == code:
                 return
             self._raised[key] = code
-        self.alert(code, {"key": key, **params, "message": DteSyncError(code, params=params).message()})
+        self.alert(code, {"key": key, **params, "text": DteSyncError(code, params=params).message()})
 
     def _resolve(self, key: str, code: str) -> None:
         if self._alerts is not None:

@@ -17,14 +17,7 @@ import requests
 
 from sync.rut import Rut
 from sync.uplink import soap
-from sync.uplink.answers import (
-    REPEATED,
-    DteKind,
-    EnvioKind,
-    Kind,
-    est_dte_answer,
-    est_up_answer,
-)
+from sync.uplink.answers import REPEATED, Answer, DteKind, EnvioKind, Kind, est_dte_answer, est_up_answer
 from sync.uplink.docref import DocRef
 from sync.uplink.transport import Timeouts, UplinkError, send
 
@@ -132,6 +125,9 @@ def classify_envio(r: soap.Respuesta, docs: list[DocRef]) -> EnvioState:
     meaning, kind, fix = est_up_answer(estado)
     if kind is EnvioKind.SESSION:
         raise session_error("QueryEstUp", estado, glosa)
+    if kind is EnvioKind.INSTALLATION and estado.startswith("-"):  # the query itself refused (user, permissions)
+        raise UplinkError(Kind.INSTALLATION, "SII_STATUS_FAILED", f"QueryEstUp ESTADO {estado}: {glosa or meaning}",
+                          answer=Answer(estado, meaning, Kind.INSTALLATION, fix), service="QueryEstUp")
     if kind is EnvioKind.NOT_VISIBLE:
         glosa = f"ERR_CODE {r.hdr.get('ERR_CODE', '')} {glosa}".strip()
     state = EnvioState(kind, estado, glosa or meaning, fix=fix)
