@@ -83,10 +83,10 @@ class Run:
 
 
 def make_run(config: Any, engine: Any, fake: FakeSii, qpath: Path, *, read_timeout: float = 1.0,
-             environment: str = "certificacion", **settings: Any) -> Run:
+             environment: str = "certificacion", token_ttl: float = 1800.0, **settings: Any) -> Run:
     session = new_session()
     channels = sii_channels(session, SiiEndpoints.single(fake.url), engine.certificate, config.company,
-                            Timeouts(1.0, read_timeout), environment=environment)
+                            Timeouts(1.0, read_timeout), token_ttl, environment=environment)
     run = Run(up=None, fake=fake)  # type: ignore[arg-type]
 
     def sink(doc_id: int, state: str, note: str | None = None, **kw: Any) -> None:

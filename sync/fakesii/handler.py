@@ -63,10 +63,8 @@ class Handler(ProviderApi):
                 self.rfile.read(n // 2)
             self._abort()
             return "handled", None
-        body = self._body()  # timeout: maybe file it, then hold the line past the client's patience
-        if fault == "timeout_after":  # scripted
-            return ("timeout_after" if upload else "timeout"), body
-        return ("timeout_after" if upload and self.fake._roll(self.fake.faults.lost_answer) else "timeout"), body
+        body = self._body()  # a timeout: file it first (timeout_after) or not, then hold the line
+        return ("timeout_after" if upload and fault == "timeout_after" else "timeout"), body
 
     def _stall(self) -> None:
         time.sleep(self.fake.faults.stall)

@@ -212,6 +212,8 @@ class FakeSii:
             self.scripted.setdefault(group, []).extend(faults)
 
     def network_fault(self, group: str) -> str | None:
+        """The fault for this request of `group`: a scripted one first, else a random one. A
+        random upload timeout happens after filing (`timeout_after`) `faults.lost_answer` of the time."""
         f = self.faults
         with self._lock:
             if self.scripted.get(group):
@@ -222,12 +224,14 @@ class FakeSii:
             return None
         with self._lock:
             x = self._rng.random()
-        for name, rate in (("timeout", f.timeout), ("reset", f.reset), ("error500", f.error500)):
-            if x < rate:
-                with self._lock:
+            for name, rate in (("timeout", f.timeout), ("reset", f.reset), ("error500", f.error500)):
+                if x < rate:
                     self.fault_count[name] = self.fault_count.get(name, 0) + 1
-                return name
-            x -= rate
+                    if name == "timeout" and group in ("upload", "provider") and self._rng.random() < f.lost_answer:
+                        self.fault_count["lost_answer"] = self.fault_count.get("lost_answer", 0) + 1
+                        return "timeout_after"
+                    return name
+                x -= rate
         return None
 
     # --- auth ------------------------------------------------------------------------------------

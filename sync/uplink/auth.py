@@ -119,7 +119,7 @@ class TokenCache:
     """
 
     def __init__(self, fetch: Callable[[], str], ttl: float = DEFAULT_TOKEN_TTL,
-                 clock: Callable[[], float] = time.monotonic, *, margin: float = 0.8, floor: float = 1.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, margin: float = 0.8, floor: float = 0.1) -> None:
         self._fetch, self._ttl, self._clock = fetch, ttl, clock
         self._margin, self._floor = margin, floor
         self._lock = threading.Lock()
@@ -134,7 +134,7 @@ class TokenCache:
         """The renewal age in use: the configured ttl, or less once the SII showed less."""
         if not self._lifetimes:
             return self._ttl
-        return min(self._ttl, max(self._floor, self._margin * max(self._lifetimes[-3:])))
+        return min(self._ttl, max(self._floor, self._margin * min(self._lifetimes[-3:])))
 
     def get(self) -> str:
         with self._lock:
