@@ -120,10 +120,15 @@ def test_token_lifetime_is_learnt_from_the_sii_refusing_tokens():
     now[0] = 179.0
     assert cache.get() == second  # 79 s old: still used
     now[0] = 181.0
-    assert cache.get() != second and cache.refused == 1  # renewed before the SII would refuse it
+    assert cache.get() != second and cache.refused == 1  # renewed before the SII would refuse it ...
+    assert cache.ttl == pytest.approx(100.0)  # ... and the next one may live a little longer
     now[0] = 181.5
-    cache.invalidate(cache.get())  # a refusal right after creation (e.g. the SII restarted) ...
-    assert cache.ttl == pytest.approx(0.4)  # ... is believed, down to a floor
+    cache.invalidate(cache.get())  # a refusal right after creation (the SII lost its sessions) ...
+    assert cache.ttl == pytest.approx(30.0)  # ... renews early, down to the floor ...
+    for _ in range(30):  # ... only for a while: every token that lives out its age raises it again
+        now[0] += cache.ttl
+        cache.get()
+    assert cache.ttl == 1800.0 and cache.refused == 2
     assert auth.TokenCache(lambda: "x", ttl=60.0).ttl == 60.0  # never longer than configured
 
 

@@ -249,7 +249,7 @@ class Handler(ProviderApi):
         if not boleta:
             if f.behaviour.require_prog_ua and "PROG 1.0" not in self.headers.get("User-Agent", ""):
                 return self._html() if respond else None  # the browser's answer: no RECEPCIONDTE
-            forced = f.forced.take("upload")
+            forced = f.forced.take("upload") if respond else None  # a lost answer answers nothing
             if forced == "html" or (f.behaviour.dead_session == "html" and f.token_rut(token, "soap")[0] is None):
                 return self._html() if respond else None
         else:

@@ -112,33 +112,36 @@ def rest_token(session: requests.Session, ep: SiiEndpoints, cert: Certificate, t
 class TokenCache:
     """One token at a time, fetched on demand and reused until it is due for renewal.
 
-    The SII documents no token lifetime, so the lifetime is learnt from what the SII does:
+    The SII documents no token lifetime, so the renewal age is learnt from what the SII does:
     when it refuses a token (TOKEN 001-003, STATUS 5, the dead-session page, HTTP 401) the
-    token's age at that moment is remembered, and later tokens are renewed a little before
-    the shortest of the recent lifetimes seen (never beyond the configured `ttl`).
+    renewal age drops to a little under that token's age; every token renewed at the renewal
+    age without being refused raises it again (x1.25), up to the configured `ttl`. A refusal
+    right after a token was made (the SII lost its sessions) therefore costs a few early
+    renewals, never a permanent one; `floor` bounds how early a token is ever renewed.
     """
 
     def __init__(self, fetch: Callable[[], str], ttl: float = DEFAULT_TOKEN_TTL,
-                 clock: Callable[[], float] = time.monotonic, *, margin: float = 0.8, floor: float = 0.1) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, margin: float = 0.8, floor: float = 30.0) -> None:
         self._fetch, self._ttl, self._clock = fetch, ttl, clock
-        self._margin, self._floor = margin, floor
+        self._margin, self._floor = margin, min(floor, ttl)
         self._lock = threading.Lock()
         self._token: str | None = None
         self._born = 0.0
-        self._lifetimes: list[float] = []  # ages at which the SII refused a token (newest last)
+        self._renew_at = ttl
         self.fetched = 0
         self.refused = 0
 
     @property
     def ttl(self) -> float:
-        """The renewal age in use: the configured ttl, or less once the SII showed less."""
-        if not self._lifetimes:
-            return self._ttl
-        return min(self._ttl, max(self._floor, self._margin * min(self._lifetimes[-3:])))
+        """The renewal age in use."""
+        return self._renew_at
 
     def get(self) -> str:
         with self._lock:
-            if self._token is None or self._clock() - self._born >= self.ttl:
+            if self._token is not None and self._clock() - self._born >= self._renew_at:
+                self._renew_at = min(self._ttl, self._renew_at * 1.25)  # it lived that long: try longer
+                self._token = None
+            if self._token is None:
                 token = self._fetch()
                 self._token, self._born = token, self._clock()
                 self.fetched += 1
@@ -152,9 +155,10 @@ class TokenCache:
 
     def invalidate(self, token: str) -> None:
         """The SII refused `token`: forget it (unless another thread already renewed it) and
-        remember how long it lived."""
+        renew the next ones before that age."""
         with self._lock:
             if self._token == token:
-                self._lifetimes = (self._lifetimes + [self._clock() - self._born])[-5:]
+                age = self._clock() - self._born
+                self._renew_at = max(self._floor, min(self._renew_at, self._margin * age))
                 self._token = None
                 self.refused += 1
