@@ -30,6 +30,9 @@ def register(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--rate-limit-status", type=int, choices=(405, 429), default=429)
     p.add_argument("--lost-answer", type=float, default=0.5,
                    help="share of upload timeouts that happen after the upload was filed (default 0.5)")
+    p.add_argument("--lost-uploads", type=float, default=0.0,
+                   help="share of uploads filed whose answer is then lost (the connection stalls past --stall)")
+    p.add_argument("--stall", type=float, default=2.0, help="seconds a timed-out request holds the connection")
     p.add_argument("--force", action="append", default=[], metavar="SERVICE=CODE[@SECONDS]",
                    help="answer CODE to SERVICE (seed, token, upload, boleta_upload, est_up, est_dte, boleta_estado, "
                         "boleta_doc) once, or for SECONDS; e.g. token=-07@120 (enrolment refused for 2 minutes)")
@@ -60,7 +63,12 @@ def cmd_fake_sii(args: argparse.Namespace) -> int:
     except (ValueError, IndexError):
         raise UsageError("--processing-delay S[-S], --rate-limit N/S, --force SERVICE=CODE[@SECONDS]") from None
     faults = Faults.mixed(args.fault_rate, seed=args.seed, reject=args.reject_rate, objection=args.objection_rate,
-                          lost_answer=args.lost_answer)
+                          lost_answer=args.lost_answer, stall=args.stall)
+    if args.lost_uploads:
+        if args.fault_rate:
+            raise UsageError("--lost-uploads and --fault-rate are exclusive")
+        faults = Faults(timeout=args.lost_uploads, lost_answer=1.0, groups=("upload",), stall=args.stall,
+                        seed=args.seed, reject=args.reject_rate, objection=args.objection_rate)
     behaviour = Behaviour(processing_delay=delay, processing_polls=args.processing_polls, token_ttl=args.token_ttl,
                           dead_session=args.dead_session, seed_check=args.seed_check, rate_limit=rate,
                           rate_limit_status=args.rate_limit_status)
@@ -92,6 +100,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     from sync.uplink.queue import UplinkQueue
 
     config = load(args)
+    assert config is not None  # load() raises when a required config is missing
     path = config.folders.state / JOURNAL_FILE
     if not path.exists():
         print("No hay cola de envío.")
@@ -121,6 +130,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         day = date.fromisoformat(args.date) if args.date else date.today()
     except ValueError:
         raise UsageError(f"--date: se esperaba AAAA-MM-DD, se encontró {args.date!r}") from None
+    assert config is not None
     report = build_report(config, day)
     csv_path, pdf_path = write_report(report, config.folders.outbox)
     t = report.totals()

@@ -283,10 +283,10 @@ CATALOG: dict[str, tuple[str, str]] = {
         "The provider refused the credential (token): {detail}. Check uplink.http.token.",
     ),
     "SII_INSTALLATION": (
-        "El SII no acepta esta instalación ({service} respondió {answer}: {meaning}). No es culpa de los documentos: "
-        "quedan en cola y se enviarán solos cuando el SII vuelva a aceptarla. Qué hacer: {fix}",
-        "The SII refuses this installation ({service} answered {answer}: {meaning}). The documents are not at fault: "
-        "they stay queued and are sent by themselves once the SII accepts it again. What to do: {fix}",
+        "{who} no acepta esta instalación ({service} respondió {answer}: {meaning}). No es culpa de los documentos: "
+        "quedan en cola y se enviarán solos cuando vuelva a aceptarla. Qué hacer: {fix}",
+        "{who_en} refuses this installation ({service} answered {answer}: {meaning}). The documents are not at fault: "
+        "they stay queued and are sent by themselves once it accepts it again. What to do: {fix}",
     ),
     "SII_ANSWER_UNKNOWN": (
         "Respuesta no documentada del SII ({service}: {answer} {meaning}). Los documentos afectados quedan retenidos: "

@@ -20,11 +20,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from daemon_real import drop, read_status, varied_inputs
+
+from sync.config import load_config
 from sync.fakesii import FakeSii
 from sync.runtime import trusted_caf_keys
-from sync.config import load_config
 from sync.sandbox.build import create_sandbox
 
 RUNNER = Path(__file__).with_name("uplink_daemon_runner.py")

@@ -180,7 +180,8 @@ class FakeSii:
                     "tokens_issued": self.tokens_issued, "token_refusals": dict(self.token_refusals),
                     "unseen_answers": self.unseen_answers, "rate_limited": self.rate.refused,
                     "forced": {f"{s}:{c}": n for (s, c), n in self.forced.used.items()},
-                    "max_uploads_per_doc": max(self.uploads_by_doc.values(), default=0)}
+                    "max_uploads_per_doc": max(self.uploads_by_doc.values(), default=0),
+                    "dte_uploads": sum(self.uploads_by_doc.values()), "documents": len(self.uploads_by_doc)}
 
     def resent_without_cause(self) -> list[DocKey]:
         """Folios uploaded again without a "not received" answer since their previous upload."""

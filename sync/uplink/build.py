@@ -44,6 +44,7 @@ def build_uplink(config: Any, certificate: Certificate, *, sink=None) -> Uplink 
     ep = endpoints(uc, config.environment)
     queue = UplinkQueue(Path(config.folders.state) / JOURNAL_FILE)
     if uc.kind == "http":
+        assert uc.http_url is not None  # parse_uplink requires it for kind = "http"
         provider = HttpProvider(session, uc.http_url, read_secret(uc.http_token, name="uplink.http.token"), timeouts)
         helper = SiiDteChannel(session, ep, certificate, c.rut, c.fch_resol, c.nro_resol, timeouts,
                                auth.TokenCache(lambda: "", 0))

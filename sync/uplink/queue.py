@@ -198,11 +198,11 @@ class UplinkQueue:
                 docs = solo[:1]
             elif len(docs) < limit and now - docs[0].enqueued_at < max_wait:
                 return None
-            envio = db.execute("INSERT INTO uplink_envios(channel, state, created_at) VALUES (?, 'sending', ?)",
-                               (channel, now)).lastrowid
+            envio = int(db.execute("INSERT INTO uplink_envios(channel, state, created_at) VALUES (?, 'sending', ?)",
+                                   (channel, now)).lastrowid or 0)
             db.executemany("UPDATE uplink_queue SET state='sending', envio_id=?, updated_at=?, sent_at=?, checks=0"
                            " WHERE doc_id=?", [(envio, now, now, d.doc_id) for d in docs])
-        return int(envio), docs
+        return envio, docs
 
     def sent(self, envio_id: int, track_id: str, first_poll: float) -> None:
         now = self._clock()

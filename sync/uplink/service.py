@@ -410,7 +410,9 @@ class Uplink:
         except (KeyError, IndexError):
             fix_text = fix
         catalog = "SII_ANSWER_UNKNOWN" if unknown else "SII_INSTALLATION"
-        params = {"service": service, "answer": code, "meaning": meaning, "fix": fix_text, "channel": ch.name}
+        params = {"service": service, "answer": code, "meaning": meaning, "fix": fix_text, "channel": ch.name,
+                  "who": "El proveedor" if ch.name == "http" else "El SII",
+                  "who_en": "The provider" if ch.name == "http" else "The SII"}
         alert = {"key": f"uplink:pause:{ch.name}", "code": catalog, "params": params}
         old = self.queue.paused(ch.name)
         previous = old[0].alert if old else (self._tentative.pop(ch.name).alert if ch.name in self._tentative else None)

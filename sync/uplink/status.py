@@ -17,7 +17,15 @@ import requests
 
 from sync.rut import Rut
 from sync.uplink import soap
-from sync.uplink.answers import REPEATED, Answer, DteKind, EnvioKind, Kind, est_dte_answer, est_up_answer
+from sync.uplink.answers import (
+    REPEATED,
+    Answer,
+    DteKind,
+    EnvioKind,
+    Kind,
+    est_dte_answer,
+    est_up_answer,
+)
 from sync.uplink.docref import DocRef
 from sync.uplink.transport import Timeouts, UplinkError, send
 

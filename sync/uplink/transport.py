@@ -53,15 +53,17 @@ def new_session(verify: bool | str = True) -> requests.Session:
 def _nothing_sent(exc: requests.RequestException) -> bool:
     if isinstance(exc, requests.ConnectTimeout):
         return True
-    seen, cur = 0, exc
-    while cur is not None and seen < 8:
+    seen = 0
+    cur_: BaseException | None = exc
+    while cur_ is not None and seen < 8:
+        cur = cur_
         if isinstance(cur, (NewConnectionError, NameResolutionError, ConnectionRefusedError)):
             return True
         reason = getattr(cur, "reason", None)
         nxt = reason if isinstance(reason, BaseException) else None
         if nxt is None and cur.args and isinstance(cur.args[0], BaseException):
             nxt = cur.args[0]
-        cur, seen = nxt or cur.__cause__ or cur.__context__, seen + 1
+        cur_, seen = nxt or cur.__cause__ or cur.__context__, seen + 1
     return False
 
 

@@ -64,8 +64,8 @@ def parse_recepcion(data: bytes) -> Recepcion:
         raise UplinkError(Kind.UNKNOWN, "SII_UPLOAD_FAILED", f"respuesta no es XML: {exc}", service="DTEUpload",
                           answer=Answer("?", "respuesta que no es RECEPCIONDTE", Kind.UNKNOWN)) from None
     if root.tag != "RECEPCIONDTE":
-        raise UplinkError(Kind.UNKNOWN, "SII_UPLOAD_FAILED", f"respuesta inesperada <{root.tag}>", service="DTEUpload",
-                          answer=Answer(f"<{root.tag}>", "respuesta que no es RECEPCIONDTE", Kind.UNKNOWN))
+        raise UplinkError(Kind.UNKNOWN, "SII_UPLOAD_FAILED", f"respuesta inesperada <{root.tag!s}>", service="DTEUpload",
+                          answer=Answer(f"<{root.tag!s}>", "respuesta que no es RECEPCIONDTE", Kind.UNKNOWN))
     return Recepcion(
         status=(root.findtext("STATUS") or "").strip(),
         track_id=(root.findtext("TRACKID") or "").strip() or None,
