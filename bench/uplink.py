@@ -98,7 +98,7 @@ def drive(up: Uplink, n: int, limit_s: float) -> None:
     def loop(tick: Any) -> None:
         while not done.is_set():
             if not tick():
-                time.sleep(0.02)
+                time.sleep(0.005)
 
     threads = [threading.Thread(target=loop, args=(up.drain_once,)), threading.Thread(target=loop, args=(up.poll_once,))]
     for t in threads:

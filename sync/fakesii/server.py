@@ -299,7 +299,7 @@ class FakeSii:
             return "1", None, [f"rutSender {sender} no es el del certificado autenticado {sender_rut}"]
         if not archivo.data or len(archivo.data) > self.max_upload:
             return "2", None, []
-        estado, glosa, detail, root = self._check_envelope(archivo.data, kind)
+        estado, glosa, detail, root, by_ref = self._check_envelope(archivo.data, kind)
         if estado in ("RSC", "RFR") and kind == "dte":
             return ("7" if estado == "RSC" else "8"), None, detail
         docs: list[DocOutcome] = []
@@ -310,7 +310,6 @@ class FakeSii:
         now = time.monotonic()
         ready = now + delay_of(self.behaviour, self._rng)
         if estado == "EPR" and root is not None:
-            by_ref = {r.reference: r for r in verify_signatures(root)}
             docs = [self._check_dte(dte, by_ref, str(company), ready) for dte in root.iter("{*}DTE")]
         with self._lock:
             self._track += 1
@@ -322,24 +321,26 @@ class FakeSii:
             (self.folder / f"{kind}-{track}.xml").write_bytes(archivo.data)
         return "0", track, []
 
-    def _check_envelope(self, data: bytes, kind: str) -> tuple[str, str, list[str], etree._Element | None]:
+    def _check_envelope(self, data: bytes, kind: str) -> tuple[str, str, list[str], etree._Element | None, dict]:
+        """(estado, glosa, errors, root, signatures by reference) of an uploaded envelope."""
         try:
             root = safexml.fromstring(data)
         except etree.XMLSyntaxError as exc:
-            return "RSC", "Rechazado por Error en Schema", [str(exc)], None
+            return "RSC", "Rechazado por Error en Schema", [str(exc)], None, {}
         expected = "EnvioBOLETA" if kind == "boleta" else "EnvioDTE"
         if etree.QName(root).localname != expected:
-            return "RSC", "Rechazado por Error en Schema", [f"se esperaba {expected}, llegó {etree.QName(root).localname}"], None
+            found = etree.QName(root).localname
+            return "RSC", "Rechazado por Error en Schema", [f"se esperaba {expected}, llegó {found}"], None, {}
         with self._schema_lock:
             errors = schema.schema_errors(root)
         if errors:
-            return "RSC", "Rechazado por Error en Schema", errors[:10], None
+            return "RSC", "Rechazado por Error en Schema", errors[:10], None, {}
         set_dte = root.find("{*}SetDTE")
         sigs = {r.reference: r for r in verify_signatures(root)}
         set_sig = sigs.get("#" + ((set_dte.get("ID") if set_dte is not None else None) or ""))
         if set_sig is None or not set_sig.ok:
-            return "RFR", "Rechazado por Error en Firma", ["firma del SetDTE inválida"], None
-        return "EPR", "Envio Procesado", [], root
+            return "RFR", "Rechazado por Error en Firma", ["firma del SetDTE inválida"], None, {}
+        return "EPR", "Envio Procesado", [], root, sigs
 
     def _check_dte(self, dte: etree._Element, by_ref: dict, company: str, ready: float) -> DocOutcome:
         doc = dte.find("{*}Documento")

@@ -307,7 +307,11 @@ class UplinkQueue:
         return ids
 
     def take_revived(self) -> list[QueuedDoc]:
-        """Revived documents not yet reported `queued` again; the mark is cleared."""
+        """Revived documents not yet reported `queued` again; the mark is cleared. (Read first:
+        this runs at every drain tick and must not cost a write transaction when idle.)"""
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM uplink_queue WHERE revived=1 LIMIT 1").fetchone() is None:
+                return []
         with self._tx() as db:
             rows = db.execute("SELECT * FROM uplink_queue WHERE revived=1").fetchall()
             db.execute("UPDATE uplink_queue SET revived=0 WHERE revived=1")

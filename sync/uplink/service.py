@@ -221,6 +221,8 @@ class Uplink:
                 self.queue.check_later(d.doc_id, self._check_delay(d), f"{exc.code}: {exc.detail}")
                 continue
             self.stats["lookups"] += 1
+            if lk is not None and lk.kind not in (DteKind.INSTALLATION, DteKind.UNKNOWN):
+                self._works_again(name, "token", "query")
             self._apply_lookup(ch, d, lk)
 
     def _apply_lookup(self, ch: Channel, d: QueuedDoc, lk: Lookup | None) -> None:
@@ -299,7 +301,7 @@ class Uplink:
         if k is EnvioKind.REJECTED and len(docs) > 1:  # RSC/RFR: find the culprit, each one alone
             self.queue.unsent(envio.id, ids, f"{state.estado}: {state.glosa}", solo=True)
             return 1
-        self._works_again(ch.name, "query")
+        self._works_again(ch.name, "token", "query")  # a query answered: the token and the query work
         decided = dict(state.results)
         if state.lookup:
             decided.update(self._lookups(ch, envio, docs, state))
@@ -376,6 +378,7 @@ class Uplink:
         except UplinkError as exc:
             if exc.kind in (Kind.INSTALLATION, Kind.UNKNOWN):
                 self._pause(ch, "token", exc, [])
+                self.queue.probe_later(name, self.s.installation_retry)
             else:
                 self.queue.probe_later(name, min(self.s.installation_retry, self.s.backoff_base))
             return False
@@ -418,7 +421,8 @@ class Uplink:
         previous = old[0].alert if old else (self._tentative.pop(ch.name).alert if ch.name in self._tentative else None)
         if previous is not None and previous != alert:
             self._resolve(previous["key"], previous["code"])
-        self.queue.pause(ch.name, source, alert, self.s.installation_retry)
+        if not old or old[0].alert != alert:  # the same condition again keeps its probe time
+            self.queue.pause(ch.name, source, alert, self.s.installation_retry)
         if not old:
             self.stats["paused"] += 1
             log.warning("uplink: channel paused", extra={"channel": ch.name, "answer": code, "service": service})
@@ -427,16 +431,17 @@ class Uplink:
         for d in docs:
             self._report(d.doc_id, "queued", note)
 
-    def _works_again(self, name: str, source: str | None = None) -> None:
-        """A step that had been refused worked: end the pause (and its alert)."""
+    def _works_again(self, name: str, *proves: str) -> None:
+        """A step worked: end a pause whose cause it proves fixed (every cause when `proves` is
+        empty: an upload went through), and resolve its alert."""
         tentative = self._tentative.get(name)
-        if tentative is not None and (source is None or tentative.source == source):
+        if tentative is not None and (not proves or tentative.source in proves):
             del self._tentative[name]
             if not self.queue.paused(name):
                 log.info("uplink: channel resumed", extra={"channel": name})
                 self._resolve(tentative.alert["key"], tentative.alert["code"])
         pauses = self.queue.paused(name)
-        if not pauses or (source is not None and pauses[0].source != source):
+        if not pauses or (proves and pauses[0].source not in proves):
             return
         pause = self.queue.resume(name)
         if pause is not None:
