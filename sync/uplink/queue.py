@@ -259,10 +259,18 @@ class UplinkQueue:
                            [(value, i) for i in doc_ids])
 
     def finish(self, doc_id: int, result: str, error: str | None = None) -> None:
+        self.finish_many([(doc_id, result, error)])
+
+    def finish_many(self, outcomes: list[tuple[int, str, str | None]], envio_done: int | None = None) -> None:
+        """Close rows (doc_id, result, error) in one transaction; also the envío, when given."""
+        if not outcomes and envio_done is None:
+            return
         now = self._clock()
         with self._tx() as db:
-            db.execute("UPDATE uplink_queue SET state='final', result=?, last_error=COALESCE(?, last_error), updated_at=?,"
-                       " hold=NULL WHERE doc_id=?", (result, error, now, doc_id))
+            db.executemany("UPDATE uplink_queue SET state='final', result=?, last_error=COALESCE(?, last_error),"
+                           " updated_at=?, hold=NULL WHERE doc_id=?", [(r, e, now, i) for i, r, e in outcomes])
+            if envio_done is not None:
+                db.execute("UPDATE uplink_envios SET state='done' WHERE id=?", (envio_done,))
 
     def envio_done(self, envio_id: int) -> None:
         with self._tx() as db:

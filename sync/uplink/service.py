@@ -306,12 +306,11 @@ class Uplink:
         if state.lookup:
             decided.update(self._lookups(ch, envio, docs, state))
         extra = {"track_id": state.track_id} if state.track_id else {}
-        for d in docs:
-            r = decided.get(d.ref.key)
-            if r is not None:
-                self._final(d, r.state, r.reason, errors=r.errors, **extra)
-        if all(d.ref.key in decided for d in docs):
-            self.queue.envio_done(envio.id)
+        outcomes = [self._reported(d, r.state, r.reason, errors=r.errors, **extra)
+                    for d in docs if (r := decided.get(d.ref.key)) is not None]
+        settled = all(d.ref.key in decided for d in docs)
+        self.queue.finish_many(outcomes, envio.id if settled else None)  # one transaction per envío
+        if settled:
             return 1
         self.queue.poll_later(envio.id, later, "documentos por resolver")
         return 0
@@ -354,15 +353,22 @@ class Uplink:
 
     def _final(self, d: QueuedDoc, state: str, reason: str, *, code: str = "SII_REJECTED",
                errors: list[str] | None = None, **values: Any) -> None:
+        outcome = self._reported(d, state, reason, code=code, errors=errors, **values)
+        self.queue.finish_many([outcome])
+
+    def _reported(self, d: QueuedDoc, state: str, reason: str, *, code: str = "SII_REJECTED",
+                  errors: list[str] | None = None, **values: Any) -> tuple[int, str, str | None]:
+        """Report a final state to the ERP; returns the row's outcome for the queue.
+
+        Report first, then close the row: a stop in between repeats the report at the next
+        start (the envío is polled again) instead of leaving the ERP's status file at `sent`."""
         reason = reason + (f" ({'; '.join(errors)})" if errors else "")  # the SII's own messages, verbatim
         errs = None
         if state == "rejected_sii":
             errs = [DteSyncError(code if code.startswith(("SII_", "UPLINK_")) else "SII_REJECTED",
                                  params={"detail": reason})]
-        # Report first, then close the row: a stop in between repeats the report at the next
-        # start (the envío is polled again) instead of leaving the ERP's status file at `sent`.
         self._report(d.doc_id, state, reason[:1000] or None, **({"errors": errs} if errs else {}), **values)
-        self.queue.finish(d.doc_id, state, None if state != "rejected_sii" else reason)
+        return d.doc_id, state, None if state != "rejected_sii" else reason
 
     # --- installation problems: pause the channel, probe, resume ------------------------------------
     def _ready(self, name: str, ch: Channel) -> bool:
