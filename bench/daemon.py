@@ -10,7 +10,7 @@ Scenarios (each on a fresh sandbox: test company, certificate, CAFs of 12 000 fo
 - burst:   N files (default 2000) renamed into the inbox as fast as possible; throughput is
            N / (last status.json saying `signed` - first drop).
 - steady:  files at a steady rate (default 20/s for 30 s); latency per file is the time from its
-           rename into the inbox (the file is complete: DESIGN.md, "Latency") to the rename of
+           rename into the inbox (the moment the file is complete) to the rename of
            its NAME.status.json saying `signed`, seen by inotify on outbox/; p50/p95/p99.
 - backlog: B files (default 10 000) already in the inbox when the daemon starts; throughput from
            the process start to the last `signed` status (start-up and scan included).
@@ -263,16 +263,15 @@ def machine() -> str:
 def cpu_per_document(n: int, work: Path) -> dict:
     """A backlog of n files drained by an in-process daemon: wall time and the process's CPU
     time (every thread, user + system) per document, without the bench's own observer."""
+    from sync.app import build_app
     from sync.config import load_config
-    from sync.daemon import Daemon
-    from sync.runtime import open_engine
 
     root = work / "cpu"
     config = load_config(sandbox(root, "events"))
     docs = bodies(n)
     for name, body in docs:
         drop(root / "inbox", name, body)
-    daemon = Daemon.from_config(config, open_engine(config))
+    daemon = build_app(config).daemon
     stems = [name.rsplit(".", 1)[0] for name, _ in docs]
     cpu0, t0 = time.process_time(), time.perf_counter()
     daemon.start()
@@ -292,9 +291,8 @@ def profile(kind: str, n: int, work: Path) -> None:
     import pstats
     import threading
 
+    from sync.app import build_app
     from sync.config import load_config
-    from sync.daemon import Daemon
-    from sync.runtime import open_engine
 
     root = work / "profile"
     config = load_config(sandbox(root, "events"))
@@ -302,7 +300,7 @@ def profile(kind: str, n: int, work: Path) -> None:
     if kind == "backlog":
         for name, body in docs:
             drop(root / "inbox", name, body)
-    daemon = Daemon.from_config(config, open_engine(config))
+    daemon = build_app(config).daemon
     profiles: list[cProfile.Profile] = []
 
     def profile_this_thread(*_args) -> None:  # the first profiler event of each new thread

@@ -60,9 +60,8 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    from lxml import etree
-
     from cryptography.hazmat.backends.openssl.backend import backend
+    from lxml import etree
 
     return {
         "cpus": os.cpu_count(),

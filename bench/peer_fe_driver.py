@@ -14,7 +14,6 @@ no_png (stub out the PNG rendering of the PDF417 barcode, which dtesync does not
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import logging
 import sys

@@ -29,7 +29,7 @@ class Backoff:
 
     def ceiling(self, attempt: int) -> float:
         """The longest wait after `attempt` failures (attempt 0 = the first failure)."""
-        return min(self.cap, self.base * 2 ** min(max(attempt, 0), _MAX_EXPONENT))
+        return min(self.cap, self.base * float(2 ** min(max(attempt, 0), _MAX_EXPONENT)))
 
     def delay(self, attempt: int) -> float:
         top = self.ceiling(attempt)

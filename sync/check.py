@@ -32,7 +32,6 @@ from sync.errors import DteSyncError
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 CERT_WARN_DAYS = 30
 CAF_WARN_DAYS = 30
-LOW_FOLIOS = 50  # default for [check] min_folios
 MIN_FREE_BYTES = 200 * 1024 * 1024
 
 
@@ -71,7 +70,8 @@ def run_checks(
     probes: Probes | None = None,
 ) -> list[Finding]:
     """Every check, in the order an admin fixes things: config first (nothing else runs
-    without it), then certificate, CAFs, folders, printers, uplink."""
+    without it), then certificate and secrets, CAFs, folders and who may read them, URLs,
+    printers, uplink."""
     now = now or datetime.now(timezone.utc)
     probes = probes or Probes()
     config, findings = check_config(config_path)
@@ -80,8 +80,11 @@ def run_checks(
     say = _Say(config.language)
     for check in (
         lambda: check_certificate(config, now, environ, say),
+        lambda: check_secrets(config, environ, say),
         lambda: check_cafs(config, now.date(), say),
         lambda: check_folders(config, say),
+        lambda: check_permissions(config, say),
+        lambda: check_urls(config, say),
         lambda: check_printers(config, probes, say),
         lambda: check_uplink(config, probes, say, now, environ),
     ):
@@ -185,7 +188,7 @@ def check_certificate(config: Config, now: datetime, environ: Mapping[str, str] 
             fix = f"chmod 600 {ref.file} && chown dtesync {ref.file}"
         elif ref.env:
             fix = say(f"defina la variable {ref.env} para el servicio (systemd: 'systemctl edit dtesync' -> "
-                      f"Environment={ref.env}=...; mejor: password = {{ file = \"/etc/dtesync/cert.password\" }})",
+                      f"Environment={ref.env}=...; mejor: password = {{ file = \"/etc/dtesync/cert/password\" }})",
                       f"set {ref.env} for the service, or use password = {{ file = \"...\" }}")
         else:
             fix = say(f"escriba la contraseña en {ref.file} (una línea, chmod 600, dueño el usuario del servicio)",
@@ -195,8 +198,8 @@ def check_certificate(config: Config, now: datetime, environ: Mapping[str, str] 
         data = path.read_bytes()
     except OSError as exc:
         return [Finding(FAIL, subject, f"{path}: {exc.strerror}",
-                        say(f"copie el .pfx de la empresa en {path} (o corrija certificate.path) y dé lectura al usuario del "
-                            f"servicio: chgrp dtesync {path} && chmod 640 {path}",
+                        say(f"copie el .pfx de la empresa en {path} (o corrija certificate.path), legible solo por el usuario "
+                            f"del servicio: chown dtesync {path} && chmod 600 {path}",
                             f"copy the company's .pfx to {path} (or fix certificate.path) readable by the service user"))]
     try:
         cert = load_pkcs12(data, password, now=now, source=str(path))
@@ -241,10 +244,86 @@ def check_certificate(config: Config, now: datetime, environ: Mapping[str, str] 
     return out
 
 
+# --- secrets, permissions, URLs: the rules `dtesync run` applies (sync.exposure) ------------------
+def check_secrets(config: Config, environ: Mapping[str, str] | None, say: _Say) -> list[Finding]:
+    """The secrets besides the certificate password (read with the certificate), read exactly
+    as `run` reads them: a missing or group/world-readable one fails here as it stops `run`."""
+    from sync.secrets import read_secret
+
+    uplink = config.uplink
+    if getattr(uplink, "kind", "none") != "http" or uplink.http_token is None:
+        return []
+    ref, subject = uplink.http_token, "uplink.http.token"
+    try:
+        read_secret(ref, name=subject, environ=environ)
+    except DteSyncError as exc:
+        if exc.code == "SECRET_FILE_INSECURE":
+            fix = f"chmod 600 {ref.file} && chown dtesync {ref.file}"
+        elif ref.env:
+            fix = say(f"defina la variable {ref.env} para el servicio, o use token = {{ file = \"...\" }} (chmod 600)",
+                      f"set {ref.env} for the service, or use token = {{ file = \"...\" }} (chmod 600)")
+        else:
+            fix = say(f"escriba el token en {ref.file} (una línea, chmod 600, dueño el usuario del servicio)",
+                      f"write the token to {ref.file} (one line, chmod 600, owned by the service user)")
+        return [Finding(FAIL, subject, exc.message(say.lang), fix)]
+    where = f"variable {ref.env}" if ref.env else str(ref.file)
+    return [Finding(OK, subject, say(f"disponible ({where})", f"available ({where})"))]
+
+
+def check_permissions(config: Config, say: _Say) -> list[Finding]:
+    """What holds a key readable by others, and ERP folders open to every user (WARN: `run`
+    logs the same list at start, sync.exposure.audit)."""
+    from sync.exposure import audit
+
+    what = {
+        "certificate": say("el certificado (trae la clave privada de la firma)", "the certificate (holds the signing key)"),
+        "caf": say("CAF (cada uno trae la clave privada de sus folios)", "CAF (each holds its folios' private key)"),
+        "state": say("estado (la base de folios guarda los CAF y sus claves)", "state (the folio database keeps the CAFs' keys)"),
+        "erp": say("carpeta compartida con el ERP", "folder shared with the ERP"),
+    }
+    out = []
+    for item in audit(config):
+        who = say("otros usuarios del equipo", "other users of this machine") if item.role == "erp" else say(
+            "el grupo u otros usuarios", "its group or other users")
+        owner = "" if item.role == "erp" else f" && chown dtesync {item.path}"
+        out.append(Finding(WARN, f"{say('permisos', 'permissions')} {item.path}",
+                           say(f"{what[item.role]}: modo {item.mode:o}, {who} pueden leerlo",
+                               f"{what[item.role]}: mode {item.mode:o}, {who} can read it"),
+                           say(f"chmod {item.wanted:o} {item.path}{owner} (solo el usuario del servicio; docs/operations.md, "
+                               "'Permissions')", f"chmod {item.wanted:o} {item.path}{owner} (the service user only; "
+                               "docs/operations.md, 'Permissions')")))
+    if not out and os.name == "posix":
+        out.append(Finding(OK, say("permisos", "permissions"), say(
+            "certificado, CAF y estado solo para su dueño; carpetas del ERP cerradas a otros usuarios",
+            "certificate, CAFs and state private to their owner; ERP folders closed to other users")))
+    return out
+
+
+def check_urls(config: Config, say: _Say) -> list[Finding]:
+    """http:// URLs: FAIL where `run` refuses them (the uplink's token would travel in clear),
+    WARN for any other in the configuration (a webhook, a URL the uplink does not use now)."""
+    from sync.exposure import cleartext, config_urls, shown, token_urls
+
+    refused = {key for key, url in token_urls(config.uplink) if cleartext(url)}
+    out = []
+    for key, url in config_urls(config.raw):
+        if not cleartext(url):
+            continue
+        fix = say(f"use https:// en '{key}' ({config.path})", f"use https:// in '{key}' ({config.path})")
+        if key in refused:
+            err = DteSyncError("URL_INSECURE", field=key, found=shown(url))
+            out.append(Finding(FAIL, key, f"URL_INSECURE: {err.message(say.lang)}", fix))
+        else:
+            out.append(Finding(WARN, key, say(f"{shown(url)} usa http://: lo que se envíe ahí viaja sin cifrar",
+                                              f"{shown(url)} uses http://: whatever is sent there travels unencrypted"), fix))
+    return out
+
+
 # --- CAFs -----------------------------------------------------------------------------------------
 def check_cafs(config: Config, today: date, say: _Say) -> list[Finding]:
     from sync.folios.caf import load_caf, verify_frma
-    from sync.runtime import FOLIO_DB, trusted_caf_keys
+    from sync.folios.store import FILE_NAME as FOLIO_DB
+    from sync.runtime import trusted_caf_keys
 
     out: list[Finding] = []
     folder = config.folders.caf
@@ -265,7 +344,7 @@ def check_cafs(config: Config, today: date, say: _Say) -> list[Finding]:
     if db_path.exists():
         from sync.folios.store import FolioStore
 
-        store = FolioStore(db_path)
+        store = FolioStore.open_readonly(db_path)
         stock = {row.tipo_dte: row for row in store.stock(today)}
         for caf in store.list_cafs():
             known.add(caf.fingerprint)
@@ -313,7 +392,7 @@ def check_cafs(config: Config, today: date, say: _Say) -> list[Finding]:
             extra_expiry[caf.tipo_dte] = caf.expires_on if prev is None else min(prev, caf.expires_on or prev)
     # Which types matter: any with a CAF, any the journal has signed, any listed in [check] tipos_dte.
     wanted = set(db_types) | set(extra) | set(expired_files) | _journal_types(config) | _configured_types(config)
-    low = _raw(config, "check", "min_folios", LOW_FOLIOS)
+    low = config.alerts.caf_stock_min  # the same threshold as the daemon's alerts
     if not wanted:
         out.append(Finding(FAIL, "CAF", say(f"no hay ningún CAF (carpeta {folder})", f"no CAF at all (folder {folder})"), request))
     for tipo in sorted(wanted):
@@ -368,16 +447,17 @@ def _configured_types(config: Config) -> set[int]:
 
 def _journal_types(config: Config) -> set[int]:
     """TipoDTE the daemon has issued (read-only; a running daemon is not disturbed)."""
-    path = config.folders.state / "journal.sqlite3"
+    from sync.journal import FILE_NAME, Journal
+    from sync.storage import StorageError
+
+    path = config.folders.state / FILE_NAME
     if not path.exists():
         return set()
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            return {r[0] for r in db.execute("SELECT DISTINCT tipo_dte FROM documents WHERE tipo_dte IS NOT NULL")}
-        finally:
-            db.close()
-    except sqlite3.Error:
+        with Journal.open_readonly(path) as journal:
+            rows = journal.conn().execute("SELECT DISTINCT tipo_dte FROM documents WHERE tipo_dte IS NOT NULL")
+            return {r[0] for r in rows}
+    except (sqlite3.Error, StorageError):
         return set()
 
 
@@ -464,8 +544,10 @@ def _probe_rename(folder: Path) -> str | None:
 # --- printers -------------------------------------------------------------------------------------
 def check_printers(config: Config, probes: Probes, say: _Say) -> list[Finding]:
     """Only when [printing] lists stations: each connector reachable (TCP connect, device
-    present and writable, queue name known). Read from config.raw: the printing section's
-    shape is owned by sync.printing."""
+    present and writable, queue name known), and each station's paper and printer able to
+    carry the SII's rules for the documents it may get (sync.printing.rules): facturas, notas
+    and guías only on paper >= 7.5 cm with room for a 4 x 9 cm timbre, boletas only above
+    200 dpi. Read from config.raw: the printing section's shape is owned by sync.printing."""
     printing = config.raw.get("printing")
     if not isinstance(printing, dict):
         return []
@@ -478,6 +560,10 @@ def check_printers(config: Config, probes: Probes, say: _Say) -> list[Finding]:
         conn = st.get("connector") if isinstance(st.get("connector"), dict) else st
         kind = str(conn.get("type", "")).lower()
         subject = say(f"impresora {name}", f"printer {name}")
+        if st.get("virtual") is True:  # no printer: its boletas are e-mailed (sync.delivery)
+            out.append(Finding(OK, subject, say("estación virtual: sin impresora", "virtual station: no printer")))
+            continue
+        out += _printer_rules(config, st, subject, say)
         if kind in ("tcp", "network"):
             host, port = str(conn.get("host", "")), int(conn.get("port", 9100))
             problem = _tcp_probe(host, port, probes)
@@ -511,6 +597,59 @@ def check_printers(config: Config, probes: Probes, say: _Say) -> list[Finding]:
         else:
             out.append(Finding(FAIL, subject, say(f"conector desconocido {kind!r}", f"unknown connector {kind!r}"),
                                say("use type = tcp | usb | serial | win32 | cups | file", "use a known connector type")))
+    return out
+
+
+def _printer_rules(config: Config, st: dict[str, Any], subject: str, say: _Say) -> list[Finding]:
+    """What the SII's rules say about this station's paper and printer (FAIL: refuse now, not
+    at the first factura)."""
+    try:
+        from sync.printing.profiles import load_profile
+        from sync.printing.rules import BOLETA_MIN_DPI, DESIGN_TED_BYTES, capacity_ok
+    except ImportError:
+        return []
+    try:
+        profile = load_profile(str(st.get("profile", "generic-80mm")), config.printing.profiles)
+    except DteSyncError as exc:
+        return [Finding(FAIL, subject, exc.message(say.lang),
+                        say("use un perfil incluido (dtesync printers list) o corrija el archivo del perfil",
+                            "use a built-in profile or fix the profile file"))]
+    types = st.get("types")
+    types = [t for t in types if isinstance(t, int)] if isinstance(types, list) else None
+    boletas = types is None or any(t in (39, 41) for t in types)
+    others = types is None or any(t not in (39, 41) for t in types)
+    x_mm = profile.module_dots * profile.dot_mm
+    paper, printable = profile.paper_mm, profile.printable_mm
+    out = []
+    if others:
+        why = capacity_ok(33, paper_mm=paper, printable_mm=printable, x_mm=x_mm)
+        if why:
+            out.append(Finding(FAIL, subject, say(
+                f"perfil {profile.name}: no puede imprimir facturas, notas ni guías ({why})",
+                f"profile {profile.name} cannot print facturas, notas or guías ({why})"), say(
+                "declare types = [39, 41] en la estación (solo boletas) o use una impresora de 80 mm a 203 dpi; "
+                "el SII pide papel de 7,5 cm o más y un timbre de hasta 4 × 9 cm",
+                "set types = [39, 41] on the station (boletas only) or use an 80 mm printer at 203 dpi")))
+    if boletas:
+        if profile.dpi <= BOLETA_MIN_DPI:
+            out.append(Finding(FAIL, subject, say(
+                f"perfil {profile.name}: {profile.dpi} dpi; el SII pide más de {BOLETA_MIN_DPI} dpi para el timbre "
+                "de las boletas (Res. Ex. 74/2020)",
+                f"profile {profile.name}: {profile.dpi} dpi; the SII asks more than {BOLETA_MIN_DPI} dpi for boletas"),
+                say("use una impresora de 203 dpi o más (p. ej. el perfil epson-tm-t88 de la generación actual)",
+                    "use a printer of 203 dpi or more")))
+        else:
+            why = capacity_ok(39, paper_mm=paper, printable_mm=printable, x_mm=x_mm)
+            if why:
+                out.append(Finding(FAIL, subject, say(f"perfil {profile.name}: no puede imprimir boletas ({why})",
+                                                      f"profile {profile.name} cannot print boletas ({why})"),
+                                   say("use papel de 5,7 cm o más", "use paper of 5.7 cm or more")))
+    if not out:
+        what = say("boletas" if not others else "boletas, facturas, notas y guías" if boletas else "facturas, notas y guías",
+                   "boletas" if not others else "every document type" if boletas else "facturas, notas and guías")
+        out.append(Finding(OK, subject, say(f"perfil {profile.name} ({profile.paper_mm:g} mm, {profile.dpi} dpi): {what}; "
+                                            f"timbre de hasta {DESIGN_TED_BYTES} bytes según las reglas del SII",
+                                            f"profile {profile.name} ({profile.paper_mm:g} mm, {profile.dpi} dpi): {what}")))
     return out
 
 

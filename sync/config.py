@@ -8,6 +8,7 @@ they are references, `{ env = "NAME" }` or `{ file = "path" }`, resolved when ne
 
 from __future__ import annotations
 
+import builtins
 import os
 import sys
 import tomllib
@@ -67,13 +68,33 @@ class Folders:
 
 @dataclass
 class DaemonConfig:
+    """[daemon]: how the inbox is watched and documents are worked (docs/configuration.md)."""
+
     watch: str = "auto"  # auto | events | poll
     workers: int = 0  # 0 = two per core
     batch_size: int = 16  # documents a worker issues together when several are ready
-    stable_window: float = 0.2
-    empty_timeout: float = 30.0
-    scan_interval: float = 5.0
-    status_txt: bool = False
+    stable_window: float = 0.2  # s a file's size and mtime must hold still before it is complete
+    empty_timeout: float = 30.0  # s after which a file that stays empty is rejected
+    scan_interval: float = 5.0  # s between reconciliation scans of the inbox
+    poll_interval: float = 0.5  # s between listings in poll mode (network shares)
+    require_done_marker: bool = False  # only NAME.ext with a NAME.ext.done beside it is complete
+    status_txt: bool = False  # also write NAME.status.txt (key=value) for ERPs without JSON
+    write_received: bool = True  # write a 'received' status as soon as a file is claimed
+    max_attempts: int = 3  # engine failures that are nobody's fault, before the document is an error
+    retry_base: float = 0.5  # s; backoff of those retries, doubled per attempt
+    retry_cap: float = 30.0
+    inbox_lock: bool = True  # also lock inbox/.dtesync.lock: two machines never share an inbox
+    max_input_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass
+class AlertsConfig:
+    """[alerts]: the thresholds `dtesync check`, `dtesync status` and the daemon's alerts share."""
+
+    caf_stock_min: int = 100  # folios left per type below which an alert is raised
+    caf_expiry_days: int = 30
+    cert_expiry_days: int = 30
+    check_every: float = 3600.0  # s between stock/expiry checks in the daemon
 
 
 CONNECTOR_TYPES = ("tcp", "usb", "serial", "win32", "cups", "file")
@@ -90,6 +111,8 @@ class PrintStation:
     cash_drawer: bool = False
     cut: bool = True
     cedible: bool = False  # also print the CEDIBLE copy where it applies
+    types: list[int] | None = None  # the TipoDTE this station prints (None: every type)
+    virtual: bool = False  # no printer: its boletas are e-mailed to the customer (Res. Ex. 53/2025)
 
 
 @dataclass
@@ -123,9 +146,11 @@ class Config:
     environment: str = "certificacion"  # certificacion | produccion
     timezone: str = "America/Santiago"
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     trusted_caf_keys: dict[int, Path] = field(default_factory=dict)
     printing: PrintingConfig = field(default_factory=PrintingConfig)
     uplink: Any = None  # sync.uplink.settings.UplinkConfig ([uplink], parsed there)
+    delivery: Any = None  # sync.delivery.settings.DeliveryConfig ([delivery], parsed there), None: off
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -203,15 +228,36 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
     watch = r.str("daemon.watch", "auto")
     if watch not in ("auto", "events", "poll"):
         raise _invalid("daemon.watch", "use 'auto', 'events' o 'poll'")
+    d = DaemonConfig()
     daemon = DaemonConfig(
         watch=watch,
-        workers=r.int("daemon.workers", 0),
-        batch_size=r.int("daemon.batch_size", 16),
-        stable_window=float(r.get("daemon.stable_window", 0.2)),
-        empty_timeout=float(r.get("daemon.empty_timeout", 30.0)),
-        scan_interval=float(r.get("daemon.scan_interval", 5.0)),
-        status_txt=bool(r.get("daemon.status_txt", False)),
+        workers=r.int("daemon.workers", d.workers),
+        batch_size=r.int("daemon.batch_size", d.batch_size),
+        stable_window=r.seconds("daemon.stable_window", d.stable_window),
+        empty_timeout=r.seconds("daemon.empty_timeout", d.empty_timeout),
+        scan_interval=r.seconds("daemon.scan_interval", d.scan_interval, positive=True),
+        poll_interval=r.seconds("daemon.poll_interval", d.poll_interval, positive=True),
+        require_done_marker=r.bool("daemon.require_done_marker", d.require_done_marker),
+        status_txt=r.bool("daemon.status_txt", d.status_txt),
+        write_received=r.bool("daemon.write_received", d.write_received),
+        max_attempts=r.int("daemon.max_attempts", d.max_attempts),
+        retry_base=r.seconds("daemon.retry_base", d.retry_base, positive=True),
+        retry_cap=r.seconds("daemon.retry_cap", d.retry_cap, positive=True),
+        inbox_lock=r.bool("daemon.inbox_lock", d.inbox_lock),
+        max_input_bytes=r.int("daemon.max_input_bytes", d.max_input_bytes),
     )
+    if daemon.max_attempts < 1 or daemon.batch_size < 1 or daemon.workers < 0 or daemon.max_input_bytes < 1:
+        raise _invalid("daemon", "max_attempts, batch_size y max_input_bytes deben ser >= 1, workers >= 0")
+    a = AlertsConfig()
+    alerts = AlertsConfig(
+        caf_stock_min=r.int("alerts.caf_stock_min", a.caf_stock_min),
+        caf_expiry_days=r.int("alerts.caf_expiry_days", a.caf_expiry_days),
+        cert_expiry_days=r.int("alerts.cert_expiry_days", a.cert_expiry_days),
+        check_every=r.seconds("alerts.check_every", a.check_every, positive=True),
+    )
+    for key in ("caf_stock_min", "caf_expiry_days", "cert_expiry_days"):
+        if getattr(alerts, key) < 0:
+            raise _invalid(f"alerts.{key}", f"se esperaba un entero >= 0, se encontró {getattr(alerts, key)!r}")
     trusted = {int(k): base / v for k, v in r.get("caf.trusted_keys", {}).items()}
     return Config(
         path=path,
@@ -222,9 +268,11 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
         environment=environment,
         timezone=r.str("timezone", "America/Santiago"),
         daemon=daemon,
+        alerts=alerts,
         trusted_caf_keys=trusted,
         printing=_printing(r),
         uplink=_uplink(data, base),
+        delivery=_delivery(data, base),
         raw=data,
     )
 
@@ -258,7 +306,10 @@ def _printing(r: "_Reader") -> PrintingConfig:
         key = f"printing.stations[{i}]"
         if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not s["name"]:
             raise _invalid(key, "cada estación necesita 'name'")
-        conn = s.get("connector")
+        virtual = s.get("virtual", False)
+        if not isinstance(virtual, bool):
+            raise _invalid(f"{key}.virtual", f"se esperaba true o false, se encontró {virtual!r}")
+        conn = s.get("connector", {"type": "file", "path": os.devnull} if virtual else None)
         if not isinstance(conn, dict) or conn.get("type") not in CONNECTOR_TYPES:
             raise _invalid(f"{key}.connector", "use { type = " + " | ".join(CONNECTOR_TYPES) + ", ... }")
         if any(x.name == s["name"] for x in d.stations):
@@ -266,6 +317,10 @@ def _printing(r: "_Reader") -> PrintingConfig:
         copies = s.get("copies", 1)
         if not isinstance(copies, int) or isinstance(copies, bool) or not 0 <= copies <= 5:
             raise _invalid(f"{key}.copies", "se esperaba un entero entre 0 y 5")
+        types = s.get("types")
+        if types is not None and (not isinstance(types, list) or not types
+                                  or not all(isinstance(t, int) and not isinstance(t, bool) for t in types)):
+            raise _invalid(f"{key}.types", "se esperaba una lista de TipoDTE, p. ej. [39, 41]")
         conn = dict(conn)
         for pk in ("path", "device"):
             if conn["type"] == "file" and isinstance(conn.get(pk), str):
@@ -273,6 +328,8 @@ def _printing(r: "_Reader") -> PrintingConfig:
         d.stations.append(PrintStation(
             name=s["name"], connector=conn, profile=str(s.get("profile", "generic-80mm")), copies=copies,
             cash_drawer=bool(s.get("cash_drawer", False)), cut=bool(s.get("cut", True)), cedible=bool(s.get("cedible", False)),
+            types=types,
+            virtual=virtual,
         ))
     names = {x.name for x in d.stations}
     if d.default_station is not None and d.default_station not in names:
@@ -284,6 +341,12 @@ def _uplink(data: dict[str, Any], base: Path) -> Any:
     from sync.uplink.settings import parse_uplink
 
     return parse_uplink(data, base)
+
+
+def _delivery(data: dict[str, Any], base: Path) -> Any:
+    from sync.delivery.settings import parse_delivery
+
+    return parse_delivery(data, base)
 
 
 def resolve_secret(ref: SecretRef, name: str) -> str:
@@ -298,13 +361,13 @@ def _invalid(key: str, detail: str) -> DteSyncError:
     return DteSyncError("CONFIG_INVALID", field=key, params={"detail": detail})
 
 
-class _Reader:
+class _Reader:  # noqa: A003 - str/int/bool/list read a key as that type
     """Dotted-key access with typed conversion and errors that name the key."""
 
     def __init__(self, data: dict[str, Any], base: Path):
         self.data, self.base = data, base
 
-    def get(self, key: str, default: Any = _MISSING) -> Any:
+    def get(self, key: builtins.str, default: Any = _MISSING) -> Any:
         node: Any = self.data
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
@@ -314,25 +377,37 @@ class _Reader:
             node = node[part]
         return node
 
-    def str(self, key: str, default: Any = _MISSING) -> Any:
+    def str(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self.get(key, default)
         if value is not None and not isinstance(value, str):
             raise _invalid(key, f"se esperaba texto, se encontró {value!r}")
         return value
 
-    def int(self, key: str, default: Any = _MISSING) -> Any:
+    def int(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self.get(key, default)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise _invalid(key, f"se esperaba un entero, se encontró {value!r}")
         return value
 
-    def list(self, key: str, default: Any = _MISSING) -> list:
+    def bool(self, key: builtins.str, default: Any = _MISSING) -> Any:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise _invalid(key, f"se esperaba true o false, se encontró {value!r}")
+        return value
+
+    def seconds(self, key: builtins.str, default: Any = _MISSING, *, positive: builtins.bool = False) -> float:
+        value = self.get(key, default)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (positive and value == 0):
+            raise _invalid(key, f"se esperaba un número de segundos {'> 0' if positive else '>= 0'}, se encontró {value!r}")
+        return float(value)
+
+    def list(self, key: builtins.str, default: Any = _MISSING) -> builtins.list[Any]:
         value = self.get(key, default)
         if not isinstance(value, list):
             raise _invalid(key, f"se esperaba una lista, se encontró {value!r}")
         return value
 
-    def date(self, key: str, default: Any = _MISSING) -> date:
+    def date(self, key: builtins.str, default: Any = _MISSING) -> date:
         value = self.get(key, default)
         if isinstance(value, date):
             return value
@@ -341,18 +416,18 @@ class _Reader:
         except ValueError:
             raise _invalid(key, f"se esperaba una fecha AAAA-MM-DD, se encontró {value!r}") from None
 
-    def rut(self, key: str) -> Rut:
+    def rut(self, key: builtins.str) -> Rut:
         try:
             return Rut.parse(self.str(key))
         except RutError as exc:
             raise _invalid(key, f"RUT inválido: {exc.reason}") from None
 
-    def path(self, key: str, default: Any = _MISSING) -> Path:
+    def path(self, key: builtins.str, default: Any = _MISSING) -> Path:
         value = self.get(key, default)
         p = Path(value)
         return p if p.is_absolute() else (self.base / p)
 
-    def secret(self, key: str) -> SecretRef:
+    def secret(self, key: builtins.str) -> SecretRef:
         value = self.get(key)
         if isinstance(value, str):
             raise _invalid(key, "los secretos no van en claro: use { env = \"VAR\" } o { file = \"ruta\" }")

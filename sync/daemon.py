@@ -1,71 +1,56 @@
-"""The daemon: inbox -> journal -> engine -> outbox, exactly once per input, crash-safe.
+"""The daemon: threads and lifecycle around the Filing.
 
 Threads:
-- ingest (one): waits on the inbox watcher, claims complete files by renaming them into
-  the work folder, records them in the journal in claim order (name rules resolved here,
-  serially), and hands document ids to the dispatcher.
-- workers (pool, two per core by default: a document waits on fsync about as long as it
-  computes, so two threads per core keep the core busy): take a document, run it through the stages
-  the journal says are left (see sync.journal), each stage durable before the next.
-  Documents of one printing station are handed out one at a time, in claim order; inputs
-  in the inbox root have no order among themselves and run in parallel.
+- ingest (one): waits on the inbox watcher, hands complete files to `Filing.claim` (rename into
+  the work folder, journal, name rules resolved serially, in claim order), and puts the claimed
+  documents on the dispatcher.
+- workers (a pool, two per core by default: a document waits on fsync about as long as it
+  computes): take up to `batch_size` ready documents, run each through the steps the journal
+  says are left (Filing.prepare -> engine.issue_many -> Filing.decide_many -> Filing.file).
+  Documents of one printing station are handed out one at a time, in claim order; inputs in the
+  inbox root have no order among themselves and run in parallel.
+- every stage's own threads (printing, uplink, delivery, reports), started and stopped here.
 
-Crash safety: the journal step is written before the effect it announces can be lost;
-effects (outbox writes, moves) are idempotent, and the engine is idempotent per doc_key,
-so after SIGKILL every unfinished row is simply run again from its step.
+Retry policy: an engine failure that is nobody's fault (a bug, a broken store) is retried with
+the daemon's Backoff up to `max_attempts`, then filed as `error`; a typed error is a decision.
 
-Extension point for later stages (print, uplink): `after_signed` callbacks run after a
-document's signed status is written (at least once per document: make them idempotent on
-`doc.id`), and `update_state()` moves a document to a later public state and rewrites its
-status file wherever it now lives.
+Crash safety lives in the Filing: after SIGKILL every unfinished row runs again from its step.
 """
 
 from __future__ import annotations
 
 import collections
-import hashlib
+import errno
 import heapq
 import logging
 import os
 import signal
-import stat
-import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
-from sync.errors import DteSyncError, DteSyncErrors, as_error_list
+from sync.backoff import Backoff
+from sync.config import DaemonConfig
 from sync.engine import Request
-from sync.journal import ClaimIntent, Decision, Doc, Journal
-from sync.outbox import Outbox, render_errors
-from sync.watch.fs import fsync_dir
-from sync.watch.inbox import InboxWatcher, Ready
-from sync.watch.rules import INPUT_EXTENSIONS, split_name
+from sync.errors import DteSyncError, DteSyncErrors
+from sync.fileio import LockHeld, UnsafeFile, lock_file, read_small
+from sync.filing import Filing
+from sync.journal import Decision, Doc
+from sync.signed import SignedDte
+from sync.stage import Check, Stage
+from sync.watch.inbox import InboxWatcher
 
 log = logging.getLogger("dtesync.daemon")
 
-# Codes that say "this installation cannot sign right now", not "this input is wrong".
-_ENVIRONMENT_PREFIXES = ("CAF_", "FOLIO", "CERT_", "SECRET_", "CONFIG_", "SCHEMA_", "INTERNAL", "STATE_")
-
-
-class IssuedLike(Protocol):
-    tipo_dte: int
-    folio: int
-    rut_emisor: str
-    monto_total: int
-    dte_xml: bytes
-
 
 class EngineLike(Protocol):
-    """sync.engine.Engine, or a test double. An engine that also has `issue_many(requests)`
-    (one outcome per request: the IssuedLike or the exception) gets the ready documents in batches."""
+    """sync.engine.Engine, or a test double: one outcome per request, in order (the SignedDte
+    or the exception)."""
 
-    def issue(self, data: bytes, source: str, *, doc_key: str, station: str | None = None) -> IssuedLike: ...
-
-
-AfterSigned = Callable[[Doc, "IssuedLike | None"], None]
+    def issue_many(self, requests: Sequence[Request]) -> Sequence[SignedDte | BaseException]: ...
 
 
 class _Retry(Exception):
@@ -76,42 +61,31 @@ class _BatchFailed(RuntimeError):
     """The engine failed for a whole batch: retried per document like any engine failure."""
 
 
-# --- the lock --------------------------------------------------------------------------------------
+# --- locks ---------------------------------------------------------------------------------------
 class DaemonLock:
-    """An exclusive OS lock on a file: two daemons never share a state folder or an inbox.
+    """An exclusive OS lock: two daemons never share a state folder (nor, with the inbox lock,
+    an inbox on a share). The OS releases it when the process dies, even by SIGKILL."""
 
-    The OS releases it when the process dies, even by SIGKILL, so there is no stale lock.
-    """
-
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, write_pid: bool = True) -> None:
         self.path = Path(path)
+        self.write_pid = write_pid
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            if sys.platform == "win32":
-                import msvcrt
-
-                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            holder = ""
-            try:
-                holder = self.path.read_text().strip()
-            except OSError:
-                pass
+            self._fd = lock_file(self.path, write_pid=self.write_pid)
+        except LockHeld:
+            holder = read_small(self.path) if self.write_pid else ""
             raise DteSyncError(
-                "DAEMON_ALREADY_RUNNING", found=str(self.path.parent), params={"detail": f"{self.path.name} pid {holder or '?'}"}
+                "DAEMON_ALREADY_RUNNING", found=str(self.path.parent),
+                params={"detail": f"{self.path.name} pid {holder or '?'}"},
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
+        except UnsafeFile as exc:
+            raise DteSyncError("INBOX_LOCK_UNSAFE", found=str(self.path), params={"detail": exc.why}) from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a planted link
+                raise DteSyncError("INBOX_LOCK_UNSAFE", found=str(self.path), params={"detail": "enlace simbólico"}) from None
+            raise
 
     def release(self) -> None:
         if self._fd is not None:
@@ -167,7 +141,7 @@ class Dispatcher:
                     return None
                 self._fire_timers()
                 if self._ready:
-                    batch = []
+                    batch: list[tuple[object, int]] = []
                     limit = min(limit, -(-len(self._ready) // max(1, share)))
                     while self._ready and len(batch) < limit:
                         key = self._ready.popleft()
@@ -211,27 +185,6 @@ class Dispatcher:
             self._cond.notify_all()
 
 
-# --- the daemon -----------------------------------------------------------------------------------
-def choose_work_dir(inbox: Path, state_dir: Path) -> Path:
-    """`<state_dir>/work` when a rename from the inbox can reach it (same file system),
-    else `<inbox>/.dtesync-work` (claims must be atomic renames; the dot hides it)."""
-    cand = state_dir / "work"
-    cand.mkdir(parents=True, exist_ok=True)
-    probe = inbox / f".dtesync-probe-{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-        target = cand / probe.name
-        os.rename(probe, target)
-        os.unlink(target)
-        return cand
-    except OSError:
-        if probe.exists():
-            probe.unlink()
-        fallback = inbox / ".dtesync-work"
-        fallback.mkdir(exist_ok=True)
-        return fallback
-
-
 @dataclass
 class DaemonStats:
     claimed: int = 0
@@ -240,164 +193,95 @@ class DaemonStats:
 
 
 class Daemon:
-    """See module docstring. `start()`/`stop()` for embedding, `run(stop_event)` for the CLI."""
+    """See the module docstring. `start()`/`stop()` for embedding, `run(stop_event)` for the CLI."""
 
     def __init__(
         self,
-        *,
-        inbox: Path | str,
-        outbox: Path | str,
-        archive: Path | str,
-        rejected: Path | str,
-        state_dir: Path | str,
+        filing: Filing,
         engine: EngineLike,
-        watch: str = "auto",
-        workers: int = 0,
-        lang: str = "es",
-        status_txt: bool = False,
-        stations: Iterable[str] | None = (),
-        stable_window: float = 0.2,
-        empty_timeout: float = 30.0,
-        scan_interval: float = 5.0,
-        poll_interval: float = 0.5,
-        require_done_marker: bool = False,
-        tz: Any = None,
-        after_signed: Sequence[AfterSigned] = (),
-        max_attempts: int = 3,
-        write_received: bool = True,
-        batch_size: int = 16,
-        allow_network_state: bool = False,
+        settings: DaemonConfig | None = None,
+        *,
+        stations: frozenset[str] | None = frozenset(),
+        stages: Sequence[Stage] = (),
     ) -> None:
-        self.inbox, self.outbox_dir = Path(os.path.abspath(inbox)), Path(os.path.abspath(outbox))
-        self.archive, self.rejected = Path(os.path.abspath(archive)), Path(os.path.abspath(rejected))
-        self.state_dir = Path(os.path.abspath(state_dir))
+        self.filing = filing
         self.engine = engine
-        self.watch_mode = watch
-        self.workers = workers or 2 * (os.cpu_count() or 1)
-        self.lang, self.status_txt, self.tz = lang, status_txt, tz
-        self.stations = None if stations is None else frozenset(stations)
-        self.stable_window, self.empty_timeout = stable_window, empty_timeout
-        self.scan_interval, self.poll_interval = scan_interval, poll_interval
-        self.require_done_marker = require_done_marker
-        self.after_signed = list(after_signed)
-        self.max_attempts = max_attempts
-        self.batch_size = max(1, batch_size)
-        self.write_received = write_received
-        self.allow_network_state = allow_network_state
+        self.settings = s = settings or DaemonConfig()
+        self.workers = s.workers or 2 * (os.cpu_count() or 1)
+        self.batch_size = max(1, s.batch_size)
+        self.stations = stations
+        self.stages = list(stages)
+        self.backoff = Backoff(s.retry_base, s.retry_cap)
         self.stats = DaemonStats()
-        self.journal: Journal | None = None
-        self.out: Outbox | None = None
         self.watcher: InboxWatcher | None = None
-        self.work_dir: Path | None = None
         self._dispatcher = Dispatcher()
-        self._lock = DaemonLock(self.state_dir / "daemon.lock")
-        self._inbox_lock: DaemonLock | None = None
+        self._lock = DaemonLock(filing.folders.state / "daemon.lock")
+        self._inbox_lock = DaemonLock(filing.folders.inbox / ".dtesync.lock", write_pid=False) if s.inbox_lock else None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._started = False
         self._retries: dict[int, int] = {}
-        self._pending_xml: dict[int, IssuedLike] = {}
-        # Later stages (sync.printing.service.attach): extra status-file entries, lifecycle hooks.
-        self.status_extras: list[Callable[[Doc], dict[str, Any]]] = []
-        self.on_start: list[Callable[[], None]] = []
-        self.on_stop: list[Callable[[], None]] = []
-        self._status_lock = threading.Lock()
+        self._pending: dict[int, SignedDte] = {}  # signed in memory, NAME.xml not yet written
         # Service supervision (sync.service.sd_notify): set after the first reconciliation scan;
         # the ingest loop's last beat (monotonic) tells a watchdog it is not stuck.
         self.first_scan = threading.Event()
         self.ingest_beat = 0.0
 
-    @classmethod
-    def from_config(cls, config: Any, engine: EngineLike, **overrides: Any) -> "Daemon":
-        """Build from sync.config.Config (folders, language, daemon, company.branches)."""
-        f, d = config.folders, config.daemon
-        tz = None
-        try:
-            from zoneinfo import ZoneInfo
-
-            tz = ZoneInfo(config.timezone)
-        except Exception:  # no tz database (Windows without tzdata): local time
-            tz = None
-        kw: dict[str, Any] = dict(
-            inbox=f.inbox,
-            outbox=f.outbox,
-            archive=f.archive,
-            rejected=f.rejected,
-            state_dir=f.state,
-            engine=engine,
-            watch=d.watch,
-            workers=d.workers,
-            lang=config.language,
-            status_txt=d.status_txt,
-            stations=frozenset(getattr(config.company, "branches", {}) or ())
-            | frozenset(s.name for s in getattr(getattr(config, "printing", None), "stations", ())),
-            stable_window=d.stable_window,
-            empty_timeout=d.empty_timeout,
-            scan_interval=d.scan_interval,
-            tz=tz,
-        )
-        for name in ("poll_interval", "require_done_marker", "max_attempts", "write_received", "batch_size"):
-            if hasattr(d, name):
-                kw[name] = getattr(d, name)
-        kw.update(overrides)
-        return cls(**kw)
-
     # --- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
-        """Lock, open the journal, resume unfinished documents, start watching and workers."""
-        for p in (self.inbox, self.outbox_dir, self.archive, self.rejected, self.state_dir):
-            p.mkdir(parents=True, exist_ok=True)
+        """Lock, open the Filing, resume unfinished documents, start stages, watching and workers."""
+        s = self.settings
+        folders = self.filing.folders
         self._lock.acquire()
         try:
-            self._inbox_lock = DaemonLock(self.inbox / ".dtesync.lock")
-            try:
-                self._inbox_lock.acquire()
-            except DteSyncError:
-                raise
-            except OSError as exc:  # some shares refuse locks: the state lock still holds
-                log.warning("daemon: cannot lock the inbox; relying on the state folder lock", extra={"error": str(exc)})
-                self._inbox_lock = None
-            self.journal = Journal(self.state_dir / "journal.sqlite3", allow_network=self.allow_network_state)
-            self.work_dir = choose_work_dir(self.inbox, self.state_dir)
-            self.out = Outbox(
-                self.outbox_dir, self.archive, self.rejected, lang=self.lang, status_txt=self.status_txt, tz=self.tz,
-                reserved=self.journal.reserved_paths(),
-            )
-            self.out.extras = self.status_extras
+            if self._inbox_lock is not None:
+                folders.inbox.mkdir(parents=True, exist_ok=True)
+                try:
+                    self._inbox_lock.acquire()
+                except DteSyncError:
+                    raise
+                except OSError as exc:  # some shares refuse locks: the state lock still holds
+                    log.warning("daemon: cannot lock the inbox; relying on the state folder lock",
+                                extra={"error": str(exc)})
+                    self._inbox_lock = None
+            self.filing.stages = self.stages
+            self.filing.open()
             self.watcher = InboxWatcher(
-                self.inbox,
-                mode=self.watch_mode,
+                folders.inbox,
+                mode=s.watch,
                 stations=self.stations,
-                stable_window=self.stable_window,
-                empty_timeout=self.empty_timeout,
-                scan_interval=self.scan_interval,
-                poll_interval=self.poll_interval,
-                require_marker=self.require_done_marker,
-                ignore_dirs=frozenset({str(self.work_dir)}),
+                stable_window=s.stable_window,
+                empty_timeout=s.empty_timeout,
+                scan_interval=s.scan_interval,
+                poll_interval=s.poll_interval,
+                require_marker=s.require_done_marker,
+                ignore_dirs=frozenset({str(self.filing.work_dir)}),
             )
-            self._recover()
+            resumed = self.filing.recover_claims()
+            for doc in resumed:
+                self._dispatcher.put(Dispatcher.key_for(doc), doc.id)
+            if resumed:
+                log.info("daemon: resuming unfinished documents", extra={"count": len(resumed)})
+            for stage in self.stages:
+                stage.start()
         except BaseException:
             self._release()
             raise
         self.watcher.start()
-        log.info(
-            "daemon: started",
-            extra={"inbox": str(self.inbox), "watch": self.watcher.mode, "workers": self.workers, "work": str(self.work_dir)},
-        )
-        t = threading.Thread(target=self._ingest_loop, name="dtesync-ingest", daemon=True)
-        self._threads = [t] + [
+        log.info("daemon: started", extra={"inbox": str(folders.inbox), "watch": self.watcher.mode,
+                                           "workers": self.workers, "work": str(self.filing.work_dir),
+                                           "stages": [st.name for st in self.stages]})
+        self._threads = [threading.Thread(target=self._ingest_loop, name="dtesync-ingest", daemon=True)] + [
             threading.Thread(target=self._worker_loop, name=f"dtesync-worker-{i}", daemon=True)
             for i in range(self.workers)
         ]
-        for hook in self.on_start:
-            hook()
         for t in self._threads:
             t.start()
         self._started = True
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Graceful: stop claiming, let workers finish the document in hand, release locks.
-        Documents not started yet stay in the journal and resume at the next start."""
+        """Graceful: stop claiming, let workers finish the document in hand, stop the stages,
+        release the locks. Documents not started yet stay in the journal for the next start."""
         if not self._started:
             return
         self._stopping.set()
@@ -407,19 +291,17 @@ class Daemon:
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(timeout=max(0.1, deadline - time.monotonic()))
-        for hook in self.on_stop:
+        for stage in reversed(self.stages):
             try:
-                hook()
+                stage.stop(max(1.0, deadline - time.monotonic()))
             except Exception:
-                log.exception("daemon: on_stop hook failed")
+                log.exception("daemon: a stage failed to stop", extra={"stage": stage.name})
         self._release()
         self._started = False
         log.info("daemon: stopped")
 
-    def run(
-        self, stop_event: threading.Event | None = None, *, on_tick: Callable[["Daemon"], None] | None = None,
-        tick: float = 1.0,
-    ) -> None:
+    def run(self, stop_event: threading.Event | None = None, *,
+            on_tick: Callable[[Daemon], None] | None = None, tick: float = 1.0) -> None:
         """Foreground: start, wait for `stop_event` (or SIGTERM/SIGINT), stop gracefully.
         `on_tick(daemon)` runs every `tick` s from this main loop (systemd's READY/WATCHDOG)."""
         stop_event = stop_event or threading.Event()
@@ -439,89 +321,39 @@ class Daemon:
             return False
         return time.monotonic() - self.ingest_beat < stall
 
+    def checks(self, stall: float = 30.0) -> list[Check]:
+        """The daemon's own lines of /health."""
+        alive = self._started and all(t.is_alive() for t in self._threads)
+        out = [Check("threads", "ok" if alive else "down", "" if alive else "un hilo del daemon se detuvo")]
+        beat = time.monotonic() - self.ingest_beat
+        out.append(Check("ingest", "ok" if beat < stall else "down",
+                         "" if beat < stall else f"la lectura de la bandeja no avanza hace {beat:.0f} s"))
+        return out
+
     def _release(self) -> None:
-        if self.journal:
-            self.journal.close()
-            self.journal = None
+        self.filing.close()
         if self._inbox_lock:
             self._inbox_lock.release()
         self._lock.release()
 
-    # --- recovery -----------------------------------------------------------------------------------
-    def _recover(self) -> None:
-        """Resume every unfinished row where it stopped (see sync.journal for the steps)."""
-        assert self.journal and self.work_dir
-        docs = self.journal.unfinished()
-        to_claim, to_drop = [], []
-        for doc in docs:
-            if doc.step != "claiming":
-                continue
-            work = self.work_dir / doc.work_name
-            if os.path.lexists(work):
-                to_claim.append((doc.id, _sha256_of(work)))
-            elif os.path.lexists(self.inbox / doc.rel):
-                to_drop.append(doc.id)  # the rename never happened: the scan will claim it again
-            else:
-                self.journal.gone(doc.id, "vanished before the claim completed")
-        self.journal.drop_claims(to_drop)
-        self.journal.mark_claimed(to_claim)
-        resumed = 0
-        for doc in self.journal.unfinished():
-            if doc.step in ("claimed", "decided"):
-                self._dispatcher.put(Dispatcher.key_for(doc), doc.id)
-                resumed += 1
-        if resumed:
-            log.info("daemon: resuming unfinished documents", extra={"count": resumed})
-
     # --- ingest ---------------------------------------------------------------------------------------
     def _ingest_loop(self) -> None:
-        assert self.watcher and self.journal
+        assert self.watcher
         while not self._stopping.is_set():
             try:
                 self.ingest_beat = time.monotonic()
                 batch = self.watcher.next_batch(1.0)
-                self.journal.flush()  # deferred 'filed' marks (group commit)
+                self.filing.flush()  # deferred 'filed' marks (group commit)
                 if batch and not self._stopping.is_set():
-                    self._claim(batch)
+                    for doc in self.filing.claim(batch):
+                        self.stats.claimed += 1
+                        log.info("daemon: claimed", extra={"doc": doc.id, "source": doc.rel, "sha256": doc.sha256,
+                                                           "state": doc.state})
+                        self._dispatcher.put(Dispatcher.key_for(doc), doc.id)
                 self.first_scan.set()  # the first next_batch() ran the start-up scan
             except Exception:
                 log.exception("daemon: ingest loop error; continuing")
                 self._stopping.wait(0.5)
-
-    def _claim(self, batch: list[Ready]) -> None:
-        """Claim complete files: intent in the journal, rename into work/, hash, resolve names."""
-        assert self.journal and self.work_dir
-        intents = [
-            ClaimIntent(r.folder, r.name, split_name(r.name)[0], split_name(r.name)[1], r.station, r.size, r.mode)
-            for r in batch
-        ]
-        ids = self.journal.begin_claims(intents)
-        dropped, claimed = [], []
-        for doc_id, r, it in zip(ids, batch, intents):
-            work = self.work_dir / f"{doc_id}{it.ext.lower()}"
-            try:
-                os.rename(r.path, work)  # a symlink is moved as a link, never followed
-            except FileNotFoundError:
-                dropped.append(doc_id)  # deleted meanwhile: nothing to answer
-                continue
-            except OSError as exc:  # Windows: still open by its writer; retried on a later scan
-                log.info("daemon: claim failed, will retry", extra={"file": r.rel, "error": str(exc)})
-                dropped.append(doc_id)
-                continue
-            for m in r.markers:
-                try:
-                    os.unlink(m)  # a marker is a signal, not a document
-                except OSError:
-                    pass
-            claimed.append((doc_id, _sha256_of(work)))
-        if claimed:
-            fsync_dir(self.work_dir)
-        self.journal.drop_claims(dropped)
-        docs = self.journal.mark_claimed(claimed)
-        self.stats.claimed += len(docs)
-        for doc in docs:
-            log.info("daemon: claimed", extra={"doc": doc.id, "source": doc.rel, "sha256": doc.sha256, "state": doc.state})
-            self._dispatcher.put(Dispatcher.key_for(doc), doc.id)
 
     # --- workers ----------------------------------------------------------------------------------------
     def _worker_loop(self) -> None:
@@ -539,7 +371,6 @@ class Daemon:
         engine are issued together (`issue_many`: one durable folio transaction for all); each
         document then fails, retries and is filed on its own. Every key is released exactly once,
         whatever happens (a key left busy would stall its station)."""
-        assert self.journal
         open_keys = dict(batch)
 
         def release(key: object) -> None:
@@ -555,15 +386,15 @@ class Daemon:
             to_file: list[tuple[object, Doc]] = []
             for key, doc_id in batch:
                 try:
-                    doc = self.journal.get(doc_id)
+                    doc = self.filing.get(doc_id)
                     if doc is None or not doc.unfinished:
                         release(key)
                     elif doc.step == "claimed":
-                        decided, data = self._prepare(doc)
-                        if data is not None:
-                            to_issue.append((key, decided, data))
-                        elif decided is not None:
-                            to_file.append((key, decided))
+                        prepared = self.filing.prepare(doc)
+                        if prepared.data is not None:
+                            to_issue.append((key, prepared.doc, prepared.data))
+                        elif prepared.decided is not None:
+                            to_file.append((key, prepared.decided))
                         else:
                             release(key)  # input vanished
                     else:
@@ -571,22 +402,22 @@ class Daemon:
                 except Exception as exc:
                     fail(key, doc_id, exc)
             outcomes = self._issue_many([(doc, data) for _, doc, data in to_issue])
-            decided: list[tuple[object, Decision, IssuedLike | None]] = []
-            for (key, doc, _), outcome in zip(to_issue, outcomes):
+            decided: list[tuple[object, Decision, SignedDte | None]] = []
+            for (key, doc, _), outcome in zip(to_issue, outcomes, strict=True):
                 try:
                     decided.append((key, *self._decision(doc, outcome)))
                 except Exception as exc:
                     fail(key, doc.id, exc)
             if decided:
                 try:
-                    docs = self.journal.decide_many([decision for _, decision, _ in decided])  # one commit
+                    docs = self.filing.decide_many([decision for _, decision, _ in decided])  # one commit
                 except Exception as exc:
                     for key, decision, _ in decided:
                         fail(key, decision.doc_id, exc)
                 else:
-                    for (key, _, issued), doc in zip(decided, docs):
+                    for (key, _, dte), doc in zip(decided, docs, strict=True):
                         to_file.append((key, doc))
-                        self._recorded(doc, issued)
+                        self._recorded(doc, dte)
             for key, doc in to_file:
                 try:
                     self._file(doc)
@@ -604,198 +435,70 @@ class Daemon:
             log.warning("daemon: transient failure; retrying", extra={"doc": doc_id, "error": str(exc)})
         else:
             log.error("daemon: unexpected failure; retrying", exc_info=exc, extra={"doc": doc_id})
-        self._dispatcher.later(key, doc_id, self._backoff(doc_id))
-        self._dispatcher.done(key, retry_pending=True)
-
-    def _backoff(self, doc_id: int) -> float:
         n = self._retries[doc_id] = self._retries.get(doc_id, 0) + 1
         self.stats.retries += 1
-        return min(0.25 * 2**n, 30.0)
+        self._dispatcher.later(key, doc_id, self.backoff.delay(n))
+        self._dispatcher.done(key, retry_pending=True)
 
-    def _prepare(self, doc: Doc) -> tuple[Doc | None, bytes | None]:
-        """A claimed input up to the engine: (doc, data) to issue; (decided doc, None) when it is
-        decided without the engine (duplicate, NAME_IN_PROGRESS, unreadable); (None, None) if gone."""
-        assert self.journal and self.out
-        if doc.state == "duplicate":
-            final = self.out.choose_final_path(doc, rejected=False, now=time.time())
-            return self.journal.decide(doc.id, "duplicate", final_path=str(final)), None
-        if doc.state == "rejected_input":  # a NAME_IN_PROGRESS conflict, decided at claim time
-            final = self.out.choose_final_path(doc, rejected=True, now=time.time())
-            return self.journal.decide(doc.id, "rejected_input", final_path=str(final)), None
-        for old in self.journal.superseding(doc.folder, doc.out_stem):
-            self.out.archive_results(old)
-            self.journal.supersede_done(old.id)
-        if self.write_received:
-            self._write_status(doc)
-        data, errors = self._read_input(doc)
-        if data is not None:
-            return doc, data
-        if errors is None:
-            return None, None
-        return self._record(doc, DteSyncErrors(errors), state="rejected_input"), None
-
-    def _read_input(self, doc: Doc) -> tuple[bytes | None, list[DteSyncError] | None]:
-        """The claimed file's bytes, or why it cannot be an input; (None, None) if it vanished."""
-        assert self.journal and self.work_dir
-        work = self.work_dir / doc.work_name
-        mode = doc.mode or 0
-        if stat.S_ISLNK(mode):
-            try:
-                target = os.readlink(work)
-            except OSError:
-                target = "?"
-            return None, [DteSyncError("INPUT_SYMLINK", found=target, source=doc.rel)]
-        if not stat.S_ISREG(mode):
-            return None, [DteSyncError("INPUT_UNKNOWN_FORMAT", expected="un archivo regular", found="archivo especial", source=doc.rel)]
-        if doc.ext.lower() not in INPUT_EXTENSIONS:
-            return None, [
-                DteSyncError("INPUT_UNKNOWN_FORMAT", expected=", ".join(INPUT_EXTENSIONS), found=doc.ext or doc.name, source=doc.rel)
-            ]
-        try:
-            data = work.read_bytes()
-        except FileNotFoundError:
-            log.error("daemon: claimed input disappeared from the work folder", extra={"doc": doc.id, "source": doc.rel})
-            self.journal.gone(doc.id, "claimed input disappeared")
-            return None, None
-        if not data:
-            return None, [DteSyncError("INPUT_EMPTY", source=doc.rel)]
-        return data, None
-
-    def _issue_many(self, items: list[tuple[Doc, bytes]]) -> list[Any]:
-        """The engine's outcome per (doc, data): an IssuedLike or the exception. The doc_key is
-        durable (journal id + content hash): after a crash the same document gets its folio back."""
+    def _issue_many(self, items: list[tuple[Doc, bytes]]) -> list[SignedDte | BaseException]:
+        """The engine's outcome per (doc, data). The doc_key is durable (journal id + content
+        hash): after a crash the same document gets its folio back."""
         if not items:
             return []
-        keys = [(d.rel, f"{d.id}:{d.sha256}", d.station) for d, _ in items]
-        issue_many = getattr(self.engine, "issue_many", None)
-        if issue_many is not None:
-            try:
-                outcomes = issue_many([Request(data, rel, key, station) for (_, data), (rel, key, station) in zip(items, keys)])
-            except Exception as exc:  # the batch itself failed (the folio store, a bug): not any input's fault
-                log.error("daemon: engine batch failed; each document retries", exc_info=exc)
-                return [_BatchFailed(f"{type(exc).__name__}: {exc}") for _ in items]
-            if len(outcomes) != len(items):
-                return [_BatchFailed(f"engine returned {len(outcomes)} outcomes for {len(items)} inputs") for _ in items]
-            return outcomes
-        outcomes: list[Any] = []
-        for (_, data), (rel, key, station) in zip(items, keys):
-            try:
-                outcomes.append(self.engine.issue(data, rel, doc_key=key, station=station))
-            except Exception as exc:
-                outcomes.append(exc)
+        requests = [Request(data, d.rel, f"{d.id}:{d.sha256}", d.station) for d, data in items]
+        try:
+            outcomes = list(self.engine.issue_many(requests))
+        except Exception as exc:  # the batch itself failed (the folio store, a bug): not any input's fault
+            log.error("daemon: engine batch failed; each document retries", exc_info=exc)
+            return [_BatchFailed(f"{type(exc).__name__}: {exc}") for _ in items]
+        if len(outcomes) != len(items):
+            return [_BatchFailed(f"engine returned {len(outcomes)} outcomes for {len(items)} inputs") for _ in items]
         return outcomes
 
-    def _record(self, doc: Doc, outcome: Any, state: str | None = None) -> Doc:
-        """Journal one document's outcome (see `_decision`)."""
-        assert self.journal
-        decision, issued = self._decision(doc, outcome, state)
-        (doc,) = self.journal.decide_many([decision])
-        self._recorded(doc, issued)
-        return doc
-
-    def _decision(self, doc: Doc, outcome: Any, state: str | None = None) -> tuple[Decision, IssuedLike | None]:
-        """The engine's outcome as the document's decision (signed or rejected) and destination.
-        A failure that is not the input's fault raises _Retry, up to max_attempts."""
-        assert self.journal and self.out
-        if not isinstance(outcome, BaseException):
-            final = self.out.choose_final_path(doc, rejected=False, now=time.time())
-            return Decision(
-                doc.id, "signed", str(final), tipo_dte=outcome.tipo_dte, folio=outcome.folio,
-                rut_emisor=outcome.rut_emisor, monto_total=outcome.monto_total,
-            ), outcome
-        if isinstance(outcome, (DteSyncError, DteSyncErrors)):
-            errors = as_error_list(outcome, doc.rel)
-            env = any(e.code.startswith(_ENVIRONMENT_PREFIXES) for e in errors)
-            state = state or ("error" if env else "rejected_input")
-        else:
-            attempts = self.journal.bump_attempts(doc.id)
-            if attempts < self.max_attempts:
+    def _decision(self, doc: Doc, outcome: SignedDte | BaseException) -> tuple[Decision, SignedDte | None]:
+        """A typed outcome is the Filing's decision; anything else is retried up to
+        max_attempts, then filed as an error."""
+        if isinstance(outcome, BaseException) and not isinstance(outcome, (DteSyncError, DteSyncErrors)):
+            if self.filing.bump_attempts(doc.id) < self.settings.max_attempts:
                 raise _Retry(f"engine: {type(outcome).__name__}: {outcome}") from outcome
-            log.error("daemon: engine keeps failing; giving up", exc_info=outcome, extra={"doc": doc.id, "source": doc.rel})
-            errors, state = as_error_list(outcome, doc.rel), "error"
-        final = self.out.choose_final_path(doc, rejected=True, now=time.time())
-        return Decision(doc.id, state, str(final), errors=errors), None
+            log.error("daemon: engine keeps failing; giving up", exc_info=outcome,
+                      extra={"doc": doc.id, "source": doc.rel})
+            return self.filing.give_up(doc, outcome), None
+        return self.filing.decision(doc, outcome)
 
-    def _recorded(self, doc: Doc, issued: IssuedLike | None) -> None:
+    def _recorded(self, doc: Doc, dte: SignedDte | None) -> None:
         self.stats.decided += 1
-        if issued is None:
+        if dte is None:
             log.info("daemon: rejected", extra={
                 "doc": doc.id, "source": doc.rel, "state": doc.state, "codes": [e["code"] for e in doc.error_list]})
             return
         log.info("daemon: signed", extra={"doc": doc.id, "source": doc.rel, "tipo_dte": doc.tipo_dte, "folio": doc.folio})
-        self._pending_xml[doc.id] = issued
+        self._pending[doc.id] = dte
 
-    def _issue(self, doc: Doc) -> IssuedLike | None:
+    def _reissue(self, doc: Doc) -> SignedDte | None:
         """Issue one already-decided document again (after a crash its XML was never written):
         the engine is idempotent per doc_key, so it gets the same folio."""
-        assert self.journal
-        data, _ = self._read_input(doc)
+        data, _ = self.filing.read_input(doc)
         if data is None:
             return None
         (outcome,) = self._issue_many([(doc, data)])
         if not isinstance(outcome, BaseException):
             return outcome
-        if self.journal.bump_attempts(doc.id) < self.max_attempts:
+        if self.filing.bump_attempts(doc.id) < self.settings.max_attempts:
             raise _Retry(f"engine on resume: {type(outcome).__name__}: {outcome}") from outcome
         log.error("daemon: cannot rewrite the signed XML after a crash; filing without it", exc_info=outcome,
                   extra={"doc": doc.id, "source": doc.rel})
         return None
 
-    def _call_after_signed(self, doc: Doc, issued: IssuedLike | None) -> None:
-        for cb in self.after_signed:
-            try:
-                cb(doc, issued)
-            except Exception:
-                log.exception("daemon: after_signed callback failed", extra={"doc": doc.id})
-
     def _file(self, doc: Doc) -> None:
-        """Write the final status, move the input to archive/ or rejected/, mark filed."""
-        assert self.journal and self.out and self.work_dir and doc.final_path
-        issued = self._pending_xml.pop(doc.id, None)
-        if doc.state == "signed" and issued is None and not self.out.has_xml(doc):
-            issued = self._issue(doc)  # after a crash: the engine is idempotent per doc_key
-        if doc.state != "duplicate":
-            self.out.write_status(doc, self.journal.history(doc.id), issued.dte_xml if issued else None)
-        if doc.state == "signed":
-            self._call_after_signed(doc, issued)
-        work = self.work_dir / doc.work_name
-        try:
-            self.out.file_input(work, Path(doc.final_path))
-        except FileNotFoundError:
-            log.error("daemon: input missing when filing", extra={"doc": doc.id, "source": doc.rel})
-        self.journal.filed(doc.id, defer=self._dispatcher.pending() > 1)  # group commit under load only
-        self.out.release(doc.final_path)
-        if doc.state == "duplicate" and doc.dup_of is not None:
-            orig = self.journal.get(doc.dup_of)
-            if orig is not None and orig.step == "filed":
-                self._write_status(orig)  # answer again with the existing result
+        dte = self._pending.pop(doc.id, None)
+        if dte is None and self.filing.needs_xml(doc):
+            dte = self._reissue(doc)  # after a crash: the engine is idempotent per doc_key
+        self.filing.file(doc, dte, defer_commit=self._dispatcher.pending() > 1)  # group commit under load only
 
-    def _write_status(self, doc: Doc) -> None:
-        assert self.journal and self.out
-        self.out.write_status(doc, self.journal.history(doc.id))
-
-    # --- API for later stages and for `dtesync status` / `queue` ---------------------------------------
-    def update_state(self, doc_id: int, state: str, note: str | None = None, **values: Any) -> Doc:
-        """Move a document to a later public state (queued, sent, accepted...) and rewrite its
-        status file (in the outbox, or beside its archived input if superseded)."""
-        assert self.journal and self.out
-        with self._status_lock:
-            doc = self.journal.set_state(doc_id, state, note, **values)
-            self._write_status(doc)
-        return doc
-
-    def refresh_status(self, doc_id: int) -> None:
-        """Rewrite a filed document's status file from the journal (a later stage's entry,
-        e.g. `print`, changed). Serialized with update_state so the newest state wins."""
-        assert self.journal and self.out
-        with self._status_lock:
-            doc = self.journal.get(doc_id)
-            if doc is not None and doc.state not in ("received", "duplicate"):
-                self._write_status(doc)
-
+    # --- views ----------------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        assert self.journal
-        snap = journal_snapshot(self.journal, self.lang)
+        snap = self.filing.snapshot()
         snap.update(
             watch_mode=self.watcher.mode if self.watcher else None,
             observer_restarts=self.watcher.observer_restarts if self.watcher else 0,
@@ -804,35 +507,11 @@ class Daemon:
         return snap
 
     def queue(self) -> list[dict[str, Any]]:
-        assert self.journal
-        return journal_queue(self.journal)
+        return self.filing.queue()
 
     def idle(self) -> bool:
         """Nothing claimed is left to do (the inbox itself may still hold files)."""
-        return self._dispatcher.pending() == 0 and (self.journal is None or not self.journal.unfinished())
-
-
-def journal_snapshot(journal: Journal, lang: str = "es", last: int = 10) -> dict[str, Any]:
-    """Counts by state and the last errors, from the journal alone (usable without a daemon)."""
-    return {
-        "counts": journal.counts(),
-        "steps": journal.step_counts(),
-        "last_errors": [
-            {"id": d.id, "source": d.rel, "state": d.state, "updated_at": d.updated_at, "errors": render_errors(d, lang)}
-            for d in journal.last_errors(last)
-        ],
-    }
-
-
-def journal_queue(journal: Journal, now: float | None = None) -> list[dict[str, Any]]:
-    now = time.time() if now is None else now
-    return [
-        {
-            "id": d.id, "source": d.rel, "station": d.station, "step": d.step, "state": d.state,
-            "attempts": d.attempts, "age_s": round(now - d.created_at, 3),
-        }
-        for d in journal.unfinished()
-    ]
+        return self._dispatcher.pending() == 0 and (not self._started or not self.filing.unfinished())
 
 
 def install_signal_handlers(stop_event: threading.Event) -> None:
@@ -846,21 +525,3 @@ def install_signal_handlers(stop_event: threading.Event) -> None:
         sig = getattr(signal, name, None)
         if sig is not None:
             signal.signal(sig, handler)
-
-
-def _sha256_of(path: Path) -> str:
-    """sha256 of a claimed input; a link hashes its target text, a FIFO/device nothing
-    (opening a FIFO would block the ingest thread forever)."""
-    try:
-        st = os.lstat(path)
-        if stat.S_ISLNK(st.st_mode):
-            return hashlib.sha256(os.readlink(path).encode("utf-8", "surrogateescape")).hexdigest()
-        if not stat.S_ISREG(st.st_mode):
-            return hashlib.sha256(b"").hexdigest()
-        h = hashlib.sha256()
-        with open(path, "rb", buffering=0) as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
-    except OSError:
-        return hashlib.sha256(b"").hexdigest()

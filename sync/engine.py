@@ -15,29 +15,26 @@ threads (lxml trees are per call, the folio store serializes its writes).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Callable, Sequence, Union
 from zoneinfo import ZoneInfo
 
 from lxml import etree
 
 from sync import schema
 from sync.config import Branch, Company, Config
-from sync.dte.build import SII_NS, build_documento
+from sync.dte.build import build_documento
 from sync.envio import NSMAP, Caratula, build_envio, envelope_part, new_dte_root, sign_dte_canonical, to_bytes
 from sync.errors import DteSyncError, DteSyncErrors
+from sync.folios.caf import Caf
 from sync.folios.store import FolioStore
-from sync.model import (
-    BOLETA_TYPES,
-    NOTE_TYPES,
-    Documento,
-    Emisor,
-    Receptor,
-)
+from sync.model import Documento, Emisor, Receptor, Referencia, required
 from sync.parse import parse_document
 from sync.rut import Rut
+from sync.signed import SignedDte
 from sync.signing import Certificate
+from sync.sii import SII_NS, SII_Q
 from sync.timbre import stamp_with_bytes
 from sync.totals import complete_totals
 
@@ -46,23 +43,7 @@ log = logging.getLogger("dtesync.engine")
 # Boletas to an unidentified buyer carry this RUT (Formato Boletas: "66666666-6").
 ANONYMOUS_RUT = Rut(66666666, "6")
 ANONYMOUS_NAME = "CONSUMIDOR FINAL"
-_Q = "{" + SII_NS + "}"
-_FOLIO_PATH = f"{_Q}Encabezado/{_Q}IdDoc/{_Q}Folio"
-
-
-@dataclass
-class Issued:
-    """A signed document, ready for the outbox, the printer and the uplink."""
-
-    documento: Documento
-    tipo_dte: int
-    folio: int
-    rut_emisor: str
-    monto_total: int
-    dte: etree._Element  # the signed <DTE> tree
-    dte_xml: bytes  # the same, serialized (ISO-8859-1, with declaration)
-    ted: bytes  # flattened <TED>, the PDF417 payload
-    dte_c14n: bytes | None = None  # C14N of the standalone DTE, for envelopes (envio.envelope_part)
+_FOLIO_PATH = f"{SII_Q}Encabezado/{SII_Q}IdDoc/{SII_Q}Folio"
 
 
 @dataclass(frozen=True)
@@ -75,7 +56,9 @@ class Request:
     station: str | None = None
 
 
-Outcome = Union[Issued, Exception]
+Outcome = SignedDte | Exception  # per request: the signed document, or why there is none
+Prepared = tuple[Documento, etree._Element]  # the completed model and its unsigned Documento
+Taken = tuple[int, Caf]  # a folio and the CAF that authorizes it
 
 
 class Engine:
@@ -95,23 +78,26 @@ class Engine:
         self._clock = clock or (lambda: datetime.now(self.tz))
 
     @classmethod
-    def from_config(cls, config: Config, folios: FolioStore, certificate: Certificate, **kw: Any) -> "Engine":
-        return cls(config.company, folios, certificate, timezone=config.timezone, **kw)
+    def from_config(
+        cls, config: Config, folios: FolioStore, certificate: Certificate, *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> Engine:
+        return cls(config.company, folios, certificate, timezone=config.timezone, clock=clock)
 
     def now(self) -> datetime:
         """Local wall-clock time, naive, as the SII writes TSTED/TmstFirma."""
         return self._clock().astimezone(self.tz).replace(tzinfo=None, microsecond=0)
 
     # ---- the whole flow -------------------------------------------------------------------
-    def issue(self, data: bytes, source: str, *, doc_key: str, station: str | None = None) -> Issued:
-        """One input -> one Issued, or the input's typed error raised."""
+    def issue(self, data: bytes, source: str, *, doc_key: str, station: str | None = None) -> SignedDte:
+        """One input -> one SignedDte, or the input's typed error raised."""
         (outcome,) = self.issue_many([Request(data, source, doc_key, station)])
-        if isinstance(outcome, BaseException):
+        if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
     def issue_many(self, requests: Sequence[Request]) -> list[Outcome]:
-        """Several inputs at once, one outcome per request in order: Issued or the exception.
+        """Several inputs at once, one outcome per request in order: SignedDte or the exception.
 
         The same flow as `issue`, with the durable folio allocation of the whole batch in one
         transaction and the folios marked used in another: a backlog pays one fsync per batch,
@@ -119,7 +105,7 @@ class Engine:
         so a bad input in the batch never burns a folio; the others go on.
         """
         now = self.now()
-        prepared = []
+        prepared: list[tuple[str, Prepared | Exception]] = []
         for req in requests:
             try:
                 doc = parse_document(req.data, req.source)
@@ -127,23 +113,21 @@ class Engine:
             except Exception as exc:
                 prepared.append((req.doc_key, exc))
         outcomes = self._issue_prepared(prepared, now)
-        for req, outcome in zip(requests, outcomes):
+        for req, outcome in zip(requests, outcomes, strict=True):
             if isinstance(outcome, (DteSyncError, DteSyncErrors)):
                 for e in outcome.errors if isinstance(outcome, DteSyncErrors) else (outcome,):
                     e.source = e.source or req.source
         return outcomes
 
-    def _issue_prepared(self, prepared: list[tuple[str, Any]], now: datetime) -> list[Outcome]:
+    def _issue_prepared(self, prepared: list[tuple[str, Prepared | Exception]], now: datetime) -> list[Outcome]:
         """Folios for every prepared document, then TED + signature + XSD each, then mark used."""
-        folios = self._take_folios(prepared, now)
         outcomes: list[Outcome] = []
         used: list[tuple[int, int]] = []
-        for (_, item), taken in zip(prepared, folios):
-            if isinstance(taken, BaseException):
-                outcomes.append(taken)
+        for work in self._take_folios(prepared, now):
+            if isinstance(work, Exception):
+                outcomes.append(work)
                 continue
-            doc, documento = item
-            folio, caf = taken
+            (doc, documento), (folio, caf) = work
             try:
                 outcomes.append(self._stamp_and_sign(doc, documento, folio, caf, now))
                 used.append((doc.tipo_dte, folio))
@@ -157,67 +141,92 @@ class Engine:
                 outcomes.append(exc)
         problems = iter(self.folios.mark_used_many(used) if used else ())
         return [
-            (next(problems) or outcome) if isinstance(outcome, Issued) else outcome for outcome in outcomes
+            (next(problems) or outcome) if isinstance(outcome, SignedDte) else outcome for outcome in outcomes
         ]
 
-    def _take_folios(self, prepared: list[tuple[str, Any]], now: datetime) -> list[Any]:
-        """(folio, caf) or the exception per prepared document. Folios the inputs name are
-        claimed first, so an automatic pick in the same batch never takes one of them; the
-        automatic ones are then allocated in one transaction."""
-        taken: list[Any] = [item if isinstance(item, BaseException) else None for _, item in prepared]
+    def _take_folios(
+        self, prepared: list[tuple[str, Prepared | Exception]], now: datetime
+    ) -> list[tuple[Prepared, Taken] | Exception]:
+        """Per prepared document, the document with its (folio, caf), or the exception. Folios
+        the inputs name are claimed first, so an automatic pick in the same batch never takes one
+        of them; the automatic ones are then allocated in one transaction."""
+        taken: dict[int, Taken | Exception] = {}
+        wanted: list[tuple[int, int, str]] = []  # (position, TipoDTE, doc_key) to allocate
         for i, (doc_key, item) in enumerate(prepared):
-            if taken[i] is None and item[0].folio is not None:
-                doc = item[0]
-                try:
-                    taken[i] = (int(doc.folio), self.folios.claim(doc.tipo_dte, int(doc.folio), doc_key, now=now.date()))
-                except Exception as exc:
-                    taken[i] = exc
-        wanted = [(i, item[0].tipo_dte, doc_key) for i, (doc_key, item) in enumerate(prepared) if taken[i] is None]
+            if isinstance(item, Exception):
+                continue
+            doc = item[0]
+            if doc.folio is None:
+                wanted.append((i, doc.tipo_dte, doc_key))
+                continue
+            try:
+                taken[i] = (doc.folio, self.folios.claim(doc.tipo_dte, doc.folio, doc_key, now=now.date()))
+            except Exception as exc:
+                taken[i] = exc
         if wanted:
             allocated = self.folios.allocate_many([(tipo, key) for _, tipo, key in wanted], now.date())
-            for (i, _, _), result in zip(wanted, allocated):
-                taken[i] = result
-        return taken
+            taken.update((i, result) for (i, _, _), result in zip(wanted, allocated, strict=True))
+        work: list[tuple[Prepared, Taken] | Exception] = []
+        for i, (_, item) in enumerate(prepared):
+            if isinstance(item, Exception):
+                work.append(item)
+                continue
+            folio = taken[i]
+            work.append(folio if isinstance(folio, Exception) else (item, folio))
+        return work
 
-    def _stamp_and_sign(self, doc: Documento, documento: etree._Element, folio: int, caf: Any, now: datetime) -> Issued:
+    def _stamp_and_sign(self, doc: Documento, documento: etree._Element, folio: int, caf: Caf,
+                        now: datetime) -> SignedDte:
         tipo = doc.tipo_dte
-        doc.encabezado.id_doc.folio = folio
-        documento.find(_FOLIO_PATH).text = str(folio)
+        doc.id_doc.folio = folio
+        folio_el = documento.find(_FOLIO_PATH)
+        if folio_el is None:  # build_documento always writes it (SUPPLIED_BY_ENGINE)
+            raise DteSyncError("FIELD_REQUIRED", field="Folio", path="Documento/Encabezado/IdDoc/Folio")
+        folio_el.text = str(folio)
         documento.set("ID", f"F{folio}T{tipo}")
-        receptor = doc.encabezado.receptor
+        receptor, totales = doc.receptor, doc.totales
+        rut_recep = required(receptor.rut_recep, "RUTRecep", "Documento/Encabezado/Receptor/RUTRecep")
+        fch_emis = required(doc.id_doc.fch_emis, "FchEmis", "Documento/Encabezado/IdDoc/FchEmis")
+        mnt_total = required(totales.mnt_total, "MntTotal", "Documento/Encabezado/Totales/MntTotal")
         ted, ted_bytes = stamp_with_bytes(
             caf,
             namespace=SII_NS,
             tipo_dte=tipo,
             folio=folio,
-            fch_emis=doc.encabezado.id_doc.fch_emis,
-            rut_recep=receptor.rut_recep,
+            fch_emis=fch_emis,
+            rut_recep=rut_recep,
             rzn_soc_recep=receptor.rzn_soc_recep or ANONYMOUS_NAME,
-            mnt_total=int(doc.encabezado.totales.mnt_total),
-            it1=doc.detalle[0].nmb_item,
+            mnt_total=mnt_total,
+            it1=doc.detalle[0].nmb_item or "",
             tsted=now,
         )
         documento.append(ted)
-        etree.SubElement(documento, _Q + "TmstFirma").text = now.strftime("%Y-%m-%dT%H:%M:%S")
+        etree.SubElement(documento, SII_Q + "TmstFirma").text = now.strftime("%Y-%m-%dT%H:%M:%S")
         root = new_dte_root()
         canonical = sign_dte_canonical(root, self.certificate, documento)
         schema.validate(root)
-        return Issued(
-            documento=doc,
+        return SignedDte(
             tipo_dte=tipo,
             folio=folio,
-            rut_emisor=str(doc.encabezado.emisor.rut_emisor),
-            monto_total=int(doc.encabezado.totales.mnt_total),
-            dte=root,
+            rut_emisor=str(required(doc.emisor.rut_emisor, "RUTEmisor", "Documento/Encabezado/Emisor/RUTEmisor")),
+            rut_receptor=str(rut_recep),
+            fch_emis=fch_emis,
+            monto_total=mnt_total,
             dte_xml=to_bytes(root),
             ted=ted_bytes,
+            mnt_neto=totales.mnt_neto or 0,
+            mnt_exe=totales.mnt_exe or 0,
+            iva=totales.iva or 0,
+            rzn_soc_recep=receptor.rzn_soc_recep or "",
+            dte=root,
             dte_c14n=canonical,
+            _documento=doc,
         )
 
     # ---- envelopes ---------------------------------------------------------------------
-    def envelope(self, issued: list[Issued]) -> bytes:
+    def envelope(self, issued: Sequence[SignedDte]) -> bytes:
         """A signed EnvioDTE (or EnvioBOLETA) with these DTEs, Caratula from the config."""
-        boleta = bool(issued) and issued[0].tipo_dte in BOLETA_TYPES
+        boleta = bool(issued) and issued[0].is_boleta
         caratula = Caratula(
             rut_emisor=self.company.rut,
             fch_resol=self.company.fch_resol,
@@ -229,7 +238,7 @@ class Engine:
 
 
 # ---- pure preparation steps (no I/O, no clock) ----------------------------------------
-def _prepared(engine: Engine, doc: Documento, station: str | None, now: datetime) -> tuple[Documento, etree._Element]:
+def _prepared(engine: Engine, doc: Documento, station: str | None, now: datetime) -> Prepared:
     """Defaults, rules, totals and the unsigned Documento (Folio still a placeholder): every
     input error is raised here, before a folio is taken. The Documento is the root of its own
     document declaring the DTE's namespaces, so it is signed without a copy (sign_dte_canonical)."""
@@ -249,9 +258,10 @@ def prepare(doc: Documento, company: Company, branch: Branch | None, *, today: d
     complete_totals(doc)
 
 
-def apply_company_defaults(doc: Documento, company: Company, branch: Branch | None, errors: list) -> None:
+def apply_company_defaults(doc: Documento, company: Company, branch: Branch | None,
+                           errors: list[DteSyncError]) -> None:
     """The ERP may omit everything the config knows about the issuer."""
-    enc = doc.encabezado
+    enc = doc.enc
     emisor = enc.emisor = enc.emisor or Emisor()
     if emisor.rut_emisor is None:
         emisor.rut_emisor = company.rut
@@ -261,13 +271,13 @@ def apply_company_defaults(doc: Documento, company: Company, branch: Branch | No
         )
     emisor.rzn_soc = emisor.rzn_soc or company.razon_social
     emisor.giro_emis = emisor.giro_emis or company.giro
-    if doc.tipo_dte not in BOLETA_TYPES:
+    if not doc.is_boleta:
         emisor.acteco = emisor.acteco or list(company.acteco)
         if company.telefono and not emisor.telefono:
             emisor.telefono = [company.telefono]
         emisor.correo_emisor = emisor.correo_emisor or company.correo
     if branch is not None:
-        if doc.tipo_dte not in BOLETA_TYPES:
+        if not doc.is_boleta:
             emisor.sucursal = emisor.sucursal or branch.sucursal
         emisor.cdg_sii_sucur = emisor.cdg_sii_sucur or branch.cdg_sii_sucur
         emisor.dir_origen = emisor.dir_origen or branch.direccion
@@ -279,14 +289,14 @@ def apply_company_defaults(doc: Documento, company: Company, branch: Branch | No
 
 
 def apply_document_defaults(doc: Documento, today: date) -> None:
-    enc = doc.encabezado
-    id_doc = enc.id_doc
+    enc = doc.enc
+    id_doc = doc.id_doc
     id_doc.fch_emis = id_doc.fch_emis or today
-    if doc.tipo_dte in BOLETA_TYPES:
+    if doc.is_boleta:
         # 3 = boletas de venta y servicios: the usual retail case (Formato Boletas, IndServicio).
         id_doc.ind_servicio = id_doc.ind_servicio or 3
-        enc.receptor = enc.receptor or Receptor()
-        enc.receptor.rut_recep = enc.receptor.rut_recep or ANONYMOUS_RUT
+        receptor = enc.receptor = enc.receptor or Receptor()
+        receptor.rut_recep = receptor.rut_recep or ANONYMOUS_RUT
     for i, det in enumerate(doc.detalle, 1):
         det.nro_lin_det = det.nro_lin_det or i
     for i, ref in enumerate(doc.referencia, 1):
@@ -295,15 +305,15 @@ def apply_document_defaults(doc: Documento, today: date) -> None:
         dr.nro_lin_dr = dr.nro_lin_dr or i
 
 
-def check_rules(doc: Documento, errors: list) -> None:
-    if doc.tipo_dte in NOTE_TYPES and not doc.referencia:
+def check_rules(doc: Documento, errors: list[DteSyncError]) -> None:
+    if doc.tipo.is_note and not doc.referencia:
         errors.append(DteSyncError("REFERENCIA_REQUIRED", field="Referencia", params={"tipo_dte": doc.tipo_dte}))
-    if doc.tipo_dte not in BOLETA_TYPES:
+    if not doc.is_boleta:
         for i, ref in enumerate(doc.referencia, 1):
             check_cod_ref(ref, i, errors)
 
 
-def check_cod_ref(ref: Any, line: int, errors: list) -> None:
+def check_cod_ref(ref: Referencia, line: int, errors: list[DteSyncError]) -> None:
     """DTE_v10.xsd: CodRef is 1 (anula), 2 (corrige texto) or 3 (corrige montos); in boletas it
     is free text (the SII's certification sets use `SET`). Checked here, before a folio."""
     code = ref.cod_ref

@@ -18,25 +18,27 @@ receivers do not.)
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 from lxml import etree
 
+from sync import safexml
 from sync.errors import DteSyncError
 from sync.rut import SII_RUT, Rut
 from sync.signing.certificate import Certificate
-from sync.signing.xmldsig import SII_NS, XSI_NS, sign_after, sign_canonical, sign_into, sign_into_canonical
-from sync import safexml
+from sync.signing.xmldsig import NsMap, sign_after, sign_canonical, sign_into, sign_into_canonical
+from sync.sii import BOLETA_TYPES as BOLETA_TYPES  # re-exported for sync.uplink.docref
+from sync.sii import SII_NS, SII_Q, XSI_NS, is_boleta
 
 XML_HEADER = b'<?xml version="1.0" encoding="ISO-8859-1"?>\n'
-NSMAP = {None: SII_NS, "xsi": XSI_NS}
+NSMAP: NsMap = {None: SII_NS, "xsi": XSI_NS}
 MAX_DTE = 2000  # EnvioDTE_v10.xsd: DTE maxOccurs
 MAX_BOLETA = 500  # EnvioBOLETA_v11.xsd: DTE maxOccurs
-BOLETA_TYPES = frozenset({39, 41})
-_S = "{%s}" % SII_NS
+_S = SII_Q
 
 
 def new_dte_root() -> etree._Element:
@@ -101,11 +103,11 @@ _TIPO_PATH = (_S + "Documento", _S + "Encabezado", _S + "IdDoc", _S + "TipoDTE")
 def _tipo_dte(dte: etree._Element) -> int:
     el = dte
     for tag in _TIPO_PATH:  # each the first child as the schema orders them: no path search
-        el = el[0] if len(el) else None
-        if el is None or el.tag != tag:
+        if not len(el) or el[0].tag != tag:
             break
+        el = el[0]
     else:
-        return int(el.text)
+        return int(el.text or "")
     text = dte.findtext(f"{_S}Documento/{_S}Encabezado/{_S}IdDoc/{_S}TipoDTE")
     if text is None:
         raise ValueError("a DTE without Documento/Encabezado/IdDoc/TipoDTE in the SiiDte namespace")
@@ -135,7 +137,7 @@ def _sub(parent: etree._Element, tag: str, text: str) -> None:
 
 
 def build_envio(
-    signed_dtes: Iterable["bytes | etree._Element | EnvelopePart"], caratula: Caratula, cert: Certificate, *,
+    signed_dtes: Iterable[bytes | etree._Element | EnvelopePart], caratula: Caratula, cert: Certificate, *,
     boleta: bool,
 ) -> bytes:
     """A signed EnvioDTE (or EnvioBOLETA) holding the DTEs unchanged, as ISO-8859-1 bytes.
@@ -150,8 +152,9 @@ def build_envio(
     _check_count(len(dtes), boleta)
     parts = [d if isinstance(d, EnvelopePart) else envelope_part(d) if isinstance(d, (bytes, bytearray)) else None
              for d in dtes]
-    if all(parts):
-        return _assemble(parts, caratula, cert, boleta=boleta)  # type: ignore[arg-type]
+    ready = [p for p in parts if p is not None]
+    if len(ready) == len(parts):
+        return _assemble(ready, caratula, cert, boleta=boleta)
     return _build_envio_tree([d.standalone if isinstance(d, EnvelopePart) else d for d in dtes], caratula, cert, boleta=boleta)
 
 
@@ -163,8 +166,8 @@ def _check_count(count: int, boleta: bool) -> None:
         raise DteSyncError("TOO_MANY", field=f"{name}/SetDTE/DTE", found=count, expected=limit)
 
 
-def _check_types(counts: Counter, boleta: bool) -> None:
-    wrong = sorted(t for t in counts if (t in BOLETA_TYPES) != boleta)
+def _check_types(counts: Counter[int], boleta: bool) -> None:
+    wrong = sorted(t for t in counts if is_boleta(t) != boleta)
     if wrong:
         expected = "39, 41" if boleta else "tipos distintos de 39 y 41 (boletas van en EnvioBOLETA)"
         raise DteSyncError("TIPO_DTE_UNSUPPORTED", field="TipoDTE", found=wrong[0], expected=expected)
@@ -243,7 +246,7 @@ def _assemble(forms: list[EnvelopePart], caratula: Caratula, cert: Certificate, 
 _XSD = {True: "EnvioBOLETA_v11.xsd", False: "EnvioDTE_v10.xsd"}
 
 
-def _set_dte_head(caratula: Caratula, rut_envia: Rut, counts: Counter) -> etree._Element:
+def _set_dte_head(caratula: Caratula, rut_envia: Rut, counts: Counter[int]) -> etree._Element:
     """`<SetDTE ID="SetDoc">` (a root declaring NSMAP) holding the Caratula, no DTE yet."""
     set_dte = etree.Element(_S + "SetDTE", ID="SetDoc", nsmap=NSMAP)
     set_dte.text = "\n"
@@ -272,7 +275,7 @@ def _build_envio_tree(
     rut_envia = _rut_envia(caratula, cert)
     name = "EnvioBOLETA" if boleta else "EnvioDTE"
     root = etree.Element(_S + name, nsmap=NSMAP)
-    root.set("{%s}schemaLocation" % XSI_NS, f"{SII_NS} {_XSD[boleta]}")
+    root.set(f"{{{XSI_NS}}}schemaLocation", f"{SII_NS} {_XSD[boleta]}")
     root.set("version", "1.0")
     # SetDTE is built as a root declaring the envelope's namespaces: signed there, then moved in.
     set_dte = _set_dte_head(caratula, rut_envia, counts)

@@ -13,8 +13,9 @@ programmer sees every problem of a file at once, not one per attempt.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 # code -> (spanish, english). Templates use str.format with the error's params plus
 # field/expected/found/line/path. SII terms (folio, timbre, CAF, boleta, RUT) stay in Spanish.
@@ -40,6 +41,18 @@ CATALOG: dict[str, tuple[str, str]] = {
     "INPUT_SYMLINK": (
         "El archivo es un enlace simbólico (apunta a {found}); no se siguen enlaces: deje el archivo real en la bandeja.",
         "The file is a symbolic link (to {found}); links are never followed: drop the real file in the inbox.",
+    ),
+    "INPUT_HARDLINK": (
+        "El archivo es un enlace duro a otro archivo ({found} nombres); deje en la bandeja una copia, no un enlace.",
+        "The file is a hard link to another file ({found} names); drop a copy in the inbox, not a link.",
+    ),
+    "INPUT_SPECIAL_FILE": (
+        "No es un archivo normal ({found}); deje en la bandeja un archivo de texto.",
+        "Not a regular file ({found}); drop a plain file in the inbox.",
+    ),
+    "INPUT_NAME_INVALID": (
+        "El nombre del archivo no sirve ({detail}); se guardó como '{found}'. Use nombres UTF-8 de hasta {expected} bytes.",
+        "The file name cannot be used ({detail}); it was kept as '{found}'. Use UTF-8 names of at most {expected} bytes.",
     ),
     "NAME_IN_PROGRESS": (
         "Ya hay un documento llamado '{field}' en proceso en esta carpeta ({found}); espere su resultado antes de enviar otro con el mismo nombre.",
@@ -206,6 +219,10 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El archivo de secreto {found} tiene permisos {mode}: otros usuarios pueden leerlo. Ejecute 'chmod 600 {found}'.",
         "The secret file {found} has mode {mode}: other users can read it. Run 'chmod 600 {found}'.",
     ),
+    "URL_INSECURE": (
+        "'{field}' usa http:// ({found}): el token viajaría sin cifrar. Use https:// (http:// solo hacia este equipo: localhost, 127.0.0.1).",
+        "'{field}' uses http:// ({found}): the token would travel unencrypted. Use https:// (http:// only to this machine: localhost, 127.0.0.1).",
+    ),
     "CERT_LEGACY_PBE": (
         "El certificado {found} usa cifrado antiguo (RC2-40) y esta instalación no lo soporta; reexpórtelo con 'openssl pkcs12 -legacy -in {found} -nodes | openssl pkcs12 -export -out nuevo.pfx'.",
         "The certificate {found} uses legacy encryption (RC2-40), unsupported by this installation; re-export it with 'openssl pkcs12 -legacy -in {found} -nodes | openssl pkcs12 -export -out new.pfx'.",
@@ -231,6 +248,10 @@ CATALOG: dict[str, tuple[str, str]] = {
     "STATE_DIR_NETWORK": (
         "La carpeta de estado {found} está en una unidad de red ({detail}); el diario SQLite necesita un disco local.",
         "The state folder {found} is on a network share ({detail}); the SQLite journal needs a local disk.",
+    ),
+    "INBOX_LOCK_UNSAFE": (
+        "{found} no es un archivo normal ({detail}); alguien con acceso a la bandeja lo reemplazó. Bórrelo y revise los permisos de la carpeta.",
+        "{found} is not a plain file ({detail}); someone with access to the inbox replaced it. Delete it and check the folder's permissions.",
     ),
     "DAEMON_ALREADY_RUNNING": (
         "Otro dtesync ya usa {found} (bloqueo {detail}); detenga ese proceso o use otra configuración.",
@@ -264,6 +285,46 @@ CATALOG: dict[str, tuple[str, str]] = {
     "TIMBRE_TOO_LARGE": (
         "El timbre ({found} bytes) no cabe en un PDF417 de {detail}.",
         "The timbre ({found} bytes) does not fit a PDF417 of {detail}.",
+    ),
+    "PRINTER_PAPER_OUT": (
+        "La impresora de la estación {station} está sin papel ({detail}); el ticket se imprime al reponerlo.",
+        "The printer of station {station} is out of paper ({detail}); the ticket prints once it is refilled.",
+    ),
+    "PRINTER_COVER_OPEN": (
+        "La impresora de la estación {station} tiene la tapa abierta ({detail}); el ticket se imprime al cerrarla.",
+        "The printer of station {station} has its cover open ({detail}); the ticket prints once it is closed.",
+    ),
+    "PRINTER_OFFLINE": (
+        "La impresora de la estación {station} está fuera de línea ({detail}); el ticket se imprime cuando vuelva.",
+        "The printer of station {station} is offline ({detail}); the ticket prints when it is back.",
+    ),
+    "PRINTER_ERROR": (
+        "La impresora de la estación {station} está en error ({detail}); revise el cortador y el cabezal.",
+        "The printer of station {station} reports an error ({detail}); check the cutter and the head.",
+    ),
+    "PRINTER_UNREACHABLE": (
+        "No se llega a la impresora de la estación {station} ({detail}); se reintentará.",
+        "The printer of station {station} cannot be reached ({detail}); will retry.",
+    ),
+    "PRINTER_STALLED": (
+        "La impresora de la estación {station} acepta la conexión pero no recibe ni responde ({detail}); se reintentará.",
+        "The printer of station {station} accepts the connection but neither reads nor answers ({detail}); will retry.",
+    ),
+    "PRINTER_NO_PDF417": (
+        "La impresora de la estación {station} no dibuja PDF417 (GS ( k) ({detail}); el timbre se imprime como imagen: ponga native_pdf417 = false en su perfil.",
+        "The printer of station {station} does not draw PDF417 (GS ( k) ({detail}); the timbre prints as an image: set native_pdf417 = false in its profile.",
+    ),
+    "PRINT_PAPER_TOO_NARROW": (
+        "La estación {found} no imprime TipoDTE {tipo_dte}: {detail}. El documento quedó firmado y con su PDF; imprímalo en otra estación.",
+        "Station {found} does not print TipoDTE {tipo_dte}: {detail}. The document is signed and has its PDF; print it at another station.",
+    ),
+    "PRINT_TYPE_NOT_FOR_STATION": (
+        "La estación {found} solo imprime los tipos {detail}; TipoDTE {tipo_dte} no se imprimió en ella.",
+        "Station {found} prints only types {detail}; TipoDTE {tipo_dte} was not printed there.",
+    ),
+    "PDF_NOT_WRITTEN": (
+        "No se pudo escribir el PDF {found}: {detail}.",
+        "The PDF {found} could not be written: {detail}.",
     ),
     # --- uplink (SII, provider cloud) -------------------------------------------------------
     "SII_REJECTED": (
@@ -309,6 +370,33 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El proveedor rechazó el documento: {detail}.",
         "The provider rejected the document: {detail}.",
     ),
+    # --- delivery to receptors and customers (sync.delivery) ------------------------------------
+    "DELIVERY_NO_ADDRESS": (
+        "El receptor {rut} no tiene dirección de intercambio conocida ({label}): importe el listado del SII "
+        "(dtesync receptors import) o agréguela en [delivery.receptors].",
+        "Receptor {rut} has no known exchange address ({label}): import the SII's list "
+        "(dtesync receptors import) or add it under [delivery.receptors].",
+    ),
+    "DELIVERY_NO_CUSTOMER_ADDRESS": (
+        "La boleta {label} va a una estación virtual pero no trae el correo del cliente (CorreoRecep o Contacto).",
+        "Boleta {label} goes to a virtual station but carries no customer e-mail (CorreoRecep or Contacto).",
+    ),
+    "DELIVERY_SMTP_DOWN": (
+        "No se pudo enviar correo por {host}: {detail}. Los documentos esperan en la cola y se reintentan.",
+        "Could not send mail through {host}: {detail}. Documents wait in the queue and are retried.",
+    ),
+    "DELIVERY_FAILED": (
+        "No se pudo entregar {label} a {address}: {detail}.",
+        "Could not deliver {label} to {address}: {detail}.",
+    ),
+    "DELIVERY_IMAP_DOWN": (
+        "No se pudo leer el buzón de intercambio {host}: {detail}.",
+        "Could not read the exchange mailbox {host}: {detail}.",
+    ),
+    "RECEPTORS_LIST_INVALID": (
+        "El listado de receptores {found} no sirve: {detail}.",
+        "The receptors list {found} cannot be used: {detail}.",
+    ),
     # --- catch-all ------------------------------------------------------------------------------
     "INTERNAL": (
         "Error interno: {detail}. El archivo se conserva; informe este error.",
@@ -319,7 +407,7 @@ CATALOG: dict[str, tuple[str, str]] = {
 LANGUAGES = ("es", "en")
 
 
-class _Defaulting(dict):
+class _Defaulting(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "?"
 
@@ -344,7 +432,7 @@ class DteSyncError(Exception):
 
     def message(self, lang: str = "es") -> str:
         template = CATALOG[self.code][1 if lang == "en" else 0]
-        values = _Defaulting(self.params)
+        values = _Defaulting({k: _shorten(v, PARAM_LIMIT) if isinstance(v, str) else v for k, v in self.params.items()})
         values.update(
             field=self.field or "?",
             expected=self.expected if self.expected is not None else "?",
@@ -408,8 +496,15 @@ def as_error_list(exc: BaseException, source: str | None = None) -> list[DteSync
     return errors
 
 
-def _shorten(value: Any, limit: int = 120) -> str:
+FOUND_LIMIT = 80  # characters of a found value echoed back: enough to recognise it, never a whole line
+PARAM_LIMIT = 300
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def _shorten(value: Any, limit: int = FOUND_LIMIT) -> str:
+    """What an error echoes of an input value: control characters made visible (a status file
+    or a log line cannot be forged with a newline), cut to `limit` characters."""
     if value is None:
         return "?"
-    text = str(value)
+    text = str(value).translate(_CONTROLS)
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -12,16 +12,17 @@ knows exactly what is left to do:
             final place (archive/ or rejected/) are recorded; outbox writes are idempotent.
 - filed:    status written and input moved. Later stages (print, uplink) only change `state`.
 
-`state` is the public state the ERP sees in NAME.status.json (DESIGN.md), plus the
-internal `duplicate` for an input answered with an earlier document's result.
+`state` is the public state the ERP sees in NAME.status.json (sync.states.DocState), plus
+the internal `duplicate` for an input answered with an earlier document's result.
 
-Name rules (DESIGN.md, "Outbox"): the outbox is keyed on (folder, NAME). The same bytes
+Name rules (docs/daemon.md, "Name reuse"): the outbox is keyed on (folder, NAME). The same bytes
 under the same NAME while a document holds that NAME are a duplicate, never a second folio;
 different bytes while it is unfinished are rejected (NAME_IN_PROGRESS); once it is final,
 the new input is a new document and supersedes it (its outbox files move to archive/).
 
 WAL with synchronous=FULL, on a local disk only (WAL needs shared memory that network
-file systems do not provide).
+file systems do not provide). Only sync.filing writes it; everything else reads through a
+Filing or a read-only Journal (`Journal.open_readonly`).
 """
 
 from __future__ import annotations
@@ -30,31 +31,20 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from sync.errors import DteSyncError
-from sync.storage import StorageError, connect_wal, immediate
+from sync.states import NO_FOLIO, PUBLIC_STATES
+from sync.storage import Store
 from sync.watch.fs import network_fs
 
+FILE_NAME = "journal.sqlite3"  # in the state folder
 STEPS = ("claiming", "claimed", "decided", "filed", "gone")
 UNFINISHED_STEPS = ("claiming", "claimed", "decided")
-PUBLIC_STATES = (
-    "received",
-    "rejected_input",
-    "signed",
-    "queued",
-    "sent",
-    "accepted",
-    "accepted_with_objections",
-    "rejected_sii",
-    "error",
-)
-# Outcomes that hold no folio: the same bytes dropped again are tried again, not deduplicated
-# (an operator may have fixed the cause, e.g. imported a CAF).
-NO_FOLIO_STATES = ("rejected_input", "error")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -74,6 +64,12 @@ CREATE TABLE IF NOT EXISTS documents (
     rut_emisor  TEXT,
     monto_total INTEGER,
     track_id    TEXT,
+    rut_receptor TEXT,
+    fch_emis    TEXT,                     -- YYYY-MM-DD
+    mnt_neto    INTEGER,
+    mnt_exe     INTEGER,
+    iva         INTEGER,
+    rzn_soc_recep TEXT,
     attempts    INTEGER NOT NULL DEFAULT 0,
     errors      TEXT,                     -- JSON list of structured errors (rendered at write time)
     dup_of      INTEGER,
@@ -85,6 +81,10 @@ CREATE TABLE IF NOT EXISTS documents (
 CREATE INDEX IF NOT EXISTS documents_name ON documents(folder, out_stem);
 CREATE INDEX IF NOT EXISTS documents_step ON documents(step);
 CREATE INDEX IF NOT EXISTS documents_state ON documents(state);
+CREATE INDEX IF NOT EXISTS documents_folio ON documents(tipo_dte, folio);
+CREATE INDEX IF NOT EXISTS documents_day ON documents(fch_emis);
+CREATE INDEX IF NOT EXISTS documents_receptor ON documents(rut_receptor);
+CREATE INDEX IF NOT EXISTS documents_created ON documents(created_at);
 CREATE TABLE IF NOT EXISTS history (
     doc_id INTEGER NOT NULL,
     at     REAL NOT NULL,
@@ -93,10 +93,23 @@ CREATE TABLE IF NOT EXISTS history (
 );
 CREATE INDEX IF NOT EXISTS history_doc ON history(doc_id);
 """
+# What each schema version added, for journals written by an earlier dtesync.
+MIGRATIONS = (
+    """
+    ALTER TABLE documents ADD COLUMN rut_receptor TEXT;
+    ALTER TABLE documents ADD COLUMN fch_emis TEXT;
+    ALTER TABLE documents ADD COLUMN mnt_neto INTEGER;
+    ALTER TABLE documents ADD COLUMN mnt_exe INTEGER;
+    ALTER TABLE documents ADD COLUMN iva INTEGER;
+    ALTER TABLE documents ADD COLUMN rzn_soc_recep TEXT;
+    """,
+)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Doc:
+    """One journal row: a read-only snapshot of a document's record."""
+
     id: int
     folder: str
     name: str
@@ -113,6 +126,12 @@ class Doc:
     rut_emisor: str | None
     monto_total: int | None
     track_id: str | None
+    rut_receptor: str | None
+    fch_emis: str | None
+    mnt_neto: int | None
+    mnt_exe: int | None
+    iva: int | None
+    rzn_soc_recep: str | None
     attempts: int
     errors: str | None
     dup_of: int | None
@@ -138,6 +157,11 @@ class Doc:
     def unfinished(self) -> bool:
         return self.step in UNFINISHED_STEPS
 
+    @property
+    def stem(self) -> str:
+        """The results' NAME: outbox/<folder>/<NAME>.status.json, .xml, .pdf."""
+        return self.out_stem
+
 
 _COLUMNS = [f.name for f in fields(Doc)]
 
@@ -154,7 +178,7 @@ class ClaimIntent:
 
 
 class JournalError(RuntimeError):
-    pass
+    """The journal cannot be opened or used (not a database, closed, read-only)."""
 
 
 def error_to_json(err: DteSyncError) -> dict[str, Any]:
@@ -200,58 +224,43 @@ class Decision:
     folio: int | None = None
     rut_emisor: str | None = None
     monto_total: int | None = None
+    rut_receptor: str | None = None
+    fch_emis: str | None = None
+    mnt_neto: int | None = None
+    mnt_exe: int | None = None
+    iva: int | None = None
+    rzn_soc_recep: str | None = None
 
 
-class Journal:
-    """Thread-safe: one writing connection, each transaction under a lock (SQLite has one
-    writer); reads go through a connection per thread, so they never wait behind a commit's
-    fsync (WAL readers see the last committed state)."""
+class Journal(Store):
+    """The document journal. Writes are transactions on the Store's discipline (one process-wide
+    write lock, a connection per thread); reads never wait behind a commit's fsync."""
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time, allow_network: bool = False):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not allow_network:
-            share = network_fs(self.path.parent)
+    SCHEMA = SCHEMA
+    MIGRATIONS = MIGRATIONS
+    TABLE = "documents"
+
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time, allow_network: bool = False,
+                 readonly: bool = False) -> None:
+        path = Path(path)
+        if not allow_network and not readonly:
+            share = network_fs(path.parent)
             if share:
-                raise DteSyncError("STATE_DIR_NETWORK", found=str(self.path.parent), params={"detail": share})
+                raise DteSyncError("STATE_DIR_NETWORK", found=str(path.parent), params={"detail": share})
         self._clock = clock
-        self._lock = threading.RLock()
         self._filed_pending: list[tuple[float, int]] = []
-        try:
-            self._db = connect_wal(self.path)
-        except StorageError as exc:
-            raise JournalError(str(exc)) from None
-        self._db.row_factory = sqlite3.Row
-        self._db.executescript(SCHEMA)
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._closed = False
+        self._pending_lock = threading.Lock()
+        super().__init__(path, readonly=readonly)
 
     def close(self) -> None:
-        self.flush()
-        with self._lock:
-            self._closed = True
-            self._db.close()
-            for reader in self._readers:
-                reader.close()
-            self._readers.clear()
-        self._local = threading.local()
-
-    def _reader(self) -> sqlite3.Connection:
-        """This thread's read connection (opened on first use)."""
-        db = getattr(self._local, "db", None)
-        if db is None:
-            with self._lock:
-                if self._closed:  # a straggler thread after stop(): never open a connection that leaks
-                    raise JournalError(f"journal {self.path} is closed")
-                db = self._local.db = connect_wal(self.path)
-                db.row_factory = sqlite3.Row
-                self._readers.append(db)
-        return db
+        if not self.readonly:
+            self.flush()
+        super().close()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with immediate(self._db, self._lock) as db:
+        """A write transaction that also carries the deferred 'filed' marks (group commit)."""
+        with self.tx() as db:
             self._apply_filed(db)
             yield db
 
@@ -270,7 +279,8 @@ class Journal:
                     " created_at, updated_at) VALUES (?,?,?,?,?,'claiming','received',?,?,?,?)",
                     (it.folder, it.name, it.out_stem, it.ext, it.station, it.size, it.mode, now, now),
                 )
-                ids.append(int(cur.lastrowid))
+                assert cur.lastrowid is not None
+                ids.append(cur.lastrowid)
         return ids
 
     def drop_claims(self, doc_ids: Iterable[int]) -> None:
@@ -278,7 +288,7 @@ class Journal:
         with self._tx() as db:
             db.executemany("DELETE FROM documents WHERE id=? AND step='claiming'", [(i,) for i in doc_ids])
 
-    def mark_claimed(self, claims: Iterable[tuple[int, str]]) -> list[Doc]:
+    def mark_claimed(self, claims: Iterable[tuple[int, str | None]]) -> list[Doc]:
         """Record sha256 of claimed inputs and resolve their names, in claim order."""
         now = self._clock()
         out = []
@@ -291,11 +301,11 @@ class Journal:
                 out.append(self._get(db, doc_id))
         return [d for d in out if d is not None]
 
-    def _resolve(self, db: sqlite3.Connection, doc: Doc, sha: str, now: float) -> None:
+    def _resolve(self, db: sqlite3.Connection, doc: Doc, sha: str | None, now: float) -> None:
         cur = self._current(db, doc.folder, doc.out_stem, before=doc.id)
         sets: dict[str, Any] = {"sha256": sha, "step": "claimed", "updated_at": now}
         note = None
-        if cur is not None and cur.sha256 == sha and cur.state not in NO_FOLIO_STATES:
+        if cur is not None and sha is not None and cur.sha256 == sha and cur.state not in NO_FOLIO:
             sets.update(dup_of=cur.id, state="duplicate")
             note = f"duplicate of #{cur.id}"
         elif cur is not None and cur.unfinished:
@@ -334,8 +344,10 @@ class Journal:
                 errs = json.dumps([error_to_json(e) for e in d.errors]) if d.errors else None
                 db.execute(
                     "UPDATE documents SET step='decided', state=?, final_path=?, errors=COALESCE(?, errors),"
-                    " tipo_dte=?, folio=?, rut_emisor=?, monto_total=?, updated_at=? WHERE id=?",
-                    (d.state, d.final_path, errs, d.tipo_dte, d.folio, d.rut_emisor, d.monto_total, now, d.doc_id),
+                    " tipo_dte=?, folio=?, rut_emisor=?, monto_total=?, rut_receptor=?, fch_emis=?, mnt_neto=?,"
+                    " mnt_exe=?, iva=?, rzn_soc_recep=?, updated_at=? WHERE id=?",
+                    (d.state, d.final_path, errs, d.tipo_dte, d.folio, d.rut_emisor, d.monto_total, d.rut_receptor,
+                     d.fch_emis, d.mnt_neto, d.mnt_exe, d.iva, d.rzn_soc_recep, now, d.doc_id),
                 )
                 if d.state != "duplicate":
                     self._history(db, d.doc_id, d.state, now)
@@ -346,23 +358,21 @@ class Journal:
     def filed(self, doc_id: int, *, defer: bool = False) -> None:
         """Mark a document filed. `defer=True` rides on the next transaction (group commit):
         losing it in a crash only means redoing idempotent outbox work for that document."""
-        with self._lock:
+        with self._pending_lock:
             self._filed_pending.append((self._clock(), doc_id))
         if not defer:
             self.flush()
 
     def flush(self) -> None:
-        with self._lock:
-            if self._filed_pending:
-                with self._tx():
-                    pass
+        if self._filed_pending:
+            with self._tx():
+                pass
 
     def _apply_filed(self, db: sqlite3.Connection) -> None:
-        if self._filed_pending:
-            db.executemany(
-                "UPDATE documents SET step='filed', updated_at=? WHERE id=? AND step='decided'", self._filed_pending
-            )
-            self._filed_pending.clear()
+        with self._pending_lock:
+            pending, self._filed_pending = self._filed_pending, []
+        if pending:
+            db.executemany("UPDATE documents SET step='filed', updated_at=? WHERE id=? AND step='decided'", pending)
 
     def gone(self, doc_id: int, note: str) -> None:
         """The claimed file disappeared before we could read it (someone deleted it)."""
@@ -405,24 +415,24 @@ class Journal:
         return self._doc(db.execute("SELECT * FROM documents WHERE id=?", (doc_id,)).fetchone())
 
     def get(self, doc_id: int) -> Doc | None:
-        return self._get(self._reader(), doc_id)
+        return self._get(self.conn(), doc_id)
 
     def history(self, doc_id: int) -> list[dict[str, Any]]:
-        rows = self._reader().execute(
+        rows = self.conn().execute(
             "SELECT at, state, note FROM history WHERE doc_id=? ORDER BY rowid", (doc_id,)
         ).fetchall()
         return [dict(r) for r in rows]
 
     def unfinished(self) -> list[Doc]:
         self.flush()
-        rows = self._reader().execute(
+        rows = self.conn().execute(
             "SELECT * FROM documents WHERE step IN ('claiming','claimed','decided') ORDER BY id"
         ).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
 
     def superseding(self, folder: str, out_stem: str) -> list[Doc]:
         """Documents of this NAME whose outbox files still have to move to the archive."""
-        rows = self._reader().execute(
+        rows = self.conn().execute(
             "SELECT * FROM documents WHERE folder=? AND out_stem=? AND superseded=1 ORDER BY id",
             (folder, out_stem),
         ).fetchall()
@@ -430,23 +440,32 @@ class Journal:
 
     def reserved_paths(self) -> set[str]:
         """Final paths chosen but not yet filled (for collision-free names after a restart)."""
-        rows = self._reader().execute("SELECT final_path FROM documents WHERE step='decided'").fetchall()
+        rows = self.conn().execute("SELECT final_path FROM documents WHERE step='decided'").fetchall()
         return {r[0] for r in rows if r[0]}
 
     def counts(self) -> dict[str, int]:
-        rows = self._reader().execute("SELECT state, COUNT(*) FROM documents WHERE step!='gone' GROUP BY state").fetchall()
+        rows = self.conn().execute("SELECT state, COUNT(*) FROM documents WHERE step!='gone' GROUP BY state").fetchall()
         return {r[0]: r[1] for r in rows}
 
     def step_counts(self) -> dict[str, int]:
-        rows = self._reader().execute("SELECT step, COUNT(*) FROM documents GROUP BY step").fetchall()
+        rows = self.conn().execute("SELECT step, COUNT(*) FROM documents GROUP BY step").fetchall()
         return {r[0]: r[1] for r in rows}
 
     def last_errors(self, limit: int = 10) -> list[Doc]:
-        rows = self._reader().execute(
+        rows = self.conn().execute(
             "SELECT * FROM documents WHERE errors IS NOT NULL ORDER BY updated_at DESC, id DESC LIMIT ?", (limit,)
         ).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
 
     def all_docs(self) -> list[Doc]:
-        rows = self._reader().execute("SELECT * FROM documents ORDER BY id").fetchall()
+        rows = self.conn().execute("SELECT * FROM documents ORDER BY id").fetchall()
+        return [d for d in map(self._doc, rows) if d is not None]
+
+    def issued_on(self, day: str) -> list[Doc]:
+        """Documents with a folio whose FchEmis is `day` (YYYY-MM-DD): the day's informe de ventas
+        reads these rows, never the XML files."""
+        rows = self.conn().execute(
+            "SELECT * FROM documents WHERE fch_emis=? AND folio IS NOT NULL AND step!='gone' ORDER BY tipo_dte, folio",
+            (day,),
+        ).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]

@@ -97,6 +97,6 @@ def setup_logging(
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(StructuredFormatter(style))
-    handler._dtesync = True  # type: ignore[attr-defined]
+    setattr(handler, "_dtesync", True)  # marks the handlers this module added (replaced on re-setup)
     logger.addHandler(handler)
     return logger

@@ -15,15 +15,20 @@ Regenerate the skeleton after an XSD update with tools/gen_model.py and diff.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import Field, dataclass, field, fields, is_dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
+from sync.errors import DteSyncError
 from sync.rut import Rut
+from sync.sii import BOLETA_TYPES as BOLETA_TYPES  # also re-exported for sync/printing (see the end)
+from sync.sii import TipoDte
+
+T = TypeVar("T")
 
 
-def sii(tag: str, *, boleta: str | None = None, many: bool = False) -> Any:
+def sii(tag: str, *, boleta: str | None = None, many: bool = False) -> Any:  # Any: as dataclasses.field
     """A model field named `tag` in the SII format (`boleta` if boletas name it otherwise)."""
     meta = {"sii": tag, "boleta": boleta or tag, "many": many}
     if many:
@@ -32,7 +37,7 @@ def sii(tag: str, *, boleta: str | None = None, many: bool = False) -> Any:
 
 
 _GROUP_CLASSES: dict[type, bool] = {}
-_SII_FIELDS: dict[type, tuple] = {}
+_SII_FIELDS: dict[type, tuple[Field[Any], ...]] = {}
 
 
 def is_group(value: Any) -> bool:
@@ -44,7 +49,7 @@ def is_group(value: Any) -> bool:
     return known
 
 
-def sii_fields(cls_or_obj: Any) -> tuple:
+def sii_fields(cls_or_obj: object) -> tuple[Field[Any], ...]:
     """The dataclass fields of a model class that map to SII tags, in declaration order."""
     cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
     cached = _SII_FIELDS.get(cls)
@@ -419,43 +424,64 @@ class Documento:
     manejo_madera: ManejoMadera | None = sii('ManejoMadera')
     comisiones: list[Comisiones] = sii('Comisiones', many=True)  # max 20
 
+    # Typed access to the groups every document has by the time it is used: Encabezado, IdDoc
+    # and TipoDTE once read (the readers require them), Emisor, Receptor and Totales once the
+    # engine completed it. A document without one gets FIELD_REQUIRED, never an AttributeError.
+    @property
+    def enc(self) -> Encabezado:
+        return required(self.encabezado, "Encabezado", "Documento/Encabezado")
+
+    @property
+    def id_doc(self) -> IdDoc:
+        return required(self.enc.id_doc, "IdDoc", "Documento/Encabezado/IdDoc")
+
+    @property
+    def emisor(self) -> Emisor:
+        return required(self.enc.emisor, "Emisor", "Documento/Encabezado/Emisor")
+
+    @property
+    def receptor(self) -> Receptor:
+        return required(self.enc.receptor, "Receptor", "Documento/Encabezado/Receptor")
+
+    @property
+    def totales(self) -> Totales:
+        return required(self.enc.totales, "Totales", "Documento/Encabezado/Totales")
+
     @property
     def tipo_dte(self) -> int:
-        return int(self.encabezado.id_doc.tipo_dte)
+        enc = self.encabezado  # written out: asked several times per document on the hot path
+        id_doc = enc.id_doc if enc is not None else None
+        tipo = id_doc.tipo_dte if id_doc is not None else None
+        if tipo is None:
+            raise DteSyncError("FIELD_REQUIRED", field="TipoDTE", path="Documento/Encabezado/IdDoc/TipoDTE")
+        return tipo
+
+    @property
+    def tipo(self) -> TipoDte:
+        """The document's TipoDte (the readers accept only types the SII defines)."""
+        try:
+            return TipoDte(self.tipo_dte)
+        except ValueError:
+            raise DteSyncError("TIPO_DTE_UNSUPPORTED", field="TipoDTE", found=self.tipo_dte) from None
 
     @property
     def folio(self) -> int | None:
-        return self.encabezado.id_doc.folio
+        return self.id_doc.folio
 
     @property
     def is_boleta(self) -> bool:
         return self.tipo_dte in BOLETA_TYPES
 
 
-# TipoDTE values this engine issues. Export types (110, 111, 112) use the same groups
-# and are planned; they need the Exportaciones root and OtraMoneda totals.
-BOLETA_TYPES = frozenset({39, 41})
-NOTE_TYPES = frozenset({56, 61})  # nota de débito / crédito: Referencia required
-SUPPORTED_TYPES = frozenset({33, 34, 39, 41, 46, 52, 56, 61})
-EXEMPT_TYPES = frozenset({34, 41})  # all amounts exempt: no IVA
-# CAFs for these types expire 6 months after their FA (Res. Ex. SII 58/2017).
-EXPIRING_CAF_TYPES = frozenset({33, 43, 46, 56, 61})
-
-DOCUMENT_NAMES = {
-    33: "FACTURA ELECTRÓNICA",
-    34: "FACTURA NO AFECTA O EXENTA ELECTRÓNICA",
-    39: "BOLETA ELECTRÓNICA",
-    41: "BOLETA NO AFECTA O EXENTA ELECTRÓNICA",
-    43: "LIQUIDACIÓN FACTURA ELECTRÓNICA",
-    46: "FACTURA DE COMPRA ELECTRÓNICA",
-    52: "GUÍA DE DESPACHO ELECTRÓNICA",
-    56: "NOTA DE DÉBITO ELECTRÓNICA",
-    61: "NOTA DE CRÉDITO ELECTRÓNICA",
-    110: "FACTURA DE EXPORTACIÓN ELECTRÓNICA",
-    111: "NOTA DE DÉBITO DE EXPORTACIÓN ELECTRÓNICA",
-    112: "NOTA DE CRÉDITO DE EXPORTACIÓN ELECTRÓNICA",
-}
+def required(value: T | None, field: str, path: str) -> T:
+    """`value`, which the SII schema requires at `path`; FIELD_REQUIRED if it is missing."""
+    if value is None:
+        raise DteSyncError("FIELD_REQUIRED", field=field, path=path)
+    return value
 
 
-def is_boleta(tipo_dte: int) -> bool:
-    return tipo_dte in BOLETA_TYPES
+# Names kept for sync/printing (and BOLETA_TYPES, imported above) until it asks TipoDte
+# (sync.sii) itself: derived from it, not restated.
+EXEMPT_TYPES = frozenset(t for t in TipoDte if t.is_exento)
+NOTE_TYPES = frozenset(t for t in TipoDte if t.is_note)
+DOCUMENT_NAMES = {t: t.printed_name for t in TipoDte}

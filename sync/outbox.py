@@ -1,67 +1,33 @@
 """Everything the ERP reads back: atomic files in outbox/, inputs filed in archive/ and rejected/.
 
-Every write is temp file in the same folder + fsync + rename + fsync of the folder, so the
-ERP sees either the old file or the new one, never a half-written one; on Windows the
-rename is retried while the ERP holds the target open. The temp name starts with '.' so
-an ERP watching outbox/ can ignore it like we ignore its own temp files.
+Every write goes through sync.fileio.Folder: temp file in the same folder (O_EXCL, an
+unpredictable name starting with '.', so an ERP watching outbox/ ignores it like we ignore its
+own temp files) + fsync + rename + fsync of the folder, reached by descriptor without
+following links: the ERP sees the old file or the new one, never half of one, and nobody who can
+write the outbox can make us write anywhere else.
 
 This module is also the ONE place where errors become text (`render_errors`), in the
-configured language, from the catalog in sync.errors.
+configured language, from the catalog in sync.errors. Only sync.filing uses it.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
 import threading
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+from sync.fileio import Folder
 from sync.journal import Doc, error_from_json
-from sync.watch.fs import durable_move, fsync_dir, replace_retrying
 
-RESULT_SUFFIXES = (".status.json", ".status.txt", ".xml", ".pdf")
+RESULT_SUFFIXES = (".status.json", ".status.txt", ".xml", ".pdf", ".receptor.json")
 _INPUT_EXTS = (".txt", ".json", ".xml")
 _NAME_MAX = 255  # bytes, ext4/NTFS
-_tmp_counter = itertools.count()
-_known_dirs: set[str] = set()  # folders known to exist: one mkdir per folder, not per write
-
-
-def atomic_write(path: Path, data: bytes, *, sync_dir: bool = True, durable: bool = True) -> None:
-    """Write `data` to `path` so readers never see a partial file (see module docstring).
-    `sync_dir=False` leaves the folder fsync to the caller (one for several files);
-    `durable=False` keeps atomicity but skips fsync (for transient states like 'received',
-    which the journal recreates after a crash anyway)."""
-    tmp = path.with_name(f".{path.name[:200]}.{os.getpid()}.{next(_tmp_counter)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
-    if str(path.parent) not in _known_dirs:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _known_dirs.add(str(path.parent))
-    try:
-        fd = os.open(tmp, flags, 0o644)
-    except FileNotFoundError:  # someone removed the folder meanwhile
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, flags, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        replace_retrying(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    if sync_dir and durable:
-        fsync_dir(path.parent)
+OUTBOX_FILE_MODE = 0o640  # the ERP's group reads results; other users of the machine do not
+OUTBOX_DIR_MODE = 0o750
 
 
 def render_errors(doc: Doc, lang: str) -> list[dict[str, Any]]:
@@ -74,7 +40,7 @@ def iso(ts: float, tz: tzinfo | None) -> str:
 
 
 def status_dict(doc: Doc, history: Iterable[dict[str, Any]], lang: str, tz: tzinfo | None = None) -> dict[str, Any]:
-    """NAME.status.json content (DESIGN.md contract), from the journal row alone."""
+    """NAME.status.json content (the ERP contract in docs/daemon.md), from the journal row alone."""
     return {
         "source": doc.rel,
         "sha256": doc.sha256,
@@ -124,7 +90,11 @@ def _fits(name: str) -> str:
 
 
 class Outbox:
-    """Paths and writes for one installation's outbox, archive and rejected folders."""
+    """Paths and writes for one installation's outbox, archive and rejected folders.
+
+    Results live in `outbox/<folder>/<NAME>.*` while a document is current, and beside its
+    archived input once a newer input with the same NAME supersedes it. Inputs are filed under
+    `archive/YYYY-MM-DD/<folder>/` or `rejected/<folder>/`, at a name no other file uses."""
 
     def __init__(
         self,
@@ -136,14 +106,21 @@ class Outbox:
         status_txt: bool = False,
         tz: tzinfo | None = None,
         reserved: Iterable[str] = (),
+        file_mode: int = OUTBOX_FILE_MODE,
     ) -> None:
         self.outbox, self.archive, self.rejected = Path(outbox), Path(archive), Path(rejected)
         self.lang, self.with_txt, self.tz = lang, status_txt, tz
+        self.file_mode = file_mode
+        self._roots = {p: Folder.open(p, mode=OUTBOX_DIR_MODE) for p in (self.outbox, self.archive, self.rejected)}
         self._lock = threading.Lock()
-        self.extras: list[Any] = []  # callables doc -> dict merged into status.json (e.g. `print`)
+        self.extras: list[Callable[[Doc], dict[str, Any]]] = []  # entries merged into status.json
         self._reserved: set[tuple[str, str]] = set()
         for p in reserved:
             self._reserve_key(Path(p))
+
+    def close(self) -> None:
+        for folder in self._roots.values():
+            folder.close()
 
     # --- where results live -------------------------------------------------------------------
     def results_base(self, doc: Doc) -> Path:
@@ -151,56 +128,89 @@ class Outbox:
         input once a newer document with the same NAME superseded it."""
         if doc.superseded and doc.final_path:
             fp = Path(doc.final_path)
-            return fp.with_name(fp.name.rsplit(".", 1)[0] if "." in fp.name[1:] else fp.name)
+            return fp.with_name(_stem_of(fp.name))
         return self.outbox / doc.folder / doc.out_stem if doc.folder else self.outbox / doc.out_stem
 
-    def _with(self, base: Path, suffix: str) -> Path:
+    def result_path(self, doc: Doc, suffix: str) -> Path:
+        """NAME.xml, NAME.pdf, NAME.status.json ... of a document, wherever it lives now."""
+        base = self.results_base(doc)
         return base.with_name(base.name + suffix)
 
+    def _folder_of(self, path: Path, *, create: bool = True) -> Folder:
+        """The Folder holding `path`, reached from its root by descriptor (never through a link)."""
+        for root_path, root in self._roots.items():
+            try:
+                rel = path.parent.relative_to(root_path)
+            except ValueError:
+                continue
+            return root.sub(rel.as_posix(), create=create, mode=OUTBOX_DIR_MODE)
+        raise ValueError(f"{path} is outside the outbox, archive and rejected folders")
+
     # --- writes -----------------------------------------------------------------------------------
-    def write_status(self, doc: Doc, history: Iterable[dict[str, Any]], xml: bytes | None = None) -> Path:
+    def write_status(self, doc: Doc, history: Iterable[dict[str, Any]], xml: bytes | None = None,
+                     extras: dict[str, Any] | None = None) -> Path:
         """NAME.status.json (+ .status.txt), and NAME.xml first when given: the ERP that
         sees 'signed' finds the XML already there. One folder fsync for all of them."""
         base = self.results_base(doc)
         durable = doc.state != "received"
-        if xml is not None:
-            atomic_write(self._with(base, ".xml"), xml, sync_dir=False)
         status = status_dict(doc, history, self.lang, self.tz)
         for extra in self.extras:
             status.update(extra(doc))
+        if extras:
+            status.update(extras)
         data = json.dumps(status, ensure_ascii=False, indent=1).encode("utf-8")
-        if self.with_txt:
-            atomic_write(self._with(base, ".status.txt"), status_txt(status), sync_dir=False, durable=durable)
-        path = self._with(base, ".status.json")
-        atomic_write(path, data, sync_dir=False, durable=durable)
-        if durable:
-            fsync_dir(path.parent)
+        with self._folder_of(base) as folder:
+            if xml is not None:
+                folder.write(base.name + ".xml", xml, mode=self.file_mode, sync=False)
+            if self.with_txt:
+                folder.write(base.name + ".status.txt", status_txt(status), mode=self.file_mode, durable=durable,
+                             sync=False)
+            folder.write(base.name + ".status.json", data, mode=self.file_mode, durable=durable, sync=False)
+            if durable:
+                folder.fsync()
+        return base.with_name(base.name + ".status.json")
+
+    def write_result(self, doc: Doc, suffix: str, data: bytes) -> Path:
+        """One more result file (NAME.pdf, NAME.receptor.json), written atomically."""
+        path = self.result_path(doc, suffix)
+        with self._folder_of(path) as folder:
+            folder.write(path.name, data, mode=self.file_mode)
         return path
 
-    def write_xml(self, doc: Doc, xml: bytes) -> Path:
-        path = self._with(self.results_base(doc), ".xml")
-        atomic_write(path, xml)
-        return path
+    def read_result(self, doc: Doc, suffix: str, limit: int = 64 << 20) -> bytes | None:
+        """A result file's bytes (NAME.xml after a crash), read without following links; None
+        when it is not there."""
+        path = self.result_path(doc, suffix)
+        try:
+            with self._folder_of(path, create=False) as folder:
+                return folder.read(path.name, limit)
+        except FileNotFoundError:
+            return None
 
     def has_xml(self, doc: Doc) -> bool:
-        return self._with(self.results_base(doc), ".xml").exists()
+        path = self.result_path(doc, ".xml")
+        try:
+            with self._folder_of(path, create=False) as folder:
+                return folder.exists(path.name)
+        except FileNotFoundError:
+            return False
 
     def archive_results(self, old: Doc) -> None:
         """Move a superseded document's result files beside its filed input (never overwrite)."""
-        src_base = self.outbox / old.folder / old.out_stem if old.folder else self.outbox / old.out_stem
         assert old.final_path, "only filed documents are superseded"
+        src_base = self.outbox / old.folder / old.out_stem if old.folder else self.outbox / old.out_stem
         fp = Path(old.final_path)
-        stem = fp.name.rsplit(".", 1)[0] if "." in fp.name[1:] else fp.name
-        for suffix in RESULT_SUFFIXES:
-            src = self._with(src_base, suffix)
-            if not os.path.lexists(src):
-                continue
-            dst = fp.with_name(stem + suffix)
-            n = 2
-            while os.path.lexists(dst):
-                dst = fp.with_name(f"{stem}{suffix}~{n}")
-                n += 1
-            durable_move(src, dst)
+        stem = _stem_of(fp.name)
+        with self._folder_of(src_base) as src, self._folder_of(fp) as dst:
+            for suffix in RESULT_SUFFIXES:
+                name = src_base.name + suffix
+                if not src.exists(name):
+                    continue
+                target, n = stem + suffix, 2
+                while dst.exists(target):
+                    target = f"{stem}{suffix}~{n}"
+                    n += 1
+                src.move(name, dst, target)
 
     # --- filing inputs --------------------------------------------------------------------------
     def choose_final_path(self, doc: Doc, *, rejected: bool, now: float) -> Path:
@@ -214,37 +224,38 @@ class Outbox:
         else:
             day = datetime.fromtimestamp(now, self.tz).strftime("%Y-%m-%d")  # tz None: local time
             d = self.archive / day / doc.folder if doc.folder else self.archive / day
-        name = doc.name
-        stem, dot, ext = name.rpartition(".")
+        stem, dot, ext = doc.name.rpartition(".")
         if not dot or not stem:
-            stem, ext = name, ""
+            stem, ext = doc.name, ""
         stem = _fits(stem)
         ext = f".{ext}" if ext else ""
-        with self._lock:
+        with self._lock, self._folder_of(d / "x") as folder:
             for n in itertools.count(1):
                 cand_stem = stem if n == 1 else f"{stem}~{n}"
-                if self._free(d, cand_stem, ext):
-                    path = d / (cand_stem + ext)
+                if self._free(folder, str(d), cand_stem, ext):
                     self._reserved.add((str(d), cand_stem))
-                    return path
+                    return d / (cand_stem + ext)
         raise AssertionError("unreachable")
 
-    def _free(self, d: Path, stem: str, ext: str) -> bool:
-        if (str(d), stem) in self._reserved:
+    def _free(self, folder: Folder, d: str, stem: str, ext: str) -> bool:
+        if (d, stem) in self._reserved:
             return False
         names = {stem + ext, *(stem + e for e in _INPUT_EXTS), stem + ".status.json"}
-        return not any(os.path.lexists(d / n) for n in names)
+        return not any(folder.exists(n) for n in names)
 
     def _reserve_key(self, p: Path) -> None:
-        stem = p.name.rsplit(".", 1)[0] if "." in p.name[1:] else p.name
-        self._reserved.add((str(p.parent), stem))
+        self._reserved.add((str(p.parent), _stem_of(p.name)))
 
     def release(self, final_path: str) -> None:
         with self._lock:
             p = Path(final_path)
-            stem = p.name.rsplit(".", 1)[0] if "." in p.name[1:] else p.name
-            self._reserved.discard((str(p.parent), stem))
+            self._reserved.discard((str(p.parent), _stem_of(p.name)))
 
-    def file_input(self, work: Path, final_path: Path) -> None:
+    def file_input(self, work: Folder, work_name: str, final_path: Path) -> None:
         """Move the claimed input to its final place (idempotent after a crash)."""
-        durable_move(work, final_path)
+        with self._folder_of(final_path) as dst:
+            work.move(work_name, dst, final_path.name)
+
+
+def _stem_of(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name[1:] else name

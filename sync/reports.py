@@ -1,13 +1,14 @@
 """Scheduled jobs that are not about one document: the daily sales report (informe de ventas)
 and the stock/expiry alerts (CAF running out or expiring, certificate expiring).
 
-Pure core (`summarize`, `stock_alerts`) over data read at the edges (`collect` reads the
-journal and the signed XMLs in the outbox; `write_report` writes CSV and PDF atomically into
-`outbox/reports/`). `attach` runs both on an APScheduler 3.x BackgroundScheduler in the daemon.
+Pure core (`summarize`, `stock_alerts`) over data read at the edges (`collect` reads the day's
+rows of the journal, never the XML files; `write_report` writes CSV and PDF atomically into
+`outbox/reports/`). `ReportsStage` runs both on an APScheduler 3.x BackgroundScheduler inside
+the daemon and raises the alerts through the alerts hub (once per condition, with recovery).
 
-Configuration (both optional):
-    [alerts]   caf_stock_min = 100, caf_expiry_days = 30, cert_expiry_days = 30, check_every = 3600
-    [reports]  daily_at = "23:55"   (local time; the report covers that day)
+Configuration (both optional): [alerts] (sync.config.AlertsConfig: the same thresholds as
+`dtesync check` and `dtesync status`) and [reports] daily_at = "23:55" (local time; the report
+covers that day).
 """
 
 from __future__ import annotations
@@ -20,109 +21,77 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable
 
-
+from sync.alerts import Level
+from sync.config import AlertsConfig, Config
 from sync.errors import DteSyncError
-from sync import safexml
+from sync.fileio import atomic_write
+from sync.journal import FILE_NAME as JOURNAL_FILE
+from sync.journal import Journal
+from sync.sii import TipoDte
+from sync.stage import Stage
+from sync.states import DocState
 
 log = logging.getLogger("dtesync.reports")
 
-TIPO_NOMBRE = {
-    33: "Factura electrónica", 34: "Factura exenta electrónica", 39: "Boleta electrónica",
-    41: "Boleta exenta electrónica", 43: "Liquidación factura electrónica", 46: "Factura de compra electrónica",
-    52: "Guía de despacho electrónica", 56: "Nota de débito electrónica", 61: "Nota de crédito electrónica",
-    110: "Factura de exportación electrónica", 111: "Nota de débito de exportación", 112: "Nota de crédito de exportación",
-}
-# How each type counts in the day's sales: credit notes subtract; dispatch guides and purchase
-# invoices (issued by the buyer) are listed but are not sales.
-SIGN = {61: -1, 112: -1, 52: 0, 46: 0}
-SIGNED_STATES = ("signed", "queued", "sent", "accepted", "accepted_with_objections", "rejected_sii")
 
-
-# --- configuration --------------------------------------------------------------------------------
-@dataclass
-class AlertSettings:
-    caf_stock_min: int = 100
-    caf_expiry_days: int = 30
-    cert_expiry_days: int = 30
-    check_every: float = 3600.0
-    daily_at: str = "23:55"
-
-
-def settings_of(raw: dict[str, Any]) -> AlertSettings:
-    """[alerts] and [reports] of the TOML (config.raw); wrong values are CONFIG_INVALID."""
-    s = AlertSettings()
-    section = raw.get("alerts", {}) or {}
-    for key in ("caf_stock_min", "caf_expiry_days", "cert_expiry_days"):
-        value = section.get(key, getattr(s, key))
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise DteSyncError("CONFIG_INVALID", field=f"alerts.{key}", params={"detail": f"se esperaba un entero >= 0, se encontró {value!r}"})
-        setattr(s, key, value)
-    every = section.get("check_every", s.check_every)
-    if not isinstance(every, (int, float)) or isinstance(every, bool) or every <= 0:
-        raise DteSyncError("CONFIG_INVALID", field="alerts.check_every", params={"detail": f"se esperaban segundos > 0, se encontró {every!r}"})
-    s.check_every = float(every)
-    at = (raw.get("reports", {}) or {}).get("daily_at", s.daily_at)
+def daily_at(config: Config) -> str:
+    """[reports] daily_at, checked (HH:MM)."""
+    at = (config.raw.get("reports", {}) or {}).get("daily_at", "23:55")
     try:
         datetime.strptime(str(at), "%H:%M")
     except ValueError:
-        raise DteSyncError("CONFIG_INVALID", field="reports.daily_at", params={"detail": f"se esperaba HH:MM, se encontró {at!r}"}) from None
-    s.daily_at = str(at)
-    return s
+        raise DteSyncError("CONFIG_INVALID", field="reports.daily_at",
+                           params={"detail": f"se esperaba HH:MM, se encontró {at!r}"}) from None
+    return str(at)
 
 
 # --- alerts ---------------------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class Alert:
     code: str  # from sync.errors.CATALOG
-    level: str  # WARNING | ERROR
+    level: Level
     params: dict[str, Any]
+    key: str = ""  # the condition, for the alerts hub: "caf_stock:39"
 
     def message(self, lang: str = "es") -> str:
         return DteSyncError(self.code, params=self.params).message(lang)
 
 
-def stock_alerts(stock: Iterable[Any], cert_not_after: datetime | None, today: date, s: AlertSettings) -> list[Alert]:
+def stock_alerts(stock: Iterable[Any], cert_not_after: datetime | None, today: date, s: AlertsConfig) -> list[Alert]:
     """CAF stock below the threshold (ERROR when none is left), the CAF in use expiring within
     `caf_expiry_days`, the certificate expiring within `cert_expiry_days` (ERROR once expired)."""
     out: list[Alert] = []
     for row in stock:
         if row.available < s.caf_stock_min:
             out.append(Alert("CAF_STOCK_LOW", "ERROR" if row.available == 0 else "WARNING",
-                             {"tipo_dte": row.tipo_dte, "available": row.available, "minimum": s.caf_stock_min}))
+                             {"tipo_dte": row.tipo_dte, "available": row.available, "minimum": s.caf_stock_min},
+                             f"caf_stock:{row.tipo_dte}"))
         if row.expires_on is not None and row.available and (row.expires_on - today).days <= s.caf_expiry_days:
             out.append(Alert("CAF_EXPIRING", "WARNING", {"tipo_dte": row.tipo_dte, "expires_on": row.expires_on.isoformat(),
-                                                          "days": (row.expires_on - today).days}))
+                                                          "days": (row.expires_on - today).days},
+                             f"caf_expiry:{row.tipo_dte}"))
     if cert_not_after is not None:
         days = (cert_not_after.date() - today).days
         if days < 0:
-            out.append(Alert("CERT_EXPIRED", "ERROR", {"expired_on": cert_not_after.date().isoformat()}))
+            out.append(Alert("CERT_EXPIRED", "ERROR", {"expired_on": cert_not_after.date().isoformat()}, "certificate"))
         elif days <= s.cert_expiry_days:
-            out.append(Alert("CERT_EXPIRING", "WARNING", {"expires_on": cert_not_after.date().isoformat(), "days": days}))
+            out.append(Alert("CERT_EXPIRING", "WARNING", {"expires_on": cert_not_after.date().isoformat(), "days": days},
+                             "certificate"))
     return out
 
 
-def current_alerts(config: Any, today: date, certificate: Any = None) -> list[Alert]:
-    """The alerts for an installation (used by the scheduled job and by `dtesync status`)."""
+def current_alerts(config: Config, today: date, certificate: Any = None) -> list[Alert]:
+    """The alerts for an installation (the scheduled job, `dtesync status`)."""
     from sync.runtime import load_certificate, open_folio_store
 
-    s = settings_of(config.raw)
-    store = open_folio_store(config)
-    try:
+    with open_folio_store(config) as store:
         stock = store.stock(today)
-    finally:
-        store.close()
-    not_after = None
     try:
         not_after = (certificate or load_certificate(config, now=datetime.now().astimezone())).not_after
     except DteSyncError as exc:  # an expired or unreadable certificate is itself the alert
-        return stock_alerts(stock, None, today, s) + [Alert(exc.code, "ERROR", dict(exc.params or {}))]
-    return stock_alerts(stock, not_after, today, s)
-
-
-def log_alerts(alerts: list[Alert], lang: str = "es") -> None:
-    for a in alerts:
-        log.log(logging.ERROR if a.level == "ERROR" else logging.WARNING, "%s: %s", a.code, a.message(lang),
-                extra={"code": a.code, **{f"alert_{k}": v for k, v in a.params.items()}})
+        return stock_alerts(stock, None, today, config.alerts) + [
+            Alert(exc.code, "ERROR", dict(exc.params or {}), "certificate")]
+    return stock_alerts(stock, not_after, today, config.alerts)
 
 
 # --- the informe de ventas ------------------------------------------------------------------------
@@ -138,19 +107,10 @@ class DocAmounts:
     rejected: bool = False  # rejected by the SII: its folio was used, it is not a sale
 
 
-def amounts_of(xml: bytes, rejected: bool = False) -> DocAmounts:
-    """The Totales of a signed DTE (absent amounts are 0)."""
-    root = safexml.fromstring(xml)
-    doc = root.find(".//{*}Documento")
-    idd, tot = doc.find("{*}Encabezado/{*}IdDoc"), doc.find("{*}Encabezado/{*}Totales")
-
-    def amount(tag: str) -> int:
-        text = tot.findtext("{*}" + tag) if tot is not None else None
-        return int(round(float(text))) if text else 0
-
-    return DocAmounts(int(idd.findtext("{*}TipoDTE")), int(idd.findtext("{*}Folio")),
-                      date.fromisoformat(idd.findtext("{*}FchEmis")), amount("MntNeto"), amount("IVA"),
-                      amount("MntExe"), amount("MntTotal"), rejected)
+def amounts_of_row(d: Any) -> DocAmounts:
+    """A journal row's amounts (recorded when it was signed; absent amounts are 0)."""
+    return DocAmounts(int(d.tipo_dte), int(d.folio), date.fromisoformat(d.fch_emis), d.mnt_neto or 0, d.iva or 0,
+                      d.mnt_exe or 0, d.monto_total or 0, d.state == DocState.REJECTED_SII)
 
 
 @dataclass
@@ -166,7 +126,8 @@ class TypeRow:
 
     @property
     def nombre(self) -> str:
-        return TIPO_NOMBRE.get(self.tipo_dte, f"TipoDTE {self.tipo_dte}")
+        tipo = TipoDte.of(self.tipo_dte)
+        return tipo.title if tipo is not None else f"TipoDTE {self.tipo_dte}"
 
 
 @dataclass
@@ -183,7 +144,8 @@ class SalesReport:
         t = {"neto": 0, "iva": 0, "exento": 0, "total": 0}
         for r in self.rows:
             for k in t:
-                t[k] += SIGN.get(r.tipo_dte, 1) * getattr(r, k)
+                tipo = TipoDte.of(r.tipo_dte)
+                t[k] += (tipo.sales_sign if tipo is not None else 1) * getattr(r, k)
         return t
 
 
@@ -216,40 +178,23 @@ def summarize(day: date, docs: Iterable[DocAmounts], pending: Iterable[tuple[int
     return SalesReport(day, rut_emisor, razon_social, [rows[k] for k in sorted(rows)], sorted(pending), generated_at)
 
 
-def collect(config: Any) -> list[DocAmounts]:
-    """Every signed document in the journal, its amounts read from its signed XML."""
-    from sync.journal import Journal
-    from sync.outbox import Outbox
-
-    path = config.folders.state / "journal.sqlite3"
+def collect(config: Config, day: date) -> list[DocAmounts]:
+    """The day's documents with a folio, from the journal (read-only: the daemon may be writing)."""
+    path = config.folders.state / JOURNAL_FILE
     if not path.exists():
         return []
-    journal = Journal(path)
-    try:
-        docs = [d for d in journal.all_docs() if d.folio is not None and d.state in SIGNED_STATES]
-    finally:
-        journal.close()
-    out = Outbox(config.folders.outbox, config.folders.archive, config.folders.rejected)
-    found = []
-    for d in docs:
-        base = out.results_base(d)
-        try:
-            found.append(amounts_of(base.with_name(base.name + ".xml").read_bytes(), d.state == "rejected_sii"))
-        except OSError:
-            log.warning("report: signed XML missing", extra={"doc": d.id, "source": d.rel})
-    return found
+    with Journal.open_readonly(path) as journal:
+        rows = journal.issued_on(day.isoformat())
+    return [amounts_of_row(d) for d in rows if DocState(d.state).holds_folio]
 
 
 def build_report(config: Any, day: date, now: datetime | None = None) -> SalesReport:
     from sync.runtime import open_folio_store
 
-    store = open_folio_store(config)
-    try:
+    with open_folio_store(config) as store:
         pending = [(p.tipo_dte, p.folio, p.reason or "") for p in store.pending_annulment()]
-    finally:
-        store.close()
     c = config.company
-    return summarize(day, collect(config), pending, rut_emisor=str(c.rut), razon_social=c.razon_social,
+    return summarize(day, collect(config, day), pending, rut_emisor=str(c.rut), razon_social=c.razon_social,
                      generated_at=now or datetime.now().astimezone())
 
 
@@ -290,7 +235,7 @@ def report_pdf(r: SalesReport) -> bytes:
                             author="dtesync", invariant=1)
     st = getSampleStyleSheet()
     t = r.totals()
-    data = [["Tipo", "Documento", "Cant.", "Neto", "IVA", "Exento", "Total", "Folios"]]
+    data: list[list[str | Paragraph]] = [["Tipo", "Documento", "Cant.", "Neto", "IVA", "Exento", "Total", "Folios"]]
     for row in r.rows:
         data.append([str(row.tipo_dte), row.nombre, str(row.documentos), _money(row.neto), _money(row.iva),
                      _money(row.exento), _money(row.total), Paragraph(_ranges_text(row.folios), st["BodyText"])])
@@ -316,8 +261,6 @@ def report_pdf(r: SalesReport) -> bytes:
 
 def write_report(r: SalesReport, outbox: Path) -> tuple[Path, Path]:
     """outbox/reports/informe-ventas-YYYY-MM-DD.{csv,pdf}, each written atomically."""
-    from sync.outbox import atomic_write
-
     folder = Path(outbox) / "reports"
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / f"informe-ventas-{r.day.isoformat()}"
@@ -328,30 +271,56 @@ def write_report(r: SalesReport, outbox: Path) -> tuple[Path, Path]:
 
 
 # --- the daemon's scheduled jobs --------------------------------------------------------------------
-def attach(daemon: Any, config: Any, certificate: Any = None) -> Any:
-    """Alerts every `check_every` seconds (and at start) and the report at `daily_at` each day."""
-    from apscheduler.schedulers.background import BackgroundScheduler
+class ReportsStage(Stage):
+    """Stock/expiry alerts every `[alerts] check_every` seconds (and soon after start), through the
+    alerts hub, and the informe de ventas at `[reports] daily_at` each day."""
 
-    s = settings_of(config.raw)
-    hour, minute = (int(x) for x in s.daily_at.split(":"))
-    sched = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
+    name = "reports"
 
-    def alerts_job() -> None:
-        try:
-            log_alerts(current_alerts(config, date.today(), certificate), config.language)
-        except Exception:
-            log.exception("alerts: check failed")
+    def __init__(self, config: Config, certificate: Any = None) -> None:
+        super().__init__()
+        self.config, self.certificate = config, certificate
+        self.daily_at = daily_at(config)
+        self._scheduler: Any = None
 
-    def report_job() -> None:
-        try:
-            csv_path, _ = write_report(build_report(config, date.today()), config.folders.outbox)
-            log.info("report: informe de ventas written", extra={"path": str(csv_path)})
-        except Exception:
-            log.exception("report: informe de ventas failed")
+    def check_alerts(self) -> list[Alert]:
+        """Raise what holds now, resolve what no longer does (one notice per condition)."""
+        found = current_alerts(self.config, date.today(), self.certificate)
+        for a in found:
+            self.alerts.raise_(a.key, a.code, a.level, **a.params)
+        self.alerts.resolve_prefix("caf_", keep={a.key for a in found})
+        if not any(a.key == "certificate" for a in found):
+            self.alerts.resolve("certificate")
+        return found
 
-    sched.add_job(alerts_job, "interval", seconds=s.check_every, id="alerts",
-                  next_run_time=datetime.now().astimezone() + timedelta(seconds=2))
-    sched.add_job(report_job, "cron", hour=hour, minute=minute, id="informe_ventas")
-    daemon.on_start.append(sched.start)
-    daemon.on_stop.append(lambda: sched.shutdown(wait=False) if sched.running else None)
-    return sched
+    def write_daily_report(self) -> tuple[Path, Path]:
+        paths = write_report(build_report(self.config, date.today()), self.config.folders.outbox)
+        log.info("report: informe de ventas written", extra={"path": str(paths[0])})
+        return paths
+
+    def start(self) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        hour, minute = (int(x) for x in self.daily_at.split(":"))
+        sched = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
+        sched.add_job(self._guarded(self.check_alerts, "alerts: check failed"), "interval",
+                      seconds=self.config.alerts.check_every, id="alerts",
+                      next_run_time=datetime.now().astimezone() + timedelta(seconds=2))
+        sched.add_job(self._guarded(self.write_daily_report, "report: informe de ventas failed"), "cron",
+                      hour=hour, minute=minute, id="informe_ventas")
+        sched.start()
+        self._scheduler = sched
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        self._scheduler = None
+
+    @staticmethod
+    def _guarded(func: Any, what: str) -> Any:
+        def run() -> None:
+            try:
+                func()
+            except Exception:
+                log.exception(what)
+        return run

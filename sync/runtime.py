@@ -17,12 +17,12 @@ from sync.config import Config
 from sync.engine import Engine
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.folios.caf import Caf
+from sync.folios.store import FILE_NAME as FOLIOS_FILE
 from sync.folios.store import FolioStore
 from sync.signing import Certificate, load_certificate_file
 
 log = logging.getLogger("dtesync.runtime")
 
-FOLIO_DB = "folios.sqlite"
 
 
 @dataclass
@@ -48,7 +48,7 @@ def trusted_caf_keys(config: Config) -> dict[int, rsa.RSAPublicKey]:
 
 def open_folio_store(config: Config) -> FolioStore:
     config.folders.state.mkdir(parents=True, exist_ok=True)
-    return FolioStore(config.folders.state / FOLIO_DB)
+    return FolioStore(config.folders.state / FOLIOS_FILE)
 
 
 def import_caf_folder(store: FolioStore, config: Config, today: date) -> list[CafImport]:
@@ -81,8 +81,21 @@ def load_certificate(config: Config, now: datetime | None = None) -> Certificate
     )
 
 
+def warn_loose_permissions(config: Config) -> list[str]:
+    """Log every key holder others may read (the rule `dtesync check` warns about): a warning,
+    not a refusal, so an upgrade never stops a working installation. Returns the paths."""
+    from sync.exposure import audit
+
+    found = audit(config)
+    for item in found:
+        log.warning("loose_permissions path=%s role=%s mode=%o expected=%o (dtesync check: chmod %o %s)",
+                    item.path, item.role, item.mode, item.wanted, item.wanted, item.path)
+    return [str(item.path) for item in found]
+
+
 def open_engine(config: Config) -> Engine:
     """Certificate + folio store with the CAF folder imported + engine."""
+    warn_loose_permissions(config)
     certificate = load_certificate(config)
     store = open_folio_store(config)
     for result in import_caf_folder(store, config, date.today()):

@@ -39,7 +39,7 @@ class Rut:
     dv: str
 
     @classmethod
-    def parse(cls, text: str) -> "Rut":
+    def parse(cls, text: str) -> Rut:
         match = _RUT_RE.match(str(text))
         if not match:
             raise RutError(str(text), "formato esperado 12345678-5")
@@ -53,7 +53,7 @@ class Rut:
         return cls(number, dv)
 
     @classmethod
-    def of(cls, number: int) -> "Rut":
+    def of(cls, number: int) -> Rut:
         return cls(number, check_digit(number))
 
     def __str__(self) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from lxml import etree
 
 from sync.errors import DteSyncError
+from sync.sii import TipoDte, is_boleta
 
 SCHEMA_FILES = {
     "DTE": "sii/DTE_v10.xsd",
@@ -22,7 +23,6 @@ SCHEMA_FILES = {
     "EnvioBOLETA": "sii/EnvioBOLETA_v11.xsd",
     "BoletaDTE": "dtesync/BoletaDTE.xsd",  # a standalone DTE of type 39/41
 }
-BOLETA_TYPES = ("39", "41")
 
 _lock = threading.Lock()
 _cache: dict[str, etree.XMLSchema] = {}
@@ -46,7 +46,7 @@ def get_schema(root_name: str) -> etree.XMLSchema:
 def schema_errors(root: etree._Element) -> list[str]:
     """Human-readable violations of the official schema for this root ([] if valid)."""
     name = etree.QName(root).localname
-    if name == "DTE" and _tipo_dte(root) in BOLETA_TYPES:
+    if name == "DTE" and is_boleta(TipoDte.of(_tipo_dte(root))):
         name = "BoletaDTE"
     if name not in SCHEMA_FILES:
         return [f"raíz <{name}> no es DTE, EnvioDTE ni EnvioBOLETA"]

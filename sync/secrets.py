@@ -7,12 +7,12 @@ its owner on POSIX (like ssh keys); values are never logged.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from sync.errors import DteSyncError
+from sync.exposure import loose
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,10 @@ def read_secret(ref: Any, *, name: str = "password", environ: Mapping[str, str] 
             )
         return value
     assert ref.file is not None
+    exposed = loose(ref.file, "secret")  # the same rule `dtesync check` reports
+    if exposed is not None:
+        raise DteSyncError("SECRET_FILE_INSECURE", field=name, found=str(ref.file), params={"mode": oct(exposed.mode)})
     try:
-        mode = ref.file.stat().st_mode
-        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise DteSyncError(
-                "SECRET_FILE_INSECURE", field=name, found=str(ref.file), params={"mode": oct(stat.S_IMODE(mode))}
-            )
         return ref.file.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
         raise DteSyncError("SECRET_MISSING", field=name, params={"detail": f"{ref.file}: {exc.strerror}"}) from None

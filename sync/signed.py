@@ -13,15 +13,14 @@ import copy
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from lxml import etree
 
 from sync import safexml
+from sync.model import Documento
+from sync.parse.xml_input import parse_xml
 from sync.sii import DSIG_NS, SII_Q, TipoDte, is_boleta
-
-if TYPE_CHECKING:
-    from sync.model import Documento
+from sync.timbre import ted_bytes
 
 ANONYMOUS_RUT = "66666666-6"  # a boleta to an unidentified buyer (Formato Boletas)
 
@@ -82,7 +81,6 @@ class SignedDte:
         ted = _find(doc, "TED")
         if ted is None:
             raise NotASignedDte("no TED in the Documento")
-        from sync.timbre import ted_bytes
 
         def text(path: str) -> str:
             el = doc.find("/".join(SII_Q + p if not p.startswith("{") else p for p in path.split("/")))
@@ -128,8 +126,6 @@ def _documento_element(root: etree._Element) -> etree._Element:
 def documento_of(root: etree._Element) -> Documento:
     """The model of a signed DTE: its Documento without TED, TmstFirma and signature, read by
     the same XML input reader the ERP's files go through."""
-    from sync.parse.xml_input import parse_xml
-
     bare = copy.deepcopy(_documento_element(root))
     for el in list(bare):
         if etree.QName(el).localname in ("TED", "TmstFirma") or el.tag == f"{{{DSIG_NS}}}Signature":

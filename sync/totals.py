@@ -25,8 +25,8 @@ v4.2, "FBE"):
   ValorDR rounds to the peso. With afecto lines of different tax codes a discount must be %
   (FMT D.a); a % discount reduces each additional-tax base by the same percentage.
 - Net documents (33, 46, 52, 56, 61; boleta 39 with IndMntNeto=2): MntNeto = afecto after
-  global D/R (FMT A.107); TasaIVA = 19 (not in boletas, NOTES §6); IVA = round(MntNeto ×
-  19/100) (FMT A.112; 33.655 → 6.394).
+  global D/R (FMT A.107); TasaIVA = 19 (absent in boletas: EnvioBOLETA_v11.xsd); IVA =
+  round(MntNeto × 19/100) (FMT A.112; 33.655 → 6.394).
 - Gross documents (boleta 39, or IdDoc/MntBruto = 1; FMT A.10, A.107, FBE A.32): the lines
   are gross; MntNeto = round(afecto / 1.19), IVA = afecto − MntNeto, so MntNeto + IVA is the
   gross amount exactly. For some gross amounts no integer neto satisfies neto + round(neto ×
@@ -67,26 +67,24 @@ from typing import Any
 
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.model import (
-    BOLETA_TYPES,
-    EXEMPT_TYPES,
-    NOTE_TYPES,
     Detalle,
     Documento,
     ImptoReten,
     Totales,
     TotalesComisiones,
 )
+from sync.sii import TipoDte
 
 IVA_RATE = 19  # DL 825 art. 14
 CRED_EC_RATE = (65, 100)  # DL 910 art. 21: 65% of IVA
 
 # TipoImp -> (kind, rate): "A" adds to MntTotal, "R" is a retention; rate None = no fixed rate.
 TAX_CODES: dict[str, tuple[str, Decimal | None]] = {
-    **{c: ("A", Decimal(r)) for c, r in {
+    **{c: ("A", Decimal(str(r))) for c, r in {
         "17": 5, "18": 5, "19": 12, "23": 15, "24": "31.5", "25": "20.5", "26": "20.5",
         "27": 10, "271": 18, "44": 15, "45": 50}.items()},
     **{c: ("A", None) for c in ("14", "28", "35", "50", "51", "52")},
-    **{c: ("R", Decimal(r)) for c, r in {
+    **{c: ("R", Decimal(str(r))) for c, r in {
         "15": 19, "31": 19, "38": 19, "39": 19, "41": 19, "46": 19, "47": 19, "30": 10,
         "36": 10, "37": 10, "32": 8, "33": 8, "34": 4, "48": 14, "49": 0, "301": 19,
         "321": 19, "331": 19, "341": 19, "361": 19, "371": 19, "481": 19}.items()},
@@ -110,26 +108,24 @@ def round_half_up(num: int, den: int = 1) -> int:
     return -((-2 * num + den) // (2 * den))
 
 
-def _ratio(value: Any) -> tuple[int, int]:
-    """An exact (numerator, denominator) for an int/Decimal/str/float model value."""
-    if type(value) is int:
+def _ratio(value: int | Decimal) -> tuple[int, int]:
+    """An exact (numerator, denominator) for an int or Decimal model value."""
+    if isinstance(value, int):
         return value, 1
-    if not isinstance(value, Decimal):
-        value = Decimal(str(value))
     return value.as_integer_ratio()
 
 
-def _pct_of(amount: int, pct: Any) -> int:
+def _pct_of(amount: int, pct: int | Decimal) -> int:
     n, d = _ratio(pct)
     return round_half_up(amount * n, 100 * d)
 
 
-def iva_of(neto: int, tasa: Any = IVA_RATE) -> int:
+def iva_of(neto: int, tasa: int | Decimal = IVA_RATE) -> int:
     """IVA of a net amount: round-half-up(neto × tasa / 100)."""
     return _pct_of(neto, tasa)
 
 
-def split_gross(gross: int, tasa: Any = IVA_RATE) -> tuple[int, int]:
+def split_gross(gross: int, tasa: int | Decimal = IVA_RATE) -> tuple[int, int]:
     """(neto, iva) of a gross afecto amount: neto = round(gross / (1 + tasa/100)), iva = rest."""
     n, d = _ratio(tasa)
     neto = round_half_up(gross * 100 * d, 100 * d + n)
@@ -156,6 +152,7 @@ class _Run:
     doc: Documento
     errors: list[DteSyncError] = field(default_factory=list)
     sets: list[tuple[Any, str, Any]] = field(default_factory=list)
+    dr_amounts: list[int | None] = field(default_factory=list)  # pesos of each DscRcgGlobal
 
     def err(self, code: str, **kw: Any) -> None:
         self.errors.append(DteSyncError(code, **kw))
@@ -167,6 +164,12 @@ class _Run:
 def totals_errors(doc: Documento) -> list[DteSyncError]:
     """Every totals inconsistency of `doc`, without changing it (for `verify` and tests)."""
     return _evaluate(doc).errors
+
+
+def global_dr_amounts(doc: Documento) -> list[int | None]:
+    """The peso amount of each DscRcgGlobal, in order (a % one included), as the totals were
+    computed; None for one that is invalid. For the printed representation."""
+    return _evaluate(doc).dr_amounts
 
 
 def complete_totals(doc: Documento) -> None:
@@ -183,24 +186,24 @@ def complete_totals(doc: Documento) -> None:
 
 def _evaluate(doc: Documento) -> _Run:
     run = _Run(doc)
-    tipo = doc.tipo_dte
-    id_doc = doc.encabezado.id_doc
-    boleta = tipo in BOLETA_TYPES
-    exempt = tipo in EXEMPT_TYPES
+    tipo = doc.tipo
+    id_doc = doc.id_doc
+    boleta = tipo.is_boleta
+    exempt = tipo.is_exento
     gross = not exempt and (
-        (tipo == 39 and id_doc.ind_mnt_neto != 2) or (not boleta and id_doc.mnt_bruto == 1)
+        (tipo is TipoDte.BOLETA and id_doc.ind_mnt_neto != 2) or (not boleta and id_doc.mnt_bruto == 1)
     )
-    zero_ok = (tipo == 52 and id_doc.ind_traslado in NON_SALE_TRASLADO)
-    erratas = tipo in NOTE_TYPES and any(r.cod_ref == "2" for r in doc.referencia)
+    zero_ok = tipo is TipoDte.GUIA_DESPACHO and id_doc.ind_traslado in NON_SALE_TRASLADO
+    erratas = tipo.is_note and any(r.cod_ref == "2" for r in doc.referencia)
     b = _Buckets()
     for idx, det in enumerate(doc.detalle, 1):
         _line(run, b, det, idx, boleta=boleta, exempt=exempt, gross=gross,
               zero_ok=zero_ok, must_be_zero=erratas)
     _global_dr(run, b, exempt)
-    totales = doc.encabezado.totales
+    totales = doc.enc.totales
     if totales is None:
         totales = Totales()
-        run.sets.append((doc.encabezado, "totales", totales))
+        run.sets.append((doc.enc, "totales", totales))
     _totals(run, b, totales, tipo=tipo, boleta=boleta, exempt=exempt, gross=gross)
     return run
 
@@ -281,8 +284,8 @@ def _line_amount(run: _Run, det: Detalle, no: int, *, zero: bool, zero_ok: bool)
         return given
     qty = det.qty_item
     if qty is None:
-        qty = 1
-        run.sets.append((det, "qty_item", Decimal(1)))
+        qty = Decimal(1)
+        run.sets.append((det, "qty_item", qty))
     for tag, v in (("QtyItem", qty), ("PrcItem", det.prc_item)):
         if v < 0:
             run.err("AMOUNT_NEGATIVE", field=tag, found=v, path=path + tag, params={"line_no": no})
@@ -307,8 +310,8 @@ def _line_amount(run: _Run, det: Detalle, no: int, *, zero: bool, zero_ok: bool)
 def _adjustment(run: _Run, det: Detalle, no: int, kind: str, bases: tuple[int, ...]) -> int | None:
     """DescuentoMonto / RecargoMonto from the monto or the pct (see module doc)."""
     attr = kind.lower()
-    pct = getattr(det, attr + "_pct")
-    monto = getattr(det, attr + "_monto")
+    pct: Decimal | None = getattr(det, attr + "_pct")
+    monto: int | None = getattr(det, attr + "_monto")
     if monto is not None and monto < 0:
         run.err("AMOUNT_NEGATIVE", field=kind + "Monto", found=monto,
                 path=f"Documento/Detalle[{no}]/{kind}Monto", params={"line_no": no})
@@ -332,6 +335,7 @@ def _adjustment(run: _Run, det: Detalle, no: int, kind: str, bases: tuple[int, .
 def _global_dr(run: _Run, b: _Buckets, exempt: bool) -> None:
     """Apply DscRcgGlobal in order to the amount each one targets (FMT zone D)."""
     for idx, dr in enumerate(run.doc.dsc_rcg_global, 1):
+        run.dr_amounts.append(None)
         no = dr.nro_lin_dr or idx
         path = f"Documento/DscRcgGlobal[{no}]/"
         bad = False
@@ -360,6 +364,7 @@ def _global_dr(run: _Run, b: _Buckets, exempt: bool) -> None:
                         path=path + "TpoValor")
                 continue
             _shift_bases(b, bucket, value if dr.tpo_mov == "R" else -value)
+        run.dr_amounts[-1] = value
         result = current + value if dr.tpo_mov == "R" else current - value
         if result < 0:
             tag = {"afecto": "MntNeto", "exento": "MntExe", "nf": "MontoNF"}[bucket]
@@ -371,7 +376,7 @@ def _global_dr(run: _Run, b: _Buckets, exempt: bool) -> None:
         setattr(b, bucket, result)
 
 
-def _scale_bases(b: _Buckets, bucket: str, pct: Any, mov: str) -> None:
+def _scale_bases(b: _Buckets, bucket: str, pct: Decimal, mov: str | None) -> None:
     bases = b.bases.get(bucket)
     if bases:
         for code, base in bases.items():
@@ -388,9 +393,10 @@ def _shift_bases(b: _Buckets, bucket: str, delta: int) -> None:
 
 # --- Totales ----------------------------------------------------------------------------------
 
-def _check(run: _Run, tot: Totales, attr: str, tag: str, computed: int, *, fill: bool) -> int:
+def _check(run: _Run, tot: Totales | TotalesComisiones, attr: str, tag: str, computed: int, *,
+           fill: bool) -> int:
     """Compare a given total with the computed one, or schedule filling it; the value to use."""
-    given = getattr(tot, attr)
+    given: int | None = getattr(tot, attr)
     if given is None:
         if fill:
             run.sets.append((tot, attr, computed))
@@ -552,6 +558,5 @@ def _comisiones(run: _Run, tot: Totales, tipo: int) -> int:
 
 def _iva_split(run: _Run, tot: Totales, iva: int) -> None:
     """IVAProp + IVATerc, when both are given, must be the whole IVA (FMT A.113-114)."""
-    if tot.iva_prop is not None and tot.iva_terc is not None:
-        if tot.iva_prop + tot.iva_terc != iva:
-            run.mismatch("IVATerc", iva - tot.iva_prop, tot.iva_terc)
+    if tot.iva_prop is not None and tot.iva_terc is not None and tot.iva_prop + tot.iva_terc != iva:
+        run.mismatch("IVATerc", iva - tot.iva_prop, tot.iva_terc)

@@ -11,8 +11,8 @@ reading and nothing FAILs.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
@@ -21,12 +21,12 @@ from sync import schema
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.parse.xml_input import parse_xml
 from sync.signing import verify_signatures
+from sync.sii import SII_NS, SII_Q
 from sync.timbre import dd_values, verify_ted
 from sync.totals import totals_errors
 
-SII_NS = "http://www.sii.cl/SiiDte"
-DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
+CafKeys = Mapping[int, rsa.RSAPublicKey] | None  # extra CAF signers by IDK (the sandbox's fake SII)
 
 
 @dataclass
@@ -60,7 +60,7 @@ def _parser() -> etree.XMLParser:
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
-def verify_bytes(data: bytes, source: str, *, caf_keys: Mapping[int, rsa.RSAPublicKey] | None = None) -> Report:
+def verify_bytes(data: bytes, source: str, *, caf_keys: CafKeys = None) -> Report:
     report = Report(source)
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         report.add(FAIL, "XML", "trae DOCTYPE o entidades; no se procesa por seguridad")
@@ -86,13 +86,13 @@ def verify_bytes(data: bytes, source: str, *, caf_keys: Mapping[int, rsa.RSAPubl
     return report
 
 
-def _check_ted_alone(ted: etree._Element, report: Report, caf_keys) -> None:
+def _check_ted_alone(ted: etree._Element, report: Report, caf_keys: CafKeys) -> None:
     """A bare TED (e.g. decoded from a printed PDF417): timbre and CAF only."""
     values = dd_values(ted)
     _check_ted(ted, f"TED TipoDTE {values.get('TD')} folio {values.get('F')}", report, caf_keys)
 
 
-def _check_ted(ted: etree._Element, label: str, report: Report, caf_keys) -> None:
+def _check_ted(ted: etree._Element, label: str, report: Report, caf_keys: CafKeys) -> None:
     """FRMT with the CAF key (FAIL if it does not verify); a CAF whose IDK has no known key is a WARN."""
     problems = verify_ted(ted, extra_keys=caf_keys)
     unknown = [p for p in problems if "IDK" in p and "desconocid" in p]
@@ -124,7 +124,7 @@ def _check_signatures(root: etree._Element, report: Report) -> None:
             report.add(WARN, subject, w)
 
 
-def _check_dte(dte: etree._Element, report: Report, caf_keys) -> None:
+def _check_dte(dte: etree._Element, report: Report, caf_keys: CafKeys) -> None:
     documento = next((c for c in dte if _local(c) in ("Documento", "Exportaciones", "Liquidacion")), None)
     if documento is None:
         report.add(FAIL, "DTE", "sin Documento")
@@ -136,7 +136,7 @@ def _check_dte(dte: etree._Element, report: Report, caf_keys) -> None:
         return
     _check_ted(ted, label, report, caf_keys)
     _check_ted_matches_document(ted, documento, label, report)
-    _check_totals(dte, documento, label, report)
+    _check_totals(documento, label, report)
 
 
 def _text(documento: etree._Element, path: str) -> str | None:
@@ -148,7 +148,7 @@ def _ns_path(path: str) -> str:
     return "/".join("{*}" + p for p in path.split("/"))
 
 
-def _check_ted_matches_document(ted, documento, label: str, report: Report) -> None:
+def _check_ted_matches_document(ted: etree._Element, documento: etree._Element, label: str, report: Report) -> None:
     v = dd_values(ted)
     first_item = _text(documento, "Detalle/NmbItem") or ""
     expected = {
@@ -166,8 +166,8 @@ def _check_ted_matches_document(ted, documento, label: str, report: Report) -> N
     report.add(FAIL if wrong else OK, f"timbre vs documento {label}", "; ".join(wrong) or "RE TD F FE RR MNT IT1 coinciden")
 
 
-def _check_totals(dte, documento, label: str, report: Report) -> None:
-    unsigned = _unsigned_copy(dte, documento)
+def _check_totals(documento: etree._Element, label: str, report: Report) -> None:
+    unsigned = _unsigned_copy(documento)
     try:
         doc = parse_xml(unsigned, label)
     except DteSyncErrors as exc:
@@ -180,13 +180,13 @@ def _check_totals(dte, documento, label: str, report: Report) -> None:
         report.add(OK, f"totales {label}", "MontoItem, neto, IVA, exento y total cuadran")
 
 
-def _unsigned_copy(dte, documento) -> bytes:
+def _unsigned_copy(documento: etree._Element) -> bytes:
     """The Documento without TED/TmstFirma, as an unsigned input the parser accepts."""
     doc = copy.deepcopy(documento)
     for child in list(doc):
         if _local(child) in ("TED", "TmstFirma"):
             doc.remove(child)
-    wrapper = etree.Element("{%s}DTE" % SII_NS, nsmap={None: SII_NS})
+    wrapper = etree.Element(SII_Q + "DTE", nsmap={None: SII_NS})
     wrapper.set("version", "1.0")
     doc.attrib.pop("ID", None)
     wrapper.append(doc)
@@ -208,7 +208,9 @@ def _check_schema(root: etree._Element, name: str, report: Report) -> None:
     if extras:
         target = copy.deepcopy(target)
         for el in [el for el in target.iter() if _local(el) in SII_SERVED_EXTRAS]:
-            el.getparent().remove(el)
+            parent = el.getparent()
+            if parent is not None:
+                parent.remove(el)
         report.add(WARN, "esquema", f"se ignoró {', '.join(sorted({_local(e) for e in extras}))} (lo agrega el SII al servir el DTE)")
     errors = schema.schema_errors(target)
     label = {"DTE": "DTE_v10.xsd", "EnvioDTE": "EnvioDTE_v10.xsd", "EnvioBOLETA": "EnvioBOLETA_v11.xsd"}.get(name, name)
@@ -225,5 +227,5 @@ def _with_sii_namespace(root: etree._Element) -> etree._Element:
     clone = copy.deepcopy(root)
     for el in clone.iter():
         if isinstance(el.tag, str) and etree.QName(el).namespace is None:
-            el.tag = "{%s}%s" % (SII_NS, el.tag)
+            el.tag = SII_Q + el.tag
     return etree.fromstring(etree.tostring(clone))

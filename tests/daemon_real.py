@@ -265,16 +265,15 @@ def check_real_invariants(root: Path, inputs: list[Input], statuses: dict[str, d
 
 # --- the daemon process of the crash test ---------------------------------------------------------
 def main() -> None:
+    from sync.app import build_app
     from sync.config import load_config
-    from sync.daemon import Daemon
-    from sync.runtime import open_engine
 
     config_path, mode = Path(sys.argv[1]), sys.argv[2]
     config = load_config(config_path)
-    daemon = Daemon.from_config(
-        config, open_engine(config), watch=mode, workers=2, empty_timeout=2.0, scan_interval=1.0, poll_interval=0.1,
-        stations={"caja1", "caja2"},
-    )
+    daemon = build_app(
+        config, stages=[], watch=mode, workers=2, empty_timeout=2.0, scan_interval=1.0, poll_interval=0.1,
+        stations=frozenset({"caja1", "caja2"}),
+    ).daemon
     from daemon_runner import serve_until_signalled
 
     serve_until_signalled(daemon)

@@ -19,23 +19,14 @@ import sqlite3
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sync.errors import DteSyncError  # noqa: E402
 from sync.journal import Journal  # noqa: E402
-
-
-@dataclass
-class Issued:
-    tipo_dte: int
-    folio: int
-    rut_emisor: str
-    monto_total: int
-    dte_xml: bytes
-    ted: bytes
+from sync.signed import SignedDte  # noqa: E402
 
 
 class FakeEngine:
@@ -51,7 +42,7 @@ class FakeEngine:
         self.calls = 0
         self._flaky_seen: set[str] = set()
 
-    def issue(self, data: bytes, source: str, *, doc_key: str, station: str | None = None) -> Issued:
+    def issue(self, data: bytes, source: str, *, doc_key: str, station: str | None = None) -> SignedDte:
         self.calls += 1
         if b"SLOW" in data:
             time.sleep(0.4)
@@ -77,7 +68,17 @@ class FakeEngine:
                 folio = row[0]
             self._db.execute("COMMIT")
         xml = f'<?xml version="1.0" encoding="ISO-8859-1"?><DTE><TipoDTE>{tipo}</TipoDTE><Folio>{folio}</Folio><Sha>{sha}</Sha></DTE>'
-        return Issued(tipo, folio, "76192083-9", len(data), xml.encode("latin-1"), b"TED")
+        return SignedDte(tipo_dte=tipo, folio=folio, rut_emisor="76192083-9", rut_receptor="66666666-6",
+                         fch_emis=date(2025, 3, 14), monto_total=len(data), dte_xml=xml.encode("latin-1"), ted=b"TED")
+
+    def issue_many(self, requests):
+        outcomes = []
+        for r in requests:
+            try:
+                outcomes.append(self.issue(r.data, r.source, doc_key=r.doc_key, station=r.station))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
 
     def allocated(self) -> list[tuple[str, int, int, str]]:
         with self._lock:
@@ -97,37 +98,24 @@ class BatchingFakeEngine(FakeEngine):
         if self._fail_next:  # the whole call fails, as a broken folio store would
             self._fail_next = False
             raise DteSyncError("INTERNAL", params={"detail": "folio store unavailable"})
-        outcomes = []
-        for r in requests:
-            try:
-                outcomes.append(self.issue(r.data, r.source, doc_key=r.doc_key, station=r.station))
-            except Exception as exc:
-                outcomes.append(exc)
-        return outcomes
+        return super().issue_many(requests)
 
 
-def make_daemon(root: Path, mode: str, **kw):
-    from sync.daemon import Daemon
+def make_daemon(root: Path, mode: str, *, stations=frozenset(), stages=(), lang: str = "es", **kw):
+    """A daemon over ROOT/{inbox,outbox,archive,rejected,state} assembled by the composition root,
+    with the fake engine unless `engine=` is given; other keywords are [daemon] settings."""
+    from sync.app import assemble
+    from sync.config import DaemonConfig
+    from sync.filing import Folders
 
     (root / "state").mkdir(parents=True, exist_ok=True)
     engine = kw.pop("engine", None) or FakeEngine(root / "state" / "fake-folios.sqlite3")
-    params = dict(
-        inbox=root / "inbox",
-        outbox=root / "outbox",
-        archive=root / "archive",
-        rejected=root / "rejected",
-        state_dir=root / "state",
-        engine=engine,
-        watch=mode,
-        workers=2,
-        lang="es",
-        stable_window=0.2,
-        empty_timeout=2.0,
-        scan_interval=1.0,
-        poll_interval=0.1,
-    )
-    params.update(kw)
-    return Daemon(**params), engine
+    settings = dict(watch=mode, workers=2, stable_window=0.2, empty_timeout=2.0, scan_interval=1.0, poll_interval=0.1)
+    settings.update(kw)
+    folders = Folders(inbox=root / "inbox", outbox=root / "outbox", archive=root / "archive",
+                      rejected=root / "rejected", state=root / "state")
+    app = assemble(folders, engine, DaemonConfig(**settings), stages=stages, stations=frozenset(stations), lang=lang)
+    return app.daemon, engine
 
 
 def main() -> None:

@@ -10,13 +10,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
+from conftest import DATA, SAMPLES
 from sync.errors import DteSyncError
 from sync.folios.caf import add_months, caf_from_element, load_caf, sii_caf_keys, verify_frma
 from sync.rut import Rut
 from sync.sandbox.caf_factory import FAKE_IDK, FakeSii, default_fake_sii, make_caf
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "sii"
-SAMPLES = SHARED / "samples"
 TED_FILES = [
     SAMPLES / "sii-official" / "F60T33-ejemplo-oficial-SII.xml",
     *sorted((SAMPLES / "cl-sii").glob("DTE--*.xml")),
@@ -45,7 +44,7 @@ def test_every_caf_embedded_in_a_real_ted_verifies_with_the_sii_key(path):
 @pytest.mark.parametrize("idk,cert", [(100, "IDK100-maullin-certificacion.cer"), (300, "IDK300-palena-produccion.cer")])
 def test_shipped_sii_keys_match_openssl_extraction_from_the_sii_certificates(idk, cert):
     pem = subprocess.run(
-        ["openssl", "x509", "-in", str(SHARED / "sii-caf-certs" / cert), "-pubkey", "-noout"],
+        ["openssl", "x509", "-in", str(DATA / "sii-caf-certs" / cert), "-pubkey", "-noout"],
         check=True, capture_output=True,
     ).stdout
     expected = serialization.load_pem_public_key(pem).public_numbers()

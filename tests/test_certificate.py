@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
+from conftest import SAMPLES
 from sync.errors import DteSyncError
 from sync.rut import Rut
 from sync.sandbox.cert_factory import make_test_certificate
@@ -29,7 +30,7 @@ from sync.signing.certificate import (
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 RUT = Rut.parse("13185095-6")
-SII_SAMPLE = Path("/work/shared/sii/samples/sii-official/F60T33-ejemplo-oficial-SII.xml")
+SII_SAMPLE = SAMPLES / "sii-official" / "F60T33-ejemplo-oficial-SII.xml"
 RC2_40_OID = bytes.fromhex("2a864886f70d010c0106")
 
 

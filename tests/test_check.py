@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import shutil
+import stat
 import tempfile
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -108,7 +109,7 @@ def test_type_without_any_caf_is_named_when_listed_in_check_tipos_dte(site):
 
 def test_low_folio_stock_is_a_warning_not_a_failure(site):
     config = site / "dtesync.toml"
-    config.write_text(config.read_text(encoding="utf-8") + "\n[check]\nmin_folios = 500\n", encoding="utf-8")
+    config.write_text(config.read_text(encoding="utf-8") + "\n[alerts]\ncaf_stock_min = 500\n", encoding="utf-8")
     code, out = check(site)
     assert code == 0 and lines_with(out, WARN, "CAF TipoDTE 33")[0].count("(menos de 500)") == 1
 
@@ -203,6 +204,64 @@ def test_unreachable_network_printer_is_named_with_its_fix(site):
     assert code == 1 and f"127.0.0.1:{port}" in hit and "solución: encienda la impresora" in hit
 
 
+@pytest.fixture
+def printer_port():
+    """A local port that accepts connections: a printer that is there."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def _station(site: Path, port: int, profile: str, extra: str = "") -> None:
+    config = site / "dtesync.toml"
+    config.write_text(config.read_text(encoding="utf-8") + f'\n[[printing.stations]]\nname = "caja1"\n'
+                      f'profile = "{profile}"\n{extra}'
+                      f'connector = {{ type = "tcp", host = "127.0.0.1", port = {port} }}\n', encoding="utf-8")
+
+
+def test_a_58mm_station_that_could_get_facturas_is_refused_with_its_fix(site, printer_port):
+    _station(site, printer_port, "generic-58mm")
+    code, out = check(site)
+    [hit] = lines_with(out, FAIL, "impresora caja1")
+    assert code == 1 and "7,5 cm" in hit and "facturas" in hit and "types = [39, 41]" in hit
+
+
+def test_a_58mm_station_for_boletas_only_passes(site, printer_port):
+    _station(site, printer_port, "generic-58mm", "types = [39, 41]\n")
+    code, out = check(site)
+    assert code == 0, out
+    assert lines_with(out, OK, "impresora caja1: perfil generic-58mm (58 mm, 203 dpi): boletas")
+
+
+def test_a_180_dpi_printer_is_refused_for_boletas_and_facturas(site, printer_port):
+    _station(site, printer_port, "epson-tm-t88v")
+    code, out = check(site)
+    hits = lines_with(out, FAIL, "impresora caja1")
+    assert code == 1 and len(hits) == 2
+    assert any("180 dpi" in h and "200 dpi" in h and "74/2020" in h for h in hits)
+    assert any("4 × 9 cm" in h for h in hits)
+
+
+def test_a_virtual_station_has_no_printer_to_check(site):
+    config = site / "dtesync.toml"
+    config.write_text(config.read_text(encoding="utf-8") + '\n[[printing.stations]]\nname = "web"\nvirtual = true\n',
+                      encoding="utf-8")
+    code, out = check(site)
+    assert code == 0, out
+    assert lines_with(out, OK, "impresora web: estación virtual")
+
+
+def test_an_80mm_203_dpi_station_may_print_every_type(site, printer_port):
+    _station(site, printer_port, "generic-80mm")
+    code, out = check(site)
+    assert code == 0, out
+    assert lines_with(out, OK, "boletas, facturas, notas y guías")
+
+
 def test_uplink_dns_failure_is_named_with_its_fix(sandbox_config, tmp_path):
     def no_dns(host, port, **kw):
         raise OSError(-2, "Name or service not known")
@@ -216,3 +275,105 @@ def test_uplink_dns_failure_is_named_with_its_fix(sandbox_config, tmp_path):
         path.unlink()
     [hit] = [f for f in findings if f.subject == "uplink sii.invalid"]
     assert hit.level == FAIL and "DNS" in hit.message and "revise la conexión a internet" in hit.fix
+
+
+# --- who may read what: the rules `dtesync run` applies too (sync.exposure) ------------------------
+@pytest.mark.parametrize("rel, loose, fix", [
+    ("cert/empresa-demo.pfx", 0o644, "chmod 600"),
+    ("caf", 0o755, "chmod 700"),
+    ("caf/CAF_T33_1-200.xml", 0o640, "chmod 600"),
+    ("state", 0o750, "chmod 700"),
+])
+def test_key_holder_others_may_read_is_a_warning_with_its_chmod(site, rel, loose, fix):
+    path = site / rel
+    path.chmod(loose)
+    code, out = check(site)
+    [hit] = lines_with(out, WARN, f"permisos {path}")
+    assert code == 0 and f"modo {loose:o}" in hit and f"solución: {fix} {path} && chown dtesync {path}" in hit
+    assert not lines_with(out, OK, "permisos:")
+
+
+def test_state_database_others_may_read_is_a_warning(site):
+    from sync.folios.store import FolioStore
+
+    db = site / "state" / "folios.sqlite"
+    FolioStore(db).close()
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600  # created private ...
+    db.chmod(0o644)  # ... loosened by hand
+    _, out = check(site)
+    [hit] = lines_with(out, WARN, f"permisos {db}:")
+    assert "la base de folios guarda los CAF" in hit and f"solución: chmod 600 {db}" in hit
+
+
+def test_outbox_open_to_every_user_is_a_warning_group_access_is_not(site):
+    (site / "outbox").chmod(0o770)
+    assert not lines_with(check(site)[1], WARN, "permisos")
+    (site / "outbox").chmod(0o755)
+    [hit] = lines_with(check(site)[1], WARN, f"permisos {site / 'outbox'}")
+    assert "otros usuarios del equipo pueden leerlo" in hit and f"solución: chmod 750 {site / 'outbox'} (" in hit
+
+
+def test_private_sandbox_reports_permissions_ok(site):
+    assert "OK   permisos: certificado, CAF y estado solo para su dueño" in check(site)[1]
+
+
+def _uplink(site: Path, body: str) -> Path:
+    config = site / "dtesync.toml"
+    config.write_text(config.read_text(encoding="utf-8") + "\n" + body, encoding="utf-8")
+    return config
+
+
+def _offline(host, port, **kw):
+    raise OSError(-2, "Name or service not known")
+
+
+def test_provider_token_others_may_read_fails_check_as_it_stops_run(site):
+    from sync.config import load_config
+    from sync.errors import DteSyncError
+    from sync.uplink.build import build_uplink
+
+    token = site / "cert" / "token.txt"
+    token.write_text("secreto\n")
+    token.chmod(0o640)
+    path = _uplink(site, '[uplink]\nkind = "http"\n[uplink.http]\nurl = "https://proveedor.invalid/api"\n'
+                         'token = { file = "cert/token.txt" }\n')
+    [hit] = [f for f in run_checks(path, probes=Probes(resolve=_offline)) if f.subject == "uplink.http.token"]
+    assert hit.level == FAIL and "0o640" in hit.message and hit.fix == f"chmod 600 {token} && chown dtesync {token}"
+    with pytest.raises(DteSyncError) as refused:
+        build_uplink(load_config(path), certificate=None)  # what `dtesync run` builds
+    assert refused.value.code == "SECRET_FILE_INSECURE" and refused.value.found == str(token)
+    token.chmod(0o600)
+    [ok] = [f for f in run_checks(path, probes=Probes(resolve=_offline)) if f.subject == "uplink.http.token"]
+    assert ok.level == OK and "secreto" not in ok.message
+
+
+def test_http_provider_url_fails_check_with_the_code_run_refuses_it_with(site):
+    token = site / "cert" / "token.txt"
+    token.write_text("secreto\n")
+    token.chmod(0o600)
+    path = _uplink(site, '[uplink]\nkind = "http"\n[uplink.http]\nurl = "http://usuario:clave@proveedor.invalid/api?k=1"\n'
+                         'token = { file = "cert/token.txt" }\n')
+    [hit] = [f for f in run_checks(path, probes=Probes(resolve=_offline)) if f.subject == "uplink.http.url"]
+    assert hit.level == FAIL and hit.message.startswith("URL_INSECURE: 'uplink.http.url' usa http://")
+    assert "http://proveedor.invalid/api" in hit.message and "clave" not in hit.message and "k=1" not in hit.message
+    assert "use https://" in hit.fix
+
+
+def test_http_sii_url_of_a_sii_uplink_fails_check(site):
+    path = _uplink(site, '[uplink]\nkind = "sii"\nurl = "http://10.0.0.5:8080"\n')
+    [hit] = [f for f in run_checks(path, probes=Probes(resolve=_offline)) if f.subject == "uplink.url"]
+    assert hit.level == FAIL and "URL_INSECURE" in hit.message
+
+
+def test_http_to_this_machine_is_accepted_as_fake_sii_needs(site):
+    path = _uplink(site, '[uplink]\nkind = "sii"\nurl = "http://127.0.0.1:8080"\n')
+    findings = run_checks(path, probes=Probes(resolve=_offline))
+    assert not [f for f in findings if f.subject.startswith("uplink.url")]
+
+
+def test_other_http_urls_in_the_configuration_are_warnings(site):
+    path = _uplink(site, '[alerts.webhook]\nurl = "http://hooks.invalid/dtesync"\n'
+                         '[uplink]\nkind = "none"\nsii_url = "http://maullin.invalid"\n')
+    findings = {f.subject: f for f in run_checks(path, probes=Probes(resolve=_offline))}
+    assert findings["alerts.webhook.url"].level == WARN and "viaja sin cifrar" in findings["alerts.webhook.url"].message
+    assert findings["uplink.sii_url"].level == WARN  # the uplink is off: `run` does not use it

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from daemon_real import read_status, varied_inputs, wait_final
+from sync.app import build_app
 from sync.cli import main
 from sync.config import load_config
-from sync.daemon import Daemon
 from sync.journal import ClaimIntent, Journal
-from sync.runtime import open_engine
 from sync.sandbox.build import create_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +33,7 @@ def processed_sandbox(root: Path) -> Path:
     """A sandbox whose daemon signed two facturas and rejected one bad file, then stopped."""
     sandbox = create_sandbox(root, folios_per_type=50)
     config = load_config(sandbox.config_path)
-    daemon = Daemon.from_config(config, open_engine(config), watch="events", scan_interval=1.0)
+    daemon = build_app(config, stages=[], watch="events", scan_interval=1.0).daemon
     daemon.start()
     try:
         (sandbox.inbox / "F1.txt").write_bytes(factura(1))

@@ -14,6 +14,7 @@ import pytest
 
 from daemon_runner import BatchingFakeEngine, make_daemon
 from sync.errors import DteSyncError
+from sync.stage import Stage
 
 FINAL = {"signed", "rejected_input", "error"}
 
@@ -285,17 +286,39 @@ def test_second_daemon_on_same_state_folder_is_refused(run, tmp_path: Path, mode
     assert exc.value.code == "DAEMON_ALREADY_RUNNING"
 
 
-def test_after_signed_callback_and_update_state_rewrite_status(run, tmp_path: Path) -> None:
-    seen = []
-    d, _ = run(after_signed=[lambda doc, issued: seen.append((doc.id, issued.folio if issued else None))])
+class Recorder(Stage):
+    """A stage that records what it is handed."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.signed: list[tuple[int, int]] = []
+        self.states: list[tuple[int, str]] = []
+
+    def on_signed(self, doc, dte) -> None:
+        self.signed.append((doc.id, dte.folio))
+
+    def on_state(self, doc) -> None:
+        self.states.append((doc.id, doc.state))
+
+    def status_entry(self, doc) -> dict:
+        return {"recorder": {"seen": any(i == doc.id for i, _ in self.signed)}}
+
+
+def test_stage_gets_signed_documents_and_state_changes_and_adds_to_the_status(run, tmp_path: Path) -> None:
+    rec = Recorder()
+    d, _ = run(stages=[rec])
     (tmp_path / "inbox" / "U.txt").write_bytes(b"x")
     st = final_status(tmp_path, "U")
-    wait_for(lambda: seen, 10, "the after_signed callback")  # it runs right after the signed status is written
-    assert seen == [(st["document_id"], st["folio"])]
-    d.update_state(st["document_id"], "sent", track_id="4711")
+    wait_for(lambda: rec.signed, 10, "on_signed")  # it runs right after the signed status is written
+    assert rec.signed == [(st["document_id"], st["folio"])]
+    d.filing.update_state(st["document_id"], "sent", track_id="4711")
+    assert rec.states == [(st["document_id"], "sent")]
     st2 = read_status(tmp_path / "outbox" / "U.status.json")
     assert (st2["state"], st2["track_id"]) == ("sent", "4711")
     assert [h["state"] for h in st2["history"]] == ["received", "signed", "sent"]
+    assert st2["recorder"] == {"seen": True}
 
 
 def test_snapshot_and_queue(run, tmp_path: Path) -> None:
@@ -404,5 +427,5 @@ def test_burst_of_500_mixed_files_each_gets_exactly_one_final_status(run, tmp_pa
         final_status(tmp_path, name.rsplit(".", 1)[0], folder, timeout=60)
     wait_for(d.idle, 30, "daemon idle")
     check_invariants(tmp_path, expected, eng.allocated())
-    counts = Counter(doc.state for doc in d.journal.all_docs())
+    counts = Counter(doc.state for doc in d.filing.journal.all_docs())
     assert counts["signed"] == sum(1 for b in expected.values() if not b.startswith(b"BAD"))

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from daemon_real import Input, check_real_invariants, drop, varied_inputs, wait_final
+from sync.app import build_app
 from sync.config import load_config
 from sync.daemon import Daemon
-from sync.runtime import open_engine
 from sync.sandbox.build import create_sandbox
 
 
@@ -30,10 +30,10 @@ def mode(request: pytest.FixtureRequest) -> str:
 def start_daemon(root: Path, mode: str) -> Daemon:
     sandbox = create_sandbox(root, folios_per_type=1000)
     config = load_config(sandbox.config_path)
-    daemon = Daemon.from_config(
-        config, open_engine(config), watch=mode, workers=2, scan_interval=1.0, poll_interval=0.1,
-        empty_timeout=2.0, stations={"caja1", "caja2"},
-    )
+    daemon = build_app(
+        config, stages=[], watch=mode, workers=2, scan_interval=1.0, poll_interval=0.1,
+        empty_timeout=2.0, stations=frozenset({"caja1", "caja2"}),
+    ).daemon
     daemon.start()
     return daemon
 
@@ -58,7 +58,7 @@ def test_500_mixed_real_documents_each_get_one_verified_final_status(tmp_path: P
         settle(daemon, tmp_path)
         statuses = wait_final(tmp_path / "outbox", inputs, timeout=5)  # re-read after second drops
         summary = check_real_invariants(tmp_path, inputs, statuses)
-        journal = Counter(d.state for d in daemon.journal.all_docs())
+        journal = Counter(d.state for d in daemon.filing.journal.all_docs())
     finally:
         daemon.stop()
     assert set(how.values()) == {"slow", "renamed", "direct", "twice"}

@@ -11,14 +11,15 @@ from lxml import etree
 
 from conftest import xmlsec1_verifies
 from sync import schema
-from sync.engine import Engine, Issued, Request
+from sync.engine import Engine, Request
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.folios.store import FolioStore
-from sync.rut import Rut
 from sync.runtime import load_certificate
+from sync.rut import Rut
 from sync.sandbox.build import DEMO_RUT, examples_dir
 from sync.sandbox.caf_factory import default_fake_sii
 from sync.sandbox.cert_factory import make_test_certificate
+from sync.signed import SignedDte
 from sync.signing import load_pkcs12
 from sync.timbre import ted_bytes, verify_ted
 
@@ -70,6 +71,20 @@ def test_ted_verifies_and_is_the_pdf417_payload(engine):
     assert verify_ted(ted, extra_keys=default_fake_sii().trusted_keys) == []
     assert issued.ted == ted_bytes(ted)
     assert issued.ted.startswith(b'<TED version="1.0"><DD><RE>76543210-3</RE><TD>33</TD>')
+
+
+HEADER = ("tipo_dte", "folio", "rut_emisor", "rut_receptor", "fch_emis", "monto_total", "mnt_neto", "mnt_exe", "iva",
+          "rzn_soc_recep", "dte_xml", "ted")
+
+
+@pytest.mark.parametrize("example", ["33_factura.txt", "34_factura_exenta.txt", "39_boleta.txt"])
+def test_the_engine_returns_the_signed_dte_every_stage_would_read_back_from_its_xml(engine, example):
+    issued = engine.issue((examples_dir() / example).read_bytes(), example, doc_key=f"signed:{example}")
+    assert isinstance(issued, SignedDte)
+    read_back = SignedDte.from_xml(issued.dte_xml)
+    assert {f: getattr(issued, f) for f in HEADER} == {f: getattr(read_back, f) for f in HEADER}
+    assert issued.documento.encabezado.totales.mnt_total == issued.monto_total  # the model, not re-parsed
+    assert issued.tree is issued.dte and etree.tostring(issued.dte, method="c14n") == issued.dte_c14n
 
 
 def test_the_same_doc_key_gets_the_same_folio_never_a_second_one(engine):
@@ -204,7 +219,7 @@ def test_a_batch_issues_each_input_with_its_own_folio_and_signature(engine, tmp_
     inputs = [e for e in EXAMPLES if e.suffix == ".txt"]
     requests = [Request(e.read_bytes(), e.name, f"batch:{e.name}") for e in inputs]
     outcomes = engine.issue_many(requests)
-    assert all(isinstance(o, Issued) for o in outcomes), outcomes
+    assert all(isinstance(o, SignedDte) for o in outcomes), outcomes
     for i, issued in enumerate(outcomes):
         path = tmp_path / f"{i}.xml"
         path.write_bytes(issued.dte_xml)
@@ -254,13 +269,13 @@ def test_threads_sharing_one_engine_all_get_valid_documents(engine):
 
     with ThreadPoolExecutor(4) as pool:
         outcomes = [o for batch in pool.map(issue_all, range(4)) for o in batch]
-    assert [o for o in outcomes if not isinstance(o, Issued)] == []
+    assert [o for o in outcomes if not isinstance(o, SignedDte)] == []
     assert all(schema.schema_errors(etree.fromstring(o.dte_xml)) == [] for o in outcomes)
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_the_composed_canonical_form_is_lxmls_c14n_of_the_signed_dte(engine, example):
-    """Envelopes are hashed from Issued.dte_c14n, composed while signing: it must be exactly
+    """Envelopes are hashed from SignedDte.dte_c14n, composed while signing: it must be exactly
     what a verifier's C14N of the DTE gives."""
     issued = engine.issue(example.read_bytes(), example.name, doc_key=f"c14n:{example.name}")
     assert issued.dte_c14n == etree.tostring(etree.fromstring(issued.dte_xml), method="c14n")
@@ -270,7 +285,7 @@ def test_a_folio_named_by_an_input_is_not_taken_by_an_automatic_pick_in_the_same
     (row,) = [r for r in engine.folios.stock(date.today()) if r.tipo_dte == 33]
     named = FACTURA.replace(b"TipoDTE=33\n", b"TipoDTE=33\nFolio=%d\n" % row.next_folio)
     auto, given = engine.issue_many([Request(FACTURA, "auto.txt", "pick:auto"), Request(named, "named.txt", "pick:named")])
-    assert isinstance(auto, Issued) and isinstance(given, Issued), (auto, given)
+    assert isinstance(auto, SignedDte) and isinstance(given, SignedDte), (auto, given)
     assert given.folio == row.next_folio and auto.folio != given.folio
 
 

@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from conftest import SAMPLES
 from sync.envio import Caratula, build_envio, envelope_part, new_dte_root, sign_dte, to_bytes
 from sync.errors import DteSyncError
 from sync.rut import Rut
 from sync.sandbox.cert_factory import make_test_certificate
 from sync.signing.certificate import load_pkcs12
-from sync.signing.xmldsig import DSIG_NS, sign_after, verify_signatures
+from sync.signing.xmldsig import sign_after, verify_signatures
+from sync.sii import DSIG_NS
 
-SAMPLES = Path("/work/shared/sii/samples")
 SII_EXAMPLE = SAMPLES / "sii-official" / "F60T33-ejemplo-oficial-SII.xml"
 BOLETA = SAMPLES / "libredte-inputs" / "039-boleta_multidetalle-unsigned.xml"
 SCHEMAS = Path(__file__).resolve().parents[1] / "sync" / "schemas" / "sii"

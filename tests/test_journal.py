@@ -37,8 +37,8 @@ def finish(j: Journal, doc, state: str = "signed", folio: int | None = 1):
 
 
 def test_journal_uses_wal_with_full_sync(j: Journal) -> None:
-    assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert j.conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert j.conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 def test_journal_refuses_network_share(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -136,3 +136,31 @@ def test_counts_and_last_errors(j: Journal) -> None:
     j.decide(b.id, "rejected_input", final_path="/r/B.txt", errors=[DteSyncError("INPUT_EMPTY")])
     assert j.counts() == {"signed": 1, "rejected_input": 1}
     assert [d.name for d in j.last_errors()] == ["B.txt"]
+
+
+# The documents table as dtesync 0.1 created it (schema version 0).
+JOURNAL_V0 = """
+CREATE TABLE documents (
+    id INTEGER PRIMARY KEY, folder TEXT NOT NULL, name TEXT NOT NULL, out_stem TEXT NOT NULL, ext TEXT NOT NULL,
+    station TEXT, step TEXT NOT NULL, state TEXT NOT NULL, sha256 TEXT, size INTEGER, mode INTEGER, tipo_dte INTEGER,
+    folio INTEGER, rut_emisor TEXT, monto_total INTEGER, track_id TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    errors TEXT, dup_of INTEGER, superseded INTEGER NOT NULL DEFAULT 0, final_path TEXT, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE history (doc_id INTEGER NOT NULL, at REAL NOT NULL, state TEXT NOT NULL, note TEXT);
+INSERT INTO documents(folder, name, out_stem, ext, step, state, created_at, updated_at)
+    VALUES ('', 'A.txt', 'A', '.txt', 'filed', 'signed', 1, 1);
+"""
+
+
+def test_journal_of_the_previous_version_gains_the_new_columns(tmp_path: Path) -> None:
+    """A journal written before the receptor and amounts were recorded opens, keeps its rows,
+    and has the new columns at the latest schema version."""
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(JOURNAL_V0)
+    db.close()
+    with Journal(path) as j:
+        assert j.conn().execute("PRAGMA user_version").fetchone()[0] == len(journal_mod.MIGRATIONS)
+        [doc] = j.all_docs()
+        assert (doc.name, doc.state, doc.fch_emis, doc.mnt_neto) == ("A.txt", "signed", None, None)

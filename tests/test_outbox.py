@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from sync.errors import DteSyncError
+from sync.fileio import atomic_write
 from sync.journal import ClaimIntent, Journal
-from sync.outbox import Outbox, atomic_write, status_txt
+from sync.outbox import Outbox, status_txt
 
 CONTRACT_KEYS = {
     "source", "sha256", "state", "tipo_dte", "folio", "rut_emisor", "monto_total", "track_id", "errors",
@@ -79,7 +80,7 @@ def test_final_paths_never_collide(env) -> None:
     pb = out.choose_final_path(b, rejected=False, now=0)
     assert pa != pb and pa.name == "F1.txt" and pb.name == "F1~2.txt"
     assert pa.parent.name == "1970-01-01"
-    pa.parent.mkdir(parents=True)
+    pa.parent.mkdir(parents=True, exist_ok=True)
     pa.write_text("x")
     out.release(str(pa))
     out.release(str(pb))

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SAMPLES
 from sync.errors import DteSyncErrors
 from sync.parse import parse_document, parse_file
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "sync" / "data" / "examples"
-LIBREDTE = Path("/work/shared/sii/samples/libredte-inputs/033_001_simple.json")
+LIBREDTE = SAMPLES / "libredte-inputs" / "033_001_simple.json"
 
 CONTENT = {
     "Encabezado": {
@@ -55,8 +56,6 @@ def test_every_json_example_parses(path):
 
 
 def test_libredte_style_input_parses():
-    if not LIBREDTE.exists():
-        pytest.skip("shared samples not available")
     doc = parse_file(LIBREDTE)
     assert doc.folio == 1 and doc.encabezado.emisor.acteco == [726000]
     assert doc.detalle[0].qty_item == 450

@@ -53,9 +53,9 @@ def test_every_txt_example_parses(path):
 
 
 def test_there_is_a_txt_example_for_every_supported_type():
-    from sync.model import SUPPORTED_TYPES
+    from sync.sii import ISSUED_TYPES
 
-    assert {int(p.name[:2]) for p in EXAMPLES.glob("*.txt")} == set(SUPPORTED_TYPES)
+    assert {int(p.name[:2]) for p in EXAMPLES.glob("*.txt")} == set(ISSUED_TYPES)
 
 
 @pytest.mark.parametrize("name", ["33_factura", "39_boleta", "61_nota_credito"])
@@ -317,6 +317,12 @@ def test_group_of_another_document_kind_is_not_allowed():
     e = only(boleta)
     assert (e.code, e.field, e.line) == ("FIELD_NOT_ALLOWED", "Transporte", 3)
     assert "39" in e.message()
+
+
+def test_a_group_written_as_a_field_and_then_as_a_section_is_reported_not_a_crash():
+    txt = FACTURA.replace("[Encabezado.Receptor]\n", "[Encabezado]\nReceptor=Constructora\n[Encabezado.Receptor]\n")
+    found = [(e.code, e.line, e.field) for e in errors(txt)]
+    assert found == [("FIELD_INVALID", 5, "Receptor"), ("FIELD_REPEATED", 6, "Receptor")]
 
 
 def test_ted_section_means_an_already_stamped_input():

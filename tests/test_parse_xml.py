@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from conftest import SAMPLES
 from sync.errors import DteSyncErrors
 from sync.parse import parse_document, parse_file
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "sync" / "data" / "examples"
-REAL = Path("/work/shared/sii/samples/cl-sii")
+REAL = SAMPLES / "cl-sii"
 NS = "http://www.sii.cl/SiiDte"
 
 BODY = """<Documento>
@@ -158,8 +159,6 @@ def _unsigned(path: Path) -> bytes:
                                   "DTE--96670340-7--61--110616.xml"])
 def test_real_dte_without_its_timbre_and_signature_parses(name):
     path = REAL / name
-    if not path.exists():
-        pytest.skip("shared samples not available")
     data = _unsigned(path)
     doc = parse_document(data, name)
     # Checked against the file read independently with XPath, not through our mapping.
@@ -174,8 +173,6 @@ def test_real_dte_without_its_timbre_and_signature_parses(name):
 
 def test_real_signed_dte_is_refused_as_already_signed():
     path = REAL / "DTE--76399752-9--33--25568.xml"
-    if not path.exists():
-        pytest.skip("shared samples not available")
     assert {e.code for e in errors(path.read_bytes())} == {"INPUT_SIGNED"}
 
 

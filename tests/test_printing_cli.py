@@ -6,26 +6,28 @@ import filecmp
 from pathlib import Path
 
 import pytest
+import zxingcpp
 
 from escpos_decode import decode
 from printing_fixtures import FakePrinter, free_port
 from sync.cli import main
+from sync.cli.printing import sample_payload
 from sync.config import parse_config
 from sync.errors import DteSyncError
-from sync.printing.layout import source_from_dte_xml
 from sync.printing.profiles import builtin_names, load_profile
 from sync.printing.queue import FILE_NAME, PrintQueue
+from sync.printing.rules import DESIGN_TED_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _config_file(sandbox, tmp_path: Path, port: int) -> Path:
+def _config_file(sandbox, tmp_path: Path, port: int, profile: str = "generic-58mm") -> Path:
     text = sandbox.config_path.read_text(encoding="utf-8")
     text = text.replace('state = "state"', f'state = "{tmp_path / "state"}"').replace(
         'outbox = "outbox"', f'outbox = "{tmp_path / "outbox"}"')
     text += (
         "\n[printing]\nsii_unidad = \"ÑUÑOA\"\ndefault_station = \"caja1\"\n"
-        "[[printing.stations]]\nname = \"caja1\"\nprofile = \"generic-58mm\"\n"
+        f"[[printing.stations]]\nname = \"caja1\"\nprofile = \"{profile}\"\ntypes = [39, 41]\n"
         f"connector = {{ type = \"tcp\", host = \"127.0.0.1\", port = {port}, timeout = 1 }}\n"
     )
     path = sandbox.root / f"print-{tmp_path.name}.toml"
@@ -33,15 +35,47 @@ def _config_file(sandbox, tmp_path: Path, port: int) -> Path:
     return path
 
 
-def test_printers_test_sends_a_test_ticket(sandbox, tmp_path, capsys):
+def test_printers_test_prints_a_full_size_timbre_and_says_how(sandbox, tmp_path, capsys):
     printer = FakePrinter()
     cfg = _config_file(sandbox, tmp_path, printer.port)
     assert main(["printers", "test", "--config", str(cfg)]) == 0
     p = load_profile("generic-58mm")
     d = decode(printer.wait_jobs(1)[0], {p.code_page_number: p.code_page})
-    assert "Ñandú Peñalolén ¿áéíóú ü?\n25° N° $1.990\n" in d.text and d.rasters
-    assert "\n" + ("1234567890" * 4)[:32] + "\n" in d.text
-    assert "OK   caja1" in capsys.readouterr().out
+    assert "\n Ñandú Peñalolén ¿áéíóú ü?\n 25° N° $1.990\n" in d.text and d.rasters  # 5 mm off the edge
+    assert "\n " + ("1234567890" * 4)[: p.text_columns] + "\n" in d.text
+    [ted] = [b.bytes for b in zxingcpp.read_barcodes(d.rasters[0].convert("L"))]
+    assert ted == sample_payload("caja1", DESIGN_TED_BYTES)  # as big as a real timbre gets
+    out = capsys.readouterr().out
+    assert "OK   caja1" in out and "imagen (GS v 0)" in out and "impresora: lista" in out
+
+
+def test_printers_test_finds_out_a_printer_without_gs_k(sandbox, tmp_path, capsys):
+    printer = FakePrinter(gs_k=False)
+    cfg = _config_file(sandbox, tmp_path, printer.port, profile="epson-tm-t88")
+    assert main(["printers", "test", "--config", str(cfg)]) == 1
+    out = capsys.readouterr().out
+    assert "no respondió a GS ( k" in out and "native_pdf417 = false" in out
+    assert printer.wait(lambda p: p.idle() and b"\x1dv0" in p.paper)  # the test page came out, as an image
+    p = load_profile("epson-tm-t88")
+    d = printer.printed(p)
+    assert [b.bytes for img in d.rasters for b in zxingcpp.read_barcodes(img.convert("L"))] == [
+        sample_payload("caja1", DESIGN_TED_BYTES)]
+
+
+def test_printers_test_confirms_native_pdf417(sandbox, tmp_path, capsys):
+    printer = FakePrinter()
+    cfg = _config_file(sandbox, tmp_path, printer.port, profile="epson-tm-t88")
+    assert main(["printers", "test", "--config", str(cfg)]) == 0
+    assert "PDF417 de la impresora (GS ( k), confirmado" in capsys.readouterr().out
+
+
+def test_printers_test_reports_paper_out(sandbox, tmp_path, capsys):
+    printer = FakePrinter()
+    printer.set(paper_out=True)
+    cfg = _config_file(sandbox, tmp_path, printer.port)
+    assert main(["printers", "test", "--config", str(cfg)]) == 1
+    assert "FAIL caja1" in (out := capsys.readouterr().out) and "sin papel" in out
+    assert printer.paper == b""
 
 
 def test_print_name_reprints_from_the_outbox_xml(sandbox, tmp_path, engine):
@@ -53,12 +87,10 @@ def test_print_name_reprints_from_the_outbox_xml(sandbox, tmp_path, engine):
     assert main(["print", "R", "--config", str(cfg)]) == 0
     assert main(["print", str(tmp_path / "outbox" / "R.xml"), "--config", str(cfg), "--station", "caja1"]) == 0
     jobs = printer.wait_jobs(2)
-    import zxingcpp
-
     p = load_profile("generic-58mm")
     for job in jobs:
         d = decode(job, {p.code_page_number: p.code_page})
-        assert "S.I.I. - ÑUÑOA" in d.text
+        assert "S.I.I. - ÑUÑOA" in d.text and "REIMPRESIÓN" in d.text  # a copy says so
         assert [b.bytes for b in zxingcpp.read_barcodes(d.rasters[0].convert("L"))] == [issued.ted]
 
 
@@ -82,7 +114,7 @@ def test_unknown_station_is_a_usage_error(sandbox, tmp_path):
 def test_shipped_profiles_are_a_copy_of_printers_folder():
     src = sorted(p.name for p in (ROOT / "printers").glob("*.toml"))
     assert src == sorted(f"{n}.toml" for n in builtin_names()) and {"generic-58mm.toml", "generic-80mm.toml"} <= set(src)
-    match, mismatch, errors = filecmp.cmpfiles(ROOT / "printers", ROOT / "sync/data/printers", src, shallow=False)
+    _, mismatch, errors = filecmp.cmpfiles(ROOT / "printers", ROOT / "sync/data/printers", src, shallow=False)
     assert not mismatch and not errors, "run tools/sync_printer_profiles.py"
     for name in builtin_names():
         load_profile(name)
@@ -90,6 +122,15 @@ def test_shipped_profiles_are_a_copy_of_printers_folder():
 
 def test_profile_widths_match_58_and_80_mm():
     assert (load_profile("generic-58mm").width_dots, load_profile("generic-80mm").width_dots) == (384, 576)
+
+
+def test_profiles_default_to_raster_and_boletas_get_more_than_200_dpi():
+    for name in builtin_names():
+        p = load_profile(name)
+        assert p.native_pdf417 == name.startswith("epson-"), name  # only models known to draw GS ( k
+    current = load_profile("epson-tm-t88")
+    assert (current.dpi, current.width_dots) == (203, 576)  # TM-T88 of the current generation
+    assert load_profile("epson-tm-t88v").dpi == 180  # the older TM-T88IV/V: check says it is not for boletas
     with pytest.raises(DteSyncError) as e:
         load_profile("no-such-printer")
     assert e.value.code == "PRINTER_PROFILE_UNKNOWN"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -13,13 +12,15 @@ import zxingcpp
 
 from escpos_decode import decode
 from printing_fixtures import EXAMPLES, FakePrinter, free_port
+from sync.alerts import Alerts
+from sync.app import build_app, folders_of
 from sync.config import Folders, PrintingConfig, PrintStation, load_config
-from sync.daemon import Daemon
+from sync.filing import Filing
+from sync.journal import ClaimIntent
 from sync.printing.layout import source_from_dte_xml
 from sync.printing.profiles import load_profile
 from sync.printing.queue import FILE_NAME, PrintQueue
-from sync.printing.service import PrintService, attach
-from sync.runtime import open_engine
+from sync.printing.service import PrintService, build_printing
 from sync.sandbox.build import create_sandbox
 
 
@@ -37,8 +38,8 @@ def _config(base, root: Path, stations: list[PrintStation], **printing):
 
 
 def _start(config):
-    daemon = Daemon.from_config(config, open_engine(config), watch="poll", poll_interval=0.05, stable_window=0.05)
-    svc = attach(daemon, config)
+    svc = build_printing(config)
+    daemon = build_app(config, stages=[svc] if svc else [], watch="poll", poll_interval=0.05, stable_window=0.05).daemon
     daemon.start()
     return daemon, svc
 
@@ -133,17 +134,9 @@ def test_printer_down_is_retried_other_station_keeps_printing_nothing_lost(base_
 
 
 def test_a_stuck_printer_never_holds_up_signing(base_config, tmp_path):
-    gate = threading.Event()
     slow = FakePrinter()
-    orig = slow._serve
-
-    def held(conn):
-        gate.wait(30)
-        orig(conn)
-
-    slow._serve = held
+    slow.set(stall=True)  # accepts connections, reads nothing
     cfg = _config(base_config, tmp_path, [PrintStation("caja1", slow.connector())])
-    cfg.printing.stations[0].connector["timeout"] = 30
     daemon, _ = _start(cfg)
     out = cfg.folders.outbox
     try:
@@ -151,30 +144,60 @@ def test_a_stuck_printer_never_holds_up_signing(base_config, tmp_path):
             _drop(cfg.folders.inbox, f"caja1/S{i}.txt", "39_boleta.txt")
         assert _wait(lambda: all(_status(out, f"caja1/S{i}").get("state") == "signed" and
                                  (out / f"caja1/S{i}.pdf").exists() for i in range(3)))
-        assert slow.jobs == []  # nothing printed yet, and every document is signed with its PDF
-        gate.set()
-        assert len(slow.wait_jobs(3)) == 3
+        assert slow.paper == b""  # nothing printed yet, and every document is signed with its PDF
+        assert _wait(lambda: _status(out, "caja1/S0").get("print", {}).get("printer") == "stalled")
+        slow.set(stall=False)
+        assert _wait(lambda: all(_status(out, f"caja1/S{i}").get("print", {}).get("state") == "printed"
+                                 for i in range(3)))
+        assert len(slow.wait_jobs(3)) >= 3
     finally:
-        gate.set()
+        slow.set(stall=False)
         daemon.stop()
+        slow.close()
 
 
-def test_hook_is_idempotent_and_rebuilds_from_the_outbox_xml(base_config, tmp_path, engine):
+def test_paper_out_shows_in_the_status_file_and_the_ticket_prints_once_refilled(base_config, tmp_path):
+    printer = FakePrinter()
+    printer.set(paper_out=True)
+    cfg = _config(base_config, tmp_path, [PrintStation("caja1", printer.connector())])
+    daemon, svc = _start(cfg)
+    out = cfg.folders.outbox
+    try:
+        _drop(cfg.folders.inbox, "caja1/P.txt", "39_boleta.txt")
+        assert _wait(lambda: _status(out, "caja1/P").get("print", {}).get("printer") == "paper_out")
+        entry = _status(out, "caja1/P")["print"]
+        assert entry["state"] == "waiting" and entry["code"] == "PRINTER_PAPER_OUT" and "sin papel" in entry["error"]
+        assert [c.status for c in svc.checks()] == ["down"]
+        printer.set(paper_out=False)
+        assert _wait(lambda: _status(out, "caja1/P").get("print", {}).get("state") == "printed")
+        ted = source_from_dte_xml((out / "caja1/P.xml").read_bytes()).ted
+        assert _wait(printer.idle)
+        d = printer.printed(load_profile("generic-80mm"))
+        assert [b.bytes for img in d.rasters for b in zxingcpp.read_barcodes(img.convert("L"))] == [ted]
+        assert "error" not in _status(out, "caja1/P")["print"]
+    finally:
+        daemon.stop()
+        printer.close()
+
+
+def test_on_signed_is_idempotent_and_rebuilds_from_the_outbox_xml(base_config, tmp_path, engine):
     printer = FakePrinter()
     cfg = _config(base_config, tmp_path, [PrintStation("caja1", printer.connector())])
-    issued = engine.issue((EXAMPLES / "39_boleta.txt").read_bytes(), "B.txt", doc_key="printing-hook:1")
+    dte = engine.issue((EXAMPLES / "39_boleta.txt").read_bytes(), "B.txt", doc_key="printing-hook:1")
+    filing = Filing(folders_of(cfg))
+    filing.open()
+    [doc_id] = filing.journal.begin_claims([ClaimIntent("", "B.txt", "B", ".txt", None, 1, 0o100644)])
+    [doc] = filing.journal.mark_claimed([(doc_id, "ab")])
     out = cfg.folders.outbox
-    out.mkdir(parents=True)
-    (out / "B.xml").write_bytes(issued.dte_xml)
-
-    class Doc:  # the journal row fields the hook reads
-        id, folder, rel = 7, "", "B.txt"
-
-    svc = PrintService(cfg, results_base=lambda d: out / "B")
-    svc.after_signed(Doc, issued)
-    svc.after_signed(Doc, None)  # again after a "crash": no Issued in memory, read from B.xml
+    (out / "B.xml").write_bytes(dte.dte_xml)
+    svc = PrintService(cfg)
+    svc.bind(filing, Alerts())
+    svc.on_signed(doc, dte)
+    again = filing.signed_dte(doc)  # after a "crash": nothing in memory, read back from B.xml
+    assert again is not None and again.ted == dte.ted
+    svc.on_signed(doc, again)
     (out / "B.pdf").unlink()
-    svc.after_signed(Doc, None)
+    svc.on_signed(doc, again)
     assert (out / "B.pdf").exists()
     assert len(svc.queue.jobs()) == 1
     svc.start()
@@ -182,6 +205,7 @@ def test_hook_is_idempotent_and_rebuilds_from_the_outbox_xml(base_config, tmp_pa
     time.sleep(0.3)
     assert len(printer.jobs) == 1 and svc.queue.jobs()[0].state == "printed"
     svc.stop()
+    filing.close()
     q = PrintQueue(cfg.folders.state / FILE_NAME)  # durable: the row is on disk
     assert [j.state for j in q.jobs()] == ["printed"]
     q.close()

@@ -11,8 +11,9 @@ from printing_fixtures import ONE_PER_TYPE, issue_examples, pdf_text, rasterise
 from sync.model import DOCUMENT_NAMES
 from sync.printing import pdf417
 from sync.printing.layout import build_layout, cedible_label, source_from_dte_xml
-from sync.printing.pdf import ROLL_X_MM, SHEET_X_MM, timbre_image
-from sync.printing.service import pdf_bytes, source_from_issued
+from sync.printing.pdf import SHEET_X_MM, roll_timbre_image, sheet_timbre
+from sync.printing.rules import LayoutRefused
+from sync.printing.service import pdf_bytes, source_of
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def _decode_all(img: Image.Image) -> list[bytes]:
 def test_pdf_timbre_decodes_to_the_ted_and_text_is_spanish(name, issued, sandbox_config, tmp_path):
     doc = issued[name]
     pdf = tmp_path / "doc.pdf"
-    pdf.write_bytes(pdf_bytes(source_from_issued(doc), sandbox_config))
+    pdf.write_bytes(pdf_bytes(source_of(doc), sandbox_config))
     assert _decode_all(rasterise(pdf, tmp_path / "page")) == [doc.ted]
     text = pdf_text(pdf)
     assert DOCUMENT_NAMES[doc.tipo_dte] in text.replace("\n", " ") or DOCUMENT_NAMES[doc.tipo_dte].split()[0] in text
@@ -45,7 +46,7 @@ def test_boleta_decodes_on_every_paper(fmt, issued, sandbox_config, tmp_path):
     from sync.printing.pdf import render_pdf
 
     doc = issued["39_boleta.txt"]
-    layout = build_layout(source_from_issued(doc), sandbox_config.company, sandbox_config.printing)
+    layout = build_layout(source_of(doc), sandbox_config.company, sandbox_config.printing)
     pdf = tmp_path / "b.pdf"
     pdf.write_bytes(render_pdf([layout], fmt=fmt))
     assert _decode_all(rasterise(pdf, tmp_path / "p", dpi=300)) == [doc.ted]
@@ -57,7 +58,7 @@ def test_cedible_copy_is_the_second_page_where_it_applies(issued, sandbox_config
                         ("61_nota_credito.txt", None), ("39_boleta.txt", None)):
         doc = issued[name]
         pdf = tmp_path / f"{name}.pdf"
-        pdf.write_bytes(pdf_bytes(source_from_issued(doc), sandbox_config))
+        pdf.write_bytes(pdf_bytes(source_of(doc), sandbox_config))
         pages = pdf_text(pdf).split("\f")
         if label is None:
             assert "CEDIBLE" not in pdf_text(pdf)
@@ -66,21 +67,33 @@ def test_cedible_copy_is_the_second_page_where_it_applies(issued, sandbox_config
             assert _decode_all(rasterise(pdf, tmp_path / f"{name}-p2", page=2)) == [doc.ted]
 
 
-def test_sheet_timbre_size_follows_the_sii_rules(issued):
+def test_sheet_timbre_uses_10_mil_modules_within_4_by_9_cm(issued):
     for doc in issued.values():
-        t = timbre_image(doc.ted, sheet=True)
+        t = sheet_timbre(doc.ted)
         w_mm, h_mm = t.width / 72 * 25.4, t.height / 72 * 25.4
         assert 50 <= w_mm <= 90 and 20 <= h_mm <= 40, (w_mm, h_mm)  # 2 x 5 cm .. 4 x 9 cm
-        assert SHEET_X_MM >= pdf417.MIN_X_MM
+        assert t.width / t.plan.symbol.width_modules == pytest.approx(SHEET_X_MM[0] * 72 / 25.4)
 
 
-def test_roll_timbre_is_at_least_2_by_4_5_cm(issued):
-    for printable_mm in (72, 50):
-        for doc in issued.values():
-            t = timbre_image(doc.ted, sheet=False, across=(printable_mm - 5) * 72 / 25.4)
-            dims = sorted((t.width / 72 * 25.4, t.height / 72 * 25.4))
-            assert dims[0] >= 20 and dims[1] >= 45, dims
-            assert t.width / 72 * 25.4 <= printable_mm
+def test_a_timbre_too_big_for_10_mil_is_laid_out_with_smaller_modules(tmp_path):
+    """A TED near PDF417's limit does not fit 4 x 9 cm at 10 mil: 8.3 mil (5 dots at 600 dpi)
+    still reads and stays above the SII's 6.7 mil."""
+    ted = (bytes(range(32, 127)) * 11)[:1000]
+    t = sheet_timbre(ted)
+    x_mm = t.width / t.plan.symbol.width_modules / 72 * 25.4
+    assert x_mm == pytest.approx(SHEET_X_MM[1]) and x_mm >= pdf417.MIN_X_MM
+    assert t.height / 72 * 25.4 <= 40 and t.width / 72 * 25.4 <= 90
+    img = pdf417.render(t.plan.symbol, 3, quiet_px=20).convert("L")
+    assert _decode_all(img) == [ted]
+
+
+def test_a_timbre_no_layout_fits_refuses_the_pdf_with_its_reason():
+    with pytest.raises(LayoutRefused) as e:
+        sheet_timbre(b"x" * 1200)  # more than 928 code words at level 5
+    assert e.value.code == "TIMBRE_TOO_LARGE"
+    with pytest.raises(LayoutRefused) as e:
+        roll_timbre_image(b"x" * 1010, 33, "80mm")  # over the 4 x 9 cm a factura may take on a roll
+    assert e.value.code == "TIMBRE_TOO_LARGE"
 
 
 def test_timbre_uses_byte_compaction_and_level_5(issued):
@@ -101,12 +114,24 @@ def test_timbre_uses_byte_compaction_and_level_5(issued):
     assert _decode_all(img) == [ted]
 
 
+def test_error_correction_matches_pdf417gens_reference_implementation():
+    import random
+
+    from pdf417gen.error_correction import compute_error_correction_code_words
+
+    rng = random.Random(417)
+    for n in (1, 2, 3, 64, 500, 863):
+        for _ in range(3):
+            words = [rng.randrange(929) for _ in range(n)]
+            assert pdf417.error_correction(words) == compute_error_correction_code_words(words, 5)
+
+
 def test_layout_rebuilt_from_the_outbox_xml_matches_the_issued_one(issued, sandbox_config):
     for doc in issued.values():
         src = source_from_dte_xml(doc.dte_xml)
         assert src.ted == doc.ted
         a = build_layout(src, sandbox_config.company, sandbox_config.printing)
-        b = build_layout(source_from_issued(doc), sandbox_config.company, sandbox_config.printing)
+        b = build_layout(source_of(doc), sandbox_config.company, sandbox_config.printing)
         assert a == b
 
 
@@ -115,3 +140,43 @@ def test_cedible_rules(issued):
     assert labels["33_factura.txt"] == labels["34_factura_exenta.txt"] == labels["46_factura_compra.txt"] == "CEDIBLE"
     assert labels["52_guia_despacho.txt"] == "CEDIBLE CON SU FACTURA"
     assert labels["56_nota_debito.txt"] is labels["61_nota_credito.txt"] is labels["39_boleta.txt"] is None
+
+
+def test_a_pdf_that_cannot_be_written_says_why_in_the_status_file(issued, sandbox_config, tmp_path):
+    from dataclasses import replace
+
+    from sync.alerts import Alerts
+    from sync.app import folders_of
+    from sync.config import PrintingConfig
+    from sync.filing import Filing
+    from sync.journal import ClaimIntent
+    from sync.printing.layout import PrintSource
+    from sync.printing.service import PrintService
+
+    folders = replace(sandbox_config.folders, inbox=tmp_path / "inbox", outbox=tmp_path / "outbox",
+                      archive=tmp_path / "archive", rejected=tmp_path / "rejected", state=tmp_path / "state")
+    cfg = replace(sandbox_config, folders=folders, printing=PrintingConfig(pdf=True))
+    filing = Filing(folders_of(cfg))
+    filing.open()
+    [doc_id] = filing.journal.begin_claims([ClaimIntent("", "F.txt", "F", ".txt", None, 1, 0o100644)])
+    [doc] = filing.journal.mark_claimed([(doc_id, "ab")])
+    refreshed: list[int] = []
+    filing.refresh = refreshed.append  # type: ignore[method-assign]
+    svc = PrintService(cfg)
+    svc.bind(filing, Alerts())
+    factura = issued["33_factura.txt"]
+    pdf = filing.result_path(doc, ".pdf")
+
+    svc.pdf_writer.write(PrintSource(factura.documento, b"x" * 1200), doc)  # more than PDF417 holds at level 5
+    entry = svc.status_entry(doc)["pdf"]
+    assert entry["state"] == "failed" and entry["code"] == "TIMBRE_TOO_LARGE" and "1200" in entry["error"]
+    assert not pdf.exists() and refreshed == [doc.id]
+    pdf.mkdir(parents=True)  # something in the way of NAME.pdf
+    svc.pdf_writer.write(source_of(factura), doc)
+    assert svc.status_entry(doc)["pdf"]["code"] == "PDF_NOT_WRITTEN"
+    pdf.rmdir()
+    svc.pdf_writer.write(source_of(factura), doc)  # written at last: the entry goes away
+    assert "pdf" not in svc.status_entry(doc) and pdf.read_bytes().startswith(b"%PDF")
+    assert refreshed == [doc.id] * 3
+    svc.stop()
+    filing.close()

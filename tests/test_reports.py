@@ -1,28 +1,28 @@
 """The informe de ventas and the stock/expiry alerts, on a real sandbox run (`dtesync demo`:
 the real engine and daemon, documents accepted by fake-sii). Expected values come from the
-ERP's status files (the journal's own amounts), not from the XML path the report reads; the
-PDF is read back with pdftotext (poppler-utils)."""
+ERP's status files, not from the journal rows the report reads; the PDF is read back with
+pdftotext (poppler-utils)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import logging
 import shutil
 import subprocess
 import sys
 from collections import defaultdict
 from datetime import date, datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from sync.config import load_config
+from sync.alerts import Alert, Alerts
+from sync.app import folders_of
+from sync.config import AlertsConfig, load_config
+from sync.filing import Filing
 from sync.folios.store import StockRow
-from sync.reports import (AlertSettings, attach, build_report, current_alerts, folio_ranges, stock_alerts,
-                          write_report)
+from sync.reports import ReportsStage, build_report, current_alerts, folio_ranges, stock_alerts, write_report
 from sync.runtime import open_folio_store
 
 
@@ -125,7 +125,7 @@ def test_folio_ranges_compress_consecutive_folios():
 
 
 def test_stock_and_expiry_alerts_follow_the_thresholds():
-    s = AlertSettings(caf_stock_min=100, caf_expiry_days=30, cert_expiry_days=30)
+    s = AlertsConfig(caf_stock_min=100, caf_expiry_days=30, cert_expiry_days=30)
     today = date(2026, 1, 1)
     stock = [StockRow(33, 99, 1, date(2026, 1, 20)), StockRow(39, 100, 1, date(2026, 6, 1)), StockRow(61, 0, None, None)]
     alerts = stock_alerts(stock, datetime(2026, 1, 15, tzinfo=timezone.utc), today, s)
@@ -137,7 +137,17 @@ def test_stock_and_expiry_alerts_follow_the_thresholds():
     assert stock_alerts(stock[1:2], datetime(2027, 1, 1, tzinfo=timezone.utc), today, s) == []
 
 
-def test_alerts_are_logged_by_the_scheduled_job_and_shown_by_status(demo, tmp_path, caplog):
+class Inbox:
+    """A notifier that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, bool]] = []
+
+    def notify(self, alert: Alert, *, resolved: bool) -> None:
+        self.got.append((alert.code, resolved))
+
+
+def test_alerts_are_raised_once_per_condition_resolved_when_it_ends_and_shown_by_status(demo, tmp_path, caplog):
     config, _, _ = demo
     toml = config.path.with_name("alerts.toml")  # beside it: the relative paths still hold
     toml.write_text(config.path.read_text("utf-8") + "\n[alerts]\ncaf_stock_min = 20000\ncert_expiry_days = 5000\n"
@@ -145,15 +155,26 @@ def test_alerts_are_logged_by_the_scheduled_job_and_shown_by_status(demo, tmp_pa
     cfg = load_config(toml)
     codes = {a.code for a in current_alerts(cfg, date.today())}
     assert codes == {"CAF_STOCK_LOW", "CERT_EXPIRING"}
-    daemon = SimpleNamespace(on_start=[], on_stop=[])
-    sched = attach(daemon, cfg)
-    assert {j.id for j in sched.get_jobs()} == {"alerts", "informe_ventas"}
-    assert "hour='23', minute='30'" in str(sched.get_job("informe_ventas").trigger)
-    with caplog.at_level(logging.WARNING, logger="dtesync.reports"):
-        sched.get_job("alerts").func()
-    logged = {(r.code, r.levelname) for r in caplog.records if hasattr(r, "code")}
-    assert ("CAF_STOCK_LOW", "WARNING") in logged and ("CERT_EXPIRING", "WARNING") in logged
-    sched.get_job("informe_ventas").func()
+    seen = Inbox()
+    stage = ReportsStage(cfg)
+    stage.bind(Filing(folders_of(cfg)), Alerts([seen]))
+    stage.check_alerts()
+    stage.check_alerts()  # the same conditions again: no second notice
+    assert sorted(seen.got) == sorted([("CAF_STOCK_LOW", False)] * len({a.key for a in current_alerts(cfg, date.today())
+                                                                           if a.code == "CAF_STOCK_LOW"})
+                                      + [("CERT_EXPIRING", False)])
+    stage.config = config  # the default thresholds: every condition has ended
+    stage.check_alerts()
+    assert sorted(c for c, resolved in seen.got if resolved) == sorted(c for c, resolved in seen.got if not resolved)
+    stage.config = cfg
+    stage.start()
+    try:
+        sched = stage._scheduler
+        assert {j.id for j in sched.get_jobs()} == {"alerts", "informe_ventas"}
+        assert "hour='23', minute='30'" in str(sched.get_job("informe_ventas").trigger)
+        sched.get_job("informe_ventas").func()
+    finally:
+        stage.stop()
     assert (cfg.folders.outbox / "reports" / f"informe-ventas-{date.today().isoformat()}.pdf").exists()
     run = subprocess.run([sys.executable, "-m", "sync", "status", "--config", str(toml)], capture_output=True, text=True,
                          timeout=60)

@@ -27,7 +27,7 @@ def test_install_registers_the_frozen_program_itself_with_service_run_and_its_co
     assert calls[0].api == "win32serviceutil.InstallService" and calls[0].args[1] == "dtesync"
     assert install["exeName"] == r"C:\Program Files\dtesync\dtesync.exe"
     assert install["exeArgs"] == r"service run --config C:\ProgramData\dtesync\dtesync.toml"
-    assert install["startType"] == 2 and install["delayedstart"] is True and install["userName"] is None
+    assert install["startType"] == 2 and install["delayedstart"] is True
 
 
 def test_config_path_with_spaces_is_quoted_for_the_scm():
@@ -60,7 +60,70 @@ def test_install_with_an_account_passes_it_and_never_prints_the_password():
 def test_execute_runs_every_call_through_the_runner_in_order():
     seen = []
     win.execute(win.plan_install(["dtesync.exe"], r"C:\x.toml"), seen.append)
-    assert [c.api for c in seen] == ["win32serviceutil.InstallService", "sc", "sc", "win32evtlogutil.AddSourceToRegistry"]
+    assert [c.api for c in seen] == ["win32serviceutil.InstallService", "sc", "sc", "win32evtlogutil.AddSourceToRegistry",
+                                     *["icacls"] * len(win.FOLDER_ACCESS)]
+
+
+# --- who may read what: the service's own virtual account, ACLs on %PROGRAMDATA%\dtesync ---------------
+DATA = PureWindowsPath(r"C:\ProgramData\dtesync")
+ADMINS = "*S-1-5-32-544"
+SERVICE = "*S-1-5-80-2014158450-2266582876-1052222259-4105291722-3874284619"  # NT SERVICE\dtesync
+
+
+def acls(calls) -> dict[str, tuple[str, ...]]:
+    """folder -> the grants of its icacls call, checking each call removes inherited entries."""
+    out = {}
+    for call in calls:
+        if call.api == "icacls":
+            folder, inheritance, grant, *grants = call.args
+            assert (inheritance, grant) == ("/inheritance:r", "/grant:r"), call
+            out[folder] = tuple(grants)
+    return out
+
+
+def test_service_sid_is_the_one_windows_derives_for_a_virtual_account():
+    # `sc showsid TrustedInstaller`: the best-known service SID, documented by Microsoft.
+    assert win.service_sid("TrustedInstaller") == "S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464"
+    assert f"*{win.service_sid()}" == SERVICE
+
+
+def test_install_runs_the_service_as_its_own_virtual_account_without_a_password():
+    install = dict(win.plan_install(["dtesync.exe"], r"C:\x.toml", data=DATA)[0].kwargs)
+    assert install["userName"] == r"NT SERVICE\dtesync" and install["password"] is None
+
+
+def test_keys_state_and_config_are_for_the_service_account_and_administrators_only():
+    planned = acls(win.plan_install(["dtesync.exe"], r"C:\x.toml", data=DATA, erp_group=r"TIENDA\ERP"))
+    assert planned[str(DATA)] == (f"{ADMINS}:(OI)(CI)F", f"{SERVICE}:(OI)(CI)RX")
+    for sub, right in (("state", "M"), ("logs", "M"), ("cert", "RX"), ("caf", "RX")):
+        assert planned[str(DATA / sub)] == (f"{ADMINS}:(OI)(CI)F", f"{SERVICE}:(OI)(CI){right}"), sub
+
+
+def test_the_erp_group_may_write_the_inbox_and_read_the_results_only():
+    planned = acls(win.plan_install(["dtesync.exe"], r"C:\x.toml", data=DATA, erp_group=r"TIENDA\ERP"))
+    assert planned[str(DATA / "inbox")][-1] == r"TIENDA\ERP:(OI)(CI)M"
+    for sub in ("outbox", "archive", "rejected"):
+        assert planned[str(DATA / sub)] == (f"{ADMINS}:(OI)(CI)F", f"{SERVICE}:(OI)(CI)M", r"TIENDA\ERP:(OI)(CI)RX")
+    assert [f for f, grants in planned.items() if any("ERP" in g for g in grants)] == [
+        str(DATA / s) for s in ("inbox", "outbox", "archive", "rejected")]
+
+
+def test_without_an_erp_group_nobody_else_is_granted_anything():
+    planned = acls(win.plan_install(["dtesync.exe"], r"C:\x.toml", data=DATA))
+    assert len(planned) == len(win.FOLDER_ACCESS)
+    assert all({g.split(":")[0] for g in grants} == {ADMINS, SERVICE} for grants in planned.values())
+
+
+def test_an_account_given_with_user_gets_the_grants_instead_of_the_virtual_account():
+    calls = win.plan_install(["dtesync.exe"], r"C:\x.toml", user=r"TIENDA\svc-dtesync", password="pw", data=DATA)
+    planned = acls(calls)
+    assert planned[str(DATA / "state")] == (f"{ADMINS}:(OI)(CI)F", r"TIENDA\svc-dtesync:(OI)(CI)M")
+    assert not any(SERVICE in g for grants in planned.values() for g in grants)
+
+
+def test_acls_come_after_the_service_exists():
+    apis = [c.api for c in win.plan_install(["dtesync.exe"], r"C:\x.toml", data=DATA)]
+    assert apis.index("win32serviceutil.InstallService") < apis.index("icacls")
 
 
 def test_remove_tolerates_a_stopped_service_but_not_a_failed_removal():
@@ -96,6 +159,7 @@ def test_programdata_is_prepared_with_the_example_config_never_overwritten(tmp_p
     assert (root / "dtesync.toml").read_text() == example.read_text() and str(root / "state") in made
     (root / "dtesync.toml").write_text("edited")
     assert win.prepare_programdata(root, example) == [] and (root / "dtesync.toml").read_text() == "edited"
+    assert all((root / sub).is_dir() for sub in win.FOLDER_ACCESS)  # every folder the ACL plan names
 
 
 def test_programdata_follows_the_environment():
@@ -122,3 +186,12 @@ def test_service_install_dry_run_prints_the_scm_calls():
     lines = out.splitlines()
     assert code == 0 and lines[0].startswith("win32serviceutil.InstallService(None, 'dtesync'")
     assert "service run --config" in lines[0] and shlex.split(lines[1])[:2] == ["sc.exe", "failure"]
+    assert "userName='NT SERVICE\\\\dtesync'" in lines[0]
+
+
+def test_service_install_dry_run_prints_the_icacls_lines_with_the_erp_group():
+    code, out = _cli("service", "install", "--dry-run", "--erp-group", "Usuarios ERP")
+    icacls = [line for line in out.splitlines() if line.startswith("icacls.exe ")]
+    assert code == 0 and len(icacls) == len(win.FOLDER_ACCESS)
+    inbox = next(line for line in icacls if "\\inbox " in line)
+    assert inbox.endswith('"Usuarios ERP:(OI)(CI)M"') and "/inheritance:r /grant:r *S-1-5-32-544:(OI)(CI)F" in inbox

@@ -13,16 +13,17 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
+from conftest import REPO, SAMPLES
 from sync.envio import new_dte_root, sign_dte, to_bytes
 from sync.rut import Rut
 from sync.sandbox.cert_factory import make_test_certificate
 from sync.signing.certificate import load_pkcs12
-from sync.signing.xmldsig import DSIG_NS, c14n, sign_after, sign_enveloped, verify_signatures
+from sync.signing.xmldsig import c14n, sign_after, sign_enveloped, verify_signatures
+from sync.sii import DSIG_NS
 
-SAMPLES = Path("/work/shared/sii/samples")
 SII_EXAMPLE = SAMPLES / "sii-official" / "F60T33-ejemplo-oficial-SII.xml"
 CL_SII = sorted((SAMPLES / "cl-sii").glob("*.xml"))
-SCHEMAS = Path(__file__).resolve().parents[1] / "sync" / "schemas" / "sii"
+SCHEMAS = REPO / "sync" / "schemas" / "sii"
 NOW = datetime.now(timezone.utc)
 D = "{%s}" % DSIG_NS
 S = "{http://www.sii.cl/SiiDte}"
@@ -208,7 +209,7 @@ def test_cl_sii_samples_verify(path):
 @pytest.mark.parametrize("path", [SII_EXAMPLE, *CL_SII], ids=lambda p: p.name)
 def test_tampered_samples_are_rejected(path):
     root = etree.parse(str(path)).getroot()
-    amount = root.find(f".//{{*}}MntTotal")
+    amount = root.find(".//{*}MntTotal")
     amount.text = str(int(amount.text) + 1)
     results = verify_signatures(root)
     assert not results[0].digest_ok  # the first signature covers the first Documento

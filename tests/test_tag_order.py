@@ -12,9 +12,10 @@ def test_tag_order_tables_are_current():
 
 
 def test_every_schema_element_under_documento_has_a_model_field():
-    from sync.dte.tag_order import ORDER
-    from sync.model import Documento, is_group, sii_fields
     import typing
+
+    from sync.dte.tag_order import ORDER
+    from sync.model import Documento, sii_fields
 
     def classes(cls, path, kind, seen):
         hints = typing.get_type_hints(cls)

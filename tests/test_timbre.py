@@ -10,29 +10,28 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from conftest import SAMPLES
 from sync.errors import DteSyncError
 from sync.folios.caf import caf_from_element, load_caf
 from sync.rut import Rut
 from sync.sandbox.caf_factory import default_fake_sii, make_caf
+from sync.sii import SII_NS
+from sync.sii_bytes import flatten, latin1_text
 from sync.timbre import (
-    SII_NS,
     build_dd,
     dd_values,
-    flatten,
-    latin1_text,
     stamp,
     stamp_with_bytes,
     ted_bytes,
     verify_ted,
 )
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "sii" / "samples"
 BOLETA_VECTOR = SAMPLES / "ted-vectors" / "TED-39-76694449-3-F43641-IT1-trailing-space.xml"
 TED_FILES = [
     SAMPLES / "sii-official" / "F60T33-ejemplo-oficial-SII.xml",

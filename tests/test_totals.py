@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from conftest import SAMPLES
 from sync.errors import DteSyncErrors
 from sync.model import (
     Comisiones,
@@ -30,7 +31,6 @@ from sync.model import (
 )
 from sync.totals import complete_totals, iva_of, round_half_up, split_gross, totals_errors
 
-SAMPLES = Path("/work/shared/sii/samples")
 D = Decimal
 
 
@@ -441,7 +441,9 @@ def test_property_discounts_never_yield_negative_amounts_silently(lines, global_
        st.sampled_from(["mnt_neto", "iva", "mnt_exe", "mnt_total"]),
        st.integers(-1000, 1000).filter(bool))
 def test_property_a_wrong_given_total_is_rejected_with_its_field(lines, attr, delta):
-    build = lambda tot=None: doc(33, *[line(p, q, ind_exe=i) for q, p, i in lines], tot=tot)
+    def build(tot=None):
+        return doc(33, *[line(p, q, ind_exe=i) for q, p, i in lines], tot=tot)
+
     good = totals_of(build())
     given = Totales(**{attr: (getattr(good, attr) or 0) + delta})
     tag = {"mnt_neto": "MntNeto", "iva": "IVA", "mnt_exe": "MntExe", "mnt_total": "MntTotal"}[attr]

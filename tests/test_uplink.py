@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import DATA
 
+from conftest import DATA
 from sync.config import load_config
 from sync.fakesii import FakeSii, Faults
 from sync.runtime import open_engine, trusted_caf_keys
@@ -180,7 +181,7 @@ def test_manual_raw_request_multipart_is_parsed(tmp_path):
     """The SII's own raw DTEUpload example (with its `multipart/form-data:` colon) parses."""
     from sync.fakesii import multipart
 
-    raw = (DATA / "uplink" / "SII_ejemplo-upload-automatico-DTEUpload-request.txt").read_bytes()
+    raw = (DATA / "sii-upload" / "SII_ejemplo-upload-automatico-DTEUpload-request.txt").read_bytes()
     head, _, body = raw.partition(b"\r\n\r\n")
     ctype = next(l for l in head.decode().split("\r\n") if l.lower().startswith("content-type")).split(":", 1)[1].strip()
     parts = multipart.parse(body, ctype)

@@ -65,7 +65,7 @@ def start_runner(config: Path) -> subprocess.Popen:
 
 def queue_states(state_dir: Path) -> Counter:
     """Uplink queue rows by state (read while no daemon runs)."""
-    db = state_dir / "journal.sqlite3"
+    db = state_dir / "uplink.sqlite3"
     if not db.exists():
         return Counter()
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)

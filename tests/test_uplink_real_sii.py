@@ -24,7 +24,7 @@ from sync.fakesii import Behaviour, FakeSii, Faults
 from sync.runtime import trusted_caf_keys
 from sync.uplink import auth, soap
 from sync.uplink.docref import doc_ref
-from sync.uplink.queue import UplinkQueue
+from sync.uplink.queue import FILE_NAME, UplinkQueue
 from sync.uplink.upload import multipart_body
 
 
@@ -257,7 +257,7 @@ def test_retry_brings_back_documents_rejected_for_an_installation_cause(docs, tm
     config, engine, facturas, _ = docs
     state = config.folders.state  # the sandbox's own: `dtesync retry --config` finds the queue there
     state.mkdir(parents=True, exist_ok=True)
-    q = UplinkQueue(state / "journal.sqlite3")
+    q = UplinkQueue(state / FILE_NAME)
     reasons = {1: "STATUS 6: Empresa no autorizada a enviar archivos",
                2: "GetTokenFromSeed ESTADO -07: Error (12) parse ERROR en Validación del RUT",
                3: "RCH: Dte Rechazado (DTE-3-101 Firma del DTE inválida)"}
@@ -268,12 +268,12 @@ def test_retry_brings_back_documents_rejected_for_an_installation_cause(docs, tm
     out = subprocess.run([sys.executable, "-m", "sync", "retry", "--config", str(config.path)],
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
-    con = sqlite3.connect(state / "journal.sqlite3")
+    con = sqlite3.connect(state / FILE_NAME)
     rows = dict(con.execute("SELECT doc_id, state FROM uplink_queue").fetchall())
     con.close()
     assert rows == {1: "uncertain", 2: "uncertain", 3: "final"} and "1, 2" in out.stdout
     with fake_for(docs) as fake:
-        run = make_run(config, engine, fake, state / "journal.sqlite3")
+        run = make_run(config, engine, fake, state / FILE_NAME)
         run.run()
     assert run.finals() == {1: "accepted", 2: "accepted"}  # re-reported: queued (revived) ... accepted
     first_state, first_note = run.states[1][0]

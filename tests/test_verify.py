@@ -3,8 +3,6 @@ and xmlsec1 independently agrees on the signature tampering."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from lxml import etree
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sync.watch.fs import durable_move, fs_type_from_mounts
+from sync.fileio import Folder
+from sync.watch.fs import fs_type_from_mounts
 from sync.watch.inbox import InboxWatcher, resolve_watch_mode
 from sync.watch.rules import Hint, Kind, Observation, Readiness, Verdict, classify_name, marker_names, station_of
 
@@ -99,8 +100,9 @@ def test_auto_mode_polls_on_network_share(monkeypatch: pytest.MonkeyPatch, tmp_p
 def test_durable_move_is_idempotent_after_a_crash(tmp_path: Path) -> None:
     src, dst = tmp_path / "a.txt", tmp_path / "sub" / "a.txt"
     src.write_text("x")
-    durable_move(src, dst)
-    durable_move(src, dst)  # replay after a crash: nothing to do
+    with Folder.open(tmp_path) as root, root.sub("sub", create=True) as sub:
+        root.move("a.txt", sub, "a.txt")
+        root.move("a.txt", sub, "a.txt")  # replay after a crash: nothing to do
     assert dst.read_text() == "x" and not src.exists()
 
 

@@ -14,16 +14,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:
+    from sync.app import build_app
     from sync.config import load_config
-    from sync.daemon import Daemon
     from sync.runtime import open_engine
-    from sync.uplink.build import attach
+    from sync.uplink.build import build_uplink
 
     config = load_config(Path(sys.argv[1]))
     engine = open_engine(config)
-    daemon = Daemon.from_config(config, engine, watch="poll", workers=2, empty_timeout=2.0, scan_interval=0.5,
-                                poll_interval=0.1)
-    assert attach(daemon, config, engine) is not None, "the config has no [uplink]"
+    uplink = build_uplink(config, engine.certificate)
+    assert uplink is not None, "the config has no [uplink]"
+    daemon = build_app(config, engine=engine, stages=[uplink], watch="poll", workers=2, empty_timeout=2.0,
+                       scan_interval=0.5, poll_interval=0.1).daemon
     from daemon_runner import serve_until_signalled
 
     serve_until_signalled(daemon)

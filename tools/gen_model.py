@@ -46,7 +46,7 @@ def py_type(el) -> str:
         return "Decimal"
     if False:
         fd = None
-        for f in getattr(t, "facets", {}).values() if hasattr(t, "facets") else []:
+        for _facet in getattr(t, "facets", {}).values() if hasattr(t, "facets") else []:
             pass
         try:
             fd = t.get_facet("{http://www.w3.org/2001/XMLSchema}fractionDigits")

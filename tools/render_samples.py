@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from sync.config import load_config  # noqa: E402
 from sync.printing.layout import build_layout, cedible_label  # noqa: E402
 from sync.printing.pdf import render_pdf  # noqa: E402
-from sync.printing.service import source_from_issued  # noqa: E402
+from sync.printing.service import source_of  # noqa: E402
 from sync.runtime import open_engine  # noqa: E402
 from sync.sandbox.build import create_sandbox  # noqa: E402
 
@@ -45,7 +45,7 @@ def main() -> None:
         engine = open_engine(config)
         for name in EXAMPLES:
             issued = engine.issue((ROOT / "sync" / "data" / "examples" / name).read_bytes(), name, doc_key=f"sample:{name}")
-            src = source_from_issued(issued)
+            src = source_of(issued)
             stem = name.rsplit(".", 1)[0]
             layout = build_layout(src, config.company, config.printing)
             to_png(render_pdf([layout], fmt="80mm"), out / f"{stem}-ticket-80mm.png", 120)
@@ -56,7 +56,7 @@ def main() -> None:
             print(f"{out / stem}-ticket-80mm.png, -letter.png")
         boleta = engine.issue((ROOT / "sync" / "data" / "examples" / "39_boleta.txt").read_bytes(), "b58",
                               doc_key="sample:58")
-        to_png(render_pdf([build_layout(source_from_issued(boleta), config.company, config.printing)], fmt="58mm"),
+        to_png(render_pdf([build_layout(source_of(boleta), config.company, config.printing)], fmt="58mm"),
                out / "39_boleta-ticket-58mm.png", 120)
 
 

@@ -13,27 +13,21 @@ a 3-line factura costs about a hundred microseconds.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
 from lxml import etree
 
+from sync import safexml
 from sync.dte.tag_order import ORDER
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.model import Documento, is_group, sii_fields
-from sync.timbre import PLAIN_LATIN1, latin1_text
 from sync.rut import Rut
-from sync import safexml
-
-SII_NS = "http://www.sii.cl/SiiDte"
-_Q = "{" + SII_NS + "}"
-
-
-def schema_kind(tipo_dte: int) -> str:
-    return "boleta" if tipo_dte in (39, 41) else "dte"
+from sync.sii import SII_NS
+from sync.sii_bytes import PLAIN_LATIN1, latin1_text
 
 
 def format_value(value: Any) -> str:
@@ -57,7 +51,9 @@ def format_value(value: Any) -> str:
 
 
 # format_value for the exact types the model holds, without its isinstance chain (hot path).
-_FORMAT_BY_TYPE = {int: str, date: date.isoformat, Rut: str, Decimal: format_value, datetime: format_value}
+_FORMAT_BY_TYPE: dict[type, Callable[[Any], str]] = {
+    int: str, date: date.isoformat, Rut: str, Decimal: format_value, datetime: format_value,
+}
 
 # Elements the engine fills after the input is accepted (the folio is taken last).
 SUPPLIED_BY_ENGINE = frozenset({"Documento/Encabezado/IdDoc/Folio"})
@@ -73,12 +69,23 @@ class _GroupPlan:
     not_allowed: dict[str, str]  # model field -> its tag, with no place in this schema
 
 
-@lru_cache(maxsize=None)
+_PLANS: dict[tuple[type, str, str], _GroupPlan] = {}
+
+
 def _plan(cls: type, kind: str, path: str) -> _GroupPlan:
+    plan = _PLANS.get((cls, kind, path))
+    if plan is None:
+        plan = _PLANS[(cls, kind, path)] = _new_plan(cls, kind, path)
+    return plan
+
+
+def _new_plan(cls: type, kind: str, path: str) -> _GroupPlan:
     meta = "boleta" if kind == "boleta" else "sii"
     fields = sii_fields(cls)
     by_tag = {f.metadata[meta]: f.name for f in fields}
-    position, required, supplied = {}, [], []
+    position: dict[str, tuple[int, str]] = {}
+    required: list[tuple[int, str]] = []
+    supplied: list[tuple[int, str]] = []
     for index, (tag, min_occurs, _mx) in enumerate(ORDER[kind][path]):
         if f"{path}/{tag}" in SUPPLIED_BY_ENGINE:
             supplied.append((index, tag))
@@ -112,7 +119,7 @@ def build_documento(doc: Documento, nsmap: dict[str | None, str] | None = None) 
     The walk writes XML text and libxml2 parses it once: a third of the cost of creating
     each element through lxml's API, and the same tree.
     """
-    kind = schema_kind(doc.tipo_dte)
+    kind = doc.tipo.schema
     declared = "".join(
         f' xmlns="{uri}"' if prefix is None else f' xmlns:{prefix}="{uri}"'
         for prefix, uri in (nsmap or {None: SII_NS}).items()
@@ -126,11 +133,11 @@ def build_documento(doc: Documento, nsmap: dict[str | None, str] | None = None) 
     return safexml.fromstring("".join(parts))
 
 
-def _emit(parts: list[str], obj: Any, kind: str, path: str, shown: str, errors: list[DteSyncError]) -> None:
+def _emit(parts: list[str], obj: object, kind: str, path: str, shown: str, errors: list[DteSyncError]) -> None:
     """Append the children of one group, in XSD order, to `parts`."""
     plan = _plan(type(obj), kind, path)
     position = plan.position
-    present = []
+    present: list[_Present] = []
     for name, value in obj.__dict__.items():
         if value is None or ((value.__class__ is str or value.__class__ is list) and not value):
             continue
@@ -148,7 +155,7 @@ def _emit(parts: list[str], obj: Any, kind: str, path: str, shown: str, errors: 
         present.extend((index, tag, None, None) for index, tag in plan.supplied if index not in have)
     present.sort(key=_position)
     plain = _PLAIN_TEXT.fullmatch
-    for _index, tag, name, value in present:
+    for _index, tag, attr, value in present:
         if value is None:
             parts.append(f"<{tag}/>")
             continue
@@ -160,8 +167,8 @@ def _emit(parts: list[str], obj: Any, kind: str, path: str, shown: str, errors: 
                     if text is not item:
                         if repeated:
                             value[i] = text
-                        else:
-                            setattr(obj, name, text)
+                        elif attr is not None:
+                            setattr(obj, attr, text)
                     item = _escape(text)
                 parts.append(f"<{tag}>{item}</{tag}>")
             elif is_group(item):
@@ -173,7 +180,11 @@ def _emit(parts: list[str], obj: Any, kind: str, path: str, shown: str, errors: 
                 parts.append(f"<{tag}>{fmt(item) if fmt else _escape(format_value(item))}</{tag}>")
 
 
-def _position(item: tuple) -> int:
+# (XSD position, tag, model field, value); field and value None for an empty supplied element
+_Present = tuple[int, str, str | None, Any]
+
+
+def _position(item: _Present) -> int:
     return item[0]
 
 

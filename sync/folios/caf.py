@@ -1,9 +1,10 @@
 """CAF (Código de Autorización de Folios): the SII file that authorizes a folio range.
 
 A CAF file is `<AUTORIZACION><CAF version="1.0"><DA>…</DA><FRMA/></CAF><RSASK/><RSAPUBK/>`,
-ISO-8859-1 bytes behind a declaration that names no encoding (NOTES.md §3), so it is always
-read from bytes. The `<CAF>` element is copied verbatim into every DD, and its FRMA (the SII's
-signature over the flattened DA) is what proves the range is genuine.
+ISO-8859-1 bytes behind a declaration that names no encoding (real CAFs start with
+`<?xml version="1.0"?>` and carry an Ñ in RS as one Latin-1 byte), so it is always read from
+bytes. The `<CAF>` element is copied verbatim into every DD, and its FRMA (the SII's signature
+over the flattened DA) is what proves the range is genuine.
 """
 
 from __future__ import annotations
@@ -13,21 +14,23 @@ import calendar
 import copy
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
-from typing import Mapping
+from functools import cached_property, lru_cache
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
+from sync.data.sii_caf_keys import SII_CAF_PUBLIC_KEYS_PEM
 from sync.errors import DteSyncError
-from sync.model import EXPIRING_CAF_TYPES
 from sync.rut import Rut, RutError
+from sync.sii import TipoDte
+from sync.sii_bytes import flatten, has_quotes, local_name
 
-CAF_VALIDITY_MONTHS = 6  # Res. Ex. SII 58/2017, for the types in EXPIRING_CAF_TYPES
+CAF_VALIDITY_MONTHS = 6  # Res. Ex. SII 58/2017, for the types whose TipoDte.caf_expires
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,13 @@ class Caf:
     private_key: rsa.RSAPrivateKey | None = field(repr=False, compare=False)
     frma: bytes = field(repr=False)  # the SII signature over the flattened DA
     _element: etree._Element = field(repr=False, compare=False)
-    _copies: dict = field(default_factory=dict, repr=False, compare=False)
+    _copies: dict[str | None, etree._Element] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def expires_on(self) -> date | None:
         """First day the CAF may no longer stamp (FA + 6 months), None if it never expires."""
-        if self.tipo_dte not in EXPIRING_CAF_TYPES:
+        tipo = TipoDte.of(self.tipo_dte)
+        if tipo is None or not tipo.caf_expires:
             return None
         return add_months(self.fecha_autorizacion, CAF_VALIDITY_MONTHS)
 
@@ -72,21 +76,22 @@ class Caf:
         return hashlib.sha256(self.flat_caf.encode("iso-8859-1")).hexdigest()
 
     @property
-    def da_bytes(self) -> bytes:
-        """The bytes FRMA signs (SII quote escaping)."""
-        from sync.timbre import flatten
-
-        return flatten(_child(self._element, "DA"))
+    def da(self) -> etree._Element:
+        """The `<DA>` element (present: `caf_from_element` checked it)."""
+        da = _child(self._element, "DA")
+        if da is None:
+            raise _malformed("falta CAF/DA")
+        return da
 
     @property
-    def flat_caf(self) -> str:
-        """flatten(`<CAF>`) as text, cached: the constant tail of every DD."""
-        flat = self._copies.get(("flat",))
-        if flat is None:
-            from sync.timbre import flatten
+    def da_bytes(self) -> bytes:
+        """The bytes FRMA signs (SII quote escaping)."""
+        return flatten(self.da)
 
-            flat = self._copies[("flat",)] = flatten(self._element).decode("iso-8859-1")
-        return flat
+    @cached_property
+    def flat_caf(self) -> str:
+        """flatten(`<CAF>`) as text, computed once: the constant tail of every DD."""
+        return flatten(self._element).decode("iso-8859-1")
 
     def caf_element(self, namespace: str | None = None) -> etree._Element:
         """A fresh copy of `<CAF>` to append to a DD (in `namespace` when given)."""
@@ -106,7 +111,6 @@ def add_months(day: date, months: int) -> date:
 
 # --- parsing ---------------------------------------------------------------------------------
 
-_PARSER_KW = dict(resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True)
 _DECL_ENCODING = re.compile(rb"^\s*<\?xml[^>]*encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
 
 
@@ -128,25 +132,28 @@ def _parse_bytes(data: bytes) -> etree._Element:
         except (LookupError, UnicodeDecodeError):
             pass
     try:
-        return etree.fromstring(data, etree.XMLParser(encoding=encoding, **_PARSER_KW))
+        parser = etree.XMLParser(
+            encoding=encoding, resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True
+        )
+        return etree.fromstring(data, parser)
     except etree.XMLSyntaxError as e:
         raise _malformed(f"XML mal formado ({e})") from None
 
 
 def _child(el: etree._Element, name: str) -> etree._Element | None:
     for c in el:
-        if isinstance(c.tag, str) and c.tag.rpartition("}")[2] == name:
+        if isinstance(c.tag, str) and local_name(c.tag) == name:
             return c
     return None
 
 
 def _text(el: etree._Element, path: str) -> str:
-    node = el
+    node: etree._Element | None = el
     for name in path.split("/"):
-        node = _child(node, name)
+        node = _child(node, name) if node is not None else None
         if node is None:
             raise _malformed(f"falta {path}")
-    return (node.text or "").strip()
+    return (node.text or "").strip() if node is not None else ""
 
 
 def _int(el: etree._Element, path: str) -> int:
@@ -166,8 +173,8 @@ def _b64int(text: str, what: str) -> int:
 def load_caf(data: bytes) -> Caf:
     """Parse a CAF file's bytes; CAF_MALFORMED (with detail) for anything unusable."""
     root = _parse_bytes(data)
-    if root.tag.rpartition("}")[2] != "AUTORIZACION":
-        raise _malformed(f"la raíz es <{root.tag}>, se esperaba <AUTORIZACION>")
+    if local_name(root.tag) != "AUTORIZACION":
+        raise _malformed(f"la raíz es <{local_name(root.tag)}>, se esperaba <AUTORIZACION>")
     caf_el = _child(root, "CAF")
     if caf_el is None:
         raise _malformed("falta AUTORIZACION/CAF")
@@ -181,7 +188,7 @@ def load_caf(data: bytes) -> Caf:
             declared = serialization.load_pem_public_key((pubk.text or "").strip().encode("ascii"))
         except (ValueError, TypeError, UnicodeEncodeError):
             raise _malformed("RSAPUBK no es una llave pública PEM") from None
-        if declared.public_numbers() != caf.public_key.public_numbers():
+        if not isinstance(declared, rsa.RSAPublicKey) or declared.public_numbers() != caf.public_key.public_numbers():
             raise _malformed("RSAPUBK no corresponde a RSAPK")
     return caf
 
@@ -229,8 +236,6 @@ def caf_from_element(
         raise _malformed(f"RSAPK inválida ({e})") from None
     standalone = copy.deepcopy(caf_el)
     if raw is None:
-        from sync.timbre import flatten
-
         raw = flatten(standalone)
     return Caf(
         rut_emisor=rut,
@@ -257,15 +262,18 @@ def _b64(text: str) -> bytes:
 
 def _retag(el: etree._Element, namespace: str | None) -> etree._Element:
     """Deep copy of `el` with every element moved into `namespace` (None: no namespace)."""
-    q = (lambda t: f"{{{namespace}}}{t}") if namespace else (lambda t: t)
-    out = etree.Element(q(el.tag.rpartition("}")[2]), dict(el.attrib), nsmap={None: namespace} if namespace else None)
+
+    def q(tag: str) -> str:
+        return f"{{{namespace}}}{tag}" if namespace else tag
+
+    out = etree.Element(q(local_name(el.tag)), dict(el.attrib), nsmap={None: namespace} if namespace else None)
     out.text = el.text
 
     def fill(src: etree._Element, dst: etree._Element) -> None:
         for c in src:
             if not isinstance(c.tag, str):
                 continue
-            n = etree.SubElement(dst, q(c.tag.rpartition("}")[2]), dict(c.attrib))
+            n = etree.SubElement(dst, q(local_name(c.tag)), dict(c.attrib))
             n.text, n.tail = c.text, c.tail
             fill(c, n)
 
@@ -279,9 +287,13 @@ def _retag(el: etree._Element, namespace: str | None) -> etree._Element:
 @lru_cache(maxsize=1)
 def sii_caf_keys() -> dict[int, rsa.RSAPublicKey]:
     """The SII's CAF signing keys by IDK (100 certificación, 300 producción), parsed once."""
-    from sync.data.sii_caf_keys import SII_CAF_PUBLIC_KEYS_PEM
-
-    return {idk: serialization.load_pem_public_key(pem) for idk, pem in SII_CAF_PUBLIC_KEYS_PEM.items()}
+    keys = {}
+    for idk, pem in SII_CAF_PUBLIC_KEYS_PEM.items():
+        key = serialization.load_pem_public_key(pem)
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise TypeError(f"the SII CAF key for IDK {idk} is not RSA")
+        keys[idk] = key
+    return keys
 
 
 def verify_frma(caf: Caf, extra_keys: Mapping[int, rsa.RSAPublicKey] | None = None) -> bool | None:
@@ -290,14 +302,12 @@ def verify_frma(caf: Caf, extra_keys: Mapping[int, rsa.RSAPublicKey] | None = No
     `extra_keys` adds signers explicitly (the sandbox FakeSii, IDK 666); the SII's own two keys
     always apply and cannot be overridden. A DA holding quotes also gets the plain C14N reading.
     """
-    from sync.timbre import flatten, has_quotes
-
     keys = dict(extra_keys or {})
     keys.update(sii_caf_keys())
     key = keys.get(caf.idk)
     if key is None:
         return None
-    da = _child(caf._element, "DA")
+    da = caf.da
     readings = (True, False) if has_quotes(da) else (True,)
     for sii_quotes in readings:
         try:

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from contextlib import AbstractContextManager, nullcontext
 from datetime import date
 from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sync.storage import connect_wal, immediate
 from sync.errors import DteSyncError
 from sync.folios.caf import Caf, load_caf, verify_frma
 from sync.rut import Rut
+from sync.storage import Store
+
+FILE_NAME = "folios.sqlite"  # in the state folder
 
 # Folio states. `pending_annulment` folios were taken by a document that failed afterwards.
 ALLOCATED, USED, PENDING_ANNULMENT, ANNULLED = "allocated", "used", "pending_annulment", "annulled"
@@ -72,58 +73,21 @@ class PendingAnnulment(NamedTuple):
     released_on: date | None
 
 
-class FolioStore:
-    """CAFs and folio allocation for one company; safe across threads and processes."""
+class FolioStore(Store):
+    """CAFs and folio allocation for one company; safe across threads and processes (every
+    write a BEGIN IMMEDIATE transaction on the Store discipline; other processes wait in
+    SQLite's busy handler)."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0):
-        self.path = str(path)
-        self._timeout = busy_timeout_s
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
+    SCHEMA = _SCHEMA
+    TABLE = "caf"
+
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0, readonly: bool = False):
         self._cafs: dict[int, Caf] = {}
-        self._db().executescript(_SCHEMA)  # idempotent; each statement commits on its own
+        self._lock = threading.Lock()
+        super().__init__(path, readonly=readonly, timeout=busy_timeout_s)
 
-    # --- connections ---------------------------------------------------------------------
-
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = self._connect()
-        return db
-
-    def _db_relaxed(self) -> sqlite3.Connection:
-        """This thread's second connection, synchronous=NORMAL for good: for the one write whose
-        loss on a power cut is harmless (mark_used), without two PRAGMAs around each use."""
-        db = getattr(self._local, "relaxed", None)
-        if db is None:
-            db = self._local.relaxed = self._connect()
-            db.execute("PRAGMA synchronous=NORMAL")
-        return db
-
-    def _connect(self) -> sqlite3.Connection:
-        db = connect_wal(self.path, timeout=self._timeout)
+    def configure(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA foreign_keys=ON")
-        with self._lock:
-            self._connections.append(db)
-        return db
-
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        """One durable write transaction on this thread's connection, committed before return."""
-        return immediate(self._db())
-
-    def close(self) -> None:
-        with self._lock:
-            for db in self._connections:
-                db.close()
-            self._connections.clear()
-        self._local = threading.local()
-
-    def __enter__(self) -> "FolioStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # --- CAFs ----------------------------------------------------------------------------------
 
@@ -144,7 +108,7 @@ class FolioStore:
             raise DteSyncError("CAF_SIGNATURE_INVALID", params={"idk": caf.idk})
         if caf.rut_emisor != company_rut:
             raise DteSyncError("CAF_OTHER_COMPANY", found=str(caf.rut_emisor), expected=str(company_rut))
-        with self._write() as db:
+        with self.tx() as db:
             row = db.execute("SELECT id FROM caf WHERE fingerprint = ?", (caf.fingerprint,)).fetchone()
             if row:
                 return self._caf(row[0])
@@ -168,12 +132,12 @@ class FolioStore:
         return caf
 
     def list_cafs(self) -> list[Caf]:
-        rows = self._db().execute("SELECT id FROM caf ORDER BY tipo_dte, fecha_autorizacion, desde").fetchall()
+        rows = self.conn().execute("SELECT id FROM caf ORDER BY tipo_dte, fecha_autorizacion, desde").fetchall()
         return [self._caf(r[0]) for r in rows]
 
     def caf_for(self, tipo_dte: int, folio: int) -> Caf:
         """The CAF that authorizes this folio (to stamp it); FOLIO_NOT_IN_CAF otherwise."""
-        return self._caf(self._caf_id_for(self._db(), tipo_dte, folio))
+        return self._caf(self._caf_id_for(self.conn(), tipo_dte, folio))
 
     def _caf_id_for(self, db: sqlite3.Connection, tipo_dte: int, folio: int) -> int:
         row = db.execute(
@@ -187,7 +151,7 @@ class FolioStore:
         """Parsed once per store (the keys inside are what the hot path reuses)."""
         caf = self._cafs.get(caf_id)
         if caf is None:
-            (data,) = self._db().execute("SELECT data FROM caf WHERE id = ?", (caf_id,)).fetchone()
+            (data,) = self.conn().execute("SELECT data FROM caf WHERE id = ?", (caf_id,)).fetchone()
             caf = load_caf(data)
             with self._lock:
                 caf = self._cafs.setdefault(caf_id, caf)
@@ -214,7 +178,7 @@ class FolioStore:
         FOLIOS_EXHAUSTED) without failing the others; all folios are committed before return.
         """
         out: list[tuple[int, Caf] | DteSyncError] = []
-        with self._write() as db:
+        with self.tx() as db:
             cursors: dict[int, list[list]] = {}  # tipo -> live CAFs as [id, hasta, next_folio]
             moved: dict[int, int] = {}  # caf id -> its new next_folio, written once at the end
             for tipo_dte, doc_key in wanted:
@@ -272,7 +236,7 @@ class FolioStore:
 
         Claiming again with the same doc_key returns the same CAF (restart after a crash).
         """
-        with self._write() as db:
+        with self.tx() as db:
             caf_id = self._caf_id_for(db, tipo_dte, folio)
             row = db.execute(
                 "SELECT doc_key FROM folio WHERE tipo_dte = ? AND folio = ?", (tipo_dte, folio)
@@ -298,7 +262,7 @@ class FolioStore:
 
     def folio_of(self, tipo_dte: int, doc_key: str) -> int | None:
         """The folio this document holds, if any (read-only)."""
-        held = self._held(self._db(), tipo_dte, doc_key)
+        held = self._held(self.conn(), tipo_dte, doc_key)
         return held[0] if held else None
 
     @staticmethod
@@ -321,8 +285,7 @@ class FolioStore:
         One conditional UPDATE per folio instead of a checked read-then-write: the state is only
         read again to report a folio that was not allocated/used.
         """
-        db = self._db_relaxed()
-        with immediate(db) if len(folios) > 1 else nullcontext():  # one UPDATE is its own transaction
+        with self.tx(durable=False) as db:
             changed = [
                 db.execute(
                     "UPDATE folio SET state = ? WHERE tipo_dte = ? AND folio = ? AND state IN (?, ?)",
@@ -331,7 +294,7 @@ class FolioStore:
                 for tipo_dte, folio in folios
             ]
         return [
-            None if n == 1 else _bad_transition(t, f, self._state(self._db(), t, f), USED)
+            None if n == 1 else _bad_transition(t, f, self._state(self.conn(), t, f), USED)
             for (t, f), n in zip(folios, changed)
         ]
 
@@ -340,7 +303,7 @@ class FolioStore:
 
         The doc_key lets go of the folio, so a retry of the same document gets a new one.
         """
-        with self._write() as db:
+        with self.tx() as db:
             state = self._state(db, tipo_dte, folio)
             if state == PENDING_ANNULMENT:
                 return
@@ -359,7 +322,7 @@ class FolioStore:
     def _transition(
         self, tipo_dte: int, folio: int, to: str, *, from_states: tuple[str, ...]
     ) -> None:
-        with self._write() as db:
+        with self.tx() as db:
             state = self._state(db, tipo_dte, folio)
             if state not in from_states:
                 raise _bad_transition(tipo_dte, folio, state, to)
@@ -372,10 +335,10 @@ class FolioStore:
 
     def state_of(self, tipo_dte: int, folio: int) -> str | None:
         """allocated / used / pending_annulment / annulled, or None if never taken."""
-        return self._state(self._db(), tipo_dte, folio)
+        return self._state(self.conn(), tipo_dte, folio)
 
     def pending_annulment(self) -> list[PendingAnnulment]:
-        rows = self._db().execute(
+        rows = self.conn().execute(
             "SELECT tipo_dte, folio, released_doc_key, reason, released_on FROM folio WHERE state = ?"
             " ORDER BY tipo_dte, folio",
             (PENDING_ANNULMENT,),
@@ -384,7 +347,7 @@ class FolioStore:
 
     def stock(self, now: date) -> list[StockRow]:
         """Per TipoDTE with a CAF: free folios in non-expired CAFs and what comes next."""
-        db = self._db()
+        db = self.conn()
         rows = db.execute(
             "SELECT c.tipo_dte, c.id, c.hasta, c.next_folio, c.expires_on,"
             " c.hasta - c.desde + 1 - (SELECT COUNT(*) FROM folio f WHERE f.caf_id = c.id)"

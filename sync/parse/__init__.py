@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.model import Documento
@@ -41,7 +42,7 @@ def detect_format(data: bytes, source: str = "") -> str:
 
 def parse_document(data: bytes, source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Documento:
     """Parse one input document; raises DteSyncErrors listing every problem found."""
-    def fail(code: str, **kw) -> DteSyncErrors:
+    def fail(code: str, **kw: Any) -> DteSyncErrors:
         return DteSyncErrors([DteSyncError(code, source=source, **kw)])
 
     if len(data) > max_bytes:
@@ -67,7 +68,7 @@ def parse_document(data: bytes, source: str, *, max_bytes: int = DEFAULT_MAX_BYT
         raise fail("INTERNAL", params={"detail": f"{type(exc).__name__}: {exc}"}) from exc
 
 
-def read_input(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+def read_input(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """The bytes of an input file, refusing oversized files before reading them."""
     path = Path(path)
     try:
@@ -83,6 +84,6 @@ def read_input(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -
     return data
 
 
-def parse_file(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Documento:
+def parse_file(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> Documento:
     """`parse_document(read_input(path))`, with the file name as source."""
     return parse_document(read_input(path, max_bytes=max_bytes), Path(path).name, max_bytes=max_bytes)

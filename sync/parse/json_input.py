@@ -11,6 +11,7 @@ reported (FIELD_REPEATED), not silently collapsed as most JSON libraries do.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.model import Documento
@@ -20,7 +21,7 @@ _MAX_DEPTH = 16  # the model nests 6 deep; deeper input is nonsense, not worth r
 _IGNORED = {"DTE": {"version", "@version", "@xmlns"}, "Documento": {"ID", "@ID", "@xmlns"}}
 
 
-class _Obj(list):
+class _Obj(list[tuple[str, object]]):
     """A JSON object as its (key, value) pairs, so duplicate keys survive parsing."""
 
 
@@ -33,7 +34,7 @@ def _no_constant(name: str) -> None:
 
 
 def parse_json(data: bytes, source: str | None = None) -> Documento:
-    def fail(code: str, **kw) -> DteSyncErrors:
+    def fail(code: str, **kw: Any) -> DteSyncErrors:
         return DteSyncErrors([DteSyncError(code, source=source, **kw)])
 
     if data.startswith(b"\xef\xbb\xbf"):
@@ -86,7 +87,7 @@ def _without_ignored(pairs: _Obj) -> _Obj:
 
 
 def _node(pairs: _Obj, depth: int, name: str) -> Node:
-    entries: list = []
+    entries: list[tuple[str, Node | Leaf]] = []
     for key, value in pairs:
         if type(value) is list:
             for item in value:

@@ -22,13 +22,17 @@ import typing
 from dataclasses import dataclass, is_dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import lru_cache
-from typing import Any
+from functools import cache
+from typing import Any, TypeVar
 
 from sync import model
 from sync.dte.tag_order import MAX_LENGTH, ORDER
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.rut import Rut, RutError
+from sync.sii import ISSUED_TYPES, TipoDte
+from sync.sii_bytes import PLAIN_LATIN1
+
+T = TypeVar("T")
 
 MAX_ERRORS = 100
 WS = " \t\r\n"  # XML's whitespace; str.strip() would also eat U+0085 and U+00A0, which are text here
@@ -50,7 +54,7 @@ class Leaf:
 class Node:
     """A group of fields, in input order; a tag repeats as several entries."""
 
-    entries: list[tuple[str, "Node | Leaf"]]
+    entries: list[tuple[str, Node | Leaf]]
     line: int | None = None
     stray_text: str | None = None  # non-blank text mixed between child elements (XML)
 
@@ -112,7 +116,7 @@ def _field_kind(hint: Any) -> tuple[str, type | None]:
     return "group", hint
 
 
-@lru_cache(maxsize=None)
+@cache
 def class_spec(cls: type) -> ClassSpec:
     """The tags of one model class, resolved once (annotations are strings in the model)."""
     hints = typing.get_type_hints(cls, vars(model))
@@ -160,9 +164,7 @@ SIGNED_TAGS = frozenset({"TED", "TmstFirma", "Signature"})
 def _is_required(schema: str, path: str) -> bool:
     if path in _NOT_REQUIRED or path.startswith(_NOT_REQUIRED_UNDER):
         return False
-    if schema == "boleta" and (path in _NOT_REQUIRED_BOLETA or path.startswith(_NOT_REQUIRED_UNDER_BOLETA)):
-        return False
-    return True
+    return not (schema == "boleta" and (path in _NOT_REQUIRED_BOLETA or path.startswith(_NOT_REQUIRED_UNDER_BOLETA)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +179,7 @@ class GroupPlan:
     child_mpath: dict[FieldSpec, str]
 
 
-@lru_cache(maxsize=None)
+@cache
 def group_plan(schema: str, cls: type, mpath: str) -> GroupPlan:
     spec = class_spec(cls)
     order = ORDER[schema].get(mpath, ())
@@ -224,9 +226,6 @@ _CP1252_FOLD = {
 }
 
 
-_PLAIN_LATIN1 = re.compile("[\t\n\r\x20-\x7e\xa0-\xff]*")
-
-
 class _Invalid(Exception):
     def __init__(self, expected: str):
         self.expected = expected
@@ -244,7 +243,7 @@ def is_utf8(data: bytes) -> bool:
 def clean_text(text: str) -> str:
     """Trimmed text fit for an ISO-8859-1 DTE (see _CP1252_FOLD); raises _Invalid."""
     text = text.strip(WS)
-    if _PLAIN_LATIN1.fullmatch(text):
+    if PLAIN_LATIN1.fullmatch(text):
         return text
     out = []
     for ch in text:
@@ -319,8 +318,9 @@ class _Mapper:
         if len(self.errors) < MAX_ERRORS:
             self.errors.append(DteSyncError(code, line=line, path=path, source=self.source, **kw))
 
-    def group(self, node: Node, cls: type, path: str, mpath: str) -> Any:
-        plan = group_plan(self.schema, cls, mpath)
+    def group(self, node: Node, cls: type[T], path: str, mpath: str) -> T:
+        group_cls: type = cls  # lru_cache's Hashable check trips over type[T] (mypy)
+        plan = group_plan(self.schema, group_cls, mpath)
         by_tag, by_folded, fold, allowed = plan.spec.by_tag, plan.spec.by_folded, self.fold_case, plan.allowed
         max_length = plan.max_length
         if node.stray_text:
@@ -386,18 +386,18 @@ class _Mapper:
         return sum(1 for t, v in node.entries if spec.lookup(t, self.fold_case) is f
                    and not (type(v) is Leaf and v.text is not None and not v.text.strip(WS)))
 
-    def value(self, f: FieldSpec, tag: str, value: Node | Leaf, parent: str, i: int, plan: "GroupPlan") -> Any:
+    def value(self, f: FieldSpec, tag: str, value: Node | Leaf, parent: str, i: int, plan: GroupPlan) -> Any:
         if f.cls is not None:
-            if type(value) is Leaf:
+            if isinstance(value, Leaf):
                 if value.text is None or value.text.strip(WS):
                     self.error("FIELD_INVALID", line=value.line, path=self._item_path(parent, tag, f, i), field=tag,
                                expected=EXPECTED["group"], found=value.found or value.text)
                     return None
                 value = Node([], value.line)
             return self.group(value, f.cls, self._item_path(parent, tag, f, i), plan.child_mpath[f])
-        if type(value) is Node or value.text is None:
+        if isinstance(value, Node) or value.text is None:
             self.error("FIELD_INVALID", line=value.line, path=self._item_path(parent, tag, f, i), field=tag,
-                       expected=EXPECTED[f.kind], found=value.found if type(value) is Leaf else "grupo de campos")
+                       expected=EXPECTED[f.kind], found=value.found if isinstance(value, Leaf) else "grupo de campos")
             return None
         try:
             result = f.convert(value.text)
@@ -462,7 +462,8 @@ def to_documento(root: Node, *, style: PathStyle = XML_PATHS, source: str | None
     `errors` are problems the reader already found (e.g. TXT syntax); they are reported
     together with the mapping problems, in that order."""
     tipo = _peek_tipo_dte(root, fold_case)
-    schema = "boleta" if tipo in model.BOLETA_TYPES else "dte"
+    known = TipoDte.of(tipo) if tipo is not None else None
+    schema = known.schema if known is not None else "dte"
     m = _Mapper(schema, style, source, fold_case, tipo)
     if errors:
         m.errors.extend(errors[:MAX_ERRORS])
@@ -481,9 +482,9 @@ def _final_checks(m: _Mapper, doc: model.Documento, root: Node) -> None:
     if tipo is None:
         if not any(e.field == "TipoDTE" or e.field == "IdDoc" or e.field == "Encabezado" for e in m.errors):
             m.error("FIELD_REQUIRED", line=root.line, path=tipo_path, field="TipoDTE")
-    elif tipo not in model.SUPPORTED_TYPES:
-        m.error("TIPO_DTE_UNSUPPORTED", line=getattr(_find_tipo_dte(root, m.fold_case), "line", None), path=tipo_path, field="TipoDTE",
-                found=tipo, expected=", ".join(str(t) for t in sorted(model.SUPPORTED_TYPES)))
+    elif tipo not in ISSUED_TYPES:
+        m.error("TIPO_DTE_UNSUPPORTED", line=getattr(_find_tipo_dte(root, m.fold_case), "line", None), path=tipo_path,
+                field="TipoDTE", found=tipo, expected=", ".join(str(int(t)) for t in sorted(ISSUED_TYPES)))
     if not doc.detalle and not any(e.field == "Detalle" for e in m.errors):
         m.error("FIELD_REQUIRED", line=root.line, path="Documento" + m.style.sep + "Detalle", field="Detalle")
 

@@ -18,11 +18,23 @@ bytes are valid UTF-8, else ISO-8859-1 with 0x80-0x9F read as Windows-1252.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from sync import model
 from sync.errors import DteSyncError, DteSyncErrors
-from sync.parse.mapping import MAX_ERRORS, SIGNED_TAGS, XML_PATHS, Leaf, Node, class_spec, is_utf8, to_documento
+from sync.parse.mapping import (
+    MAX_ERRORS,
+    SIGNED_TAGS,
+    XML_PATHS,
+    FieldSpec,
+    Leaf,
+    Node,
+    class_spec,
+    is_utf8,
+    to_documento,
+)
 
 BOM = b"\xef\xbb\xbf"
 _CHARSET_RE = re.compile(rb"[ \t]*#[ \t]*charset[ \t]*[=:][ \t]*([^\s]*)[ \t]*(?:\r\n|\r|\n|$)", re.I)
@@ -47,9 +59,11 @@ def decode_txt(data: bytes, source: str | None = None) -> str:
     if bom:
         data = data[3:]
     declared = None
+    written = ""  # the charset as the first line names it
     m = _CHARSET_RE.match(data)
     if m:
-        name = m.group(1).decode("latin-1").upper()
+        written = m.group(1).decode("latin-1")
+        name = written.upper()
         declared = _CHARSETS.get(name)
         if declared is None:
             raise _fail(source, "INPUT_ENCODING", line=1, found=name,
@@ -67,7 +81,7 @@ def decode_txt(data: bytes, source: str | None = None) -> str:
                                f"si el archivo es ISO-8859-1, declárelo con #charset=ISO-8859-1") from None
     if declared == "latin-1":
         if not data.isascii() and is_utf8(data):
-            raise _fail(source, "INPUT_ENCODING", line=1, found=m.group(1).decode("latin-1"),
+            raise _fail(source, "INPUT_ENCODING", line=1, found=written,
                         detail="el archivo declara ISO-8859-1 pero su contenido está en UTF-8 (se vería 'Ã±' en vez "
                                "de 'ñ'); corrija la declaración a #charset=UTF-8")
         return data.decode("latin-1")
@@ -92,7 +106,7 @@ class _Reader:
         self.opened: set[int] = set()  # id() of single-group nodes that had their own header
         self.errors: list[DteSyncError] = []
 
-    def error(self, code: str, line: int, text: str, **kw) -> None:
+    def error(self, code: str, line: int, text: str, **kw: Any) -> None:
         if len(self.errors) < MAX_ERRORS:
             self.errors.append(DteSyncError(code, line=line, source=self.source, found=kw.pop("found", text.strip(_TXT_WS)),
                                             params={"line_text": text, **kw.pop("params", {})}, **kw))
@@ -130,16 +144,15 @@ class _Reader:
             return
         names = _section_names(stripped)
         resolved = _resolve_section(names)
-        if isinstance(resolved, tuple) and isinstance(resolved[0], str):
-            code, kw = resolved
-            self.error(code, number, text, **kw)
+        if isinstance(resolved, _SectionError):
+            self.error(resolved.code, number, text, **resolved.kw)
             return
         node = self.root
         for depth, spec in enumerate(resolved):
             last = depth == len(resolved) - 1
             existing = None
             for t, v in reversed(node.entries):
-                if t == spec.tag:
+                if t == spec.tag and isinstance(v, Node):  # a `Tag=value` line of that name stays a value
                     existing = v
                     break
             if last and (spec.many or existing is None or id(existing) in self.opened):
@@ -166,25 +179,34 @@ def _section_names(header: str) -> tuple[str, ...]:
     return tuple(n.strip(_TXT_WS) for n in header[1:-1].split("."))
 
 
+@dataclass(frozen=True)
+class _SectionError:
+    """Why a section header names no group: an error code and its DteSyncError fields."""
+
+    code: str
+    kw: dict[str, Any]
+
+
 @lru_cache(maxsize=512)
-def _resolve_section(names: tuple[str, ...]):
-    """The FieldSpecs of a section path, or (code, error kwargs) when it names no group."""
+def _resolve_section(names: tuple[str, ...]) -> tuple[FieldSpec, ...] | _SectionError:
+    """The FieldSpecs of a section path, or the error when it names no group."""
     if not all(_TAG_RE.fullmatch(n) for n in names):
-        return ("TXT_SYNTAX", {"params": {
+        return _SectionError("TXT_SYNTAX", {"params": {
             "detail": "una sección es una ruta de grupos separados por punto, p. ej. [Encabezado.Receptor]"}})
-    cls, specs = model.Documento, []
+    cls: type = model.Documento
+    specs: list[FieldSpec] = []
     for depth, name in enumerate(names):
         spec = class_spec(cls).lookup(name, fold_case=True)
         path = "Documento/" + "/".join(names[: depth + 1])
         if spec is None:
             code = "INPUT_SIGNED" if name.lower() in {t.lower() for t in SIGNED_TAGS} else "FIELD_UNKNOWN"
-            return (code, {"field": name, "path": path, "found": None, "expected": _suggest(names[-1])})
-        if spec.kind != "group":
-            return ("TXT_SYNTAX", {"path": path, "field": name, "params": {
+            return _SectionError(code, {"field": name, "path": path, "found": None, "expected": _suggest(names[-1])})
+        if spec.kind != "group" or spec.cls is None:
+            return _SectionError("TXT_SYNTAX", {"path": path, "field": name, "params": {
                 "detail": f"{spec.tag} es un campo, no una sección: escríbalo como {spec.tag}=valor"}})
         specs.append(spec)
         cls = spec.cls
-    return specs
+    return tuple(specs)
 
 
 def _suggest(name: str) -> str | None:
@@ -197,7 +219,7 @@ def _all_sections() -> dict[str, str]:
 
     def walk(cls: type, prefix: str) -> None:
         for f in class_spec(cls).fields:
-            if f.kind == "group":
+            if f.kind == "group" and f.cls is not None:
                 path = f"{prefix}.{f.tag}" if prefix else f.tag
                 found.setdefault(f.tag.lower(), []).append(f"[{path}]")
                 walk(f.cls, path)

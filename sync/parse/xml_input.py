@@ -10,16 +10,17 @@ A TED, TmstFirma or Signature means the document was stamped or signed elsewhere
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 from lxml import etree
 
 from sync.errors import DteSyncError, DteSyncErrors
-from sync.parse.mapping import MANY_TAGS, WS, XML_PATHS, Leaf, Node, is_utf8, to_documento
 from sync.model import Documento
+from sync.parse.mapping import MANY_TAGS, WS, XML_PATHS, Leaf, Node, is_utf8, to_documento
+from sync.sii import DSIG_NS, SII_NS, XSI_NS
 
-SII_NS = "http://www.sii.cl/SiiDte"
-DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
-XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+Fail = Callable[..., DteSyncErrors]  # fail(code, **DteSyncError fields): the one error, for raising
 
 _DECL_RE = re.compile(rb"""\A\s*<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z0-9._:-]*)["']""")
 _SINGLE_BYTE = {"ISO-8859-1", "ISO8859-1", "LATIN1", "LATIN-1", "WINDOWS-1252", "CP1252", "ISO_8859-1"}
@@ -41,7 +42,7 @@ def declared_encoding(data: bytes) -> str:
 
 
 def parse_xml(data: bytes, source: str | None = None) -> Documento:
-    def fail(code: str, **kw) -> DteSyncErrors:
+    def fail(code: str, **kw: Any) -> DteSyncErrors:
         return DteSyncErrors([DteSyncError(code, source=source, **kw)])
 
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
@@ -77,7 +78,7 @@ def _local(tag: object) -> tuple[str | None, str]:
     return None, tag
 
 
-def _documento_node(root: etree._Element, fail) -> tuple[Node, list[DteSyncError]]:
+def _documento_node(root: etree._Element, fail: Fail) -> tuple[Node, list[DteSyncError]]:
     ns, name = _local(root.tag)
     if ns not in (None, SII_NS) or name not in ("DTE", "Documento"):
         raise fail("INPUT_UNKNOWN_FORMAT", line=root.sourceline, expected="<DTE> o <Documento> (un documento por archivo)",
@@ -107,24 +108,26 @@ def _documento_node(root: etree._Element, fail) -> tuple[Node, list[DteSyncError
 def _xpath(el: etree._Element) -> str:
     """`Documento/Detalle[2]/PrcItem` for an element (only computed for errors)."""
     parts = []
-    while el is not None and _local(el.tag)[1] != "DTE":
-        name = _local(el.tag)[1]
-        parent = el.getparent()
+    node: etree._Element | None = el
+    while node is not None and _local(node.tag)[1] != "DTE":
+        name = _local(node.tag)[1]
+        parent = node.getparent()
         if parent is not None and name in MANY_TAGS:
             same = [c for c in parent if _local(c.tag)[1] == name]
-            name += f"[{same.index(el) + 1}]"
+            name += f"[{same.index(node) + 1}]"
         parts.append(name)
-        el = parent
+        node = parent
     return "/".join(reversed(parts))
 
 
 def _node(el: etree._Element) -> Node:
     """One element with children -> Node; leaves become Leaf with their text."""
-    entries: list = []
+    entries: list[tuple[str, Node | Leaf]] = []
     text = el.text
     stray = text if text and text.strip(WS) else None
     for child in el:
-        tag = _TAGS.get(child.tag) or _tag(child.tag)
+        qname = child.tag
+        tag = (_TAGS.get(qname) or _tag(qname)) if isinstance(qname, str) else ""
         if len(child):
             entries.append((tag, _node(child)))
         else:

@@ -10,7 +10,6 @@ legend ("CEDIBLE", "CEDIBLE CON SU FACTURA") on cedible copies.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -21,9 +20,9 @@ from lxml import etree
 from sync.config import Company, PrintingConfig
 from sync.model import BOLETA_TYPES, DOCUMENT_NAMES, EXEMPT_TYPES, NOTE_TYPES, Documento
 from sync.rut import Rut
+from sync.totals import global_dr_amounts
 
 SII_NS = "http://www.sii.cl/SiiDte"
-_DSIG = "{http://www.w3.org/2000/09/xmldsig#}Signature"
 ANONYMOUS_RUT = "66666666-6"
 MONTHS = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
           "octubre", "noviembre", "diciembre")
@@ -174,7 +173,7 @@ def cedible_label(doc: Documento) -> str | None:
 def build_layout(src: PrintSource, company: Company, printing: PrintingConfig, *, cedible: bool = False) -> Layout:
     doc = src.documento
     enc = doc.encabezado
-    idd, em, rec, tot = enc.id_doc, enc.emisor, enc.receptor, enc.totales
+    idd, em, rec = enc.id_doc, enc.emisor, enc.receptor
     tipo = int(idd.tipo_dte)
     boleta = tipo in BOLETA_TYPES
     copy_label = cedible_label(doc) if cedible else None
@@ -281,10 +280,14 @@ def _reference(r) -> Reference:
 def _totals(doc: Documento, tipo: int) -> list[tuple[str, str]]:
     t = doc.encabezado.totales
     rows: list[tuple[str, str]] = []
-    for g in doc.dsc_rcg_global:
-        label = "Descuento" if g.tpo_mov == "D" else "Recargo"
-        amount = f"{number(g.valor_dr)}%" if g.tpo_valor == "%" else money(g.valor_dr)
-        rows.append((g.glosa_dr or f"{label} global", amount))
+    for g, amount in zip(doc.dsc_rcg_global, global_dr_amounts(doc)):
+        # Manual de Muestras Impresas: a discount is shown as an amount; a % one also says its rate
+        label = g.glosa_dr or f"{'Descuento' if g.tpo_mov == 'D' else 'Recargo'} global"
+        if g.tpo_valor == "%" and f"{number(g.valor_dr)}%" not in label:
+            label += f" ({number(g.valor_dr)}%)"
+        if amount is None and g.tpo_valor == "$" and g.valor_dr is not None:
+            amount = int(Decimal(g.valor_dr).to_integral_value())
+        rows.append((label, money(amount) if amount is not None else "-"))
     if tipo in BOLETA_TYPES:
         if t.mnt_exe:
             rows.append(("Monto Exento", money(t.mnt_exe)))
@@ -321,29 +324,11 @@ def _notes(doc: Documento) -> list[str]:
 
 # --- rebuilding from the signed XML -----------------------------------------------------------------
 def source_from_dte_xml(data: bytes, source: str = "NAME.xml") -> PrintSource:
-    """The signed DTE (outbox NAME.xml) -> document model + exact TED bytes, for reprints and
-    for printing after a crash (when the daemon no longer holds `Issued`)."""
-    from sync.parse.xml_input import parse_xml
-    from sync.timbre import ted_bytes
+    """The signed DTE (outbox NAME.xml) -> document model + exact TED bytes, for reprints."""
+    from sync.signed import NotASignedDte, SignedDte
 
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    root = etree.fromstring(data, parser)
-    documento = root if etree.QName(root).localname == "Documento" else _first(root, "Documento")
-    ted = _first(documento, "TED")
-    if documento is None or ted is None:
-        raise ValueError(f"{source}: not a signed DTE (no Documento/TED)")
-    payload = ted_bytes(ted)
-    bare = copy.deepcopy(documento)
-    for el in list(bare):
-        if etree.QName(el).localname in ("TED", "TmstFirma") or el.tag == _DSIG:
-            bare.remove(el)
-    bare.attrib.pop("ID", None)
-    doc = parse_xml(etree.tostring(bare, encoding="ISO-8859-1", xml_declaration=True), source)
-    return PrintSource(doc, payload, root)
-
-
-def _first(el: etree._Element | None, name: str) -> etree._Element | None:
-    if el is None:
-        return None
-    found = el.find(f".//{{{SII_NS}}}{name}")
-    return found if found is not None else el.find(f".//{name}")
+    try:
+        dte = SignedDte.from_xml(data)
+    except NotASignedDte as exc:
+        raise ValueError(f"{source}: not a signed DTE ({exc})") from None
+    return PrintSource(dte.documento, dte.ted, dte.tree)

@@ -1,18 +1,24 @@
 """The PDF printed representation (reportlab): letter/A4 sheets and 80/58 mm rolls.
 
-Sizes follow the SII: on sheets the timbre is at most 4 x 9 cm (at least 2 x 5 cm), at the
-bottom, at least 2 cm from the left edge, with a 0.25 in quiet zone; on rolls it spans the
-paper (boletas: at least 2 x 4.5 cm on paper at least 5.7 cm wide). The barcode is an
-embedded raster image at the printer's own resolution (600 dpi on sheets, as the Manual de
-Muestras Impresas asks of rendered output; 203 dpi on rolls, the thermal printers' grid), so
-no module is ever resampled. Text stays text (the SII rejects documents drawn as images).
+Sizes follow the SII (sync.printing.rules): the timbre within 4 x 9 cm (at least 2 x 5 cm;
+boletas 2 x 4.5 cm), at the bottom, at least 2 cm from the left edge, with 0.25 in of blank
+paper on each of its four sides; the document box in bold letters of 10 pt or more; no text
+within 0.5 cm of the paper's edges. The barcode is an embedded raster image, one pixel per
+module, placed at the module size (0.254 mm = 6 dots at 600 dpi on sheets, as the Manual de
+Muestras Impresas asks of rendered output; 0.25 mm = 2 dots at 203 dpi on rolls, the thermal
+printers' grid), so no module is ever resampled. Text stays text (the SII rejects documents
+drawn as images).
+
+A timbre that does not fit one way is laid out another: on sheets with a smaller module
+(5 dots at 600 dpi, still above the SII's 6.7 mil), on rolls rotated 90°. When no way fits,
+render_pdf raises LayoutRefused and the status file says why there is no PDF.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from reportlab.lib.colors import black, white
 from reportlab.lib.pagesizes import A4, LETTER
@@ -22,12 +28,17 @@ from reportlab.pdfgen.canvas import Canvas
 
 from sync.printing import pdf417
 from sync.printing.layout import Layout, exento_mark, quantity_text
+from sync.printing.rules import QUIET_MM, TIMBRE_LEFT_MM, LayoutRefused, roll_timbre
 
 SHEETS = {"letter": LETTER, "a4": A4}
-ROLLS = {"80mm": (80 * mm, 72 * mm), "58mm": (58 * mm, 50 * mm)}  # paper, printable
-SHEET_X_MM = 0.254  # 10 mil: exactly 3 dots at 300 dpi, 6 at 600 dpi (SII minimum 6.7 mil)
+ROLLS = {"80mm": (80 * mm, 72 * mm), "58mm": (58 * mm, 48 * mm)}  # paper, the thermal print area
+SHEET_X_MM = (0.254, 5 * 25.4 / 600)  # 10 mil (6 dots at 600 dpi), then 8.3 mil (5 dots at 600 dpi)
 ROLL_X_MM = 0.25  # 2 dots at 203 dpi, the thermal printers' grid
-QUIET = pdf417.QUIET_MM * mm
+QUIET = QUIET_MM * mm
+SLACK_MM = 0.5  # kept beyond every minimum distance: a PDF viewer or printer rounds positions
+CLEAR = QUIET + SLACK_MM * mm  # what we leave around the symbol
+TEXT_EDGE = 5 * mm  # no letters within 0.5 cm of the paper's edge
+BOX_PT = 10.0  # the document box's letters (Manual §1.1.4: 10 or more, bold)
 FONT, BOLD = "Helvetica", "Helvetica-Bold"
 
 
@@ -38,6 +49,7 @@ class Timbre:
     height: float
     quiet: float  # points of white the image carries on each side
     plan: pdf417.Plan
+    left: float = 0.0  # on a roll: from the paper's left edge to the symbol, points
 
     def draw(self, c: Canvas, x: float, y: float) -> None:
         """Barcode's lower-left corner at (x, y); its quiet zone lies outside that box."""
@@ -45,20 +57,39 @@ class Timbre:
         c.drawImage(self.image, x - q, y - q, width=self.width + 2 * q, height=self.height + 2 * q)
 
 
-def timbre_image(ted: bytes, *, sheet: bool, across: float | None = None) -> Timbre:
-    """The PDF417 as an embedded raster image holding exactly one pixel per module (rows 3
-    pixels tall) plus its quiet zone, placed at X mm per pixel. No module is resampled: a
-    printer reproduces it at any resolution that is a multiple of 1/X (600, 300 or 203 dpi)."""
-    x_mm = SHEET_X_MM if sheet else ROLL_X_MM
-    plan = pdf417.plan_for_sheet(ted, x_mm) if sheet else pdf417.plan_for_roll(ted, int(across / (x_mm * mm)))
-    quiet_px = round(pdf417.QUIET_MM / x_mm)
+def _image(plan: pdf417.Plan, x_mm: float, left_mm: float = 0.0) -> Timbre:
+    quiet_px = round(QUIET_MM / x_mm)
     img = pdf417.render(plan.symbol, 1, quiet_px=quiet_px, rotate=plan.rotated).convert("L")
     w, h = plan.size_modules()  # (across, along) the paper = (image width, image height)
-    return Timbre(ImageReader(img), w * x_mm * mm, h * x_mm * mm, quiet_px * x_mm * mm, plan)
+    return Timbre(ImageReader(img), w * x_mm * mm, h * x_mm * mm, quiet_px * x_mm * mm, plan, left_mm * mm)
+
+
+def sheet_timbre(ted: bytes) -> Timbre:
+    """At most 4 x 9 cm on a sheet: 10 mil modules, or 8.3 mil when the TED needs it."""
+    last: pdf417.Pdf417Error | None = None
+    for x_mm in SHEET_X_MM:
+        try:
+            return _image(pdf417.plan_for_sheet(ted, x_mm), x_mm)
+        except pdf417.Pdf417Error as exc:
+            last = exc
+    raise LayoutRefused("TIMBRE_TOO_LARGE", str(last))
+
+
+def roll_timbre_image(ted: bytes, tipo_dte: int, fmt: str) -> Timbre:
+    """Placed by the SII's rules for this document type on this roll (raises LayoutRefused)."""
+    paper, printable = ROLLS[fmt]
+    t = roll_timbre(ted, tipo_dte=tipo_dte, paper_mm=paper / mm, printable_mm=printable / mm, x_mm=ROLL_X_MM,
+                    slack_mm=SLACK_MM)
+    return _image(t.plan, ROLL_X_MM, t.left_mm)
+
+
+def timbre_image(ted: bytes, *, sheet: bool, tipo_dte: int = 39, fmt: str = "80mm") -> Timbre:
+    return sheet_timbre(ted) if sheet else roll_timbre_image(ted, tipo_dte, fmt)
 
 
 def render_pdf(copies: list[Layout], *, fmt: str) -> bytes:
-    """One page (sheets) or one roll page per copy: the original, then CEDIBLE copies."""
+    """One page (sheets) or one roll page per copy: the original, then CEDIBLE copies.
+    Raises LayoutRefused when the timbre fits no layout the SII allows on this paper."""
     buf = io.BytesIO()
     c = Canvas(buf, pagesize=SHEETS.get(fmt, LETTER), pageCompression=1, invariant=1)
     c.setTitle(f"{copies[0].doc_name} N° {copies[0].folio}")
@@ -68,7 +99,7 @@ def render_pdf(copies: list[Layout], *, fmt: str) -> bytes:
         if fmt in SHEETS:
             _sheet(c, layout, SHEETS[fmt])
         else:
-            _roll(c, layout, *ROLLS[fmt])
+            _roll(c, layout, fmt)
     c.save()
     return buf.getvalue()
 
@@ -126,9 +157,11 @@ def _sheet(c: Canvas, L: Layout, size: tuple[float, float]) -> None:
     if L.references:
         y = _table(c, "Referencias", ["Tipo documento", "Folio", "Fecha", "Razón"], [0.38, 0.14, 0.14, 0.34],
                    [[r.tipo, r.folio, r.fecha, r.razon] for r in L.references], margin, y - 2 * mm, W - 2 * margin)
-    # the bottom zone is reserved: totals, acuse, timbre, legends
-    timbre = timbre_image(L.ted, sheet=True)
-    bottom_zone = margin + QUIET + timbre.height + 16 * mm
+    # the bottom zone is reserved: legends, the timbre with its quiet zone, the acuse, totals
+    timbre = sheet_timbre(L.ted)
+    tyb = margin + 7 * mm + CLEAR  # the symbol's lower edge: two legend lines and the quiet zone under it
+    zone_top = tyb + timbre.height + CLEAR  # nothing above the symbol closer than that
+    first_total = zone_top + 2 * mm + (len(L.totals) - 1) * 5 * mm
     cols = ["Código", "Descripción", "Cant.", "Unid.", "P. Unit.", "Dscto.", "Valor"]
     widths = [0.12, 0.40, 0.09, 0.07, 0.11, 0.09, 0.12]
     rows_detail = [[ln.codigo, ln.nombre + (f" — {ln.descripcion}" if ln.descripcion else "") + exento_mark(ln),
@@ -142,34 +175,31 @@ def _sheet(c: Canvas, L: Layout, size: tuple[float, float]) -> None:
         return H - margin - 6 * mm
 
     y = _table(c, None, cols, widths, rows_detail, margin, y - 3 * mm, W - 2 * margin,
-               bottom=bottom_zone + 40 * mm, new_page=new_page, right_cols={2, 4, 5, 6})
-    for note in L.notes:
+               bottom=first_total + 10 * mm, new_page=new_page, right_cols={2, 4, 5, 6})
+    for note in [*L.notes, *L.footer]:
         y = _text_lines(c, [note], margin, y - 2 * mm, W - 2 * margin, FONT, 8)
     # totals (right), above the timbre zone
-    ty = bottom_zone + 36 * mm
-    if y - 4 * mm < ty:  # the detail ran long: totals and timbre on their own page
-        ty = new_page() - 4 * mm
+    ty = first_total
+    if y - 6 * mm < ty:  # the detail ran long: totals and timbre on their own page
+        new_page()
     for label, value in L.totals:
         c.setFont(BOLD if label.upper().endswith("TOTAL") else FONT, 9)
         c.drawRightString(W - margin - 30 * mm, ty, label)
         c.drawRightString(W - margin, ty, f"$ {value}")
         ty -= 5 * mm
-    # timbre: bottom left, 2 cm + quiet zone from the edge
-    tx = max(20 * mm, margin + QUIET)
-    tyb = margin + 14 * mm
+    # timbre: bottom left, 2 cm from the left edge; legends under it, past its quiet zone
+    tx = (TIMBRE_LEFT_MM + SLACK_MM) * mm
     timbre.draw(c, tx, tyb)
     cx = tx + timbre.width / 2
     c.setFont(BOLD, 8)
-    c.drawCentredString(cx, tyb - 4 * mm, L.legends[0])
+    c.drawCentredString(cx, tyb - CLEAR - 0.75 * 8, L.legends[0])
     c.setFont(FONT, 7)
-    c.drawCentredString(cx, tyb - 8 * mm, L.legends[1] + " - " + L.legends[2])
+    c.drawCentredString(cx, tyb - CLEAR - 0.75 * 8 - 3.5 * mm, L.legends[1] + " - " + L.legends[2])
     if L.acuse_recibo:
-        _acuse(c, tx + timbre.width + QUIET + 4 * mm, tyb - 2 * mm, W - margin, timbre.height + 2 * mm, L.acuse_text)
+        _acuse(c, tx + timbre.width + CLEAR + 2 * mm, tyb - 2 * mm, W - margin, timbre.height + 2 * mm, L.acuse_text)
     if L.copy_label:
         c.setFont(BOLD, 14)
         c.drawRightString(W - margin, margin + 2 * mm, L.copy_label)
-    if L.footer:
-        _text_lines(c, L.footer, margin, margin, W - 2 * margin - 60 * mm, FONT, 7)
     c.showPage()
 
 
@@ -198,7 +228,7 @@ def _kv_frame(c: Canvas, rows: list[tuple[str, str]], x: float, y: float, width:
 
 def _table(c: Canvas, title: str | None, cols: list[str], widths: list[float], rows: list[list[str]], x: float,
            y: float, width: float, *, bottom: float = 0.0, new_page: Callable[[], float] | None = None,
-           right_cols: set[int] = frozenset()) -> float:
+           right_cols: frozenset[int] | set[int] = frozenset()) -> float:
     lead = 4.2 * mm
     xs = [x]
     for w in widths[:-1]:
@@ -258,44 +288,67 @@ def _acuse(c: Canvas, x: float, y: float, right: float, height: float, text: str
 
 
 # --- rolls -----------------------------------------------------------------------------------------------
-def _roll(c: Canvas, L: Layout, paper: float, printable: float) -> None:
+def _roll(c: Canvas, L: Layout, fmt: str) -> None:
     """A continuous-paper page: the whole ticket on one page, as tall as it needs."""
-    margin = (paper - printable) / 2
-    timbre = timbre_image(L.ted, sheet=False, across=printable - 2 * 2.5 * mm)
-    ops: list[Callable[[float], None]] = []
+    paper, _ = ROLLS[fmt]
+    timbre = roll_timbre_image(L.ted, L.tipo_dte, fmt)  # refuses before anything is drawn
+    margin = TEXT_EDGE + SLACK_MM * mm
+    printable = paper - 2 * margin
+    ops: list[Callable[[float], object]] = []
     height = [0.0]
 
-    def add(h: float, draw: Callable[[float], None]) -> None:
+    def add(h: float, draw: Callable[[float], object]) -> None:
         top = height[0]
         ops.append(lambda H: draw(H - top))
         height[0] += h
 
-    def centered(text: str, font: str, size: float) -> None:
-        for part in simpleSplit(text, font, size, printable) or [""]:
-            add(size * 1.3, lambda y, p=part: (c.setFont(font, size), c.drawCentredString(paper / 2, y - size, p)))
+    def text(font: str, size: float, how: Callable[[float, float, str], object], x: float,
+             s: str) -> Callable[[float], None]:
+        def draw(y: float) -> None:
+            c.setFont(font, size)
+            how(x, y - size, s)
 
-    def left(text: str, font: str = FONT, size: float = 7.5) -> None:
-        for part in simpleSplit(text, font, size, printable) or [""]:
-            add(size * 1.3, lambda y, p=part: (c.setFont(font, size), c.drawString(margin, y - size, p)))
+        return draw
+
+    def centered(s: str, font: str, size: float) -> None:
+        for part in simpleSplit(s, font, size, printable) or [""]:
+            add(size * 1.3, text(font, size, c.drawCentredString, paper / 2, part))
+
+    def left(s: str, font: str = FONT, size: float = 7.5) -> None:
+        for part in simpleSplit(s, font, size, printable) or [""]:
+            add(size * 1.3, text(font, size, c.drawString, margin, part))
 
     def pair(label: str, value: str, font: str = FONT, size: float = 7.5) -> None:
-        add(size * 1.3, lambda y: (c.setFont(font, size), c.drawString(margin, y - size, label),
-                                   c.drawRightString(paper - margin, y - size, value)))
+        def draw(y: float) -> None:
+            c.setFont(font, size)
+            c.drawString(margin, y - size, label)
+            c.drawRightString(paper - margin, y - size, value)
+
+        add(size * 1.3, draw)
+
+    def right(s: str, font: str, size: float) -> None:
+        add(size * 1.3, text(font, size, c.drawRightString, paper - margin, s))
 
     def rule() -> None:
-        add(2 * mm, lambda y: (c.setLineWidth(0.4), c.line(margin, y - 1 * mm, paper - margin, y - 1 * mm)))
+        def draw(y: float) -> None:
+            c.setLineWidth(0.4)
+            c.line(margin, y - 1 * mm, paper - margin, y - 1 * mm)
 
-    add(3 * mm, lambda y: None)
-    # the document box, centred (Manual §1.1.7, "Formato Papel Continuo")
-    box_lines = [f"R.U.T.: {L.rut_emisor}", *simpleSplit(L.doc_name, BOLD, 9.5, printable - 6 * mm), f"N° {L.folio}"]
-    box_h = len(box_lines) * 4.6 * mm + 3 * mm
+        add(2 * mm, draw)
+
+    add(margin, lambda y: None)
+    # the document box, centred (Manual §1.1.7, "Formato Papel Continuo"): bold 10 pt, 0.6 mm frame
+    box_lines = [f"R.U.T.: {L.rut_emisor}", *simpleSplit(L.doc_name, BOLD, BOX_PT, printable - 6 * mm), f"N° {L.folio}"]
+    pitch = BOX_PT * 1.35
+    box_h = len(box_lines) * pitch + 4 * mm
 
     def box(y: float) -> None:
         c.setLineWidth(0.6 * mm)
-        c.rect(margin + 1 * mm, y - box_h, printable - 2 * mm, box_h)
+        inset = 0.3 * mm  # half the frame's width: its outer edge stays on the text margin
+        c.rect(margin + inset, y - box_h, printable - 2 * inset, box_h)
         for i, t in enumerate(box_lines):
-            c.setFont(BOLD, 9.5)
-            c.drawCentredString(paper / 2, y - 5 * mm - i * 4.6 * mm, t)
+            c.setFont(BOLD, BOX_PT)
+            c.drawCentredString(paper / 2, y - 2 * mm - BOX_PT - i * pitch, t)
 
     add(box_h + 1.5 * mm, box)
     centered(L.sii_unidad, BOLD, 8)
@@ -327,18 +380,18 @@ def _roll(c: Canvas, L: Layout, paper: float, printable: float) -> None:
         for label in ("Nombre:", "RUT:", "Fecha:", "Recinto:", "Firma:"):
             left(f"{label} ____________________", FONT, 7.5)
         left(L.acuse_text, FONT, 6)
-    add(QUIET, lambda y: None)
-    add(timbre.height, lambda y: timbre.draw(c, (paper - timbre.width) / 2, y - timbre.height))
-    add(2 * mm, lambda y: None)
+    add(CLEAR, lambda y: None)
+    add(timbre.height, lambda y: timbre.draw(c, timbre.left, y - timbre.height))
+    add(CLEAR, lambda y: None)
     centered(L.legends[0], BOLD, 7)
     centered(L.legends[1], FONT, 6.5)
     centered(L.legends[2], FONT, 6.5)
     for line in L.footer:
         centered(line, FONT, 6.5)
-    if L.copy_label:
+    if L.copy_label:  # the destination legend, bottom right
         add(2 * mm, lambda y: None)
-        centered(L.copy_label, BOLD, 11)
-    add(6 * mm, lambda y: None)
+        right(L.copy_label, BOLD, 11)
+    add(margin + 2 * mm, lambda y: None)
     H = height[0]
     c.setPageSize((paper, H))
     c.setFillColor(white)

@@ -4,23 +4,25 @@ A job holds the ticket bytes already rendered, so a retry after an hour or after
 sends exactly what was due, with no need for the document in memory. Jobs of one station are
 printed in order (the head job blocks its station while it is retried: tickets never come out
 shuffled); stations are independent. A job is idempotent per (doc_key, station): the daemon's
-`after_signed` hook may run twice for a document after a crash and still prints it once,
+`on_signed` hook may run twice for a document after a crash and still prints it once,
 except when the crash falls between the printer taking the bytes and the row saying so
 (at-least-once, as with any printer).
 
-States: pending (due at `next_at`; attempts > 0 means retrying) -> printed | failed (gave up
-after `give_up_after` s; `dtesync print` reprints).
+States: pending (due at `next_at`; attempts > 0 means retrying or waiting for the printer)
+-> printed | failed (gave up after `give_up_after` s; `dtesync print` reprints); refused (the
+SII's rules keep this document off this station's paper: never sent). `partial` records that
+an attempt may have left part of the ticket on paper: every later attempt carries the
+REIMPRESIÓN mark, and `reprint` says the printed ticket did.
 """
 
 from __future__ import annotations
 
-import threading
+import json
 import time
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
-from sync.storage import connect_wal
+from sync.storage import Store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS print_jobs (
@@ -30,18 +32,42 @@ CREATE TABLE IF NOT EXISTS print_jobs (
     station    TEXT NOT NULL,
     label      TEXT NOT NULL,          -- for people: 'F12.txt: TipoDTE 39 folio 2'
     data       BLOB NOT NULL,          -- ESC/POS bytes, every copy
-    state      TEXT NOT NULL,          -- pending | printed | failed
+    state      TEXT NOT NULL,          -- pending | printed | failed | refused
     attempts   INTEGER NOT NULL DEFAULT 0,
     next_at    REAL NOT NULL,
     last_error TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
+    condition  TEXT,                   -- the printer's condition at the last attempt (sync.printing.status)
+    code       TEXT,                   -- error code of a job that waits, failed or was refused
+    partial    INTEGER NOT NULL DEFAULT 0,  -- an attempt may have left part of it on paper
+    reprint    INTEGER NOT NULL DEFAULT 0,  -- printed with the REIMPRESIÓN mark
+    source     TEXT,                   -- the signed XML it was rendered from (a reprint's file)
+    mode       TEXT,                   -- timbre: native | raster
+    offsets    TEXT,                   -- JSON: byte offsets where each copy's pinned start sequence ends
     UNIQUE (doc_key, station)
 );
 CREATE INDEX IF NOT EXISTS print_jobs_due ON print_jobs(station, state, id);
 CREATE INDEX IF NOT EXISTS print_jobs_doc ON print_jobs(doc_id);
+CREATE TABLE IF NOT EXISTS pdf_results (
+    doc_id     INTEGER PRIMARY KEY,    -- journal id; a row only when NAME.pdf could not be written
+    code       TEXT NOT NULL,
+    message    TEXT NOT NULL,
+    at         REAL NOT NULL
+);
 """
+# Version 0 (the first release) had no printer status: its jobs gain these columns.
+MIGRATIONS = ("""
+ALTER TABLE print_jobs ADD COLUMN condition TEXT;
+ALTER TABLE print_jobs ADD COLUMN code TEXT;
+ALTER TABLE print_jobs ADD COLUMN partial INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE print_jobs ADD COLUMN reprint INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE print_jobs ADD COLUMN source TEXT;
+ALTER TABLE print_jobs ADD COLUMN mode TEXT;
+ALTER TABLE print_jobs ADD COLUMN offsets TEXT;
+""",)
 FILE_NAME = "print_queue.sqlite3"
+WAITING = {"paper_out", "cover_open", "offline", "error", "stalled"}  # the printer says why
 
 
 @dataclass
@@ -58,83 +84,129 @@ class Job:
     last_error: str | None
     created_at: float
     updated_at: float
+    condition: str | None = None
+    code: str | None = None
+    partial: int = 0
+    reprint: int = 0
+    source: str | None = None
+    mode: str | None = None
+    offsets: str | None = None
+
+    @property
+    def copy_offsets(self) -> list[int]:
+        return json.loads(self.offsets) if self.offsets else []
 
     def status(self) -> dict[str, Any]:
         """The `print` entry of the document's status file."""
-        state = self.state if self.state != "pending" else ("retrying" if self.attempts else "pending")
+        state = self.state
+        if state == "pending" and self.attempts:
+            state = "waiting" if self.condition in WAITING else "retrying"
         out: dict[str, Any] = {"state": state, "station": self.station, "attempts": self.attempts}
-        if self.last_error and self.state != "printed":
-            out["error"] = self.last_error
+        if self.condition:
+            out["printer"] = self.condition
+        if self.state != "printed":
+            if self.code:
+                out["code"] = self.code
+            if self.last_error:
+                out["error"] = self.last_error
+        if self.mode:
+            out["mode"] = self.mode
+        if self.reprint or self.partial:
+            out["reprint"] = True
         return out
 
 
 _COLS = ", ".join(f.name for f in fields(Job))
 
 
-class PrintQueue:
-    """Thread-safe (one connection under a lock); WAL, synchronous=FULL like the journal."""
+class PrintQueue(Store):
+    """The print jobs and the PDFs that could not be written; a Store (WAL, synchronous=FULL,
+    one write lock, a connection per thread)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = connect_wal(self.path)
-        self._db.executescript(SCHEMA)
+    SCHEMA = SCHEMA
+    MIGRATIONS = MIGRATIONS
+    TABLE = "print_jobs"
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _one(self, sql: str, args: tuple) -> Job | None:
-        row = self._db.execute(f"SELECT {_COLS} FROM print_jobs {sql}", args).fetchone()
+    def _one(self, sql: str, args: tuple[object, ...]) -> Job | None:
+        row = self.conn().execute(f"SELECT {_COLS} FROM print_jobs {sql}", args).fetchone()
         return Job(*row) if row else None
 
     def enqueue(self, doc_key: str, station: str, data: bytes, *, label: str, doc_id: int | None = None,
-                now: float | None = None) -> tuple[Job, bool]:
-        """Add a job unless (doc_key, station) exists; returns (job, created)."""
+                now: float | None = None, source: str | None = None, mode: str | None = None,
+                offsets: list[int] | None = None, state: str = "pending", code: str | None = None,
+                error: str | None = None) -> tuple[Job, bool]:
+        """Add a job unless (doc_key, station) exists; returns (job, created). A job born
+        `refused` or `failed` carries its `code` and `error` and is never sent."""
         now = time.time() if now is None else now
-        with self._lock:
-            cur = self._db.execute(
+        with self.tx() as db:
+            cur = db.execute(
                 "INSERT OR IGNORE INTO print_jobs(doc_key, doc_id, station, label, data, state, next_at, created_at,"
-                " updated_at) VALUES (?,?,?,?,?,'pending',?,?,?)",
-                (doc_key, doc_id, station, label, data, now, now, now),
+                " updated_at, source, mode, offsets, code, last_error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (doc_key, doc_id, station, label, data, state, now, now, now, source, mode,
+                 json.dumps(offsets) if offsets is not None else None, code, error),
             )
-            job = self._one("WHERE doc_key=? AND station=?", (doc_key, station))
+        job = self._one("WHERE doc_key=? AND station=?", (doc_key, station))
         assert job is not None
         return job, cur.rowcount == 1
 
     def head(self, station: str) -> Job | None:
         """The oldest pending job of a station (due or not: it blocks the ones behind it)."""
-        with self._lock:
-            return self._one("WHERE station=? AND state='pending' ORDER BY id LIMIT 1", (station,))
+        return self._one("WHERE station=? AND state='pending' ORDER BY id LIMIT 1", (station,))
 
-    def printed(self, job_id: int, now: float | None = None) -> None:
-        self._set(job_id, "state='printed', attempts=attempts+1, last_error=NULL", (), now)
+    def printed(self, job_id: int, now: float | None = None, *, condition: str | None = None,
+                reprint: bool = False) -> None:
+        self._set(job_id, "state='printed', attempts=attempts+1, last_error=NULL, code=NULL, condition=?, reprint=?",
+                  (condition, int(reprint)), now)
 
-    def retry(self, job_id: int, error: str, next_at: float, now: float | None = None) -> None:
-        self._set(job_id, "attempts=attempts+1, last_error=?, next_at=?", (error, next_at), now)
+    def retry(self, job_id: int, error: str, next_at: float, now: float | None = None, *,
+              condition: str | None = None, code: str | None = None, partial: bool = False) -> None:
+        """The attempt did not print the job. `partial`: it may have left part of it on paper,
+        so from now on it goes with the REIMPRESIÓN mark."""
+        self._set(job_id, "attempts=attempts+1, last_error=?, next_at=?, condition=?, code=?, partial=MAX(partial, ?)",
+                  (error, next_at, condition, code, int(partial)), now)
 
-    def failed(self, job_id: int, error: str, now: float | None = None) -> None:
-        self._set(job_id, "state='failed', attempts=attempts+1, last_error=?", (error,), now)
+    def failed(self, job_id: int, error: str, now: float | None = None, *, code: str | None = None) -> None:
+        self._set(job_id, "state='failed', attempts=attempts+1, last_error=?, code=COALESCE(?, code)", (error, code), now)
 
-    def _set(self, job_id: int, assignments: str, args: tuple, now: float | None) -> None:
+    def replace_data(self, job_id: int, data: bytes, *, mode: str, offsets: list[int], now: float | None = None) -> None:
+        """The job rendered again (e.g. as a raster for a printer without GS ( k)."""
+        self._set(job_id, "data=?, mode=?, offsets=?", (data, mode, json.dumps(offsets)), now)
+
+    def _set(self, job_id: int, assignments: str, args: tuple[object, ...], now: float | None) -> None:
         now = time.time() if now is None else now
-        with self._lock:
-            self._db.execute(f"UPDATE print_jobs SET {assignments}, updated_at=? WHERE id=?", (*args, now, job_id))
+        with self.tx() as db:
+            db.execute(f"UPDATE print_jobs SET {assignments}, updated_at=? WHERE id=?", (*args, now, job_id))
 
     def get(self, job_id: int) -> Job | None:
-        with self._lock:
-            return self._one("WHERE id=?", (job_id,))
+        return self._one("WHERE id=?", (job_id,))
 
     def for_doc(self, doc_id: int) -> Job | None:
-        with self._lock:
-            return self._one("WHERE doc_id=? ORDER BY id DESC LIMIT 1", (doc_id,))
+        return self._one("WHERE doc_id=? ORDER BY id DESC LIMIT 1", (doc_id,))
 
     def jobs(self, state: str | None = None) -> list[Job]:
-        with self._lock:
-            sql = f"SELECT {_COLS} FROM print_jobs" + (" WHERE state=?" if state else "") + " ORDER BY id"
-            return [Job(*r) for r in self._db.execute(sql, (state,) if state else ()).fetchall()]
+        sql = f"SELECT {_COLS} FROM print_jobs" + (" WHERE state=?" if state else "") + " ORDER BY id"
+        return [Job(*r) for r in self.conn().execute(sql, (state,) if state else ()).fetchall()]
+
+    def backlog(self, station: str) -> tuple[int, float | None, int]:
+        """(pending jobs, creation time of the oldest, pending jobs whose last attempt failed)."""
+        row = self.conn().execute(
+            "SELECT COUNT(*), MIN(created_at), SUM(attempts > 0) FROM print_jobs WHERE station=? AND state='pending'",
+            (station,)).fetchone()
+        return int(row[0]), row[1], int(row[2] or 0)
+
+    def pdf_failed(self, doc_id: int, code: str, message: str, now: float | None = None) -> None:
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO pdf_results(doc_id, code, message, at) VALUES (?,?,?,?)",
+                       (doc_id, code, message, time.time() if now is None else now))
+
+    def pdf_written(self, doc_id: int) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM pdf_results WHERE doc_id=?", (doc_id,))
+
+    def pdf_result(self, doc_id: int) -> tuple[str, str] | None:
+        """(code, message) when the document's PDF could not be written."""
+        row = self.conn().execute("SELECT code, message FROM pdf_results WHERE doc_id=?", (doc_id,)).fetchone()
+        return (row[0], row[1]) if row else None
 
     def stations_with_pending(self) -> set[str]:
-        with self._lock:
-            return {r[0] for r in self._db.execute("SELECT DISTINCT station FROM print_jobs WHERE state='pending'")}
+        return {r[0] for r in self.conn().execute("SELECT DISTINCT station FROM print_jobs WHERE state='pending'")}

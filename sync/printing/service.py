@@ -1,11 +1,17 @@
-"""Printing inside the daemon: the `after_signed` hook, NAME.pdf, and one sender per station.
+"""Printing inside the daemon: a Stage (sync.stage) that writes NAME.pdf and feeds one sender per
+station.
 
-As soon as a document is signed (before any upload: contingency documents print too) the hook
-routes it to a station, renders the ticket and queues it durably, wakes that station's sender,
-and then writes NAME.pdf to the outbox. Senders deliver in order per station and retry with
-backoff (1 s, 2 s, 4 s ... up to `retry_max`) while a printer is off, out of paper or
-unreachable; they never touch signing or the other stations. Each change of a job's state
-rewrites the document's status file, whose `print` entry shows it.
+As soon as a document is signed (before any upload: contingency documents print too)
+`on_signed` routes it to a station, renders the ticket and queues it durably, wakes that
+station's sender, and hands NAME.pdf to a background writer. A document the SII's rules keep off a station's paper
+(a factura on 58 mm) is queued as `refused`, with the reason, and never sent.
+
+Each sender delivers its station's jobs in order (sync.printing.delivery): it asks the
+printer's status before and after each job, waits while the printer reports paper out, cover
+open, offline or an error (asking again every `status_poll` s), backs off (sync.backoff) while
+it is unreachable or stalled, and marks REIMPRESIÓN on a job an earlier attempt may have left
+half-printed. Every change of a job rewrites the document's status file (`print` entry); a PDF
+that could not be written gets a `pdf` entry saying why.
 """
 
 from __future__ import annotations
@@ -14,55 +20,131 @@ import logging
 import queue as queue_mod
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from sync.backoff import Backoff
 from sync.config import Config
-from sync.printing.connectors import PrinterUnavailable, send
-from sync.printing.escpos import render_ticket
-from sync.printing.layout import PrintSource, build_layout, cedible_label, source_from_dte_xml
+from sync.errors import DteSyncError
+from sync.journal import Doc
+from sync.printing.delivery import Outcome, deliver
+from sync.printing.escpos import job_start, render_ticket, reprint_marker, timbre_mode
+from sync.printing.layout import (
+    PrintSource,
+    build_layout,
+    cedible_label,
+    source_from_dte_xml,
+)
 from sync.printing.pdf import render_pdf
 from sync.printing.queue import FILE_NAME, Job, PrintQueue
+from sync.printing.rules import LayoutRefused, roll_refusal
 from sync.printing.stations import Station, Stations
+from sync.printing.status import Condition
+from sync.signed import SignedDte
+from sync.sii import is_boleta
+from sync.stage import Check, QueueStats, Stage
 
 log = logging.getLogger("dtesync.printing")
+REPRINT_REASON = {"es": "Un envío anterior pudo quedar incompleto", "en": "An earlier attempt may be incomplete"}
+MANUAL_REASON = {"es": "Copia pedida con dtesync print", "en": "Copy asked with dtesync print"}
 
 
-def source_from_issued(issued: Any) -> PrintSource:
-    return PrintSource(issued.documento, issued.ted, getattr(issued, "dte", None))
+def source_of(dte: SignedDte) -> PrintSource:
+    return PrintSource(dte.documento, dte.ted, dte.tree)
 
 
-def ticket_bytes(src: PrintSource, station: Station, config: Config) -> bytes:
+@dataclass(frozen=True)
+class RenderedJob:
+    """A job's bytes, where each copy's pinned start sequence ends, and how its timbre goes."""
+
+    data: bytes
+    offsets: list[int]
+    mode: str  # native | raster
+
+
+def render_job(src: PrintSource, station: Station, config: Config, *, native: bool | None = None) -> RenderedJob:
     """Every copy the station prints for this document, as one job: `copies` originals (the
-    cash drawer kicks with the first), then the CEDIBLE copy where it applies and is asked for."""
+    cash drawer kicks with the first), then the CEDIBLE copy where it applies and is asked for.
+    Raises LayoutRefused when the SII's rules keep the document off this paper."""
     sc = station.config
     layouts = [build_layout(src, config.company, config.printing)] * sc.copies
     if sc.cedible and cedible_label(src.documento):
         layouts.append(build_layout(src, config.company, config.printing, cedible=True))
-    return b"".join(
-        render_ticket(L, station.profile, cut=sc.cut, drawer=sc.cash_drawer and i == 0) for i, L in enumerate(layouts)
-    )
+    start = len(job_start(station.profile))
+    parts, offsets, at = [], [], 0
+    for i, L in enumerate(layouts):
+        part = render_ticket(L, station.profile, cut=sc.cut, drawer=sc.cash_drawer and i == 0, native=native)
+        parts.append(part)
+        offsets.append(at + start)
+        at += len(part)
+    mode = timbre_mode(src.ted, src.documento.tipo_dte, station.profile, native)
+    return RenderedJob(b"".join(parts), offsets, mode)
+
+
+def ticket_bytes(src: PrintSource, station: Station, config: Config) -> bytes:
+    return render_job(src, station, config).data
+
+
+def with_marker(data: bytes, offsets: list[int], marker: bytes) -> bytes:
+    """The job with `marker` printed at the top of every copy (after its pinned start)."""
+    out, last = [], 0
+    for at in offsets:
+        out += [data[last:at], marker]
+        last = at
+    out.append(data[last:])
+    return b"".join(out)
+
+
+def refusal(station: Station, tipo_dte: int, lang: str = "es") -> DteSyncError | None:
+    """Why this station must not print this type (its `types`, or paper the SII does not allow)."""
+    sc = station.config
+    types = getattr(sc, "types", None)
+    if types and tipo_dte not in types:
+        return DteSyncError("PRINT_TYPE_NOT_FOR_STATION", found=station.name,
+                            params={"tipo_dte": tipo_dte, "detail": ", ".join(map(str, types))})
+    why = roll_refusal(tipo_dte, station.profile.paper_mm)
+    if why:
+        return DteSyncError("PRINT_PAPER_TOO_NARROW", found=station.name, params={"tipo_dte": tipo_dte, "detail": why})
+    return None
 
 
 def pdf_bytes(src: PrintSource, config: Config) -> bytes:
     """Boletas on the configured roll, the rest on sheets; the CEDIBLE copy as a second page."""
     p = config.printing
     tipo = src.documento.tipo_dte
-    fmt = p.roll if tipo in (39, 41) else p.sheet
+    fmt = p.roll if is_boleta(tipo) else p.sheet
     copies = [build_layout(src, config.company, p)]
     if cedible_label(src.documento):
         copies.append(build_layout(src, config.company, p, cedible=True))
     return render_pdf(copies, fmt=fmt)
 
 
-class StationSender(threading.Thread):
-    """Sends a station's jobs in order; retries the head job with exponential backoff."""
+@dataclass
+class PrinterState:
+    """What a sender last heard from its printer (for /health)."""
 
-    def __init__(self, station: Station, queue: PrintQueue, config: Config, on_change: Callable[[Job], None]):
+    condition: Condition = Condition.UNKNOWN
+    detail: str = ""
+    at: float | None = None
+
+
+class StationSender(threading.Thread):
+    """Sends a station's jobs in order: status before and after each, waits out faults."""
+
+    def __init__(self, station: Station, queue: PrintQueue, config: Config, on_change: Callable[[Job], None],
+                 rerender: Callable[[Job, bool], RenderedJob | None] | None = None,
+                 on_printer: Callable[[str, Outcome], None] | None = None):
         super().__init__(name=f"dtesync-print-{station.name}", daemon=True)
         self.station, self.queue, self.config, self.on_change = station, queue, config, on_change
+        self.rerender, self.on_printer = rerender, on_printer
+        p = config.printing
+        self.backoff = Backoff(p.retry_base, p.retry_max)
         self.wake = threading.Event()
         self.stopping = threading.Event()
+        self.printer = PrinterState()
+        self.native_ok: bool | None = None  # GS ( k confirmed by this printer in this process
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -77,60 +159,124 @@ class StationSender(threading.Thread):
                     self.wake.wait(delay)
                     self.wake.clear()
                     continue
-                self._attempt(job)
+                self.attempt(job)
             except Exception:
                 log.exception("printing: sender error; continuing", extra={"station": self.station.name})
                 self.stopping.wait(1.0)
 
-    def _attempt(self, job: Job) -> None:
-        p = self.config.printing
-        try:
-            send(self.station.config.connector, job.data)
-        except PrinterUnavailable as exc:
-            now = time.time()
-            if now - job.created_at >= p.give_up_after:
-                self.queue.failed(job.id, str(exc), now)
-                log.error("printing: gave up", extra={"station": self.station.name, "job": job.label, "error": str(exc)})
-            else:
-                delay = min(p.retry_base * 2 ** job.attempts, p.retry_max)
-                self.queue.retry(job.id, str(exc), now + delay, now)
-                log.warning("printing: printer unavailable; retrying",
-                            extra={"station": self.station.name, "job": job.label, "error": str(exc), "in_s": delay})
+    def attempt(self, job: Job) -> Outcome:
+        """One delivery of the head job, and its consequences in the queue."""
+        profile, lang = self.station.profile, self.config.language
+        if job.mode == "native" and self.native_ok is False:  # known not to draw GS ( k: no new probe
+            out = Outcome(False, Condition.NO_PDF417, f"{self.station.name}: {Condition.NO_PDF417.says(lang)}")
+            self._as_raster(job, out, time.time())
+            updated = self.queue.get(job.id)
+            if updated is not None:
+                self.on_change(updated)
+            return out
+        data = job.data
+        if job.partial:
+            data = with_marker(data, job.copy_offsets, reprint_marker(profile, REPRINT_REASON.get(lang, REPRINT_REASON["es"])))
+        out = deliver(self.station.config.connector, profile, data, lang=lang,
+                      probe_native=job.mode == "native" and self.native_ok is not True, clear_leftover=bool(job.partial))
+        self._heard(out)
+        now = time.time()
+        if out.native is not None:
+            self.native_ok = out.native
+        if out.condition == Condition.NO_PDF417 and not out.printed:
+            self._as_raster(job, out, now)
+        elif out.printed:
+            self.queue.printed(job.id, now, condition=str(out.condition), reprint=bool(job.partial))
+            log.info("printing: printed", extra={"station": self.station.name, "job": job.label,
+                                                 "reprint": bool(job.partial)})
+        elif now - job.created_at >= self.config.printing.give_up_after:
+            self.queue.failed(job.id, self._says(out), now, code=out.condition.code)
+            log.error("printing: gave up", extra={"station": self.station.name, "job": job.label, "error": out.detail})
         else:
-            self.queue.printed(job.id)
-            log.info("printing: printed", extra={"station": self.station.name, "job": job.label})
+            responding = out.condition in (Condition.PAPER_OUT, Condition.COVER_OPEN, Condition.OFFLINE, Condition.ERROR)
+            delay = min(profile.status_poll, self.config.printing.retry_max) if responding else self.backoff.delay(job.attempts)
+            self.queue.retry(job.id, self._says(out), now + delay, now, condition=str(out.condition),
+                             code=out.condition.code, partial=out.partial)
         updated = self.queue.get(job.id)
         if updated is not None:
             self.on_change(updated)
+        return out
+
+    def _says(self, out: Outcome) -> str:
+        """The catalog's words for a printer that did not print (code and all), for people."""
+        code = out.condition.code
+        if code is None:
+            return out.detail
+        return DteSyncError(code, params={"station": self.station.name, "detail": out.detail}).message(self.config.language)
+
+    def _heard(self, out: Outcome) -> None:
+        before = self.printer.condition
+        self.printer = PrinterState(out.condition, out.detail, time.time())
+        if self.on_printer is not None:
+            self.on_printer(self.station.name, out)
+        if out.condition != before and not out.condition.prints:
+            log.warning("printing: printer not printing", extra={"station": self.station.name, "error": out.detail,
+                                                                  "condition": str(out.condition)})
+        elif out.condition != before and not before.prints:
+            log.info("printing: printer back", extra={"station": self.station.name, "condition": str(out.condition)})
+
+    def _as_raster(self, job: Job, out: Outcome, now: float) -> None:
+        """The printer does not draw GS ( k: render the job again with a raster timbre."""
+        again = self.rerender(job, False) if self.rerender is not None else None
+        if again is None:
+            self.queue.failed(job.id, f"{out.detail}; no se pudo volver a generar como imagen (falta el XML firmado)",
+                              now, code="PRINTER_NO_PDF417")
+            return
+        self.queue.replace_data(job.id, again.data, mode=again.mode, offsets=again.offsets, now=now)
+        self.queue.retry(job.id, self._says(out), now, now, condition=str(out.condition), code=out.condition.code)
+        log.warning("printing: no native PDF417; printing the timbre as an image",
+                    extra={"station": self.station.name, "job": job.label})
 
 
 class PdfWriter(threading.Thread):
     """Renders NAME.pdf in the background, so a worker is free for the next document as soon as
     its ticket is queued. The signed XML is the document; if the process dies before a PDF is
-    written, `dtesync print NAME` renders it again from NAME.xml."""
+    written, `dtesync print NAME` renders it again from NAME.xml. A PDF that cannot be written
+    (a timbre no layout fits, a full disk) is reported with its reason for the status file."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, write: Callable[[Doc, bytes], object],
+                 on_result: Callable[[Doc, DteSyncError | None], None] | None = None):
         super().__init__(name="dtesync-pdf", daemon=True)
         self.config = config
-        self.jobs: "queue_mod.Queue[tuple[PrintSource, Path] | None]" = queue_mod.Queue()
+        self._write = write
+        self.on_result = on_result
+        self.jobs: queue_mod.Queue[tuple[PrintSource, Doc] | None] = queue_mod.Queue()
 
-    def submit(self, src: PrintSource, target: Path) -> None:
-        self.jobs.put((src, target))
+    def submit(self, src: PrintSource, doc: Doc) -> None:
+        self.jobs.put((src, doc))
 
-    def write(self, src: PrintSource, target: Path) -> None:
-        from sync.outbox import atomic_write
+    def write(self, src: PrintSource, doc: Doc) -> None:
+        try:
+            self._write(doc, pdf_bytes(src, self.config))
+        except LayoutRefused as exc:
+            self._result(doc, DteSyncError(exc.code, found=len(src.ted), params={"detail": exc.detail}))
+        except OSError as exc:
+            self._result(doc, DteSyncError("PDF_NOT_WRITTEN", found=f"{doc.rel}.pdf", params={"detail": str(exc)}))
+        except Exception as exc:  # any other failure still leaves a reason, never silence
+            log.exception("printing: could not write the PDF", extra={"doc": doc.id})
+            self._result(doc, DteSyncError("PDF_NOT_WRITTEN", found=f"{doc.rel}.pdf",
+                                           params={"detail": f"{type(exc).__name__}: {exc}"}))
+        else:
+            self._result(doc, None)
 
-        atomic_write(target, pdf_bytes(src, self.config))
+    def _result(self, doc: Doc, error: DteSyncError | None) -> None:
+        if error is not None:
+            log.error("printing: no PDF", extra={"doc": doc.id, "code": error.code,
+                                                 "error": error.message(self.config.language)})
+        if self.on_result is not None:
+            self.on_result(doc, error)
 
     def run(self) -> None:
         while True:
             job = self.jobs.get()
             if job is None:
                 return
-            try:
-                self.write(*job)
-            except Exception:
-                log.exception("printing: could not write the PDF", extra={"file": str(job[1])})
+            self.write(*job)
 
     def drain_and_stop(self, timeout: float) -> None:
         """Write what is queued (a graceful stop leaves no PDF behind), then stop."""
@@ -138,19 +284,21 @@ class PdfWriter(threading.Thread):
         self.join(timeout)
 
 
-class PrintService:
-    """Owns the queue and the senders; `after_signed` is the daemon hook."""
+class PrintService(Stage):
+    """Owns the print queue, the senders and the PDF writer."""
 
-    def __init__(self, config: Config, *, state_dir: Path | None = None,
-                 results_base: Callable[[Any], Path] | None = None,
-                 on_change: Callable[[int], None] | None = None) -> None:
+    name = "printing"
+
+    def __init__(self, config: Config, *, state_dir: Path | None = None) -> None:
+        super().__init__()
         self.config = config
         self.stations = Stations(config.printing)
         self.queue = PrintQueue(Path(state_dir or config.folders.state) / FILE_NAME)
-        self.results_base = results_base
-        self._notify = on_change
-        self.senders = {s.name: StationSender(s, self.queue, config, self._changed) for s in self.stations}
-        self.pdf_writer = PdfWriter(config)
+        self.senders = {s.name: StationSender(s, self.queue, config, self._changed, self._rerender, self._printer)
+                        for s in self.stations}
+        self.pdf_writer = PdfWriter(config, lambda doc, data: self.filing.write_result(doc, ".pdf", data),
+                                    self._pdf_result)
+        self._raised: dict[str, str] = {}  # station -> the code of its active printer alert
         self._started = False
 
     def start(self) -> None:
@@ -177,61 +325,150 @@ class PrintService:
         self.queue.close()
 
     def _changed(self, job: Job) -> None:
-        if job.doc_id is not None and self._notify is not None:
+        if job.doc_id is not None:
+            self._refresh(job.doc_id)
+
+    def _refresh(self, doc_id: int) -> None:
+        if self._filing is not None:
             try:
-                self._notify(job.doc_id)
+                self.filing.refresh(doc_id)
             except Exception:
-                log.exception("printing: could not rewrite the status file", extra={"doc": job.doc_id})
+                log.exception("printing: could not rewrite the status file", extra={"doc": doc_id})
 
-    def status_extra(self, doc: Any) -> dict[str, Any]:
-        """`print` entry for NAME.status.json (absent when the document has no ticket)."""
-        job = self.queue.for_doc(doc.id)
-        return {"print": job.status()} if job is not None else {}
-
-    # --- the daemon hook ------------------------------------------------------------------------
-    def after_signed(self, doc: Any, issued: Any | None) -> None:
-        """Idempotent per `doc.id`: the ticket is queued once; NAME.pdf is rewritten identically."""
-        base = self.results_base(doc) if self.results_base else None
-        if issued is not None:
-            src = source_from_issued(issued)
-        elif base is not None and base.with_name(base.name + ".xml").exists():  # after a crash
-            src = source_from_dte_xml(base.with_name(base.name + ".xml").read_bytes(), doc.rel)
-        else:
-            log.error("printing: no signed DTE to print", extra={"doc": doc.id})
+    def _printer(self, station: str, out: Outcome) -> None:
+        """One alert per station while its printer cannot print (sync.alerts: raised once,
+        resolved once), and another while it lacks the PDF417 its profile promised."""
+        if self._alerts is None:
             return
-        station = self.stations.route(folder=getattr(doc, "folder", None), xml=src.xml)
-        if station is not None:
-            self.enqueue(src, station, doc_key=f"doc:{doc.id}", doc_id=doc.id,
-                         label=f"{doc.rel}: TipoDTE {src.documento.tipo_dte} folio {src.documento.folio}")
-        if self.config.printing.pdf and base is not None:
-            target = base.with_name(base.name + ".pdf")
-            if self._started:
-                self.pdf_writer.submit(src, target)  # off the signing path: ~30-70 ms of rendering
+        key, code = f"printer:{station}", out.condition.code
+        if out.condition.prints:
+            self._raised.pop(station, None)
+            self.alerts.resolve(key)
+        elif code is not None and self._raised.get(station) != code:
+            if station in self._raised:
+                self.alerts.resolve(key)  # a different fault replaces the one before
+            self._raised[station] = code
+            self.alerts.raise_(key, code, "ERROR", station=station, detail=out.detail)
+        if out.native is False:
+            self.alerts.raise_(f"printer:{station}:pdf417", "PRINTER_NO_PDF417", "WARNING", station=station,
+                               detail=out.detail)
+
+    def _pdf_result(self, doc: Doc, error: DteSyncError | None) -> None:
+        if error is None:
+            if self.queue.pdf_result(doc.id) is None:
+                return
+            self.queue.pdf_written(doc.id)
+        else:
+            self.queue.pdf_failed(doc.id, error.code, error.message(self.config.language))
+        self._refresh(doc.id)
+
+    def _rerender(self, job: Job, native: bool) -> RenderedJob | None:
+        """The job rendered again from its signed DTE: through the Filing for a document
+        (NAME.xml wherever it is filed now), from its file for a reprint."""
+        src: PrintSource | None = None
+        if job.doc_id is not None and self._filing is not None:
+            doc = self.filing.get(job.doc_id)
+            dte = self.filing.signed_dte(doc) if doc is not None else None
+            src = source_of(dte) if dte is not None else None
+        if src is None and job.source and Path(job.source).is_file():
+            src = source_from_dte_xml(Path(job.source).read_bytes(), Path(job.source).name)
+        if src is None:
+            return None
+        return render_job(src, self.stations.get(job.station), self.config, native=native)
+
+    def status_entry(self, doc: Doc) -> dict[str, Any]:
+        """`print` entry for NAME.status.json (absent when the document has no ticket), and a
+        `pdf` entry when NAME.pdf could not be written (with the reason)."""
+        out: dict[str, Any] = {}
+        job = self.queue.for_doc(doc.id)
+        if job is not None:
+            out["print"] = job.status()
+        failed = self.queue.pdf_result(doc.id)
+        if failed is not None:
+            out["pdf"] = {"state": "failed", "code": failed[0], "error": failed[1]}
+        return out
+
+    # --- /health ---------------------------------------------------------------------------------
+    def checks(self) -> list[Check]:
+        """One line per station: ok while its printer prints, degraded while it prints with a
+        caveat (paper low, raster instead of PDF417), down while it cannot print."""
+        lang = self.config.language
+        out = []
+        for name, sender in self.senders.items():
+            if sender.station.config.virtual:
+                continue  # no printer to report on
+            state = sender.printer
+            depth = self.queue.backlog(name)[0]
+            waiting = f"; {depth} en cola" if depth else ""
+            if state.at is None:
+                out.append(Check(f"printer:{name}", "ok", ("sin contacto aún" if lang != "en" else "not contacted yet") + waiting))
+            elif not state.condition.prints:
+                out.append(Check(f"printer:{name}", "down", state.detail + waiting))
+            elif state.condition in (Condition.PAPER_LOW, Condition.NO_PDF417) or sender.native_ok is False:
+                out.append(Check(f"printer:{name}", "degraded", state.detail + waiting))
             else:
-                self.pdf_writer.write(src, target)
+                out.append(Check(f"printer:{name}", "ok", state.condition.says(lang) + waiting))
+        return out
+
+    def queues(self) -> list[QueueStats]:
+        now = time.time()
+        out = []
+        for name, sender in self.senders.items():
+            if sender.station.config.virtual:
+                continue
+            depth, oldest, failing = self.queue.backlog(name)
+            out.append(QueueStats(f"print:{name}", depth, None if oldest is None else max(0.0, now - oldest), failing))
+        return out
+
+    # --- the stage hook ------------------------------------------------------------------------
+    def on_signed(self, doc: Doc, dte: SignedDte) -> None:
+        """Idempotent per `doc.id`: the ticket is queued once; NAME.pdf is rewritten identically."""
+        src = source_of(dte)
+        station = self.stations.route(folder=doc.folder, xml=src.xml)
+        if station is not None and not station.config.virtual:  # a virtual station e-mails (sync.delivery)
+            source = str(self.filing.result_path(doc, ".xml")) if self._filing is not None else None
+            self.enqueue(src, station, doc_key=f"doc:{doc.id}", doc_id=doc.id,
+                         label=f"{doc.rel}: TipoDTE {dte.tipo_dte} folio {dte.folio}", source=source)
+        if self.config.printing.pdf:
+            if self._started:
+                self.pdf_writer.submit(src, doc)  # off the signing path: ~10-30 ms of rendering
+            else:
+                self.pdf_writer.write(src, doc)
 
     def enqueue(self, src: PrintSource, station: Station, *, doc_key: str, label: str,
-                doc_id: int | None = None) -> Job:
+                doc_id: int | None = None, source: str | None = None) -> Job:
         existing = self.queue.for_doc(doc_id) if doc_id is not None else None
         if existing is not None and existing.doc_key == doc_key:
             return existing  # already queued or printed: no second render
-        job, created = self.queue.enqueue(doc_key, station.name, ticket_bytes(src, station, self.config),
-                                          label=label, doc_id=doc_id)
+        lang = self.config.language
+        refused = refusal(station, src.documento.tipo_dte)
+        if refused is not None:
+            job, created = self.queue.enqueue(doc_key, station.name, b"", label=label, doc_id=doc_id, source=source,
+                                              state="refused", code=refused.code, error=refused.message(lang))
+            log.warning("printing: not for this station", extra={"station": station.name, "job": label,
+                                                                  "code": refused.code})
+        else:
+            try:
+                r = render_job(src, station, self.config)
+            except LayoutRefused as exc:
+                err = DteSyncError(exc.code, found=len(src.ted), params={"detail": exc.detail})
+                job, created = self.queue.enqueue(doc_key, station.name, b"", label=label, doc_id=doc_id, source=source,
+                                                  state="refused", code=exc.code, error=err.message(lang))
+            else:
+                if r.mode == "native" and self.senders[station.name].native_ok is False:
+                    r = render_job(src, station, self.config, native=False)  # this printer has no GS ( k
+                job, created = self.queue.enqueue(doc_key, station.name, r.data, label=label, doc_id=doc_id,
+                                                  source=source, mode=r.mode, offsets=r.offsets)
+                if created:
+                    self.senders[station.name].wake.set()
         if created:
-            self.senders[station.name].wake.set()
             self._changed(job)
         return job
 
 
-def attach(daemon: Any, config: Config) -> PrintService | None:
-    """Wire printing into a Daemon: the hook, the status `print` entry, start and stop."""
+def build_printing(config: Config) -> PrintService | None:
+    """The printing stage, or None when there is neither a PDF to write nor a station."""
     p = config.printing
     if not p.pdf and not p.stations:
         return None
-    svc = PrintService(config, state_dir=daemon.state_dir, results_base=lambda d: daemon.out.results_base(d),
-                       on_change=daemon.refresh_status)
-    daemon.after_signed.append(svc.after_signed)
-    daemon.status_extras.append(svc.status_extra)
-    daemon.on_start.append(svc.start)
-    daemon.on_stop.append(svc.stop)
-    return svc
+    return PrintService(config)

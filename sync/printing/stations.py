@@ -8,6 +8,7 @@ just one). No station: the document gets its PDF and no ticket.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lxml import etree
@@ -33,7 +34,7 @@ class Stations:
         self.by_name = {s.name: Station(s, load_profile(s.profile, printing.profiles)) for s in printing.stations}
         self._folded = {name.casefold(): st for name, st in self.by_name.items()}
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Station]:
         return iter(self.by_name.values())
 
     def get(self, name: str) -> Station:

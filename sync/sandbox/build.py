@@ -26,6 +26,14 @@ DEMO_RUT = Rut.parse("76543210-3")
 DEMO_NAME = "Ferretería Los Aromos SpA"
 DEMO_TYPES = (33, 34, 39, 41, 46, 52, 56, 61)
 PASSWORD_FILE = "cert/password.txt"
+# Laid out as a production install should be: what holds a key (the certificate, the CAFs,
+# the state databases: the folio store copies the CAFs) for the service account alone; the
+# folders the ERP uses for the ERP's group too, never for every user of the machine.
+FOLDER_MODES = {
+    "inbox": 0o750, "outbox": 0o750, "archive": 0o750, "rejected": 0o750,
+    "caf": 0o700, "cert": 0o700, "state": 0o700,
+}
+KEY_FILE_MODE = 0o600
 
 
 @dataclass
@@ -43,8 +51,9 @@ def create_sandbox(root: Path, *, folios_per_type: int = 10_000, today: date | N
     """Create (or complete) the sandbox in `root`; existing files are kept, never overwritten."""
     today = today or date.today()
     root = root.resolve()
-    for sub in ("inbox", "outbox", "archive", "rejected", "caf", "cert", "state"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    for sub, mode in FOLDER_MODES.items():
+        (root / sub).mkdir(mode=mode, exist_ok=True)
     _write_certificate(root, today)
     _write_cafs(root, folios_per_type, today)
     config_path = root / "dtesync.toml"
@@ -82,26 +91,34 @@ def _write_certificate(root: Path, today: date) -> None:
     data = make_test_certificate(
         DEMO_RUT, "EMPRESA DEMO DTESYNC", not_before=start, not_after=start + timedelta(days=3 * 365), password=password
     )
-    pfx.write_bytes(data)
-    fd = os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(password + "\n")
-    os.chmod(pw, 0o600)
+    _write_private(pfx, data)
+    _write_private(pw, (password + "\n").encode("utf-8"))
 
 
 def _write_cafs(root: Path, folios_per_type: int, today: date) -> None:
     sii = default_fake_sii()
     key_file = root / "caf" / f"fake-sii-idk{FAKE_IDK}.pem"
     if not key_file.exists():
-        key_file.write_bytes(
-            sii.public_key.public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
+        _write_private(key_file, sii.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     for tipo in DEMO_TYPES:
         path = root / "caf" / f"CAF_T{tipo}_1-{folios_per_type}.xml"
-        if not path.exists():
-            path.write_bytes(sii.make_caf(DEMO_RUT, DEMO_NAME, tipo, 1, folios_per_type, today))
+        if not path.exists():  # a CAF carries its folio key (RSASK): private like the certificate
+            _write_private(path, sii.make_caf(DEMO_RUT, DEMO_NAME, tipo, 1, folios_per_type, today))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read, whatever the umask or a previous file's mode."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags, KEY_FILE_MODE)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, KEY_FILE_MODE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def _config_text() -> str:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
 from sync.rut import Rut
-from sync.timbre import flatten
+from sync.sii_bytes import flatten
 
 FAKE_IDK = 666
 FOLIO_KEY_BITS, FOLIO_KEY_EXPONENT = 512, 3  # what the SII issues

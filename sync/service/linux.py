@@ -14,7 +14,7 @@ def explain(action: str | None) -> str:
 Instalación (como root, desde el repositorio):
   1. packaging/build.sh                      # programa autónomo en dist/dtesync (no requiere Python)
   2. packaging/linux/install.sh              # usuario dtesync, /opt/dtesync, /etc/dtesync, /srv/dtesync, {UNIT_PATH}
-  3. edite /etc/dtesync/dtesync.toml; copie el certificado (.pfx) y su contraseña a /etc/dtesync y los CAF a /srv/dtesync/caf
+  3. edite /etc/dtesync/dtesync.toml; copie el certificado (.pfx) y su contraseña a /etc/dtesync/cert y los CAF a /etc/dtesync/caf (chmod 600, dueño dtesync); los usuarios del ERP van en el grupo dtesync-erp
   4. sudo -u dtesync dtesync check           # todo lo que falta, con su solución
   5. systemctl start dtesync                 # y: systemctl status dtesync; journalctl -u dtesync; /var/log/dtesync/
 

@@ -116,6 +116,6 @@ class SystemdSupervision:
     def __call__(self, daemon) -> None:
         if not self.ready_sent and daemon.first_scan.is_set():
             self.ready_sent = True
-            self.notifier.ready(f"watching {daemon.inbox}")
+            self.notifier.ready(f"watching {daemon.filing.folders.inbox}")
         if self.ready_sent and daemon.healthy():
             self.notifier.watchdog()

@@ -15,14 +15,22 @@ hands the process to the Service Control Manager's dispatcher.
 - Configuration and state under %PROGRAMDATA%\\dtesync. A service does not see the mapped
   drive letters of a logged-on user: shared inboxes are configured as UNC paths
   (\\\\server\\share\\inbox), and the service runs as an account that can reach the share.
+- The service runs as its own virtual account, NT SERVICE\\dtesync (no password, no rights
+  beyond what the folders grant it), not LocalSystem; `--user` names another account (one that
+  can reach a share). The folders under %PROGRAMDATA%\\dtesync get ACLs of their own
+  (inheritance removed): the service account and Administrators only on the configuration,
+  state, logs, certificate and CAFs; the ERP's group (`--erp-group`) also on the inbox (modify)
+  and the outbox, archive and rejected folders (read).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import logging.handlers
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -41,6 +49,23 @@ FAILURE_ACTIONS = "restart/5000/restart/30000/restart/60000"
 EVENT_SOURCE = SERVICE_NAME
 EVENT_LOG_KEY = rf"SYSTEM\CurrentControlSet\Services\EventLog\Application\{EVENT_SOURCE}"
 
+VIRTUAL_ACCOUNT = rf"NT SERVICE\{SERVICE_NAME}"
+ADMINISTRATORS = "*S-1-5-32-544"  # BUILTIN\Administrators by SID: its name is translated ("Administradores")
+# Who gets what under %PROGRAMDATA%\dtesync ("" is the folder itself: dtesync.toml). icacls
+# rights: F full, M modify (create, write, rename, delete), RX read. The service only reads its
+# certificate and CAFs; the ERP drops files in the inbox and reads what comes back.
+FOLDER_ACCESS: dict[str, dict[str, str]] = {
+    "": {"service": "RX"},
+    "logs": {"service": "M"},
+    "state": {"service": "M"},
+    "cert": {"service": "RX"},
+    "caf": {"service": "RX"},
+    "inbox": {"service": "M", "erp": "M"},
+    "outbox": {"service": "M", "erp": "RX"},
+    "archive": {"service": "M", "erp": "RX"},
+    "rejected": {"service": "M", "erp": "RX"},
+}
+
 log = logging.getLogger("dtesync.service")
 
 
@@ -54,7 +79,7 @@ def programdata(environ: dict[str, str] | None = None) -> PureWindowsPath:
 class Call:
     """One operation on the Service Control Manager: `sc.exe ARGS` or a pywin32 function."""
 
-    api: str  # "sc" | "win32serviceutil.X" | "win32evtlogutil.X"
+    api: str  # "sc" | "icacls" | "win32serviceutil.X" | "win32evtlogutil.X"
     args: tuple = ()
     kwargs: tuple = ()  # sorted (name, value) pairs: hashable and printable
     ignore_errors: bool = False
@@ -64,8 +89,8 @@ class Call:
         return cls(api, tuple(args), tuple(sorted(kwargs.items())), ignore_errors)
 
     def __str__(self) -> str:
-        if self.api == "sc":
-            return "sc.exe " + subprocess.list2cmdline(list(self.args))
+        if self.api in ("sc", "icacls"):
+            return f"{self.api}.exe " + subprocess.list2cmdline(list(self.args))
         parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs if k != "password"]
         return f"{self.api}({', '.join(parts)})"
 
@@ -84,9 +109,36 @@ def this_program() -> list[str]:
     return [sys.executable, "-m", "sync"]
 
 
+def service_sid(name: str = SERVICE_NAME) -> str:
+    """The SID of the virtual account NT SERVICE\\<name> (what `sc showsid` prints): S-1-5-80
+    and the SHA-1 of the upper-case name in UTF-16LE as five little-endian integers. Granting by
+    SID needs no name lookup, in any Windows language, even before the service exists."""
+    digest = hashlib.sha1(name.upper().encode("utf-16-le")).digest()
+    return "S-1-5-80-" + "-".join(str(n) for n in struct.unpack("<5I", digest))
+
+
+def plan_permissions(root: PureWindowsPath, account: str, erp_group: str | None = None) -> list[Call]:
+    """icacls for every folder under `root`: inherited entries removed (%PROGRAMDATA% lets every
+    user read), then exactly FOLDER_ACCESS granted, inherited by what the folder will hold.
+    `account` is the service's (`*SID` or DOMAIN\\user); without `erp_group` the ERP folders
+    are for the service and Administrators only until one is granted."""
+    calls = []
+    for sub, rights in FOLDER_ACCESS.items():
+        grants = [f"{ADMINISTRATORS}:(OI)(CI)F", f"{account}:(OI)(CI){rights['service']}"]
+        if erp_group and "erp" in rights:
+            grants.append(f"{erp_group}:(OI)(CI){rights['erp']}")
+        calls.append(Call.of("icacls", str(root / sub if sub else root), "/inheritance:r", "/grant:r", *grants))
+    return calls
+
+
 def plan_install(exe: Sequence[str], config: PureWindowsPath | str, *, user: str | None = None,
-                 password: str | None = None) -> list[Call]:
+                 password: str | None = None, data: PureWindowsPath | None = None,
+                 erp_group: str | None = None) -> list[Call]:
+    """Register the service (as NT SERVICE\\dtesync unless `user` is given), its recovery
+    actions and Event Log source, then the ACLs of `data` (%PROGRAMDATA%\\dtesync): after the
+    service exists, since that is when its virtual account does."""
     program, args = service_command_line(exe, config)
+    account = f"*{service_sid()}" if user is None else user
     return [
         Call.of(
             "win32serviceutil.InstallService",
@@ -98,12 +150,13 @@ def plan_install(exe: Sequence[str], config: PureWindowsPath | str, *, user: str
             exeName=program,
             exeArgs=args,
             description=DESCRIPTION,
-            userName=user,
-            password=password,
+            userName=user or VIRTUAL_ACCOUNT,
+            password=password if user else None,  # a virtual account has none
         ),
         Call.of("sc", "failure", SERVICE_NAME, "reset=", str(FAILURE_RESET_S), "actions=", FAILURE_ACTIONS),
         Call.of("sc", "failureflag", SERVICE_NAME, "1"),
         Call.of("win32evtlogutil.AddSourceToRegistry", EVENT_SOURCE, msgDLL="<servicemanager>", eventLogType="Application"),
+        *plan_permissions(data or programdata(), account, erp_group),
     ]
 
 
@@ -129,8 +182,8 @@ Runner = Callable[[Call], None]
 def pywin32_runner(call: Call) -> None:  # pragma: no cover - Windows only
     """Execute a Call for real (needs Windows, pywin32 and, for install/remove, elevation)."""
     try:
-        if call.api == "sc":
-            result = subprocess.run(["sc.exe", *call.args], capture_output=True, text=True)
+        if call.api in ("sc", "icacls"):
+            result = subprocess.run([f"{call.api}.exe", *call.args], capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"{call}: {result.stdout.strip() or result.stderr.strip()}")
             return
@@ -158,9 +211,10 @@ def execute(calls: Sequence[Call], runner: Runner) -> None:
 
 def prepare_programdata(root: Path, example_config: Path | None) -> list[str]:
     """Create %PROGRAMDATA%\\dtesync (config, state, logs, folders) and a config from the example
-    when there is none (never overwritten). Returns what was created, for the admin."""
+    when there is none (never overwritten). Returns what was created, for the admin. Their
+    ACLs are set by the install plan (plan_permissions), once the service account exists."""
     made = []
-    for sub in ("", "state", "logs", "caf", "cert", "inbox", "outbox", "archive", "rejected"):
+    for sub in FOLDER_ACCESS:
         d = root / sub
         if not d.exists():
             d.mkdir(parents=True)
@@ -231,13 +285,12 @@ def _service_class():  # pragma: no cover - Windows only
 
 
 def run_daemon(config_path: str | None, stop_event: threading.Event, on_tick) -> None:  # pragma: no cover
-    from sync.cli_daemon import _open_daemon
+    from sync.app import build_app
     from sync.config import load_config
 
     config = load_config(config_path)
     setup_service_logging(config)
-    daemon, _engine = _open_daemon(config)
-    daemon.run(stop_event, on_tick=on_tick, tick=0.5)
+    build_app(config).daemon.run(stop_event, on_tick=on_tick, tick=0.5)
 
 
 def run_service(config_path: str | None) -> int:  # pragma: no cover - Windows only

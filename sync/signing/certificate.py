@@ -21,24 +21,24 @@ to a file that only its owner may read (`read_secret`).
 from __future__ import annotations
 
 import base64
-import os
 import re
-import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from sync.secrets import SecretRef, read_secret  # noqa: F401  (re-exported)
 from sync.errors import DteSyncError
 from sync.rut import Rut, RutError
+from sync.secrets import read_secret
 
+X509Certificate = x509.Certificate  # the field `x509` below shadows the module in the class body
 # SAN otherName carrying the holder's RUT in SII-accredited certificates.
 OID_SII_RUT = x509.ObjectIdentifier("1.3.6.1.4.1.8321.1")
 # pbeWithSHA1And40BitRC2-CBC / pbeWithSHA1And128BitRC2-CBC, DER-encoded OID bodies.
@@ -58,7 +58,7 @@ class Certificate:
     """A loaded signing certificate: key, X.509 and the precomputed KeyInfo values."""
 
     private_key: rsa.RSAPrivateKey = field(repr=False)
-    x509: x509.Certificate = field(repr=False)
+    x509: X509Certificate = field(repr=False)
     rut: Rut | None
     subject: str
     not_before: datetime
@@ -68,7 +68,7 @@ class Certificate:
     der_b64: str = field(repr=False)
 
     @classmethod
-    def from_key_and_cert(cls, key: Any, cert: x509.Certificate) -> "Certificate":
+    def from_key_and_cert(cls, key: PrivateKeyTypes, cert: X509Certificate) -> Certificate:
         if not isinstance(key, rsa.RSAPrivateKey):
             raise DteSyncError(
                 "CERT_UNREADABLE", found="PKCS#12", params={"detail": "la clave no es RSA (el SII exige RSA)"}
@@ -118,7 +118,7 @@ def _parse_rut_text(text: str | None) -> Rut | None:
 def rut_of(cert: x509.Certificate) -> Rut | None:
     """The holder's RUT: SAN otherName 1.3.6.1.4.1.8321.1, else subject serialNumber, else None."""
     try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        san = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except x509.ExtensionNotFound:
         san = []
     for name in san:
@@ -171,7 +171,7 @@ def load_pkcs12(data: bytes, password: str | bytes, *, now: datetime, source: st
 def check_validity(cert: Certificate, now: datetime) -> None:
     """CERT_EXPIRED / CERT_NOT_YET_VALID at `now` (naive datetimes are taken as UTC)."""
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     dates = {"valid_from": cert.not_before.isoformat(), "expired_on": cert.not_after.isoformat()}
     if now > cert.not_after:
         raise DteSyncError("CERT_EXPIRED", found=cert.subject, params=dates)
@@ -180,7 +180,7 @@ def check_validity(cert: Certificate, now: datetime) -> None:
 
 
 def load_certificate_file(
-    path: str | Path, password_source: Any, *, now: datetime, environ: Mapping[str, str] | None = None
+    path: str | Path, password_source: object, *, now: datetime, environ: Mapping[str, str] | None = None
 ) -> Certificate:
     """Read the .pfx at `path` with the password named by `password_source` (a SecretRef)."""
     password = read_secret(password_source, name="certificate.password", environ=environ)

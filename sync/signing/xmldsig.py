@@ -1,6 +1,7 @@
 """XMLDSig as the SII profiles it: sign a Documento / SetDTE / seed, verify any SII signature.
 
-The profile (NOTES.md §4, §5, §7): `<Signature xmlns="http://www.w3.org/2000/09/xmldsig#">`
+The profile (SII Instructivo Técnico de Emisión v15.10.09, Anexo 3 A.3.3.1, and the SII's own
+signed samples): `<Signature xmlns="http://www.w3.org/2000/09/xmldsig#">`
 (default namespace, no `ds:` prefix) as the **next sibling** of the signed element, one
 `Reference URI="#ID"`, a single inclusive C14N 1.0 transform (no enveloped-signature transform),
 rsa-sha1 over sha1 digests, and a KeyInfo with both `KeyValue/RSAKeyValue` and
@@ -9,7 +10,7 @@ rsa-sha1 over sha1 digests, and a KeyInfo with both `KeyValue/RSAKeyValue` and
 Canonicalization. Inclusive C14N renders, on the signed element, every namespace in scope
 there, so the digest depends on where the element sits: it is computed in the element's final
 context. lxml's own subtree C14N (`tostring(sub, method="c14n")`) is wrong when the default
-namespace comes from an ancestor (spurious `xmlns=""` on grandchildren; NOTES §5), so `c14n()`
+namespace comes from an ancestor (spurious `xmlns=""` on grandchildren, lxml 4.9 to 6.1), so `c14n()`
 canonicalizes a detached copy whose new apex declares exactly the in-scope namespaces (plus the
 inherited `xml:*` attributes C14N 1.0 asks for). On the signing hot path the SignedInfo is not
 canonicalized by a serializer at all: it is produced from a template in canonical form (its
@@ -29,10 +30,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Callable, Iterator
 from copy import deepcopy
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Iterator
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -42,11 +43,10 @@ from lxml import etree
 
 from sync.rut import Rut
 from sync.signing.certificate import Certificate, rut_of
+from sync.sii import DSIG_NS, SII_NS, SII_Q, XSI_NS
 
-DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
-SII_NS = "http://www.sii.cl/SiiDte"
-XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
+NsMap = dict[str | None, str]  # prefix (None: the default namespace) -> URI, as lxml's nsmap
 
 ALG_C14N = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
 ALG_C14N_COMMENTS = ALG_C14N + "#WithComments"
@@ -60,7 +60,7 @@ ALG_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 _DIGESTS = {ALG_SHA1: hashlib.sha1, ALG_SHA256: hashlib.sha256}
 _SIGNATURE_HASHES = {ALG_RSA_SHA1: hashes.SHA1, ALG_RSA_SHA256: hashes.SHA256}
 _NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-_D = "{%s}" % DSIG_NS
+_D = f"{{{DSIG_NS}}}"
 
 
 # --- canonicalization ------------------------------------------------------------------------
@@ -68,7 +68,7 @@ _D = "{%s}" % DSIG_NS
 
 def c14n(
     element: etree._Element,
-    nsmap: dict[str | None, str] | None = None,
+    nsmap: NsMap | None = None,
     *,
     retag: Callable[[str], str] | None = None,
     exclusive: bool = False,
@@ -79,14 +79,16 @@ def c14n(
     to re-read documents signed in another context (verification); signing passes neither.
     """
     if nsmap is None and retag is None and _alone_in_document(element):
-        # A document's only node: nothing is inherited, so libxml2's own C14N is exact (NOTES §5's
-        # trap needs an ancestor) and the copy below is not needed. The signing hot path lands here.
+        # A document's only node: nothing is inherited, so libxml2's own C14N is exact (the
+        # spurious `xmlns=""` of the module docstring needs an ancestor) and the copy below is
+        # not needed. The signing hot path lands here.
         return etree.tostring(element, method="c14n", exclusive=exclusive, with_comments=False)
     scope = element.nsmap if nsmap is None else nsmap
     copy = deepcopy(element)  # its own document: detached from the ancestors' declarations
     if retag is not None:
         for node in copy.iter(etree.Element):
-            node.tag = retag(node.tag)
+            if isinstance(node.tag, str):
+                node.tag = retag(node.tag)
     attrib = dict(copy.attrib)
     if nsmap is None:  # C14N 1.0 carries inherited xml:lang/xml:space... onto the apex
         for ancestor in element.iterancestors():
@@ -134,12 +136,12 @@ def _key_info(cert: Certificate) -> str:
     )
 
 
-def _signature(cert: Certificate, uri: str, digest: bytes, scope: dict, transform: str) -> etree._Element:
+def _signature(cert: Certificate, uri: str, digest: bytes, scope: NsMap, transform: str) -> etree._Element:
     """Build the Signature element; SignedInfo is written directly in canonical form."""
     return etree.fromstring(_signature_text(cert, uri, digest, scope, transform))
 
 
-def _signature_text(cert: Certificate, uri: str, digest: bytes, scope: dict, transform: str) -> str:
+def _signature_text(cert: Certificate, uri: str, digest: bytes, scope: NsMap, transform: str) -> str:
     """The Signature as XML text, which is also its C14N in any context whose default
     namespace is not xmldsig's: every tag and attribute is written as C14N writes them, and the
     texts (base64, line-wrapped with LF) need no escaping. tests/test_signing.py checks it."""
@@ -159,7 +161,7 @@ def _signature_text(cert: Certificate, uri: str, digest: bytes, scope: dict, tra
     )
 
 
-def sign_canonical(cert: Certificate, ref: str, canonical: bytes, scope: dict) -> etree._Element:
+def sign_canonical(cert: Certificate, ref: str, canonical: bytes, scope: NsMap) -> etree._Element:
     """The Signature of the element with ID `ref` whose C14N, in the place it will have, the
     caller has composed (`sync.envio` builds envelopes from the DTEs' own canonical bytes)."""
     return _signature(cert, "#" + ref, hashlib.sha1(canonical).digest(), scope, ALG_C14N)
@@ -173,7 +175,7 @@ def sign_after(element: etree._Element, cert: Certificate) -> etree._Element:
     """
     ref = element.get("ID")
     if not ref or not _NCNAME.match(ref):
-        raise ValueError(f"{element.tag}: needs an ID attribute that is an XML NCName, got {ref!r}")
+        raise ValueError(f"{element.tag!s}: needs an ID attribute that is an XML NCName, got {ref!r}")
     parent = element.getparent()
     if parent is None:
         raise ValueError("sign_after: the signed element needs a parent (the Signature is its sibling)")
@@ -203,9 +205,9 @@ def sign_into_canonical(
     Callers compose the canonical form of the signed parent from them (sync.envio)."""
     ref = element.get("ID")
     if not ref or not _NCNAME.match(ref):
-        raise ValueError(f"{element.tag}: needs an ID attribute that is an XML NCName, got {ref!r}")
+        raise ValueError(f"{element.tag!s}: needs an ID attribute that is an XML NCName, got {ref!r}")
     if not _alone_in_document(element) or element.nsmap != parent.nsmap:
-        raise ValueError(f"sign_into: {element.tag} must be a document root declaring exactly {parent.nsmap}")
+        raise ValueError(f"sign_into: {element.tag!s} must be a document root declaring exactly {parent.nsmap}")
     if any(name.startswith("{" + XML_NS) for node in (parent, *parent.iterancestors()) for name in node.attrib):
         raise ValueError("sign_into: the parent's xml:* attributes would be inherited (use sign_after)")
     canonical = c14n(element)
@@ -252,12 +254,15 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _readings(el: etree._Element) -> Iterator[tuple[str | None, dict | None, Callable | None]]:
+Retag = Callable[[str], str]
+
+
+def _readings(el: etree._Element) -> Iterator[tuple[str | None, NsMap | None, Retag | None]]:
     """(assumption, nsmap, retag) candidates: the context first, then the SII-world variants."""
     yield None, None, None
     scope = dict(el.nsmap)
     ns = etree.QName(el).namespace
-    candidates: list[tuple[str, dict, Callable | None]] = []
+    candidates: list[tuple[str, NsMap, Retag | None]] = []
     if ns == SII_NS:
         candidates.append(("signed standalone with only xmlns SiiDte (other namespaces in scope added later)",
                            {None: SII_NS}, None))
@@ -265,7 +270,7 @@ def _readings(el: etree._Element) -> Iterator[tuple[str | None, dict | None, Cal
                            {}, _local))
     elif ns is None:
         def add_sii(tag: str) -> str:
-            return tag if tag.startswith("{") else "{%s}%s" % (SII_NS, tag)
+            return tag if tag.startswith("{") else SII_Q + tag
 
         candidates.append(("signed with xmlns SiiDte, which was removed later", {None: SII_NS}, add_sii))
         candidates.append(("signed with xmlns SiiDte and xmlns:xsi, which were removed later",
@@ -282,6 +287,8 @@ def _readings(el: etree._Element) -> Iterator[tuple[str | None, dict | None, Cal
 def _detached(signature: etree._Element) -> Callable[[], None]:
     """Temporarily remove the Signature (keeping the text around it); returns the undo."""
     parent = signature.getparent()
+    if parent is None:  # a Signature as the document root: nothing to take it out of
+        return lambda: None
     index = parent.index(signature)
     tail = signature.tail
     prev = signature.getprevious()
@@ -295,30 +302,36 @@ def _detached(signature: etree._Element) -> Callable[[], None]:
     def undo() -> None:
         if tail:
             if prev is not None:
-                prev.tail = prev.tail[: len(prev.tail) - len(tail)] or None
+                prev.tail = _without_suffix(prev.tail, tail)
             else:
-                parent.text = parent.text[: len(parent.text) - len(tail)] or None
+                parent.text = _without_suffix(parent.text, tail)
         parent.insert(index, signature)
         signature.tail = tail
 
     return undo
 
 
+def _without_suffix(text: str | None, suffix: str) -> str | None:
+    """`text` without the `suffix` `_detached` appended to it (None when nothing is left)."""
+    return (text or "")[: len(text or "") - len(suffix)] or None
+
+
 def _find_by_id(root: etree._Element, ref: str) -> list[etree._Element]:
     for attr in ("ID", "Id", "id"):
         found = root.xpath(f"//*[@{attr}=$v]", v=ref)
-        if found:
-            return found
+        elements = [el for el in found if isinstance(el, etree._Element)] if isinstance(found, list) else []
+        if elements:
+            return elements
     return []
 
 
 def _check_reference(reference: etree._Element, signature: etree._Element, root: etree._Element,
                      result: SignatureResult) -> bool:
     uri = reference.get("URI", "")
-    transforms = [t.get("Algorithm") for t in reference.iterfind(f"{_D}Transforms/{_D}Transform")]
+    transforms = [t.get("Algorithm", "") for t in reference.iterfind(f"{_D}Transforms/{_D}Transform")]
     method = reference.find(f"{_D}DigestMethod")
     expected_text = reference.findtext(f"{_D}DigestValue") or ""
-    hasher = _DIGESTS.get(method.get("Algorithm") if method is not None else None)
+    hasher = _DIGESTS.get(method.get("Algorithm", "") if method is not None else "")
     if hasher is None:
         result.warnings.append(f"{uri}: unsupported DigestMethod")
         return False
@@ -337,7 +350,7 @@ def _check_reference(reference: etree._Element, signature: etree._Element, root:
         result.warnings.append(f"{uri}: {'no element has' if not targets else 'several elements have'} this ID")
         return False
     target = targets[0]
-    result.signed_element = _local(target.tag)
+    result.signed_element = etree.QName(target).localname
     expected = base64.b64decode("".join(expected_text.split()))
     exclusive = ALG_EXC_C14N in transforms
     undo = _detached(signature) if ALG_ENVELOPED in transforms else None
@@ -385,9 +398,12 @@ def _keys(signature: etree._Element, result: SignatureResult) -> list[rsa.RSAPub
 
 def _check_signature(signature: etree._Element, result: SignatureResult) -> bool:
     signed_info = signature.find(f"{_D}SignedInfo")
+    if signed_info is None:
+        result.warnings.append("Signature without SignedInfo")
+        return False
     canon = signed_info.find(f"{_D}CanonicalizationMethod")
     algorithm = signed_info.find(f"{_D}SignatureMethod")
-    hash_cls = _SIGNATURE_HASHES.get(algorithm.get("Algorithm") if algorithm is not None else None)
+    hash_cls = _SIGNATURE_HASHES.get(algorithm.get("Algorithm", "") if algorithm is not None else "")
     if hash_cls is None or canon is None or canon.get("Algorithm") not in (ALG_C14N, ALG_EXC_C14N):
         result.warnings.append("unsupported SignatureMethod or CanonicalizationMethod")
         return False

@@ -1,4 +1,4 @@
-"""Config -> a running uplink, and the daemon wiring (after_signed, on_start, on_stop)."""
+"""Config -> the uplink stage (sync.app binds and starts it)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,21 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from sync.exposure import require_tls, token_urls
 from sync.secrets import read_secret
 from sync.signing import Certificate
+from sync.sii import is_boleta
 from sync.uplink import auth
 from sync.uplink.channels import HttpChannel, SiiBoletaChannel, SiiDteChannel
 from sync.uplink.endpoints import SiiEndpoints
 from sync.uplink.http_provider import HttpProvider
-from sync.uplink.queue import UplinkQueue
+from sync.uplink.queue import FILE_NAME, UplinkQueue
 from sync.uplink.service import Uplink, UplinkSettings
 from sync.uplink.settings import UplinkConfig
 from sync.uplink.transport import Timeouts, new_session
 
 log = logging.getLogger("dtesync.uplink")
-JOURNAL_FILE = "journal.sqlite3"  # the queue lives in the daemon's journal database
+OLD_QUEUE_FILE = "journal.sqlite3"  # where dtesync 0.1 kept the queue: moved to FILE_NAME once
 
 
 def endpoints(uc: UplinkConfig, environment: str) -> SiiEndpoints:
@@ -34,15 +36,18 @@ def settings_of(uc: UplinkConfig) -> UplinkSettings:
 
 
 def build_uplink(config: Any, certificate: Certificate, *, sink=None) -> Uplink | None:
-    """None when `[uplink] kind = "none"` (documents stay `signed`)."""
+    """None when `[uplink] kind = "none"` (documents stay `signed`). Refuses (URL_INSECURE) a
+    URL the token would reach over plain http:// (except on this machine: fake-sii)."""
     uc: UplinkConfig = config.uplink or UplinkConfig()
     if uc.kind == "none":
         return None
+    for key, url in token_urls(uc):  # a token never travels in clear (`dtesync check` says the same)
+        require_tls(key, url)
     session = new_session(str(uc.ca_bundle) if uc.ca_bundle else True)
     timeouts = Timeouts(uc.connect_timeout, uc.read_timeout)
     c = config.company
     ep = endpoints(uc, config.environment)
-    queue = UplinkQueue(Path(config.folders.state) / JOURNAL_FILE)
+    queue = open_queue(Path(config.folders.state))
     if uc.kind == "http":
         assert uc.http_url is not None  # parse_uplink requires it for kind = "http"
         provider = HttpProvider(session, uc.http_url, read_secret(uc.http_token, name="uplink.http.token"), timeouts)
@@ -71,23 +76,14 @@ def sii_channels(session: Any, ep: SiiEndpoints, certificate: Certificate, compa
 
 
 def sii_route(tipo_dte: int) -> str:
-    """Boletas (39, 41) go through the boleta REST API, everything else through DTEUpload."""
-    return "boleta" if tipo_dte in (39, 41) else "dte"
+    """Boletas go through the boleta REST API, everything else through DTEUpload."""
+    return "boleta" if is_boleta(tipo_dte) else "dte"
 
 
-def attach(daemon: Any, config: Any, engine: Any) -> Uplink | None:
-    """Queue every signed document for upload and report its progress in its status file."""
-    uplink = build_uplink(config, engine.certificate, sink=daemon.update_state)
-    if uplink is None:
-        return None
-
-    def read_xml(doc: Any) -> bytes:
-        base = daemon.out.results_base(doc)
-        return base.with_name(base.name + ".xml").read_bytes()
-
-    uplink.xml_reader = read_xml
-    daemon.after_signed.append(uplink.after_signed)
-    daemon.on_start.append(uplink.start)
-    daemon.on_stop.append(uplink.stop)
-    daemon.uplink = uplink
-    return uplink
+def open_queue(state_dir: Path) -> UplinkQueue:
+    """The uplink's own store, with the queue of an older version moved in from the journal."""
+    queue = UplinkQueue(state_dir / FILE_NAME)
+    moved = queue.migrate_from_journal(state_dir / OLD_QUEUE_FILE)
+    if moved:
+        log.info("uplink: queue moved out of the journal database", extra={"rows": moved})
+    return queue

@@ -1,5 +1,5 @@
-"""The retry queue, in the journal database (not APScheduler's pickled job store): one row per
-signed document with its attempts, next attempt time and last error, and one row per envío.
+"""The retry queue, in its own store uplink.sqlite3 (not APScheduler's pickled job store): one
+row per signed document with its attempts, next attempt time and last error, and one row per envío.
 
 Row states:  pending -> sending -> sent -> final
                   ^         |
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sync.storage import connect_wal, immediate
+from sync.storage import Store
 from sync.uplink.docref import DocRef
 
 SCHEMA = """
@@ -80,9 +80,16 @@ CREATE TABLE IF NOT EXISTS uplink_channels (
     probe_at     REAL NOT NULL
 );
 """
-# Columns added after the first release, for queues created by it.
-_ADDED = {"sent_at": "REAL", "checks": "INTEGER NOT NULL DEFAULT 0", "resends": "INTEGER NOT NULL DEFAULT 0",
-          "hold": "TEXT", "revived": "INTEGER NOT NULL DEFAULT 0"}
+# MIGRATIONS[i] takes a queue file from user_version i to i + 1 (sync.storage.Store).
+MIGRATIONS = (
+    # 1: lost answers are looked up within a processing window; documents held with an alert;
+    #    `dtesync retry` revives rejections that were no verdict.
+    """ALTER TABLE uplink_queue ADD COLUMN sent_at REAL;
+    ALTER TABLE uplink_queue ADD COLUMN checks INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE uplink_queue ADD COLUMN resends INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE uplink_queue ADD COLUMN hold TEXT;
+    ALTER TABLE uplink_queue ADD COLUMN revived INTEGER NOT NULL DEFAULT 0;""",
+)
 
 
 @dataclass
@@ -132,26 +139,54 @@ def full_jitter(attempt: int, base: float, cap: float, rng: random.Random) -> fl
     return rng.uniform(0.0, min(cap, base * (2 ** min(attempt, 40))))
 
 
-class UplinkQueue:
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._clock = clock
-        self._lock = threading.RLock()
-        self._db = connect_wal(self.path)
-        self._db.row_factory = sqlite3.Row
-        self._db.executescript(SCHEMA)
-        have = {r[1] for r in self._db.execute("PRAGMA table_info(uplink_queue)")}
-        for col, decl in _ADDED.items():
-            if col not in have:
-                self._db.execute(f"ALTER TABLE uplink_queue ADD COLUMN {col} {decl}")
+FILE_NAME = "uplink.sqlite3"
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+
+class UplinkQueue(Store):
+    """The upload queue in its own Store (uplink.sqlite3). Earlier versions kept these tables in
+    the journal's file: `migrate_from_journal` moves them over once."""
+
+    SCHEMA = SCHEMA
+    MIGRATIONS = MIGRATIONS
+    TABLE = "uplink_queue"
+
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time, readonly: bool = False) -> None:
+        self._clock = clock
+        self._lock = threading.RLock()  # reads take it too: a consistent view across two SELECTs
+        super().__init__(path, readonly=readonly)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        return self.conn()
 
     def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        return immediate(self._db, self._lock)
+        return self.tx()
+
+    def migrate_from_journal(self, journal_path: Path) -> int:
+        """Copy the queue tables an older dtesync kept in journal.sqlite3 (once: only into an
+        empty queue), then drop them there. Returns the rows moved."""
+        if not Path(journal_path).exists():
+            return 0
+        src = sqlite3.connect(str(journal_path), timeout=30)
+        try:
+            has = src.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='uplink_queue'").fetchone()
+            if not has:
+                return 0
+            docs = src.execute("SELECT * FROM uplink_queue").fetchall()
+            cols = [d[0] for d in src.execute("SELECT * FROM uplink_queue LIMIT 0").description]
+            envios = src.execute("SELECT * FROM uplink_envios").fetchall()
+            ecols = [d[0] for d in src.execute("SELECT * FROM uplink_envios LIMIT 0").description]
+            with self.tx() as db:
+                if db.execute("SELECT COUNT(*) FROM uplink_queue").fetchone()[0] == 0:
+                    db.executemany(f"INSERT INTO uplink_queue({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", docs)
+                    db.executemany(f"INSERT INTO uplink_envios({', '.join(ecols)}) VALUES ({', '.join('?' * len(ecols))})",
+                                   envios)
+            src.execute("DROP TABLE uplink_queue")
+            src.execute("DROP TABLE uplink_envios")
+            src.commit()
+            return len(docs)
+        finally:
+            src.close()
 
     @staticmethod
     def _row(r: sqlite3.Row) -> QueuedDoc:

@@ -1,6 +1,6 @@
-"""The uplink service: drains the queue in batches, polls envíos, resolves lost answers,
+"""The uplink stage: drains the queue in batches, polls envíos, resolves lost answers,
 pauses a channel the SII refuses for an installation problem, raises alerts, and reports
-every state change back to the ERP through a sink (the daemon's `update_state`).
+every state change back to the ERP through a sink (the Filing's `update_state` once bound).
 
 What each SII answer does is decided by its class (sync.uplink.answers):
 - a verdict on the document -> final `accepted`, `accepted_with_objections` or `rejected_sii`;
@@ -27,19 +27,22 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from sync.alerts import Alerts
 from sync.errors import DteSyncError
+from sync.filing import Filing
+from sync.journal import Doc
+from sync.signed import SignedDte
+from sync.sii import is_boleta
+from sync.stage import QueueStats, Stage
 from sync.uplink import status
 from sync.uplink.answers import DteKind, EnvioKind, Kind
 from sync.uplink.channels import Channel
-from sync.uplink.docref import doc_ref
+from sync.uplink.docref import DocRef
 from sync.uplink.queue import Envio, Pause, QueuedDoc, UplinkQueue, full_jitter
 from sync.uplink.status import DocResult, EnvioState, Lookup
 from sync.uplink.transport import UplinkError
-
-if TYPE_CHECKING:
-    from sync.alerts import Alerts
 
 log = logging.getLogger("dtesync.uplink")
 TOKEN_SERVICES = frozenset({"CrSeed", "GetTokenFromSeed", "semilla", "token"})
@@ -73,21 +76,23 @@ class UplinkSettings:
         return self.processing_window_minutes * 60.0
 
 
-class Uplink:
+class Uplink(Stage):
+    name = "uplink"
+
     def __init__(self, queue: UplinkQueue, channels: dict[str, Channel], *, sink: StateSink | None = None,
                  settings: UplinkSettings | None = None, route: Callable[[int], str] | None = None,
                  rng: random.Random | None = None, clock: Callable[[], float] = time.time,
                  on_alert: Callable[[str, dict], None] | None = None) -> None:
+        super().__init__()
         self.queue, self.channels = queue, channels
         self.sink = sink
         self.s = settings or UplinkSettings()
-        self.route = route or (lambda tipo: "boleta" if tipo in (39, 41) and "boleta" in channels else
+        self.route = route or (lambda tipo: "boleta" if is_boleta(tipo) and "boleta" in channels else
                                next(iter(channels)) if "http" in channels else "dte")
         self.rng = rng or random.Random()
         self.clock = clock
         self.on_alert = on_alert
-        self.alerts: list[tuple[str, dict]] = []
-        self._alerts: Alerts | None = None  # the hub, once bound (sync.stage.Stage.bind sets it)
+        self.raised: list[tuple[str, dict]] = []  # every alert of this run, fallback path (tests, `status`)
         self._raised: dict[str, str] = {}  # key -> code: conditions notified through the fallback path
         self._tentative: dict[str, Pause] = {}  # probed channels whose next step proves the fix
         self._drain_lock, self._poll_lock, self._alert_lock = threading.Lock(), threading.Lock(), threading.Lock()
@@ -99,23 +104,25 @@ class Uplink:
         """Raise conditions through the alerts hub (until then: the log and `on_alert`)."""
         self._alerts = alerts
 
-    # --- input: the daemon's after_signed hook ----------------------------------------------------
-    def after_signed(self, doc: Any, issued: Any) -> None:
+    # --- the stage ------------------------------------------------------------------------------------
+    def bind(self, filing: Filing, alerts: Alerts) -> None:
+        super().bind(filing, alerts)
+        if self.sink is None:
+            self.sink = filing.update_state
+
+    def on_signed(self, doc: Doc, dte: SignedDte) -> None:
         """Queue a signed document (idempotent per document id) and report it `queued`."""
-        xml = getattr(issued, "dte_xml", None) if issued is not None else None
-        if xml is None:
-            xml = self._xml_from_outbox(doc)
-        ref = doc_ref(xml)
-        if self.queue.enqueue(doc.id, self.route(ref.tipo_dte), ref, xml) or doc.state == "signed":
+        ref = DocRef(dte.tipo_dte, dte.folio, dte.rut_emisor, dte.rut_receptor, dte.fch_emis.isoformat(),
+                     dte.monto_total)
+        if self.queue.enqueue(doc.id, self.route(ref.tipo_dte), ref, dte.dte_xml) or doc.state == "signed":
             self._report(doc.id, "queued", None)
         self.wake()
 
-    xml_reader: Callable[[Any], bytes] | None = None
-
-    def _xml_from_outbox(self, doc: Any) -> bytes:
-        if self.xml_reader is None:
-            raise RuntimeError(f"no signed XML for document {doc.id}")
-        return self.xml_reader(doc)
+    def queues(self) -> list[QueueStats]:
+        waiting = self.queue.unfinished()
+        now = self.clock()
+        return [QueueStats("uplink", len(waiting), min((now - d.enqueued_at for d in waiting), default=None),
+                           sum(1 for d in waiting if d.last_error))]
 
     def _report(self, doc_id: int, state: str, note: str | None, **values: Any) -> None:
         if self.sink is None:
@@ -484,8 +491,8 @@ class Uplink:
 
     # --- alerts ------------------------------------------------------------------------------------
     def alert(self, kind: str, info: dict) -> None:
-        """The path used while no alerts hub is bound: the log, `on_alert` and `self.alerts`."""
-        self.alerts.append((kind, info))
+        """The path used while no alerts hub is bound: the log, `on_alert` and `self.raised`."""
+        self.raised.append((kind, info))
         log.warning("alert: %s", kind, extra=info)
         if self.on_alert:
             self.on_alert(kind, info)
@@ -583,7 +590,8 @@ class Uplink:
             except LookupError:  # the scheduler is shutting down: the job is gone
                 log.debug("uplink: wake after stop")
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        self.queue.close()

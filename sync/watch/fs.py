@@ -1,19 +1,14 @@
-"""File-system facts the daemon needs: is a path on a network share, and durable moves.
+"""Is a path on a network share? (Durable, link-safe file I/O lives in sync.fileio.)
 
 Network shares matter twice: SQLite's WAL must never live on one (sqlite.org/wal.html),
 and inotify does not see writes made by other machines on one, so `watch = "auto"` polls
-there. Moves matter because the claim, the archive and the outbox all rely on `rename`
-being atomic, which only holds inside one file system; across file systems we copy,
-fsync, rename and only then unlink the source.
+there.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import shutil
 import sys
-import time
 from pathlib import Path
 
 NETWORK_FS_TYPES = frozenset(
@@ -78,71 +73,8 @@ def _windows_network(p: str) -> str | None:
         import ctypes
 
         drive = os.path.splitdrive(os.path.abspath(p))[0] + "\\"
-        if ctypes.windll.kernel32.GetDriveTypeW(drive) == 4:  # DRIVE_REMOTE
+        if ctypes.windll.kernel32.GetDriveTypeW(drive) == 4:  # type: ignore[attr-defined]  # Windows only; DRIVE_REMOTE
             return f"network drive {drive}"
     except (OSError, AttributeError):
         pass
     return None
-
-
-def fsync_dir(path: str | Path) -> None:
-    """Make a rename in `path` durable (POSIX); a no-op where directories cannot be opened."""
-    if sys.platform == "win32":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems (e.g. certain FUSE/SMB) refuse fsync on directories
-    finally:
-        os.close(fd)
-
-
-def replace_retrying(src: str | Path, dst: str | Path, attempts: int = 20) -> None:
-    """os.replace, retried while Windows reports the target or source held open."""
-    delay = 0.01
-    for i in range(attempts):
-        try:
-            os.replace(src, dst)
-            return
-        except PermissionError:
-            if sys.platform != "win32" or i == attempts - 1:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
-
-
-def durable_move(src: Path, dst: Path) -> None:
-    """Move a file (or a symlink itself) to `dst`, durable and never half-done at `dst`.
-
-    Idempotent for crash recovery: when `src` is gone and `dst` exists, the move happened.
-    """
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if not os.path.lexists(src):
-        if os.path.lexists(dst):
-            return
-        raise FileNotFoundError(errno.ENOENT, "nothing to move", str(src))
-    try:
-        replace_retrying(src, dst)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        _copy_across(src, dst)
-        os.unlink(src)
-        fsync_dir(src.parent)
-    fsync_dir(dst.parent)
-
-
-def _copy_across(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name[:200]}.{os.getpid()}.moving")
-    if os.path.islink(src):
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(os.readlink(src), tmp)
-    else:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-            fout.flush()
-            os.fsync(fout.fileno())
-        shutil.copystat(src, tmp)
-    replace_retrying(tmp, dst)

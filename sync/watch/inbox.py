@@ -19,9 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from sync.watch.observer import ObserverSupervisor
-from sync.watch.rules import INPUT_EXTENSIONS, Hint, Kind, Observation, Readiness, Verdict, classify_name, marker_names, station_of
 from sync.watch.fs import network_fs
+from sync.watch.observer import ObserverSupervisor
+from sync.watch.rules import (
+    INPUT_EXTENSIONS,
+    Hint,
+    Kind,
+    Observation,
+    Readiness,
+    Verdict,
+    classify_name,
+    marker_names,
+    station_of,
+)
 
 log = logging.getLogger("dtesync.watch")
 

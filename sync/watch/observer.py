@@ -95,7 +95,7 @@ def _linux_hint_observer() -> BaseObserver | None:
                 self._inotify_fd,
                 os.fsencode(self.watch.path),
                 is_recursive=self.watch.is_recursive,
-                event_mask=mask,
+                event_mask=mask,  # type: ignore[arg-type]  # watchdog types it as its Mask flag enum; an int of the same bits
                 follow_symlink=False,
             )
 

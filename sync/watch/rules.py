@@ -1,6 +1,6 @@
 """What an inbox entry is, and when a file is complete: pure decisions, no I/O.
 
-The ERP contract (DESIGN.md, "Inbox"): one document per `.txt`/`.json`/`.xml` file; names
+The ERP contract (docs/daemon.md, "The inbox"): one document per `.txt`/`.json`/`.xml` file; names
 starting with `.`/`~` or ending in `.tmp`/`.part` are someone's work in progress and are
 ignored until renamed; `NAME.done` markers are signals, not inputs; sub-folders are
 printing stations when configured, anything else is left alone with a warning.

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
+from sync.cli.common import EXIT_OK, Registry, UsageError, load, load_optional
 
-def register(command: Callable[..., argparse.ArgumentParser]) -> None:
-    p = command("fake-sii", cmd_fake_sii, "run a local SII-compatible endpoint (seed/token, DTEUpload, "
+
+def register(r: Registry) -> None:
+    p = r.command("fake-sii", cmd_fake_sii, "run a local SII-compatible endpoint (seed/token, DTEUpload, "
                 "QueryEstUp, boleta REST, provider API) for tests and integrators")
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=int, default=8765)
@@ -39,21 +40,20 @@ def register(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--provider-token", help="bearer token of the provider API (/provider/v1)")
     p.add_argument("--folder", type=Path, help="also keep every accepted envelope here")
     p.add_argument("--seed", type=int, help="random seed for reproducible faults")
-    p = command("report", cmd_report, "write the daily sales report (informe de ventas) to outbox/reports/ as CSV and PDF")
+    p = r.command("report", cmd_report, "write the daily sales report (informe de ventas) to outbox/reports/ as CSV and PDF")
     p.add_argument("--date", help="the day, YYYY-MM-DD (default: today)")
-    p = command("retry", cmd_retry, "make every document waiting for the SII due now (the daemon sends them), "
+    p = r.command("retry", cmd_retry, "make every document waiting for the SII due now (the daemon sends them), "
                 "probe paused channels, and bring back documents rejected for a reason that was not the SII's "
                 "verdict on them (certificate, enrolment, an HTTP error)")
     p.add_argument("ids", nargs="*", type=int, help="document ids (default: all waiting)")
 
 
 def cmd_fake_sii(args: argparse.Namespace) -> int:
-    from sync.cli import EXIT_OK, UsageError, load
     from sync.daemon import install_signal_handlers
     from sync.fakesii import Behaviour, FakeSii, Faults
     from sync.runtime import trusted_caf_keys
 
-    config = load(args, required=False)
+    config = load_optional(args)
     try:
         lo, _, hi = args.processing_delay.partition("-")
         delay = (float(lo), float(hi or lo))
@@ -94,35 +94,27 @@ def cmd_fake_sii(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from sync.cli import EXIT_OK, load
     from sync.uplink.answers import Kind, stored_reason_kind
-    from sync.uplink.build import JOURNAL_FILE
-    from sync.uplink.queue import UplinkQueue
+    from sync.uplink.build import open_queue
 
     config = load(args)
-    assert config is not None  # load() raises when a required config is missing
-    path = config.folders.state / JOURNAL_FILE
-    if not path.exists():
-        print("No hay cola de envío.")
-        return EXIT_OK
-    queue = UplinkQueue(path)
-    revived = queue.revive(args.ids or None, lambda reason: stored_reason_kind(reason) is not Kind.VERDICT)
-    n = queue.retry_now(args.ids or None)
-    paused = queue.paused()
-    if revived:
-        print(f"{len(revived)} documento(s) rechazado(s) por un problema que no era del documento vuelven a la cola "
-              f"(se consulta al SII antes de reenviarlos): {', '.join(map(str, revived))}")
-    if paused:
-        print("Canal(es) en pausa por la instalación, se probarán en el próximo ciclo: "
-              + ", ".join(p.channel for p in paused))
-    print(f"{n} documento(s) quedan listos para enviarse ahora; en cola: {queue.counts()}")
+    with open_queue(config.folders.state) as queue:
+        revived = queue.revive(args.ids or None, lambda reason: stored_reason_kind(reason) is not Kind.VERDICT)
+        n = queue.retry_now(args.ids or None)
+        paused = queue.paused()
+        if revived:
+            print(f"{len(revived)} documento(s) rechazado(s) por un problema que no era del documento vuelven a la "
+                  f"cola (se consulta al SII antes de reenviarlos): {', '.join(map(str, revived))}")
+        if paused:
+            print("Canal(es) en pausa por la instalación, se probarán en el próximo ciclo: "
+                  + ", ".join(p.channel for p in paused))
+        print(f"{n} documento(s) quedan listos para enviarse ahora; en cola: {queue.counts()}")
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from sync.cli import EXIT_OK, UsageError, load
     from sync.reports import build_report, write_report
 
     config = load(args)
@@ -130,7 +122,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         day = date.fromisoformat(args.date) if args.date else date.today()
     except ValueError:
         raise UsageError(f"--date: se esperaba AAAA-MM-DD, se encontró {args.date!r}") from None
-    assert config is not None
     report = build_report(config, day)
     csv_path, pdf_path = write_report(report, config.folders.outbox)
     t = report.totals()

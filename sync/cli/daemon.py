@@ -9,13 +9,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
+from sync.cli.common import EXIT_FAIL, EXIT_OK, Registry, UsageError, load, print_table
 from sync.errors import DteSyncError
+from sync.states import FINAL, VALID, DocState
 
-DONE_STATES = {"signed", "queued", "sent", "accepted", "accepted_with_objections", "rejected_sii", "rejected_input", "error"}
-FINAL_STATES = {"accepted", "accepted_with_objections", "rejected_sii", "rejected_input", "error"}
-SIGNED_STATES = {"signed", "queued", "sent", "accepted", "accepted_with_objections"}
+DONE_STATES = frozenset(DocState) - {DocState.RECEIVED, DocState.DUPLICATE}
 BAD_SAMPLE_NAME = "99_rut_invalido.txt"
 BAD_SAMPLE = (
     "# Ejemplo con un error a propósito: el dígito verificador del RUT receptor es incorrecto.\n"
@@ -26,37 +26,19 @@ BAD_SAMPLE = (
 )
 
 
-def register(command: Callable[..., argparse.ArgumentParser]) -> None:
-    command("run", cmd_run, "run the daemon in the foreground (inbox -> outbox) until SIGTERM/SIGINT")
-    p = command("demo", cmd_demo, "build a sandbox in DIR and process sample files end to end")
+def register(r: Registry) -> None:
+    r.command("run", cmd_run, "run the daemon in the foreground (inbox -> outbox) until SIGTERM/SIGINT")
+    p = r.command("demo", cmd_demo, "build a sandbox in DIR and process sample files end to end")
     p.add_argument("dir", nargs="?", type=Path, default=Path("dtesync-demo"))
     p.add_argument("--serve", action="store_true", help="keep the daemon running on the sandbox afterwards")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the samples (default 120)")
-    p = command("status", cmd_status, "counts by state, folio stock per type and the last errors")
+    p = r.command("status", cmd_status, "counts by state, folio stock per type and the last errors")
     p.add_argument("--json", action="store_true")
-    command("queue", cmd_queue, "documents not yet final, oldest first")
-
-
-def _open_daemon(config, **overrides):
-    from sync.daemon import Daemon
-    from sync.runtime import open_engine
-
-    from sync.printing.service import attach
-
-    engine = open_engine(config)
-    daemon = Daemon.from_config(config, engine, **overrides)
-    attach(daemon, config)  # NAME.pdf and tickets right after signing (sync.printing)
-    from sync.uplink.build import attach as attach_uplink
-
-    attach_uplink(daemon, config, engine)  # queued -> sent -> accepted (sync.uplink)
-    from sync.reports import attach as attach_reports
-
-    attach_reports(daemon, config, engine.certificate)  # CAF/certificate alerts, daily informe de ventas
-    return daemon, engine
+    r.command("queue", cmd_queue, "documents not yet final, oldest first")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sync.cli import EXIT_FAIL, EXIT_OK, UsageError, load
+    from sync.app import build_app
     from sync.daemon import install_signal_handlers
     from sync.logs import setup_logging
     from sync.service.sd_notify import Notifier, SystemdSupervision
@@ -66,9 +48,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs_dir = os.environ.get("LOGS_DIRECTORY", "").split(":")[0] or config.folders.state / "logs"
     setup_logging(Path(logs_dir) / "dtesync.log", level="DEBUG" if args.verbose else "INFO")
     try:
-        daemon, _engine = _open_daemon(config)
-    except DteSyncError as exc:
-        raise UsageError(exc.message(config.language)) from None
+        daemon = build_app(config).daemon
+    except DteSyncError as exc:  # e.g. SECRET_FILE_INSECURE, URL_INSECURE: the code for scripts, the message for people
+        raise UsageError(f"{exc.code}: {exc.message(config.language)}") from None
     stop = threading.Event()
     install_signal_handlers(stop)
     supervision = SystemdSupervision(Notifier.from_env())  # no-op outside a Type=notify unit
@@ -81,12 +63,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sync.cli import EXIT_FAIL, EXIT_OK
+    from sync.app import build_app
     from sync.config import load_config
     from sync.daemon import install_signal_handlers
+    from sync.runtime import trusted_caf_keys
     from sync.sandbox.build import copy_examples, create_sandbox
     from sync.verify import verify_bytes
-    from sync.runtime import trusted_caf_keys
 
     started = time.monotonic()
     sandbox = create_sandbox(args.dir)
@@ -94,7 +76,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Sandbox en {sandbox.root} (configuración: {sandbox.config_path})")
     fake = _demo_fake_sii(config)  # a local SII stand-in: the documents reach `accepted`
     print(f"fake-sii (SII de prueba local) en {fake.url}")
-    daemon, engine = _open_daemon(config)
+    daemon = build_app(config).daemon
     daemon.start()
     try:
         dropped = copy_examples(sandbox.inbox)
@@ -102,19 +84,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         bad.with_suffix(".tmp").write_text(BAD_SAMPLE, encoding="utf-8")
         bad.with_suffix(".tmp").replace(bad)
         dropped.append(bad)
-        statuses = _wait_for_statuses(config.folders.outbox, [p.stem for p in dropped], args.timeout, FINAL_STATES)
+        statuses = _wait_for_statuses(config.folders.outbox, [p.stem for p in dropped], args.timeout, FINAL)
         keys = trusted_caf_keys(config)
         rows = []
         for path in dropped:
             st = statuses.get(path.stem) or {}
             xml = config.folders.outbox / f"{path.stem}.xml"
             verified = "-"
-            if st.get("state") in SIGNED_STATES and xml.exists():
+            if st.get("state") in VALID and xml.exists():
                 verified = "sí" if verify_bytes(xml.read_bytes(), xml.name, caf_keys=keys).ok else "NO"
             err = (st.get("errors") or [{}])[0].get("code", "")
             rows.append((path.name, st.get("state", "(sin estado)"), st.get("tipo_dte") or "", st.get("folio") or "",
                          st.get("monto_total") or "", verified, err))
-        _print_table(["archivo", "estado", "tipo", "folio", "total", "verificado", "error"], rows)
+        print_table(["archivo", "estado", "tipo", "folio", "total", "verificado", "error"], rows)
         print(
             f"\nResultados en {config.folders.outbox} (NAME.status.json, NAME.xml), entradas archivadas en "
             f"{config.folders.archive}, rechazadas en {config.folders.rejected}.\n"
@@ -149,9 +131,10 @@ def _demo_fake_sii(config):
     return fake
 
 
-def _wait_for_statuses(outbox: Path, stems: list[str], timeout: float, done: set[str] = DONE_STATES) -> dict[str, dict]:
+def _wait_for_statuses(outbox: Path, stems: list[str], timeout: float,
+                       done: frozenset[str] = DONE_STATES) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + timeout
-    found: dict[str, dict] = {}
+    found: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
         for stem in stems:
             if stem in found:
@@ -169,33 +152,27 @@ def _wait_for_statuses(outbox: Path, stems: list[str], timeout: float, done: set
     return found
 
 
-def _print_table(headers: list[str], rows: list[tuple]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
-    print(line)
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from sync.cli import EXIT_OK, load
-    from sync.daemon import journal_snapshot
+    from sync.filing import journal_snapshot
+    from sync.journal import FILE_NAME as JOURNAL_FILE
     from sync.journal import Journal
     from sync.runtime import open_folio_store
 
     config = load(args)
-    journal_path = config.folders.state / "journal.sqlite3"
-    snap = journal_snapshot(Journal(journal_path), config.language) if journal_path.exists() else {"counts": {}}
-    store = open_folio_store(config)
-    snap["folios"] = [
-        {"tipo_dte": r.tipo_dte, "available": r.available, "next_folio": r.next_folio,
-         "expires_on": r.expires_on.isoformat() if r.expires_on else None}
-        for r in store.stock(date.today())
-    ]
-    snap["pending_annulment"] = len(store.pending_annulment())
+    journal_path = config.folders.state / JOURNAL_FILE
+    snap: dict = {"counts": {}}
+    if journal_path.exists():
+        with Journal.open_readonly(journal_path) as journal:
+            snap = journal_snapshot(journal, config.language)
+    with open_folio_store(config) as store:
+        snap["folios"] = [
+            {"tipo_dte": r.tipo_dte, "available": r.available, "next_folio": r.next_folio,
+             "expires_on": r.expires_on.isoformat() if r.expires_on else None}
+            for r in store.stock(date.today())
+        ]
+        snap["pending_annulment"] = len(store.pending_annulment())
     from sync.reports import current_alerts
 
     snap["alerts"] = [{"code": a.code, "level": a.level, "message": a.message(config.language)}
@@ -222,16 +199,20 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    from sync.cli import EXIT_OK, load
-    from sync.daemon import journal_queue
+    from sync.filing import journal_queue
+    from sync.journal import FILE_NAME as JOURNAL_FILE
     from sync.journal import Journal
 
+
     config = load(args)
-    journal_path = config.folders.state / "journal.sqlite3"
-    rows = journal_queue(Journal(journal_path)) if journal_path.exists() else []
+    journal_path = config.folders.state / JOURNAL_FILE
+    rows = []
+    if journal_path.exists():
+        with Journal.open_readonly(journal_path) as journal:
+            rows = journal_queue(journal)
     if not rows:
         print("Cola vacía: no hay documentos pendientes.")
         return EXIT_OK
-    _print_table(["id", "archivo", "estación", "etapa", "estado", "intentos", "edad (s)"],
+    print_table(["id", "archivo", "estación", "etapa", "estado", "intentos", "edad (s)"],
                  [(r["id"], r["source"], r["station"] or "", r["step"], r["state"], r["attempts"], r["age_s"]) for r in rows])
     return EXIT_OK
