@@ -81,7 +81,11 @@ def make_uplink(config: Any, engine: Any, url: str, qpath: Path, settings: Uplin
     session, to = new_session(), Timeouts(5.0, read_timeout)
     channels = sii_channels(session, SiiEndpoints.single(url), engine.certificate, config.company, to)
     finals: list[float] = []
-    sink = lambda doc_id, state, note=None, **kw: finals.append(time.monotonic()) if state == "accepted" else None
+
+    def sink(doc_id: int, state: str, note: str | None = None, **kw: Any) -> None:
+        if state == "accepted":
+            finals.append(time.monotonic())
+
     return Uplink(UplinkQueue(qpath), channels, sink=sink, settings=settings, route=sii_route), finals
 
 

@@ -7,7 +7,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import DATA
 
 from conftest import DATA
 from sync.config import load_config
@@ -65,7 +64,7 @@ def run_until_empty(up: Uplink, limit_s: float = 150.0) -> None:
 def test_thousand_documents_with_30_percent_faults_each_folio_accepted_once(signed, tmp_path):
     config, engine, docs = signed
     states: dict[int, list[str]] = {}
-    sink = lambda doc_id, state, note=None, **kw: states.setdefault(doc_id, []).append(state)
+    sink = lambda doc_id, state, note=None, **kw: states.setdefault(doc_id, []).append(state)  # noqa: E731
     with FakeSii(caf_keys=trusted_caf_keys(config), faults=Faults.mixed(0.30, seed=7, stall=0.5)) as fake:
         up = make_uplink(config, engine, fake.url, tmp_path / "q.sqlite", sink)
         enqueue_all(up, docs)
@@ -115,7 +114,7 @@ def test_endpoint_down_then_up_queue_drains_oldest_first(signed, tmp_path):
 def test_rejected_documents_carry_the_sii_reason(signed, tmp_path):
     config, engine, docs = signed
     results: dict[int, tuple[str, str | None, list]] = {}
-    sink = lambda doc_id, state, note=None, **kw: results.__setitem__(doc_id, (state, note, kw.get("errors")))
+    sink = lambda doc_id, state, note=None, **kw: results.__setitem__(doc_id, (state, note, kw.get("errors")))  # noqa: E731
     with FakeSii(caf_keys=trusted_caf_keys(config), faults=Faults(reject=0.3, objection=0.2, seed=3)) as fake:
         up = make_uplink(config, engine, fake.url, tmp_path / "q.sqlite", sink)
         enqueue_all(up, docs[:80])
@@ -130,8 +129,8 @@ def test_rejected_documents_carry_the_sii_reason(signed, tmp_path):
 def test_tampered_documents_are_rejected_final_not_retried(signed, tmp_path):
     config, engine, docs = signed
     results = {}
-    sink = lambda doc_id, state, note=None, **kw: results.__setitem__(doc_id, (state, note))
-    tamper = lambda xml: xml.replace(b"<MntTotal>", b"<MntTotal>1", 1)
+    sink = lambda doc_id, state, note=None, **kw: results.__setitem__(doc_id, (state, note))  # noqa: E731
+    tamper = lambda xml: xml.replace(b"<MntTotal>", b"<MntTotal>1", 1)  # noqa: E731
     with FakeSii(caf_keys=trusted_caf_keys(config)) as fake:
         up = make_uplink(config, engine, fake.url, tmp_path / "q.sqlite", sink)
         enqueue_all(up, [tamper(docs[0]), tamper(docs[1])])  # a boleta, a factura

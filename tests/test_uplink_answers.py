@@ -8,8 +8,8 @@ import re
 import unicodedata
 
 import pytest
-from conftest import DATA
 
+from conftest import DATA
 from sync.uplink import answers
 from sync.uplink.answers import DteKind, EnvioKind, Kind
 

@@ -13,12 +13,12 @@ each documented code (forced answers), and the uplink's outcome is checked.
 from __future__ import annotations
 
 import pytest
-from test_uplink_answers import EST_DTE_CLASS, EST_UP_CLASS, TOKEN_CLASS, UPLOAD_CLASS
-from uplink_helpers import Run, make_run, signed_documents
 
 from sync.fakesii import Behaviour, FakeSii, Faults
 from sync.runtime import trusted_caf_keys
 from sync.uplink.answers import DteKind, EnvioKind, Kind
+from test_uplink_answers import EST_DTE_CLASS, EST_UP_CLASS, TOKEN_CLASS, UPLOAD_CLASS
+from uplink_helpers import Run, make_run, signed_documents
 
 
 @pytest.fixture(scope="module")

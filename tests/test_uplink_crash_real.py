@@ -20,8 +20,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from daemon_real import drop, read_status, varied_inputs
 
+from daemon_real import drop, read_status, varied_inputs
 from sync.config import load_config
 from sync.fakesii import FakeSii
 from sync.runtime import trusted_caf_keys

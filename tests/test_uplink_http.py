@@ -80,7 +80,7 @@ def fresh_state(signed, tmp_path):
 def test_provider_documents_reach_accepted_with_the_sii_track_id(fresh_state, monkeypatch):
     config, engine, docs = fresh_state
     states: dict[int, list[tuple[str, dict]]] = {}
-    sink = lambda doc_id, state, note=None, **kw: states.setdefault(doc_id, []).append((state, kw))
+    sink = lambda doc_id, state, note=None, **kw: states.setdefault(doc_id, []).append((state, kw))  # noqa: E731
     with FakeSii(caf_keys=trusted_caf_keys(config), provider_token=TOKEN) as fake:
         up = http_uplink(config, engine, fake, sink, monkeypatch)
         ids = enqueue(up, docs[:6])
@@ -109,7 +109,7 @@ def test_idempotency_key_is_the_document_id(fresh_state, monkeypatch):
 def test_retry_after_a_timeout_past_creation_creates_no_second_document(fresh_state, monkeypatch):
     config, engine, docs = fresh_state
     states: dict[int, list[str]] = {}
-    sink = lambda doc_id, state, note=None, **kw: states.setdefault(doc_id, []).append(state)
+    sink = lambda doc_id, state, note=None, **kw: states.setdefault(doc_id, []).append(state)  # noqa: E731
     with FakeSii(caf_keys=trusted_caf_keys(config), provider_token=TOKEN) as fake:
         fake.faults.stall = 1.0  # past read_timeout (0.3 s)
         fake.script("provider", "timeout_after", "timeout_after", "reset")  # created, then the answer is lost
@@ -130,9 +130,9 @@ def test_retry_after_a_timeout_past_creation_creates_no_second_document(fresh_st
 def test_document_waiting_longer_than_alert_after_raises_the_alert(signed, tmp_path, caplog):
     _, _, docs = signed
     now = [1_000_000.0]
-    clock = lambda: now[0]
+    clock = lambda: now[0]  # noqa: E731
     notes: list[tuple[int, str, str | None]] = []
-    sink = lambda doc_id, state, note=None, **kw: notes.append((doc_id, state, note))
+    sink = lambda doc_id, state, note=None, **kw: notes.append((doc_id, state, note))  # noqa: E731
     alerts: list[tuple[str, dict]] = []
     queue = UplinkQueue(tmp_path / "q.sqlite", clock=clock)
     up = Uplink(queue, {}, sink=sink, settings=UplinkSettings(alert_after=3600.0), clock=clock,
@@ -160,7 +160,7 @@ def test_a_refused_provider_token_pauses_the_channel_and_keeps_documents_queued(
     uplink.http.token, and the channel resumes by itself once the provider accepts it."""
     config, engine, docs = fresh_state
     states: dict[int, list[tuple[str, str | None]]] = {}
-    sink = lambda doc_id, state, note=None, **kw: states.setdefault(doc_id, []).append((state, note))
+    sink = lambda doc_id, state, note=None, **kw: states.setdefault(doc_id, []).append((state, note))  # noqa: E731
     with FakeSii(caf_keys=trusted_caf_keys(config), provider_token="another-token") as fake:
         up = http_uplink(config, engine, fake, sink, monkeypatch)
         up.s.installation_retry = 0.1

@@ -17,7 +17,6 @@ import requests
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from lxml import etree
-from uplink_helpers import make_run, signed_documents
 
 from sync.alerts import Alerts
 from sync.fakesii import Behaviour, FakeSii, Faults
@@ -26,6 +25,7 @@ from sync.uplink import auth, soap
 from sync.uplink.docref import doc_ref
 from sync.uplink.queue import FILE_NAME, UplinkQueue
 from sync.uplink.upload import multipart_body
+from uplink_helpers import make_run, signed_documents
 
 
 @pytest.fixture(scope="module")

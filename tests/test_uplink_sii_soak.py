@@ -30,8 +30,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from daemon_real import read_status, vary
 
+from daemon_real import read_status, vary
 from sync.config import load_config
 from sync.fakesii import Behaviour, FakeSii, Faults
 from sync.runtime import trusted_caf_keys

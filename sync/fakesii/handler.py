@@ -362,7 +362,10 @@ class Handler(ProviderApi):
         if forced == "handled":
             return None
         q = parse_qs(urlsplit(self.path).query)
-        one = lambda k: q[k][0] if k in q else None
+
+        def one(k: str) -> str | None:
+            return q[k][0] if k in q else None
+
         receptor = f"{one('rut_receptor')}-{(one('dv_receptor') or '').upper()}" if one("rut_receptor") else None
         st = forced or f.doc_known(company, tipo, folio, int(one("monto") or 0) if one("monto") else None,
                                    _date(one("fechaEmision") or ""), receptor)

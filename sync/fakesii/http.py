@@ -24,7 +24,7 @@ class BaseHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet; use logging at debug level
         log.debug("fake-sii %s", format % args)
 
-    def _send(self, code: int, body: bytes, ctype: str = "text/xml; charset=UTF-8", headers: dict | None = None) -> None:
+    def _send(self, code: int, body: bytes, ctype: str = "text/xml; charset=UTF-8", headers: dict[str, str] | None = None) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -33,7 +33,7 @@ class BaseHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _json(self, code: int, data: Any, headers: dict | None = None) -> None:
+    def _json(self, code: int, data: Any, headers: dict[str, str] | None = None) -> None:
         self._send(code, json.dumps(data, ensure_ascii=False).encode("utf-8"), "application/json; charset=UTF-8",
                    headers)
 

@@ -25,7 +25,8 @@ from lxml import etree
 from sync import safexml
 from sync.rut import Rut
 from sync.signing.certificate import rut_of
-from sync.signing.xmldsig import ALG_ENVELOPED, DSIG_NS, c14n, verify_signatures
+from sync.signing.xmldsig import ALG_ENVELOPED, c14n, verify_signatures
+from sync.sii import DSIG_NS
 
 _D = f"{{{DSIG_NS}}}"
 GLOSA = {

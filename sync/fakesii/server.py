@@ -40,7 +40,7 @@ from sync.fakesii import multipart
 from sync.fakesii.behaviour import Behaviour, Faults, Forced, RateLimit, delay_of
 from sync.fakesii.seed import SeedRefused, checked_seed
 from sync.rut import Rut, RutError
-from sync.signing.xmldsig import verify_signatures
+from sync.signing.xmldsig import SignatureResult, verify_signatures
 from sync.timbre import verify_ted
 
 log = logging.getLogger("dtesync.fakesii")
@@ -321,7 +321,7 @@ class FakeSii:
             (self.folder / f"{kind}-{track}.xml").write_bytes(archivo.data)
         return "0", track, []
 
-    def _check_envelope(self, data: bytes, kind: str) -> tuple[str, str, list[str], etree._Element | None, dict]:
+    def _check_envelope(self, data: bytes, kind: str) -> tuple[str, str, list[str], etree._Element | None, dict[str, SignatureResult]]:
         """(estado, glosa, errors, root, signatures by reference) of an uploaded envelope."""
         try:
             root = safexml.fromstring(data)
@@ -342,7 +342,7 @@ class FakeSii:
             return "RFR", "Rechazado por Error en Firma", ["firma del SetDTE inválida"], None, {}
         return "EPR", "Envio Procesado", [], root, sigs
 
-    def _check_dte(self, dte: etree._Element, by_ref: dict, company: str, ready: float) -> DocOutcome:
+    def _check_dte(self, dte: etree._Element, by_ref: dict[str, SignatureResult], company: str, ready: float) -> DocOutcome:
         doc = dte.find("{*}Documento")
         assert doc is not None
         enc = "{*}Encabezado/"

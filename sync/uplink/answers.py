@@ -27,6 +27,7 @@ HTTP codes and states rest on the instructivo (2021) and on public client code, 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -281,7 +282,7 @@ def boleta_estado_answer(estado: str) -> tuple[str, EnvioKind, str]:
 
 
 # --- reading a stored reason back (`dtesync retry`) -----------------------------------------------------
-_STORED = [
+_STORED: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Kind]]] = [
     (re.compile(r"\bSTATUS (\S+?):"), lambda m: upload_answer(m.group(1)).kind),
     (re.compile(r"(?:GetTokenFromSeed|token) ESTADO (\S+?):"), lambda m: token_answer(m.group(1)).kind),
     (re.compile(r"(?:CrSeed|semilla) ESTADO (\S+?):"), lambda m: seed_answer(m.group(1)).kind),

@@ -15,7 +15,7 @@ from sync.uplink.channels import HttpChannel, SiiBoletaChannel, SiiDteChannel
 from sync.uplink.endpoints import SiiEndpoints
 from sync.uplink.http_provider import HttpProvider
 from sync.uplink.queue import FILE_NAME, UplinkQueue
-from sync.uplink.service import Uplink, UplinkSettings
+from sync.uplink.service import StateSink, Uplink, UplinkSettings
 from sync.uplink.settings import UplinkConfig
 from sync.uplink.transport import Timeouts, new_session
 
@@ -35,7 +35,7 @@ def settings_of(uc: UplinkConfig) -> UplinkSettings:
     return UplinkSettings(**{k: getattr(uc, k) for k in names})
 
 
-def build_uplink(config: Any, certificate: Certificate, *, sink=None) -> Uplink | None:
+def build_uplink(config: Any, certificate: Certificate, *, sink: StateSink | None = None) -> Uplink | None:
     """None when `[uplink] kind = "none"` (documents stay `signed`). Refuses (URL_INSECURE) a
     URL the token would reach over plain http:// (except on this machine: fake-sii)."""
     uc: UplinkConfig = config.uplink or UplinkConfig()

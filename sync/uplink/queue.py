@@ -391,7 +391,7 @@ class UplinkQueue(Store):
         return [self._pause(r) for r in rows]
 
     # --- reads -------------------------------------------------------------------------------------
-    def _select(self, sql: str, args: tuple = ()) -> list[QueuedDoc]:
+    def _select(self, sql: str, args: tuple[Any, ...] = ()) -> list[QueuedDoc]:
         with self._lock:
             return [self._row(r) for r in self._db.execute(sql, args).fetchall()]
 

@@ -82,7 +82,7 @@ class Uplink(Stage):
     def __init__(self, queue: UplinkQueue, channels: dict[str, Channel], *, sink: StateSink | None = None,
                  settings: UplinkSettings | None = None, route: Callable[[int], str] | None = None,
                  rng: random.Random | None = None, clock: Callable[[], float] = time.time,
-                 on_alert: Callable[[str, dict], None] | None = None) -> None:
+                 on_alert: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         super().__init__()
         self.queue, self.channels = queue, channels
         self.sink = sink
@@ -92,7 +92,7 @@ class Uplink(Stage):
         self.rng = rng or random.Random()
         self.clock = clock
         self.on_alert = on_alert
-        self.raised: list[tuple[str, dict]] = []  # every alert of this run, fallback path (tests, `status`)
+        self.raised: list[tuple[str, dict[str, Any]]] = []  # every alert of this run, fallback path (tests, `status`)
         self._raised: dict[str, str] = {}  # key -> code: conditions notified through the fallback path
         self._tentative: dict[str, Pause] = {}  # probed channels whose next step proves the fix
         self._drain_lock, self._poll_lock, self._alert_lock = threading.Lock(), threading.Lock(), threading.Lock()
@@ -258,7 +258,7 @@ class Uplink(Stage):
             self.queue.check_later(d.doc_id, self._check_delay(d), lk.text)
 
     def _check_delay(self, d: QueuedDoc) -> float:
-        return min(self.s.poll_cap, self.s.poll_base * 2 ** min(d.checks, 20)) * self.rng.uniform(0.5, 1.0)
+        return self._poll_delay(d.checks)
 
     # --- poll --------------------------------------------------------------------------------------
     def poll_once(self, limit: int = 200) -> int:
@@ -356,7 +356,7 @@ class Uplink(Stage):
         return decided
 
     def _poll_delay(self, polls: int) -> float:
-        return min(self.s.poll_cap, self.s.poll_base * 2 ** min(polls, 20)) * self.rng.uniform(0.5, 1.0)
+        return float(min(self.s.poll_cap, self.s.poll_base * 2.0 ** min(polls, 20)) * self.rng.uniform(0.5, 1.0))
 
     def _final(self, d: QueuedDoc, state: str, reason: str, *, code: str = "SII_REJECTED",
                errors: list[str] | None = None, **values: Any) -> None:
@@ -490,7 +490,7 @@ class Uplink(Stage):
             self._report(d.doc_id, "sent" if d.state == "sent" else "queued", note)
 
     # --- alerts ------------------------------------------------------------------------------------
-    def alert(self, kind: str, info: dict) -> None:
+    def alert(self, kind: str, info: dict[str, Any]) -> None:
         """The path used while no alerts hub is bound: the log, `on_alert` and `self.raised`."""
         self.raised.append((kind, info))
         log.warning("alert: %s", kind, extra=info)
@@ -554,9 +554,9 @@ class Uplink(Stage):
         return len(late)
 
     # --- scheduling --------------------------------------------------------------------------------
-    def start(self, extra_jobs: Iterable[tuple[Callable, dict]] = ()) -> None:
+    def start(self, extra_jobs: Iterable[tuple[Callable[[], Any], dict[str, Any]]] = ()) -> None:
         """Recover in-flight uploads, then run the periodic ticks in the background."""
-        from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
+        from apscheduler.schedulers.background import BackgroundScheduler
 
         logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)  # "skipped: already running" is normal
         recovered = self.queue.recover()
@@ -573,7 +573,7 @@ class Uplink(Stage):
         sched.start()
         self._scheduler = sched
 
-    def _tick(self, func: Callable) -> Callable:
+    def _tick(self, func: Callable[[], Any]) -> Callable[[], None]:
         def run() -> None:
             try:
                 func()
