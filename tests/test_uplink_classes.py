@@ -112,7 +112,7 @@ def test_upload_status(status, docs, fake, tmp_path):
         assert run.finals() == {1: "rejected_sii"} and f"STATUS {status}" in run.note(1)
         return
     if kind is Kind.INSTALLATION:
-        fix = {"1": ("eu_enrola_usuarios", "permiso de envío"), "6": ("environment", "postulacion")}[status]
+        fix = {"1": ("eu_enrola_usuarios", "permiso de envío"), "6": ("`environment`", "postulacion.htm")}[status]
         assert_paused_then_resumed(run, "dte", fix)
         return
     if kind is Kind.SESSION:  # a new token and the same upload again, in the same tick

@@ -77,9 +77,8 @@ FIX_CERTIFICATE = ("Revise el certificado digital de la sección [certificate] d
                    "corresponde, y estar registrado en el SII para autenticarse.")
 FIX_SENDER = ("Autorice al titular del certificado (RUT {signer}) a enviar documentos de la empresa {company} en "
               "https://{host}/cvc_cgi/dte/eu_enrola_usuarios (Mantención de usuarios, permiso de envío).")
-FIX_COMPANY = ("La empresa {company} no está autorizada a emitir o enviar DTE en el ambiente {environment} ({host}). "
-               "Verifique `environment` en la configuración (certificación: maullin.sii.cl; producción: "
-               "palena.sii.cl) y la postulación de la empresa en "
+FIX_COMPANY = ("La empresa {company} no está autorizada para DTE en {host}. Revise `environment` (certificacion: "
+               "maullin; produccion: palena) y la postulación en "
                "https://www.sii.cl/factura_electronica/factura_mercado/postulacion.htm.")
 FIX_CARATULA = ("Revise en la sección [company] `rut`, `fch_resol` y `nro_resol`: deben ser los de la resolución que "
                 "autoriza a la empresa en este ambiente (se ven en https://{host}/cvc_cgi/dte/ad_empresa1).")
