@@ -47,6 +47,7 @@ from sync.uplink.queue import UplinkQueue
 from sync.uplink.service import Uplink, UplinkSettings
 from sync.uplink.transport import Timeouts, new_session
 
+SENT: list[float] = []  # when documents were reported `sent` (the last upload of a run)
 INSTANT = UplinkSettings(batch_wait=0.0, backoff_base=0.2, backoff_cap=2.0, poll_first=0.0, poll_base=0.05,
                          poll_cap=0.5, uncertain_wait=0.5, processing_window_minutes=0.0)
 
@@ -78,13 +79,17 @@ def stop_fake(proc: subprocess.Popen) -> None:
 
 def make_uplink(config: Any, engine: Any, url: str, qpath: Path, settings: UplinkSettings,
                 read_timeout: float = 60.0) -> tuple[Uplink, list[float]]:
+    """The uplink and the times documents were reported accepted (`sent` times in SENT)."""
     session, to = new_session(), Timeouts(5.0, read_timeout)
     channels = sii_channels(session, SiiEndpoints.single(url), engine.certificate, config.company, to)
     finals: list[float] = []
+    SENT.clear()
 
     def sink(doc_id: int, state: str, note: str | None = None, **kw: Any) -> None:
         if state == "accepted":
             finals.append(time.monotonic())
+        elif state == "sent":
+            SENT.append(time.monotonic())
 
     return Uplink(UplinkQueue(qpath), channels, sink=sink, settings=settings, route=sii_route), finals
 
@@ -154,7 +159,7 @@ def backlog(config: Any, engine: Any, config_path: Path, docs: list[bytes], work
     finally:
         stop_fake(fake)
     return {"docs": len(docs), "envios": up.stats["envios"], "seconds": elapsed, "docs_per_s": len(docs) / elapsed,
-            "uploads_per_doc": stats["dte_uploads"] / stats["documents"], "documents": stats["documents"],
+            "uploaded_after": max(SENT) - t0, "uploads_per_doc": stats["dte_uploads"] / stats["documents"], "documents": stats["documents"],
             "max_uploads": stats["max_uploads_per_doc"], "repetido": stats["duplicates"],
             "lost": stats["faults"].get("timeout", 0), "unseen": stats["unseen_answers"],
             "lookups": up.stats["lookups"], "resends": up.stats["resends"]}
@@ -185,7 +190,8 @@ def main() -> None:
         print(f"signed {total} documents once in {time.monotonic() - t0:.1f} s (cpu count {os.cpu_count()})", flush=True)
         bl = backlog(config, engine, sb.config_path, docs[: args.backlog], work, args.delay, args.lost)
         print(f"backlog after an outage, SII processing {args.delay} s, {args.lost:.0%} answers lost: "
-              f"{bl['docs']} docs drained in {bl['seconds']:.0f} s ({bl['envios']} envíos); "
+              f"{bl['docs']} docs drained in {bl['seconds']:.0f} s ({bl['envios']} envíos, the last uploaded after "
+              f"{bl['uploaded_after']:.0f} s); "
               f"uploads per document {bl['uploads_per_doc']:.3f} (max {bl['max_uploads']}), "
               f"DTE Repetido {bl['repetido']}, lost answers {bl['lost']}, lookups {bl['lookups']}, "
               f"'not received' while processing {bl['unseen']}, re-sent {bl['resends']}", flush=True)
