@@ -5,9 +5,12 @@ the daemon here, so they run the same assembly:
 
     Filing (journal + outbox)  <-  stages bound to it and to the alerts hub
        ^                                printing (NAME.pdf, tickets), uplink (SII or provider),
-    Daemon (threads, lifecycle)         delivery (receptors, virtual boletas), reports, ...
-       ^
+    Daemon (threads, lifecycle)         delivery (receptors, virtual boletas), reports, retention,
+       ^                                monitor (health, metrics, alerts), the web panel ...
     Engine (parse -> folio -> TED -> sign -> XSD)
+
+Stages that watch the whole daemon (the monitor, the panel) are given the App explicitly once
+it exists (`attach(app)`), never a global.
 """
 
 from __future__ import annotations
@@ -85,7 +88,23 @@ def assemble(
     for stage in stages:
         stage.bind(filing, alerts)
     daemon = Daemon(filing, engine, s, stations=stations, stages=stages)
-    return App(daemon, filing, alerts, engine, list(stages), config)
+    app = App(daemon, filing, alerts, engine, list(stages), config)
+    attach_watchers(app)
+    return app
+
+
+def attach_watchers(app: App) -> None:
+    """Give the stages that look at the whole daemon the App they look at: the monitor first
+    (health, metrics, alerts), then the panel, which serves the monitor's health and metrics."""
+    from sync.monitor import MonitorStage
+    from sync.web.stage import PanelStage
+
+    monitor = next((s for s in app.stages if isinstance(s, MonitorStage)), None)
+    if monitor is not None:
+        monitor.attach(app)
+    for stage in app.stages:
+        if isinstance(stage, PanelStage):
+            stage.attach(app, monitor)
 
 
 def product_stages(config: Config, engine: Any) -> list[Stage]:
@@ -108,7 +127,35 @@ def product_stages(config: Config, engine: Any) -> list[Stage]:
     if delivery is not None:
         stages.append(delivery)  # after the uplink: it waits for the SII's acceptance
     stages.append(ReportsStage(config, engine.certificate))
+    stages += operations_stages(config)
     return stages
+
+
+def operations_stages(config: Config) -> list[Stage]:
+    """Retention when [retention] asks for it, the monitor always, the panel when [web] listens.
+    The monitor's notifiers are the alerts hub's (build_alerts): it closes them at stop."""
+    from sync.monitor import MonitorStage
+    from sync.retention import RetentionStage
+    from sync.secrets import read_secret
+    from sync.web.stage import PanelStage
+
+    stages: list[Stage] = []
+    if config.retention is not None and config.retention.enabled:
+        stages.append(RetentionStage(config.retention))
+    web = config.web
+    stages.append(MonitorStage(config.alerts, lang=config.language, metrics_file=web.metrics_file if web else None,
+                               metrics_every=web.metrics_every if web else 15.0))
+    if web is not None and web.enabled:
+        password = read_secret(web.password, name="web.password") if web.password is not None else None
+        stages.append(PanelStage(web, lang=config.language, tz=timezone_of(config), password=password))
+    return stages
+
+
+def build_alerts(config: Config) -> Alerts:
+    """The alerts hub with the notifiers [alerts] asks for (the log, e-mail, a webhook)."""
+    from sync.notifiers import build_notifiers
+
+    return Alerts(build_notifiers(config), lang=config.language)
 
 
 def build_app(config: Config, *, engine: EngineLike | None = None, stages: Sequence[Stage] | None = None,
@@ -123,5 +170,11 @@ def build_app(config: Config, *, engine: EngineLike | None = None, stages: Seque
     settings = replace(config.daemon, **daemon_overrides) if daemon_overrides else config.daemon
     chosen = list(stages) if stages is not None else product_stages(config, engine)
     stations = stations_of(config) if stations is None else frozenset(stations)
+    alerts = build_alerts(config)
+    from sync.monitor import MonitorStage
+
+    for stage in chosen:
+        if isinstance(stage, MonitorStage) and not stage.notifiers:
+            stage.notifiers = alerts.notifiers
     return assemble(folders_of(config), engine, settings, stages=chosen, stations=stations,
-                    lang=config.language, tz=timezone_of(config), config=config)
+                    lang=config.language, tz=timezone_of(config), alerts=alerts, config=config)

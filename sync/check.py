@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from sync.config import Config, default_config_path, parse_config
 from sync.errors import DteSyncError
+from sync.sii import is_boleta
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 CERT_WARN_DAYS = 30
@@ -78,7 +79,7 @@ def run_checks(
     if config is None:
         return findings
     say = _Say(config.language)
-    for check in (
+    checks: tuple[Callable[[], list[Finding]], ...] = (
         lambda: check_certificate(config, now, environ, say),
         lambda: check_secrets(config, environ, say),
         lambda: check_cafs(config, now.date(), say),
@@ -87,7 +88,8 @@ def run_checks(
         lambda: check_urls(config, say),
         lambda: check_printers(config, probes, say),
         lambda: check_uplink(config, probes, say, now, environ),
-    ):
+    )
+    for check in checks:
         try:
             findings += check()
         except Exception as exc:  # a check that crashes must not hide the others
@@ -217,9 +219,11 @@ def check_certificate(config: Config, now: datetime, environ: Mapping[str, str] 
         from cryptography.hazmat.primitives.serialization import pkcs12
 
         key, x509cert, _ = pkcs12.load_key_and_certificates(data, password.encode("utf-8"))
+        if key is None or x509cert is None:  # opened (the error was its dates), so both are there
+            return [Finding(FAIL, subject, exc.message(say.lang), say("reexporte el certificado", "re-export it"))]
         cert, expired = Certificate.from_key_and_cert(key, x509cert), exc
     rut = str(cert.rut) if cert.rut else None
-    cn = next((a.value for a in cert.x509.subject if a.oid.dotted_string == "2.5.4.3"), cert.subject)
+    cn = next((str(a.value) for a in cert.x509.subject if a.oid.dotted_string == "2.5.4.3"), cert.subject)
     days = (cert.not_after - now).days
     facts = f"{cn}, RUT {rut or '?'}, " + say(f"vence {cert.not_after.date()} ({days} días)",
                                                  f"expires {cert.not_after.date()} ({days} days)")
@@ -474,9 +478,9 @@ def check_folders(config: Config, say: _Say) -> list[Finding]:
                              ("rejected", f.rejected, True), ("state", f.state, True), ("caf", f.caf, False)):
         subject = f"folders.{key}"
         if not path.exists():
-            share = say(" (si es una carpeta de red, ¿está montada? En Windows use la ruta UNC \\\\servidor\\recurso, "
-                        "no una letra de unidad)", " (if it is a network share: is it mounted? On Windows use a UNC path)")
-            out.append(Finding(FAIL, subject, say(f"{path} no existe", f"{path} does not exist") + share,
+            hint = say(" (si es una carpeta de red, ¿está montada? En Windows use la ruta UNC \\\\servidor\\recurso, "
+                       "no una letra de unidad)", " (if it is a network share: is it mounted? On Windows use a UNC path)")
+            out.append(Finding(FAIL, subject, say(f"{path} no existe", f"{path} does not exist") + hint,
                                say(f"créela (mkdir -p {path}) y désela a ", f"create it (mkdir -p {path}) for ") + owner.format(p=path)))
             continue
         if not path.is_dir():
@@ -557,7 +561,7 @@ def check_printers(config: Config, probes: Probes, say: _Say) -> list[Finding]:
         if not isinstance(st, dict):
             continue
         name = str(st.get("name", i))
-        conn = st.get("connector") if isinstance(st.get("connector"), dict) else st
+        conn: dict[str, Any] = st["connector"] if isinstance(st.get("connector"), dict) else st
         kind = str(conn.get("type", "")).lower()
         subject = say(f"impresora {name}", f"printer {name}")
         if st.get("virtual") is True:  # no printer: its boletas are e-mailed (sync.delivery)
@@ -616,8 +620,8 @@ def _printer_rules(config: Config, st: dict[str, Any], subject: str, say: _Say) 
                             "use a built-in profile or fix the profile file"))]
     types = st.get("types")
     types = [t for t in types if isinstance(t, int)] if isinstance(types, list) else None
-    boletas = types is None or any(t in (39, 41) for t in types)
-    others = types is None or any(t not in (39, 41) for t in types)
+    boletas = types is None or any(is_boleta(t) for t in types)
+    others = types is None or any(not is_boleta(t) for t in types)
     x_mm = profile.module_dots * profile.dot_mm
     paper, printable = profile.paper_mm, profile.printable_mm
     out = []
@@ -653,7 +657,7 @@ def _printer_rules(config: Config, st: dict[str, Any], subject: str, say: _Say) 
     return out
 
 
-def _connector_support(conn: dict, say: _Say) -> str | None:
+def _connector_support(conn: dict[str, Any], say: _Say) -> str | None:
     """sync.printing's own verdict on whether this machine can drive the connector (libusb,
     pywin32, pycups present); None when fine or when the printing package is not there."""
     try:
@@ -720,7 +724,7 @@ def check_uplink(config: Config, probes: Probes, say: _Say, now: datetime,
     return out
 
 
-def _uplink_urls(config: Config, section: dict) -> list[str]:
+def _uplink_urls(config: Config, section: dict[str, Any]) -> list[str]:
     urls = sorted({v for v in _strings(section) if v.startswith(("https://", "http://"))})
     if urls:
         return urls

@@ -95,6 +95,10 @@ class AlertsConfig:
     caf_expiry_days: int = 30
     cert_expiry_days: int = 30
     check_every: float = 3600.0  # s between stock/expiry checks in the daemon
+    queue_stuck_after: float = 1800.0  # s the oldest item of a queue may wait before it counts as stuck
+    watch_every: float = 30.0  # s between the daemon's looks at its stages (printers, queues, uplink)
+    email_to: list[str] = field(default_factory=list)  # alerts by e-mail (the [delivery] SMTP settings)
+    webhook: str | None = None  # alerts as a JSON POST to this URL
 
 
 CONNECTOR_TYPES = ("tcp", "usb", "serial", "win32", "cups", "file")
@@ -151,6 +155,8 @@ class Config:
     printing: PrintingConfig = field(default_factory=PrintingConfig)
     uplink: Any = None  # sync.uplink.settings.UplinkConfig ([uplink], parsed there)
     delivery: Any = None  # sync.delivery.settings.DeliveryConfig ([delivery], parsed there), None: off
+    web: Any = None  # sync.web.settings.WebConfig ([web], parsed there)
+    retention: Any = None  # sync.retention.RetentionConfig ([retention], parsed there)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -254,6 +260,10 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
         caf_expiry_days=r.int("alerts.caf_expiry_days", a.caf_expiry_days),
         cert_expiry_days=r.int("alerts.cert_expiry_days", a.cert_expiry_days),
         check_every=r.seconds("alerts.check_every", a.check_every, positive=True),
+        queue_stuck_after=r.seconds("alerts.queue_stuck_after", a.queue_stuck_after, positive=True),
+        watch_every=r.seconds("alerts.watch_every", a.watch_every, positive=True),
+        email_to=_addresses(r.get("alerts.email_to", [])),
+        webhook=_webhook(r.get("alerts.webhook", None)),
     )
     for key in ("caf_stock_min", "caf_expiry_days", "cert_expiry_days"):
         if getattr(alerts, key) < 0:
@@ -273,6 +283,8 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
         printing=_printing(r),
         uplink=_uplink(data, base),
         delivery=_delivery(data, base),
+        web=_web(data, base),
+        retention=_retention(data),
         raw=data,
     )
 
@@ -347,6 +359,36 @@ def _delivery(data: dict[str, Any], base: Path) -> Any:
     from sync.delivery.settings import parse_delivery
 
     return parse_delivery(data, base)
+def _web(data: dict[str, Any], base: Path) -> Any:
+    from sync.web.settings import parse_web
+
+    return parse_web(data, base)
+
+
+def _retention(data: dict[str, Any]) -> Any:
+    from sync.retention import parse_retention
+
+    return parse_retention(data)
+
+
+def _addresses(value: Any) -> list[str]:
+    """[alerts] email_to: one address or a list of them."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(x, str) and "@" in x and "\n" not in x for x in items):
+        raise _invalid("alerts.email_to", "se esperaba una dirección de correo o una lista de ellas")
+    return [x.strip() for x in items]
+
+
+def _webhook(value: Any) -> str | None:
+    """[alerts] webhook = "URL", or the table form [alerts.webhook] url = "URL"."""
+    if isinstance(value, dict) and set(value) == {"url"}:
+        value = value["url"]
+    if value is None or value == "":
+        return None
+    url = value
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise _invalid("alerts.webhook", f"se esperaba una URL http(s)://, se encontró {url!r}")
+    return url
 
 
 def resolve_secret(ref: SecretRef, name: str) -> str:

@@ -345,7 +345,10 @@ class Daemon:
                 batch = self.watcher.next_batch(1.0)
                 self.filing.flush()  # deferred 'filed' marks (group commit)
                 if batch and not self._stopping.is_set():
-                    for doc in self.filing.claim(batch):
+                    docs, held = self.filing.claim(batch)
+                    for r in held:
+                        self.watcher.hold(r)
+                    for doc in docs:
                         self.stats.claimed += 1
                         log.info("daemon: claimed", extra={"doc": doc.id, "source": doc.rel, "sha256": doc.sha256,
                                                            "state": doc.state})

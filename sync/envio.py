@@ -31,7 +31,6 @@ from sync.errors import DteSyncError
 from sync.rut import SII_RUT, Rut
 from sync.signing.certificate import Certificate
 from sync.signing.xmldsig import NsMap, sign_after, sign_canonical, sign_into, sign_into_canonical
-from sync.sii import BOLETA_TYPES as BOLETA_TYPES  # re-exported for sync.uplink.docref
 from sync.sii import SII_NS, SII_Q, XSI_NS, is_boleta
 
 XML_HEADER = b'<?xml version="1.0" encoding="ISO-8859-1"?>\n'

@@ -397,6 +397,43 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El listado de receptores {found} no sirve: {detail}.",
         "The receptors list {found} cannot be used: {detail}.",
     ),
+    # --- operations: alerts of the daemon's watcher and the panel (sync.monitor, sync.web) ----------
+    "QUEUE_STUCK": (
+        "La cola {queue} no avanza: su elemento más antiguo espera hace {minutes} min ({depth} en cola).",
+        "The {queue} queue is stuck: its oldest item has waited {minutes} min ({depth} queued).",
+    ),
+    "UPLINK_PAUSED": (
+        "El envío al SII está en pausa ({detail}); los documentos esperan en la cola. Reanúdelo en el panel.",
+        "Sending to the SII is paused ({detail}); documents wait in the queue. Resume it in the panel.",
+    ),
+    "QUEUE_FAILING": (
+        "{failing} de {depth} elementos de la cola {queue} fallaron en su último intento: {detail}",
+        "{failing} of {depth} items of the {queue} queue failed their last attempt: {detail}",
+    ),
+    "INBOX_UNREACHABLE": (
+        "No se puede usar la bandeja de entrada {path}: {detail}. Revise que la carpeta (o la unidad de red) esté disponible.",
+        "The inbox {path} cannot be used: {detail}. Check that the folder (or the network share) is available.",
+    ),
+    "PRINTER_DOWN": (
+        "La impresora de la estación {station} no responde ({detail}); los tickets esperan en la cola y se reintentan. Revise que esté encendida, con papel y conectada.",
+        "The printer of station {station} is not responding ({detail}); tickets wait in the queue and are retried. Check that it is on, has paper and is connected.",
+    ),
+    "CHECK_FAILED": (
+        "{name}: {detail}",
+        "{name}: {detail}",
+    ),
+    "DOC_REJECTED_SII": (
+        "El SII rechazó {source} (TipoDTE {tipo_dte} folio {folio}): {detail}. Corrija y emita un documento nuevo; el folio quedó usado.",
+        "The SII rejected {source} (TipoDTE {tipo_dte} folio {folio}): {detail}. Fix it and issue a new document; the folio is used.",
+    ),
+    "DAEMON_UNHEALTHY": (
+        "El servicio dtesync no está sano: {detail}. Revise el registro (dtesync.log) y reinicie el servicio.",
+        "The dtesync service is not healthy: {detail}. Check the log (dtesync.log) and restart the service.",
+    ),
+    "WEB_LISTEN_FAILED": (
+        "El panel no pudo escuchar en {listen}: {detail}. Cambie [web] listen o libere ese puerto.",
+        "The panel could not listen on {listen}: {detail}. Change [web] listen or free that port.",
+    ),
     # --- catch-all ------------------------------------------------------------------------------
     "INTERNAL": (
         "Error interno: {detail}. El archivo se conserva; informe este error.",

@@ -105,6 +105,10 @@ class Filing:
         self._work: Folder | None = None
         self.work_dir: Path | None = None
         self._status_lock = threading.Lock()
+        # Names whose document is decided but not yet filed: its final status may already be
+        # out, so a new input under that name waits a moment instead of being refused.
+        self._finishing: dict[tuple[str, str], int] = {}
+        self._finishing_lock = threading.Lock()
 
     # --- lifecycle ------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -155,10 +159,17 @@ class Filing:
         return self._inbox
 
     # --- ingest: claims ----------------------------------------------------------------------------------
-    def claim(self, batch: Sequence[Ready]) -> list[Doc]:
+    def claim(self, batch: Sequence[Ready]) -> tuple[list[Doc], list[Ready]]:
         """Claim complete files: intent in the journal, rename into work/ (by descriptor, a link
         moved as a link, never followed), hash what was moved, resolve names. Returns the
-        documents now claimed, in claim order."""
+        documents now claimed, in claim order, and the files held back because the document that
+        holds their name is being filed right now (claim them again in a moment)."""
+        held: list[Ready] = []
+        with self._finishing_lock:
+            if self._finishing:
+                held = [r for r in batch if (r.folder, split_name(safe_name(r.name)[0])[0]) in self._finishing]
+        if held:
+            batch = [r for r in batch if r not in held]
         intents = [_intent(r) for r in batch]
         ids = self.journal.begin_claims(intent for intent, _ in intents)
         dropped: list[int] = []
@@ -189,7 +200,7 @@ class Filing:
         docs = self.journal.mark_claimed(claimed)
         if naming:
             docs = [self._reject_name(d, naming[d.id]) if d.id in naming else d for d in docs]
-        return docs
+        return docs, held
 
     def _hash_claimed(self, work_name: str) -> str | None:
         """sha256 of a claimed regular file of acceptable size; None for anything that will be
@@ -206,7 +217,8 @@ class Filing:
         if doc.state != "received":
             return doc
         final = self.out.choose_final_path(doc, rejected=True, now=time.time())
-        return self.journal.decide(doc.id, DocState.REJECTED_INPUT, final_path=str(final), errors=[error])
+        (decided,) = self.decide_many([Decision(doc.id, DocState.REJECTED_INPUT, str(final), errors=[error])])
+        return decided
 
     def recover_claims(self) -> list[Doc]:
         """After a crash: finish or forget claims cut short; returns every document a worker must
@@ -224,7 +236,19 @@ class Filing:
                 self.journal.gone(doc.id, "vanished before the claim completed")
         self.journal.drop_claims(to_drop)
         self.journal.mark_claimed(to_claim)
-        return [d for d in self.journal.unfinished() if d.step in ("claimed", "decided")]
+        resumed = [d for d in self.journal.unfinished() if d.step in ("claimed", "decided")]
+        self._finishing_now(d for d in resumed if d.step == "decided")
+        return resumed
+
+    def _finishing_now(self, docs: Iterable[Doc]) -> None:
+        with self._finishing_lock:
+            for d in docs:
+                self._finishing[(d.folder, d.out_stem)] = d.id
+
+    def _finished(self, doc: Doc) -> None:
+        with self._finishing_lock:
+            if self._finishing.get((doc.folder, doc.out_stem)) == doc.id:
+                del self._finishing[(doc.folder, doc.out_stem)]
 
     def _in_inbox(self, doc: Doc) -> bool:
         try:
@@ -242,10 +266,12 @@ class Filing:
         """A claimed input up to the engine (see Prepared)."""
         if doc.state == DocState.DUPLICATE:
             final = self.out.choose_final_path(doc, rejected=False, now=time.time())
-            return Prepared(doc, decided=self.journal.decide(doc.id, DocState.DUPLICATE, final_path=str(final)))
+            (decided,) = self.decide_many([Decision(doc.id, DocState.DUPLICATE, str(final))])
+            return Prepared(doc, decided=decided)
         if doc.state == DocState.REJECTED_INPUT:  # a NAME_IN_PROGRESS conflict, decided at claim time
             final = self.out.choose_final_path(doc, rejected=True, now=time.time())
-            return Prepared(doc, decided=self.journal.decide(doc.id, DocState.REJECTED_INPUT, final_path=str(final)))
+            (decided,) = self.decide_many([Decision(doc.id, DocState.REJECTED_INPUT, str(final))])
+            return Prepared(doc, decided=decided)
         for old in self.journal.superseding(doc.folder, doc.out_stem):
             self.out.archive_results(old)
             self.journal.supersede_done(old.id)
@@ -257,7 +283,7 @@ class Filing:
         if errors is None:
             return Prepared(doc)
         (decision, _) = self.decision(doc, DteSyncErrors(errors))
-        (decided,) = self.journal.decide_many([decision])
+        (decided,) = self.decide_many([decision])
         return Prepared(doc, decided=decided)
 
     def read_input(self, doc: Doc) -> tuple[bytes | None, list[DteSyncError] | None]:
@@ -312,7 +338,9 @@ class Filing:
 
     def decide_many(self, decisions: Iterable[Decision]) -> list[Doc]:
         """A batch's decisions in one commit (one fsync)."""
-        return self.journal.decide_many(decisions)
+        docs = self.journal.decide_many(decisions)
+        self._finishing_now(docs)
+        return docs
 
     def bump_attempts(self, doc_id: int) -> int:
         return self.journal.bump_attempts(doc_id)
@@ -337,6 +365,7 @@ class Filing:
         except FileNotFoundError:
             log.error("filing: input missing when filing", extra={"doc": doc.id, "source": doc.rel})
         self.journal.filed(doc.id, defer=defer_commit)
+        self._finished(doc)
         self.out.release(doc.final_path)
         if doc.state == DocState.DUPLICATE and doc.dup_of is not None:
             orig = self.journal.get(doc.dup_of)
@@ -390,6 +419,40 @@ class Filing:
             except Exception:
                 log.exception("filing: a stage's status entry failed", extra={"stage": stage.name, "doc": doc.id})
         return self.out.write_status(doc, self.journal.history(doc.id), xml, extras)
+
+    # --- retention (sync.retention) ------------------------------------------------------------------------
+    def retain(self, docs: Sequence[Doc]) -> int:
+        """Move these documents' results out of the outbox, beside their filed inputs: intent in
+        the journal first (from then on every status rewrite goes to the new place), then the
+        files, then done. Each document's move holds the status lock, so a rewrite never meets a
+        half-moved document. Returns the files moved."""
+        movable = [d for d in docs if d.step == "filed" and not d.superseded and d.dup_of is None and d.final_path]
+        ids = {d.id for d in movable}
+        others = [d.id for d in docs if d.id not in ids]
+        if others:
+            self.journal.mark_retention(others, 2)  # nothing of their own in the outbox
+        if not movable:
+            return 0
+        self.journal.mark_retention([d.id for d in movable], 1)
+        return self._finish_retention(movable)
+
+    def resume_retention(self) -> int:
+        """After a stop in the middle of a move: finish it (idempotent file by file)."""
+        return self._finish_retention(self.journal.retaining())
+
+    def _finish_retention(self, docs: Sequence[Doc]) -> int:
+        moved, done = 0, []
+        for doc in docs:
+            with self._status_lock:
+                try:
+                    moved += self.out.retain_results(doc)
+                except OSError as exc:  # a file locked by a reader (Windows), a folder swapped for a link
+                    log.warning("filing: could not move results; retrying later",
+                                extra={"doc": doc.id, "error": str(exc)})
+                    continue
+            done.append(doc.id)
+        self.journal.mark_retention(done, 2)
+        return moved
 
     def signed_dte(self, doc: Doc) -> SignedDte | None:
         """The SignedDte of a document with a folio, read from its NAME.xml (None if missing)."""

@@ -76,15 +76,18 @@ CREATE TABLE IF NOT EXISTS documents (
     superseded  INTEGER NOT NULL DEFAULT 0, -- 0 current, 1 outbox files moving, 2 moved
     final_path  TEXT,                     -- where the input was filed (archive/ or rejected/)
     created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL
+    updated_at  REAL NOT NULL,
+    retained    INTEGER NOT NULL DEFAULT 0 -- retention: 0 results in the outbox, 1 moving, 2 beside the input
 );
 CREATE INDEX IF NOT EXISTS documents_name ON documents(folder, out_stem);
 CREATE INDEX IF NOT EXISTS documents_step ON documents(step);
-CREATE INDEX IF NOT EXISTS documents_state ON documents(state);
 CREATE INDEX IF NOT EXISTS documents_folio ON documents(tipo_dte, folio);
 CREATE INDEX IF NOT EXISTS documents_day ON documents(fch_emis);
 CREATE INDEX IF NOT EXISTS documents_receptor ON documents(rut_receptor);
 CREATE INDEX IF NOT EXISTS documents_created ON documents(created_at);
+CREATE INDEX IF NOT EXISTS documents_outbox ON documents(retained, created_at) WHERE retained < 2;
+CREATE INDEX IF NOT EXISTS documents_errors ON documents(updated_at) WHERE errors IS NOT NULL;
+CREATE INDEX IF NOT EXISTS documents_name_nocase ON documents(name COLLATE NOCASE);
 CREATE TABLE IF NOT EXISTS history (
     doc_id INTEGER NOT NULL,
     at     REAL NOT NULL,
@@ -92,6 +95,28 @@ CREATE TABLE IF NOT EXISTS history (
     note   TEXT
 );
 CREATE INDEX IF NOT EXISTS history_doc ON history(doc_id);
+-- Documents by (tipo_dte, state, step), kept by triggers: `status`, /metrics and the panel read
+-- counts in O(types x states), not by scanning a year of rows. tipo_dte 0 = not known (yet).
+CREATE TABLE IF NOT EXISTS doc_counts (
+    tipo_dte INTEGER NOT NULL,
+    state    TEXT NOT NULL,
+    step     TEXT NOT NULL,
+    n        INTEGER NOT NULL,
+    PRIMARY KEY (tipo_dte, state, step)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS documents_count_insert AFTER INSERT ON documents BEGIN
+    INSERT INTO doc_counts(tipo_dte, state, step, n) VALUES (COALESCE(NEW.tipo_dte, 0), NEW.state, NEW.step, 1)
+        ON CONFLICT(tipo_dte, state, step) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS documents_count_update AFTER UPDATE OF tipo_dte, state, step ON documents
+    WHEN OLD.tipo_dte IS NOT NEW.tipo_dte OR OLD.state IS NOT NEW.state OR OLD.step IS NOT NEW.step BEGIN
+    UPDATE doc_counts SET n = n - 1 WHERE tipo_dte = COALESCE(OLD.tipo_dte, 0) AND state = OLD.state AND step = OLD.step;
+    INSERT INTO doc_counts(tipo_dte, state, step, n) VALUES (COALESCE(NEW.tipo_dte, 0), NEW.state, NEW.step, 1)
+        ON CONFLICT(tipo_dte, state, step) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS documents_count_delete AFTER DELETE ON documents BEGIN
+    UPDATE doc_counts SET n = n - 1 WHERE tipo_dte = COALESCE(OLD.tipo_dte, 0) AND state = OLD.state AND step = OLD.step;
+END;
 """
 # What each schema version added, for journals written by an earlier dtesync.
 MIGRATIONS = (
@@ -102,6 +127,15 @@ MIGRATIONS = (
     ALTER TABLE documents ADD COLUMN mnt_exe INTEGER;
     ALTER TABLE documents ADD COLUMN iva INTEGER;
     ALTER TABLE documents ADD COLUMN rzn_soc_recep TEXT;
+    """,
+    # Retention (sync.retention) and reads that stay fast with millions of rows (docs/performance.md,
+    # "Operations"): counts kept by triggers (doc_counts) instead of scanning documents_state.
+    """
+    ALTER TABLE documents ADD COLUMN retained INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX IF EXISTS documents_state;
+    CREATE TABLE doc_counts (tipo_dte INTEGER NOT NULL, state TEXT NOT NULL, step TEXT NOT NULL, n INTEGER NOT NULL,
+                             PRIMARY KEY (tipo_dte, state, step)) WITHOUT ROWID;
+    INSERT INTO doc_counts SELECT COALESCE(tipo_dte, 0), state, step, COUNT(*) FROM documents GROUP BY 1, 2, 3;
     """,
 )
 
@@ -139,6 +173,7 @@ class Doc:
     final_path: str | None
     created_at: float
     updated_at: float
+    retained: int = 0
 
     @property
     def rel(self) -> str:
@@ -444,11 +479,12 @@ class Journal(Store):
         return {r[0] for r in rows if r[0]}
 
     def counts(self) -> dict[str, int]:
-        rows = self.conn().execute("SELECT state, COUNT(*) FROM documents WHERE step!='gone' GROUP BY state").fetchall()
+        rows = self.conn().execute(
+            "SELECT state, SUM(n) FROM doc_counts WHERE step!='gone' GROUP BY state HAVING SUM(n) > 0").fetchall()
         return {r[0]: r[1] for r in rows}
 
     def step_counts(self) -> dict[str, int]:
-        rows = self.conn().execute("SELECT step, COUNT(*) FROM documents GROUP BY step").fetchall()
+        rows = self.conn().execute("SELECT step, SUM(n) FROM doc_counts GROUP BY step HAVING SUM(n) > 0").fetchall()
         return {r[0]: r[1] for r in rows}
 
     def last_errors(self, limit: int = 10) -> list[Doc]:
@@ -469,3 +505,76 @@ class Journal(Store):
             (day,),
         ).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
+
+    # --- operations: the panel, /metrics and retention (each read uses an index; a year of rows
+    # must not slow them down: bench/ops.py) ----------------------------------------------------------
+    def counts_by_type(self) -> dict[tuple[int | None, str], int]:
+        """Documents by (tipo_dte, state) (None: no type known, e.g. a rejected input)."""
+        rows = self.conn().execute(
+            "SELECT tipo_dte, state, SUM(n) FROM doc_counts WHERE step!='gone' GROUP BY tipo_dte, state"
+            " HAVING SUM(n) > 0").fetchall()
+        return {(r[0] or None, r[1]): r[2] for r in rows}
+
+    def counts_between(self, start: float, end: float) -> dict[str, int]:
+        """Documents claimed in [start, end) by state (today's line in the panel)."""
+        rows = self.conn().execute(
+            "SELECT state, COUNT(*) FROM documents WHERE created_at>=? AND created_at<? AND step!='gone'"
+            " GROUP BY state", (start, end)).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def recent(self, limit: int = 50, before_id: int | None = None) -> list[Doc]:
+        """The newest documents (by id), `limit` of them, older than `before_id` when given."""
+        sql = "SELECT * FROM documents WHERE step!='gone'" + (" AND id<?" if before_id else "")
+        args: tuple[Any, ...] = (before_id,) if before_id else ()
+        rows = self.conn().execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [d for d in map(self._doc, rows) if d is not None]
+
+    def created_between(self, start: float, end: float, limit: int = 200) -> list[Doc]:
+        """Documents claimed in [start, end) (a day in the panel), newest first."""
+        rows = self.conn().execute(
+            "SELECT * FROM documents WHERE created_at>=? AND created_at<? AND step!='gone' ORDER BY created_at DESC,"
+            " id DESC LIMIT ?", (start, end, limit)).fetchall()
+        return [d for d in map(self._doc, rows) if d is not None]
+
+    def find(self, *, name: str | None = None, folio: int | None = None, tipos: Iterable[int] = (),
+             rut_receptor: str | None = None, limit: int = 200) -> list[Doc]:
+        """The panel's search: a name prefix (any case), a folio (of any of `tipos`), or a
+        receptor's RUT; newest first."""
+        args: tuple[Any, ...]
+        if name is not None:
+            pattern = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where, args = "name LIKE ? ESCAPE '\\'", (pattern,)
+        elif folio is not None:
+            tipos = tuple(tipos)
+            where, args = f"folio=? AND tipo_dte IN ({','.join('?' * len(tipos))})", (folio, *tipos)
+        elif rut_receptor is not None:
+            where, args = "rut_receptor=?", (rut_receptor,)
+        else:
+            return []
+        rows = self.conn().execute(f"SELECT * FROM documents WHERE {where} AND step!='gone' ORDER BY id DESC LIMIT ?",
+                                   (*args, limit)).fetchall()
+        return [d for d in map(self._doc, rows) if d is not None]
+
+    def retention_due(self, cutoff: float, keep_states: Iterable[str], limit: int = 200) -> list[Doc]:
+        """Filed documents claimed before `cutoff` whose results are still in the outbox and whose
+        state is not in `keep_states` (still waiting on something: the ERP needs them), oldest first.
+        Rows that need no move (gone, duplicates, superseded) come too: retention just marks them."""
+        keep = tuple(keep_states)
+        rows = self.conn().execute(
+            # `+step`, `+state`: walk the small partial index documents_outbox, never documents_step
+            "SELECT * FROM documents WHERE retained<2 AND retained=0 AND created_at<? AND +step IN ('filed','gone')"
+            f" AND +state NOT IN ({','.join('?' * len(keep))}) ORDER BY created_at LIMIT ?",
+            (cutoff, *keep, limit)).fetchall()
+        return [d for d in map(self._doc, rows) if d is not None]
+
+    def retaining(self) -> list[Doc]:
+        """Documents whose results were moving when the process stopped (retention resumes them)."""
+        rows = self.conn().execute(
+            "SELECT * FROM documents WHERE retained<2 AND retained=1 ORDER BY created_at").fetchall()
+        return [d for d in map(self._doc, rows) if d is not None]
+
+    def mark_retention(self, doc_ids: Iterable[int], value: int) -> None:
+        """Retention's durable steps: 1 = the move is under way (results_base already points at
+        the archive), 2 = done."""
+        with self._tx() as db:
+            db.executemany("UPDATE documents SET retained=? WHERE id=?", [(value, i) for i in doc_ids])

@@ -22,8 +22,7 @@ from typing import Any, TypeVar
 
 from sync.errors import DteSyncError
 from sync.rut import Rut
-from sync.sii import BOLETA_TYPES as BOLETA_TYPES  # also re-exported for sync/printing (see the end)
-from sync.sii import TipoDte
+from sync.sii import TipoDte, is_boleta
 
 T = TypeVar("T")
 
@@ -470,7 +469,7 @@ class Documento:
 
     @property
     def is_boleta(self) -> bool:
-        return self.tipo_dte in BOLETA_TYPES
+        return is_boleta(self.tipo_dte)
 
 
 def required(value: T | None, field: str, path: str) -> T:
@@ -480,8 +479,4 @@ def required(value: T | None, field: str, path: str) -> T:
     return value
 
 
-# Names kept for sync/printing (and BOLETA_TYPES, imported above) until it asks TipoDte
-# (sync.sii) itself: derived from it, not restated.
-EXEMPT_TYPES = frozenset(t for t in TipoDte if t.is_exento)
-NOTE_TYPES = frozenset(t for t in TipoDte if t.is_note)
-DOCUMENT_NAMES = {t: t.printed_name for t in TipoDte}
+

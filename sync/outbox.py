@@ -124,9 +124,10 @@ class Outbox:
 
     # --- where results live -------------------------------------------------------------------
     def results_base(self, doc: Doc) -> Path:
-        """`<dir>/<NAME>` for a document's result files: the outbox, or beside its archived
-        input once a newer document with the same NAME superseded it."""
-        if doc.superseded and doc.final_path:
+        """`<dir>/<NAME>` for a document's result files: the outbox, or beside its filed input
+        once a newer document with the same NAME superseded it or retention moved them there
+        (`retain_results`)."""
+        if (doc.superseded or doc.retained) and doc.final_path:
             fp = Path(doc.final_path)
             return fp.with_name(_stem_of(fp.name))
         return self.outbox / doc.folder / doc.out_stem if doc.folder else self.outbox / doc.out_stem
@@ -188,7 +189,10 @@ class Outbox:
             return None
 
     def has_xml(self, doc: Doc) -> bool:
-        path = self.result_path(doc, ".xml")
+        return self.has_result(doc, ".xml")
+
+    def has_result(self, doc: Doc, suffix: str) -> bool:
+        path = self.result_path(doc, suffix)
         try:
             with self._folder_of(path, create=False) as folder:
                 return folder.exists(path.name)
@@ -211,6 +215,43 @@ class Outbox:
                     target = f"{stem}{suffix}~{n}"
                     n += 1
                 src.move(name, dst, target)
+
+    def retain_results(self, doc: Doc) -> int:
+        """Retention: move a document's result files from the outbox to beside its filed input
+        (archive/YYYY-MM-DD/<folder>/ or rejected/<folder>/), under the input's stem: the place
+        `results_base` names once `doc.retained` is set. Idempotent after a crash: a file already
+        moved is not moved again, and where a newer one was written at the destination meanwhile
+        (a status rewrite), the outbox's older copy is dropped, never put over it. Returns the
+        files moved."""
+        assert doc.final_path, "only filed documents are retained"
+        src_base = self.outbox / doc.folder / doc.out_stem if doc.folder else self.outbox / doc.out_stem
+        fp = Path(doc.final_path)
+        stem = _stem_of(fp.name)
+        moved = 0
+        try:
+            src = self._folder_of(src_base, create=False)
+        except FileNotFoundError:
+            return 0
+        with src, self._folder_of(fp) as dst:
+            for suffix in RESULT_SUFFIXES:
+                name = src_base.name + suffix
+                if not src.exists(name):
+                    continue
+                target = stem + suffix
+                if dst.exists(target):
+                    if suffix.startswith(".status"):
+                        src.unlink(name)  # rewritten from the journal at the new place: this copy is older
+                        continue
+                    n = 2
+                    while dst.exists(f"{target}~{n}"):
+                        n += 1
+                    target = f"{target}~{n}"
+                src.move(name, dst, target, durable=False)
+                moved += 1
+            if moved:
+                dst.fsync()  # one sync per folder for the document's files, before the journal says done
+                src.fsync()
+        return moved
 
     # --- filing inputs --------------------------------------------------------------------------
     def choose_final_path(self, doc: Doc, *, rejected: bool, now: float) -> Path:

@@ -63,7 +63,8 @@ def import_caf_folder(store: FolioStore, config: Config, today: date) -> list[Ca
     return results
 
 
-def import_caf_file(store: FolioStore, config: Config, path: Path, today: date, keys=None) -> CafImport:
+def import_caf_file(store: FolioStore, config: Config, path: Path, today: date,
+                    keys: dict[int, rsa.RSAPublicKey] | None = None) -> CafImport:
     keys = trusted_caf_keys(config) if keys is None else keys
     try:
         caf = store.import_caf(path.read_bytes(), config.company.rut, today, trusted_keys=keys)

@@ -53,7 +53,8 @@ def read_secret(ref: Any, *, name: str = "password", environ: Mapping[str, str] 
     if exposed is not None:
         raise DteSyncError("SECRET_FILE_INSECURE", field=name, found=str(ref.file), params={"mode": oct(exposed.mode)})
     try:
-        return ref.file.read_text(encoding="utf-8").rstrip("\r\n")
+        text: str = ref.file.read_text(encoding="utf-8")
+        return text.rstrip("\r\n")
     except OSError as exc:
         raise DteSyncError("SECRET_MISSING", field=name, params={"detail": f"{ref.file}: {exc.strerror}"}) from None
 

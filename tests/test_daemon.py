@@ -429,3 +429,23 @@ def test_burst_of_500_mixed_files_each_gets_exactly_one_final_status(run, tmp_pa
     check_invariants(tmp_path, expected, eng.allocated())
     counts = Counter(doc.state for doc in d.filing.journal.all_docs())
     assert counts["signed"] == sum(1 for b in expected.values() if not b.startswith(b"BAD"))
+
+
+class SlowStage(Stage):
+    """Holds the worker between the final status and the input's filing, as a busy machine does."""
+
+    name = "slow"
+
+    def on_signed(self, doc, dte) -> None:
+        time.sleep(1.0)
+
+
+def test_a_name_sent_again_right_after_its_final_status_is_a_new_document_not_a_conflict(run, tmp_path: Path) -> None:
+    run(stages=[SlowStage()])
+    (tmp_path / "inbox" / "R.txt").write_bytes(b"primera")
+    first = final_status(tmp_path, "R")  # written before the stage runs and the input is filed
+    (tmp_path / "inbox" / "R.txt").write_bytes(b"segunda")
+    second = wait_for(lambda: (s := read_status(tmp_path / "outbox" / "R.status.json")) and
+                      s["document_id"] != first["document_id"] and s["state"] in FINAL and s, 30, "the second R")
+    assert second["state"] == "signed"
+    assert not (tmp_path / "outbox" / "R.txt.status.json").exists()  # no NAME_IN_PROGRESS answer

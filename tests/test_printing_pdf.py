@@ -8,12 +8,12 @@ from PIL import Image
 
 from escpos_decode import decode  # noqa: F401  (keeps the helper importable from here too)
 from printing_fixtures import ONE_PER_TYPE, issue_examples, pdf_text, rasterise
-from sync.model import DOCUMENT_NAMES
 from sync.printing import pdf417
 from sync.printing.layout import build_layout, cedible_label, source_from_dte_xml
 from sync.printing.pdf import SHEET_X_MM, roll_timbre_image, sheet_timbre
 from sync.printing.rules import LayoutRefused
 from sync.printing.service import pdf_bytes, source_of
+from sync.sii import TipoDte
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,8 @@ def test_pdf_timbre_decodes_to_the_ted_and_text_is_spanish(name, issued, sandbox
     pdf.write_bytes(pdf_bytes(source_of(doc), sandbox_config))
     assert _decode_all(rasterise(pdf, tmp_path / "page")) == [doc.ted]
     text = pdf_text(pdf)
-    assert DOCUMENT_NAMES[doc.tipo_dte] in text.replace("\n", " ") or DOCUMENT_NAMES[doc.tipo_dte].split()[0] in text
+    name = TipoDte(doc.tipo_dte).printed_name
+    assert name in text.replace("\n", " ") or name.split()[0] in text
     assert f"N° {doc.folio}" in text
     assert "Timbre Electrónico SII" in text
     assert "Res. 0 de 2014" in text

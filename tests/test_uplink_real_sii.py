@@ -290,3 +290,15 @@ def _timeouts():
     from sync.uplink.transport import Timeouts
 
     return Timeouts(2.0, 5.0)
+
+
+def test_health_names_a_channel_the_sii_refuses_and_what_to_fix(docs, tmp_path):
+    config, engine, facturas, _ = docs
+    with fake_for(docs) as fake:
+        run = make_run(config, engine, fake, tmp_path / "q.sqlite", installation_retry=60)
+        fake.forced.force("token", "-07")
+        run.enqueue(facturas[:1])
+        run.tick()
+        checks = run.up.checks()
+    assert [(c.name, c.status) for c in checks] == [("uplink:dte", "degraded")]
+    assert "eu_enrola_usuarios" in checks[0].message and "-07" in checks[0].message

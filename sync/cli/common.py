@@ -22,11 +22,12 @@ Command = Callable[[argparse.Namespace], int]
 class Registry:
     """Where each area of the CLI adds its commands (and groups of sub-actions, like `caf`)."""
 
-    def __init__(self, sub: argparse._SubParsersAction, common: argparse.ArgumentParser, dest: str = "") -> None:
+    def __init__(self, sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser,
+                 dest: str = "") -> None:
         self._sub, self._common, self._dest = sub, common, dest
 
     def command(self, name: str, func: Command, help: str) -> argparse.ArgumentParser:
-        p = self._sub.add_parser(name, parents=[self._common], help=help, description=help)
+        p: argparse.ArgumentParser = self._sub.add_parser(name, parents=[self._common], help=help, description=help)
         p.set_defaults(func=func)
         return p
 

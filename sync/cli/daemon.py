@@ -9,11 +9,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sync.cli.common import EXIT_FAIL, EXIT_OK, Registry, UsageError, load, print_table
 from sync.errors import DteSyncError
 from sync.states import FINAL, VALID, DocState
+
+if TYPE_CHECKING:
+    from sync.config import Config
+    from sync.fakesii import FakeSii
 
 DONE_STATES = frozenset(DocState) - {DocState.RECEIVED, DocState.DUPLICATE}
 BAD_SAMPLE_NAME = "99_rut_invalido.txt"
@@ -76,8 +80,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Sandbox en {sandbox.root} (configuración: {sandbox.config_path})")
     fake = _demo_fake_sii(config)  # a local SII stand-in: the documents reach `accepted`
     print(f"fake-sii (SII de prueba local) en {fake.url}")
-    daemon = build_app(config).daemon
+    app = build_app(config)
+    daemon = app.daemon
     daemon.start()
+    panel: Any = app.stage("web")
+    if panel is not None and panel.wait_ready(10) and panel.url:
+        print(f"Panel: {panel.url}")
     try:
         dropped = copy_examples(sandbox.inbox)
         bad = sandbox.inbox / BAD_SAMPLE_NAME
@@ -117,7 +125,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         fake.stop()
 
 
-def _demo_fake_sii(config):
+def _demo_fake_sii(config: Config) -> FakeSii:
     """Start fake-sii on a free loopback port and point the demo's uplink at it (in memory:
     the sandbox's dtesync.toml keeps `kind = "none"` until an admin points it somewhere)."""
     from sync.fakesii import FakeSii
@@ -162,7 +170,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     config = load(args)
     journal_path = config.folders.state / JOURNAL_FILE
-    snap: dict = {"counts": {}}
+    snap: dict[str, Any] = {"counts": {}}
     if journal_path.exists():
         with Journal.open_readonly(journal_path) as journal:
             snap = journal_snapshot(journal, config.language)

@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS folio (
     PRIMARY KEY (tipo_dte, folio)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS folio_doc_key ON folio (tipo_dte, doc_key) WHERE doc_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS folio_pending ON folio (tipo_dte, folio) WHERE state = 'pending_annulment';
 """
 
 
@@ -145,7 +146,7 @@ class FolioStore(Store):
         ).fetchone()
         if row is None:
             raise DteSyncError("FOLIO_NOT_IN_CAF", field="Folio", params={"folio": folio, "tipo_dte": tipo_dte})
-        return row[0]
+        return int(row[0])
 
     def _caf(self, caf_id: int) -> Caf:
         """Parsed once per store (the keys inside are what the hot path reuses)."""
@@ -179,7 +180,7 @@ class FolioStore(Store):
         """
         out: list[tuple[int, Caf] | DteSyncError] = []
         with self.tx() as db:
-            cursors: dict[int, list[list]] = {}  # tipo -> live CAFs as [id, hasta, next_folio]
+            cursors: dict[int, list[list[int]]] = {}  # tipo -> live CAFs as [id, hasta, next_folio]
             moved: dict[int, int] = {}  # caf id -> its new next_folio, written once at the end
             for tipo_dte, doc_key in wanted:
                 held = self._held(db, tipo_dte, doc_key)
@@ -197,7 +198,7 @@ class FolioStore(Store):
         return out
 
     @staticmethod
-    def _live_cafs(db: sqlite3.Connection, tipo_dte: int, now: date) -> list[list]:
+    def _live_cafs(db: sqlite3.Connection, tipo_dte: int, now: date) -> list[list[int]]:
         """Non-expired CAFs of this type, oldest first; CAF_MISSING / CAF_EXPIRED if none."""
         cafs = db.execute(
             "SELECT id, desde, hasta, next_folio, expires_on FROM caf WHERE tipo_dte = ?"
@@ -213,7 +214,7 @@ class FolioStore(Store):
         return live
 
     def _take_next(
-        self, db: sqlite3.Connection, tipo_dte: int, doc_key: str, live: list[list], moved: dict[int, int], now: date
+        self, db: sqlite3.Connection, tipo_dte: int, doc_key: str, live: list[list[int]], moved: dict[int, int], now: date
     ) -> tuple[int, Caf]:
         """Insert the next free folio of the first CAF that has one; advances `live` and `moved`."""
         for cursor in live:
@@ -267,9 +268,10 @@ class FolioStore(Store):
 
     @staticmethod
     def _held(db: sqlite3.Connection, tipo_dte: int, doc_key: str) -> tuple[int, int] | None:
-        return db.execute(
+        row = db.execute(
             "SELECT folio, caf_id FROM folio WHERE tipo_dte = ? AND doc_key = ?", (tipo_dte, doc_key)
         ).fetchone()
+        return (int(row[0]), int(row[1])) if row is not None else None
 
     def mark_used(self, tipo_dte: int, folio: int) -> None:
         """The signed DTE carrying this folio has been written (idempotent)."""
@@ -339,9 +341,8 @@ class FolioStore(Store):
 
     def pending_annulment(self) -> list[PendingAnnulment]:
         rows = self.conn().execute(
-            "SELECT tipo_dte, folio, released_doc_key, reason, released_on FROM folio WHERE state = ?"
-            " ORDER BY tipo_dte, folio",
-            (PENDING_ANNULMENT,),
+            "SELECT tipo_dte, folio, released_doc_key, reason, released_on FROM folio"
+            " WHERE state = 'pending_annulment' ORDER BY tipo_dte, folio",  # a literal: the partial index applies
         ).fetchall()
         return [PendingAnnulment(t, f, k, r, _date(d)) for t, f, k, r, d in rows]
 
@@ -349,8 +350,11 @@ class FolioStore(Store):
         """Per TipoDTE with a CAF: free folios in non-expired CAFs and what comes next."""
         db = self.conn()
         rows = db.execute(
+            # Every folio below next_folio is taken: count only those taken at or above it, a range
+            # of the primary key (a year of folios is not scanned).
             "SELECT c.tipo_dte, c.id, c.hasta, c.next_folio, c.expires_on,"
-            " c.hasta - c.desde + 1 - (SELECT COUNT(*) FROM folio f WHERE f.caf_id = c.id)"
+            " c.hasta - MAX(c.next_folio, c.desde) + 1 - (SELECT COUNT(*) FROM folio f WHERE f.tipo_dte = c.tipo_dte"
+            " AND f.folio BETWEEN MAX(c.next_folio, c.desde) AND c.hasta)"
             " FROM caf c ORDER BY c.tipo_dte, c.fecha_autorizacion, c.desde"
         ).fetchall()
         out: dict[int, StockRow] = {}
@@ -391,7 +395,7 @@ def _date(text: str | None) -> date | None:
 
 
 def _caf_error(code: str, tipo_dte: int, desde: int, hasta: int, expired_on: date | None = None) -> DteSyncError:
-    params = {"tipo_dte": tipo_dte, "desde": desde, "hasta": hasta}
+    params: dict[str, int | str] = {"tipo_dte": tipo_dte, "desde": desde, "hasta": hasta}
     if expired_on:
         params["expired_on"] = expired_on.isoformat()
     return DteSyncError(code, params=params)

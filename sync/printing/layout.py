@@ -18,8 +18,9 @@ from pathlib import Path
 from lxml import etree
 
 from sync.config import Company, PrintingConfig
-from sync.model import BOLETA_TYPES, DOCUMENT_NAMES, EXEMPT_TYPES, NOTE_TYPES, Documento
+from sync.model import Detalle, Documento, Receptor, Referencia
 from sync.rut import Rut
+from sync.sii import TipoDte, is_boleta
 from sync.totals import global_dr_amounts
 
 SII_NS = "http://www.sii.cl/SiiDte"
@@ -99,7 +100,7 @@ class Layout:
 
     @property
     def is_boleta(self) -> bool:
-        return self.tipo_dte in BOLETA_TYPES
+        return is_boleta(self.tipo_dte)
 
 
 @dataclass
@@ -164,7 +165,7 @@ def cedible_label(doc: Documento) -> str | None:
     """The destination legend of the cedible copy, or None when the type has none."""
     tipo = doc.tipo_dte
     if tipo == 52:
-        ind = doc.encabezado.id_doc.ind_traslado
+        ind = doc.id_doc.ind_traslado
         return CEDIBLE_TYPES[52] if ind in GUIA_SALE_TRASLADOS else None
     return CEDIBLE_TYPES.get(tipo)
 
@@ -172,15 +173,16 @@ def cedible_label(doc: Documento) -> str | None:
 # --- building -------------------------------------------------------------------------------------------
 def build_layout(src: PrintSource, company: Company, printing: PrintingConfig, *, cedible: bool = False) -> Layout:
     doc = src.documento
-    enc = doc.encabezado
-    idd, em, rec = enc.id_doc, enc.emisor, enc.receptor
-    tipo = int(idd.tipo_dte)
-    boleta = tipo in BOLETA_TYPES
+    idd, em = doc.id_doc, doc.emisor
+    rec = doc.enc.receptor or Receptor()
+    tipo = doc.tipo
+    boleta = tipo.is_boleta
     copy_label = cedible_label(doc) if cedible else None
+    assert idd.folio is not None and idd.fch_emis is not None, "a signed document has its folio and date"
     return Layout(
-        tipo_dte=tipo,
+        tipo_dte=int(tipo),
         folio=int(idd.folio),
-        doc_name=DOCUMENT_NAMES.get(tipo, f"DOCUMENTO TIPO {tipo}"),
+        doc_name=tipo.printed_name,
         rut_emisor=rut_dotted(em.rut_emisor),
         sii_unidad=f"S.I.I. - {printing.sii_unidad.upper()}",
         emisor_name=em.rzn_soc or company.razon_social,
@@ -206,7 +208,7 @@ def build_layout(src: PrintSource, company: Company, printing: PrintingConfig, *
 
 
 def _emisor_lines(doc: Documento, company: Company, printing: PrintingConfig) -> list[str]:
-    em = doc.encabezado.emisor
+    em = doc.emisor
     lines = [em.giro_emis or company.giro]
     matriz = _join(company.direccion, company.comuna, company.ciudad)
     if matriz:
@@ -222,7 +224,7 @@ def _emisor_lines(doc: Documento, company: Company, printing: PrintingConfig) ->
 
 
 def _receptor(doc: Documento) -> list[tuple[str, str]]:
-    r = doc.encabezado.receptor
+    r = doc.receptor
     rows = [("Señor(es)", r.rzn_soc_recep or ""), ("RUT", rut_dotted(r.rut_recep))]
     for label, value in (("Giro", r.giro_recep), ("Dirección", r.dir_recep), ("Comuna", r.cmna_recep),
                          ("Ciudad", r.ciudad_recep), ("Contacto", r.contacto)):
@@ -232,8 +234,8 @@ def _receptor(doc: Documento) -> list[tuple[str, str]]:
 
 
 def _extra(doc: Documento) -> list[tuple[str, str]]:
-    idd, tr = doc.encabezado.id_doc, doc.encabezado.transporte
-    rows = []
+    idd, tr = doc.id_doc, doc.enc.transporte
+    rows: list[tuple[str, str]] = []
     if idd.fma_pago in FORMAS_PAGO:
         rows.append(("Forma de pago", FORMAS_PAGO[idd.fma_pago]))
     if idd.fch_venc:
@@ -253,10 +255,10 @@ def _extra(doc: Documento) -> list[tuple[str, str]]:
     return rows
 
 
-def _line(d) -> Line:
+def _line(d: Detalle) -> Line:
     desc = d.descuento_monto
     return Line(
-        codigo=d.cdg_item[0].vlr_codigo if d.cdg_item else "",
+        codigo=(d.cdg_item[0].vlr_codigo or "") if d.cdg_item else "",
         nombre=d.nmb_item or "",
         descripcion=d.dsc_item or "",
         cantidad=number(d.qty_item),
@@ -268,17 +270,17 @@ def _line(d) -> Line:
     )
 
 
-def _reference(r) -> Reference:
+def _reference(r: Referencia) -> Reference:
     code = str(r.tpo_doc_ref or "")
-    tipo = DOCUMENT_NAMES.get(int(code), code).capitalize() if code.isdigit() and int(code) in DOCUMENT_NAMES \
-        else OTHER_REFS.get(code, code)
+    ref_tipo = TipoDte.of(code) if code.isdigit() else None
+    tipo = ref_tipo.title if ref_tipo is not None else OTHER_REFS.get(code, code)
     code = r.cod_ref or ""
     razon = " - ".join(x for x in (CODREF.get(int(code)) if code.isdigit() else code, r.razon_ref) if x)
     return Reference(tipo, str(r.folio_ref or ""), r.fch_ref.strftime("%d-%m-%Y") if r.fch_ref else "", razon)
 
 
-def _totals(doc: Documento, tipo: int) -> list[tuple[str, str]]:
-    t = doc.encabezado.totales
+def _totals(doc: Documento, tipo: TipoDte) -> list[tuple[str, str]]:
+    t = doc.totales
     rows: list[tuple[str, str]] = []
     for g, amount in zip(doc.dsc_rcg_global, global_dr_amounts(doc)):
         # Manual de Muestras Impresas: a discount is shown as an amount; a % one also says its rate
@@ -288,18 +290,18 @@ def _totals(doc: Documento, tipo: int) -> list[tuple[str, str]]:
         if amount is None and g.tpo_valor == "$" and g.valor_dr is not None:
             amount = int(Decimal(g.valor_dr).to_integral_value())
         rows.append((label, money(amount) if amount is not None else "-"))
-    if tipo in BOLETA_TYPES:
+    if tipo.is_boleta:
         if t.mnt_exe:
             rows.append(("Monto Exento", money(t.mnt_exe)))
-        if t.iva and tipo not in EXEMPT_TYPES:
+        if t.iva and not tipo.is_exento:
             rows.append((f"IVA incluido ({number(t.tasa_iva or 19)}%)", money(t.iva)))
         rows.append(("TOTAL", money(t.mnt_total)))
         return rows
-    if t.mnt_neto is not None and tipo not in EXEMPT_TYPES:
+    if t.mnt_neto is not None and not tipo.is_exento:
         rows.append(("Monto Neto", money(t.mnt_neto)))
-    if t.mnt_exe or tipo in EXEMPT_TYPES:
+    if t.mnt_exe or tipo.is_exento:
         rows.append(("Monto Exento", money(t.mnt_exe or 0)))
-    if t.iva is not None and tipo not in EXEMPT_TYPES:
+    if t.iva is not None and not tipo.is_exento:
         rows.append((f"IVA ({number(t.tasa_iva or 19)}%)", money(t.iva)))
     for imp in t.impto_reten:
         name = TAX_NAMES.get(str(imp.tipo_imp), f"Impuesto {imp.tipo_imp}")
@@ -312,12 +314,12 @@ def _totals(doc: Documento, tipo: int) -> list[tuple[str, str]]:
 
 def _notes(doc: Documento) -> list[str]:
     """Boleta references CodCaja/CodVndor are operational: shown as a small line."""
-    out = []
+    out: list[str] = []
     for r in doc.referencia:
         bits = [f"Caja {r.cod_caja}" if r.cod_caja else "", f"Vendedor {r.cod_vndor}" if r.cod_vndor else ""]
         if any(bits):
             out.append("  ".join(b for b in bits if b))
-    if doc.tipo_dte in NOTE_TYPES and not doc.referencia:
+    if doc.tipo.is_note and not doc.referencia:
         out.append("Sin referencias")
     return out
 

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS print_jobs (
 );
 CREATE INDEX IF NOT EXISTS print_jobs_due ON print_jobs(station, state, id);
 CREATE INDEX IF NOT EXISTS print_jobs_doc ON print_jobs(doc_id);
+CREATE INDEX IF NOT EXISTS print_jobs_pending ON print_jobs(id) WHERE state = 'pending';
 CREATE TABLE IF NOT EXISTS pdf_results (
     doc_id     INTEGER PRIMARY KEY,    -- journal id; a row only when NAME.pdf could not be written
     code       TEXT NOT NULL,
@@ -184,6 +185,9 @@ class PrintQueue(Store):
         return self._one("WHERE doc_id=? ORDER BY id DESC LIMIT 1", (doc_id,))
 
     def jobs(self, state: str | None = None) -> list[Job]:
+        if state == "pending":  # a literal, so the partial index print_jobs_pending applies
+            sql = f"SELECT {_COLS} FROM print_jobs WHERE state='pending' ORDER BY id"
+            return [Job(*r) for r in self.conn().execute(sql).fetchall()]
         sql = f"SELECT {_COLS} FROM print_jobs" + (" WHERE state=?" if state else "") + " ORDER BY id"
         return [Job(*r) for r in self.conn().execute(sql, (state,) if state else ()).fetchall()]
 

@@ -299,6 +299,7 @@ class PrintService(Stage):
         self.pdf_writer = PdfWriter(config, lambda doc, data: self.filing.write_result(doc, ".pdf", data),
                                     self._pdf_result)
         self._raised: dict[str, str] = {}  # station -> the code of its active printer alert
+        self.listeners: list[Callable[[Job], None]] = []  # every change of a job (metrics: printed, errors)
         self._started = False
 
     def start(self) -> None:
@@ -325,6 +326,11 @@ class PrintService(Stage):
         self.queue.close()
 
     def _changed(self, job: Job) -> None:
+        for listener in self.listeners:
+            try:
+                listener(job)
+            except Exception:
+                log.exception("printing: a job listener failed", extra={"job": job.id})
         if job.doc_id is not None:
             self._refresh(job.doc_id)
 
@@ -434,6 +440,21 @@ class PrintService(Stage):
                 self.pdf_writer.submit(src, doc)  # off the signing path: ~10-30 ms of rendering
             else:
                 self.pdf_writer.write(src, doc)
+
+    def reprint(self, doc_id: int) -> Job:
+        """A new ticket for a signed document, for its station (as routed when it was signed),
+        behind whatever that station has queued (the panel's "reimprimir")."""
+        doc = self.filing.get(doc_id)
+        dte = self.filing.signed_dte(doc) if doc is not None else None
+        if doc is None or dte is None:
+            raise DteSyncError("PRINT_SOURCE_MISSING", found=f"#{doc_id}")
+        src = source_of(dte)
+        station = self.stations.route(folder=doc.folder, xml=src.xml)
+        if station is None:
+            raise DteSyncError("PRINT_STATION_UNKNOWN", found=doc.folder or "-",
+                               params={"detail": ", ".join(s.name for s in self.stations) or "-"})
+        return self.enqueue(src, station, doc_key=f"reprint:{doc_id}:{time.time_ns()}", doc_id=doc_id,
+                            label=f"{doc.rel}: TipoDTE {dte.tipo_dte} folio {dte.folio} (reimpresión)")
 
     def enqueue(self, src: PrintSource, station: Station, *, doc_key: str, label: str,
                 doc_id: int | None = None, source: str | None = None) -> Job:

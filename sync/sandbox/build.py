@@ -171,4 +171,8 @@ watch = "auto"
 workers = 0
 stable_window = 0.2
 empty_timeout = 30
+
+[web]
+# The panel (docs/panel.md), on this machine only; port 0: any free port, printed at start.
+listen = "127.0.0.1:0"
 """

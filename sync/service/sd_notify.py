@@ -13,7 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from sync.daemon import Daemon
 
 log = logging.getLogger("dtesync.service")
 
@@ -113,7 +116,7 @@ class SystemdSupervision:
     def tick(self) -> float:
         return self.notifier.watchdog_interval(1.0)
 
-    def __call__(self, daemon) -> None:
+    def __call__(self, daemon: Daemon) -> None:
         if not self.ready_sent and daemon.first_scan.is_set():
             self.ready_sent = True
             self.notifier.ready(f"watching {daemon.filing.folders.inbox}")

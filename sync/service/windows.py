@@ -36,7 +36,10 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+if TYPE_CHECKING:
+    from sync.daemon import Daemon
 
 SERVICE_NAME = "dtesync"
 DISPLAY_NAME = "dtesync - sincronizador DTE (SII)"
@@ -80,8 +83,8 @@ class Call:
     """One operation on the Service Control Manager: `sc.exe ARGS` or a pywin32 function."""
 
     api: str  # "sc" | "icacls" | "win32serviceutil.X" | "win32evtlogutil.X"
-    args: tuple = ()
-    kwargs: tuple = ()  # sorted (name, value) pairs: hashable and printable
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()  # sorted (name, value) pairs: hashable and printable
     ignore_errors: bool = False
 
     @classmethod
@@ -231,7 +234,7 @@ def event_source_registered() -> bool:  # pragma: no cover - Windows only
     try:
         import winreg
 
-        winreg.CloseKey(winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, EVENT_LOG_KEY))
+        winreg.CloseKey(winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, EVENT_LOG_KEY))  # type: ignore[attr-defined,unused-ignore]
         return True
     except OSError:
         return False
@@ -243,12 +246,12 @@ def setup_service_logging(config: Any) -> None:  # pragma: no cover - Windows on
     logs = Path(str(programdata())) / "logs"
     setup_logging(logs / "dtesync.log")
     if event_source_registered():
-        handler = logging.handlers.NTEventLogHandler(EVENT_SOURCE)  # type: ignore[attr-defined]
+        handler = logging.handlers.NTEventLogHandler(EVENT_SOURCE)
         handler.setLevel(logging.WARNING)
         logging.getLogger("dtesync").addHandler(handler)
 
 
-def _service_class():  # pragma: no cover - Windows only
+def _service_class() -> Any:  # pragma: no cover - Windows only
     import servicemanager
     import win32service
     import win32serviceutil
@@ -259,21 +262,21 @@ def _service_class():  # pragma: no cover - Windows only
         _svc_description_ = DESCRIPTION
         config_path: str | None = None
 
-        def __init__(self, args):
+        def __init__(self, args: Any) -> None:
             super().__init__(args)
             self.stop_event = threading.Event()
 
-        def SvcStop(self):
+        def SvcStop(self) -> None:
             self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING, waitHint=STOP_WAIT_HINT_MS)
             self.stop_event.set()
 
-        def SvcRun(self):
+        def SvcRun(self) -> None:
             # Not ServiceFramework.SvcRun, which reports RUNNING before anything has started.
             self.ReportServiceStatus(win32service.SERVICE_START_PENDING, waitHint=START_WAIT_HINT_MS)
             servicemanager.LogInfoMsg(f"{SERVICE_NAME}: starting ({self.config_path})")
-            running = []
+            running: list[bool] = []
 
-            def on_tick(daemon) -> None:
+            def on_tick(daemon: Daemon) -> None:
                 if not running and daemon.first_scan.is_set():
                     running.append(True)
                     self.ReportServiceStatus(win32service.SERVICE_RUNNING)
@@ -284,7 +287,8 @@ def _service_class():  # pragma: no cover - Windows only
     return DtesyncService
 
 
-def run_daemon(config_path: str | None, stop_event: threading.Event, on_tick) -> None:  # pragma: no cover
+def run_daemon(config_path: str | None, stop_event: threading.Event,
+               on_tick: Callable[[Daemon], None]) -> None:  # pragma: no cover
     from sync.app import build_app
     from sync.config import load_config
 
@@ -302,7 +306,7 @@ def run_service(config_path: str | None) -> int:  # pragma: no cover - Windows o
     servicemanager.Initialize()
     servicemanager.PrepareToHostSingle(cls)
     try:
-        servicemanager.StartServiceCtrlDispatcher()
+        servicemanager.StartServiceCtrlDispatcher()  # type: ignore[no-untyped-call]
     except Exception as exc:  # error 1063: started from a console, not by the SCM
         print(f"dtesync: 'service run' lo inicia Windows; use 'dtesync service start' ({exc})", file=sys.stderr)
         return 1

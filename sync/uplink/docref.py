@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sync import safexml
-from sync.envio import BOLETA_TYPES
+from sync.sii import BOLETA_TYPES
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,8 @@ def full_jitter(attempt: int, base: float, cap: float, rng: random.Random) -> fl
 
 
 FILE_NAME = "uplink.sqlite3"
+# Every state but 'final', spelled out so the (state, next_at) index finds them among a year of rows.
+WAITING = "('pending', 'sending', 'uncertain', 'sent')"
 
 
 class UplinkQueue(Store):
@@ -413,11 +415,11 @@ class UplinkQueue(Store):
         return rows[0] if rows else None
 
     def waiting_longer_than(self, seconds: float) -> list[QueuedDoc]:
-        return self._select("SELECT * FROM uplink_queue WHERE state!='final' AND alerted=0 AND enqueued_at<=?"
+        return self._select(f"SELECT * FROM uplink_queue WHERE state IN {WAITING} AND alerted=0 AND enqueued_at<=?"
                             " ORDER BY enqueued_at", (self._clock() - seconds,))
 
     def unfinished(self) -> list[QueuedDoc]:
-        return self._select("SELECT * FROM uplink_queue WHERE state!='final' ORDER BY enqueued_at, doc_id")
+        return self._select(f"SELECT * FROM uplink_queue WHERE state IN {WAITING} ORDER BY enqueued_at, doc_id")
 
     def held(self) -> list[QueuedDoc]:
         return self._select("SELECT * FROM uplink_queue WHERE hold IS NOT NULL AND state!='final' ORDER BY doc_id")
@@ -433,4 +435,4 @@ class UplinkQueue(Store):
 
     def pending_count(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM uplink_queue WHERE state!='final'").fetchone()[0])
+            return int(self._db.execute(f"SELECT COUNT(*) FROM uplink_queue WHERE state IN {WAITING}").fetchone()[0])

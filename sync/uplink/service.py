@@ -20,6 +20,7 @@ state is the queue table, never pickled jobs). Each tick is also callable direct
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
 import threading
@@ -35,7 +36,7 @@ from sync.filing import Filing
 from sync.journal import Doc
 from sync.signed import SignedDte
 from sync.sii import is_boleta
-from sync.stage import QueueStats, Stage
+from sync.stage import Check, QueueStats, Stage
 from sync.uplink import status
 from sync.uplink.answers import DteKind, EnvioKind, Kind
 from sync.uplink.channels import Channel
@@ -99,10 +100,30 @@ class Uplink(Stage):
         self._scheduler: Any = None
         self.stats = {"envios": 0, "uploaded_docs": 0, "failures": 0, "ambiguous": 0, "resolved_received": 0,
                       "lookups": 0, "resends": 0, "paused": 0, "held": 0}
+        self.errors: collections.Counter[str] = collections.Counter()  # failed envíos by UplinkError.kind (/metrics)
+        self.pause_reason: str | None = None  # set by an admin (the panel): the drain sends nothing
 
     def bind_alerts(self, alerts: Alerts) -> None:
         """Raise conditions through the alerts hub (until then: the log and `on_alert`)."""
         self._alerts = alerts
+
+    # --- pause (an admin's switch; a flag the drain checks, nothing else changes) ----------------------
+    # (The SII refusing the installation pauses one channel instead: `queue.paused(channel)`.)
+    @property
+    def paused(self) -> bool:
+        return self.pause_reason is not None
+
+    def pause(self, reason: str = "admin") -> None:
+        """Stop sending: documents stay queued (and keep arriving); polling of envíos already sent
+        goes on. In memory: a restart resumes."""
+        self.pause_reason = reason
+        log.warning("uplink: paused", extra={"reason": reason})
+
+    def resume(self) -> None:
+        if self.pause_reason is not None:
+            self.pause_reason = None
+            log.info("uplink: resumed")
+            self.wake()
 
     # --- the stage ------------------------------------------------------------------------------------
     def bind(self, filing: Filing, alerts: Alerts) -> None:
@@ -117,6 +138,16 @@ class Uplink(Stage):
         if self.queue.enqueue(doc.id, self.route(ref.tipo_dte), ref, dte.dte_xml) or doc.state == "signed":
             self._report(doc.id, "queued", None)
         self.wake()
+
+    def checks(self) -> list[Check]:
+        """/health: each channel the SII refuses for the installation, with what to fix; each
+        condition that holds documents (an answer the manuals do not document, a DNK)."""
+        out = [Check(f"uplink:{p.channel}", "degraded", DteSyncError(p.alert["code"], params=p.alert["params"]).message())
+               for p in self.queue.paused()]
+        held = {d.hold["key"]: d.hold for d in self.queue.held() if d.hold}
+        out += [Check(key.replace("uplink:hold:", "uplink:held:"), "degraded",
+                      DteSyncError(a["code"], params=a["params"]).message()) for key, a in held.items()]
+        return out
 
     def queues(self) -> list[QueueStats]:
         waiting = self.queue.unfinished()
@@ -135,8 +166,8 @@ class Uplink(Stage):
     # --- drain -------------------------------------------------------------------------------------
     def drain_once(self, max_envios: int = 1000) -> int:
         """Report revived documents, resolve uncertain ones, then send every due batch of every
-        channel that is not paused; returns envíos attempted."""
-        if not self._drain_lock.acquire(blocking=False):
+        channel that is not paused; returns envíos attempted. Nothing while an admin paused it."""
+        if self.paused or not self._drain_lock.acquire(blocking=False):
             return 0
         try:
             for d in self.queue.take_revived():
@@ -174,6 +205,7 @@ class Uplink(Stage):
         except UplinkError as exc:
             return self._send_failed(ch, envio_id, docs, exc)
         except Exception as exc:  # a bug must not lose documents: they stay queued, looked up first
+            self.errors["internal"] += 1
             log.exception("uplink: unexpected error sending", extra={"envio": envio_id})
             self.queue.failed(envio_id, ids, f"INTERNAL: {exc}", self._delays(docs), uncertain=True)
             return False
@@ -188,6 +220,7 @@ class Uplink(Stage):
     def _send_failed(self, ch: Channel, envio_id: int, docs: list[QueuedDoc], exc: UplinkError) -> bool:
         ids = [d.doc_id for d in docs]
         self.stats["failures"] += 1
+        self.errors[str(exc.kind)] += 1
         log.warning("uplink: envío failed", extra={"envio": envio_id, "kind": str(exc.kind), "error": exc.detail,
                                                    "docs": len(ids)})
         error = f"{exc.code}: {exc.detail}"

@@ -108,6 +108,10 @@ class InboxWatcher:
     def wake(self) -> None:
         self._hints.put(None)
 
+    def hold(self, r: Ready) -> None:
+        """Offer a complete file again in a moment (it could not be claimed just now)."""
+        self.readiness.defer(r.rel, r.size, r.mtime_ns, self._clock())
+
     @property
     def observer_restarts(self) -> int:
         return self._supervisor.restarts
