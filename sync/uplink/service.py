@@ -209,12 +209,14 @@ class Uplink(Stage):
             log.exception("uplink: unexpected error sending", extra={"envio": envio_id})
             self.queue.failed(envio_id, ids, f"INTERNAL: {exc}", self._delays(docs), uncertain=True)
             return False
+        # Report first, then record: a stop in between leaves the rows `sending` (looked up at the
+        # next start, the track id kept in the status file), never `sent` with no "sent" reported.
+        for d in docs:
+            self._report(d.doc_id, "sent", f"{ch.name} trackid {track}", track_id=track if ch.name != "http" else None)
         self.queue.sent(envio_id, track, self.s.poll_first)
         self._works_again(ch.name)
         self.stats["envios"] += 1
         self.stats["uploaded_docs"] += len(docs)
-        for d in docs:
-            self._report(d.doc_id, "sent", f"{ch.name} trackid {track}", track_id=track if ch.name != "http" else None)
         return True
 
     def _send_failed(self, ch: Channel, envio_id: int, docs: list[QueuedDoc], exc: UplinkError) -> bool:
