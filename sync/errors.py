@@ -417,6 +417,29 @@ CATALOG: dict[str, tuple[str, str]] = {
         "El proveedor rechazó la credencial (token): {detail}. Revise uplink.http.token.",
         "The provider refused the credential (token): {detail}. Check uplink.http.token.",
     ),
+    "SII_INSTALLATION": (
+        "{who} no acepta esta instalación ({service} respondió {answer}: {meaning}). No es culpa de los documentos: "
+        "quedan en cola y se enviarán solos cuando vuelva a aceptarla. Qué hacer: {fix}",
+        "{who_en} refuses this installation ({service} answered {answer}: {meaning}). The documents are not at fault: "
+        "they stay queued and are sent by themselves once it accepts it again. What to do: {fix}",
+    ),
+    "SII_ANSWER_UNKNOWN": (
+        "Respuesta no documentada del SII ({service}: {answer} {meaning}). Los documentos afectados quedan retenidos: "
+        "no se dan por aceptados ni se reenvían a ciegas. Revise su estado en el sitio del SII; si persiste, informe "
+        "esta respuesta.",
+        "Undocumented SII answer ({service}: {answer} {meaning}). The documents concerned are held: neither taken as "
+        "accepted nor blindly sent again. Check their state on the SII's site; if it persists, report this answer.",
+    ),
+    "SII_DATA_MISMATCH": (
+        "El SII tiene el documento tipo {tipo_dte} folio {folio} con otros datos (fecha, receptor o monto) que el "
+        "firmado aquí ({detail}). No se reenvía: revise en el sitio del SII qué documento quedó con ese folio.",
+        "The SII holds document type {tipo_dte} folio {folio} with other data (date, receptor or amount) than the "
+        "one signed here ({detail}). It is not sent again: check on the SII's site which document holds that folio.",
+    ),
+    "UPLINK_WAITING": (
+        "El documento {doc} (tipo {tipo_dte}, folio {folio}) espera al SII desde hace {minutes} min ({last_error}).",
+        "Document {doc} (type {tipo_dte}, folio {folio}) has been waiting for the SII for {minutes} min ({last_error}).",
+    ),
     "UPLINK_PROVIDER_REJECTED": (
         "El proveedor rechazó el documento: {detail}.",
         "The provider rejected the document: {detail}.",

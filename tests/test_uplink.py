@@ -23,8 +23,8 @@ from sync.uplink.settings import UplinkConfig
 from sync.uplink.transport import Timeouts, new_session
 
 N_DOCS = 1000
-FAST = dict(batch_max=25, batch_wait=0.0, backoff_base=0.005, backoff_cap=0.05, poll_first=0.0, poll_base=0.005,
-            poll_cap=0.02, uncertain_wait=0.0)
+FAST = {"batch_max": 25, "batch_wait": 0.0, "backoff_base": 0.005, "backoff_cap": 0.05, "poll_first": 0.0,
+        "poll_base": 0.005, "poll_cap": 0.02, "uncertain_wait": 0.0, "processing_window_minutes": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -130,14 +130,15 @@ def test_tampered_documents_are_rejected_final_not_retried(signed, tmp_path):
     config, engine, docs = signed
     results = {}
     sink = lambda doc_id, state, note=None, **kw: results.__setitem__(doc_id, (state, note))  # noqa: E731
-    tamper = lambda xml: xml.replace(b"<MntTotal>", b"<MntTotal>1", 1)  # noqa: E731  (its signature breaks)
+    tamper = lambda xml: xml.replace(b"<MntTotal>", b"<MntTotal>1", 1)  # noqa: E731
     with FakeSii(caf_keys=trusted_caf_keys(config)) as fake:
         up = make_uplink(config, engine, fake.url, tmp_path / "q.sqlite", sink)
         enqueue_all(up, [tamper(docs[0]), tamper(docs[1])])  # a boleta, a factura
         run_until_empty(up, 20)
         uploads = fake.stats()["uploads"]
     assert results[1][0] == "rejected_sii" and "DTE-3-101" in results[1][1]  # boleta REST: per-document reason
-    assert results[2][0] == "rejected_sii" and "RCH" in results[2][1]  # factura: the envío's verdict
+    # factura: the envío's counts say one was rejected, and the SII does not hold it (QueryEstDte FAU)
+    assert results[2][0] == "rejected_sii" and "rechazados 1" in results[2][1] and "FAU" in results[2][1]
     assert uploads == 2
 
 
@@ -157,7 +158,7 @@ def test_expired_token_is_renewed(signed, tmp_path):
 
 
 def test_seed_signed_by_another_key_is_refused(signed):
-    config, engine, _ = signed
+    _, engine, _ = signed
     import base64
 
     from lxml import etree

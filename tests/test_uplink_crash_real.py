@@ -142,4 +142,5 @@ def test_daemon_sigkilled_with_uploads_in_flight_loses_nothing_and_sends_nothing
     assert {s: st["track_id"] for s, st in final.items()} == seen_track  # the track id never changed
     sii_tracks = {rec.track_id for rec in fake.envios.values()}
     assert set(seen_track.values()) <= sii_tracks and len(set(seen_track.values())) == N_DOCS
-    assert all(len(ids) == 1 for ids in seen_provider.values()), "a resend got another provider id"
+    odd = {s: ids for s, ids in seen_provider.items() if len(ids) != 1}
+    assert not odd, f"a document never reported sent, or a resend got another provider id: {odd}"

@@ -23,8 +23,9 @@ from sync.uplink.service import Uplink, UplinkSettings
 from sync.uplink.settings import UplinkConfig
 
 TOKEN = "prov-secret-token"
-FAST = dict(batch_max=25, batch_wait=0.0, backoff_base=0.005, backoff_cap=0.05, poll_first=0.0, poll_base=0.005,
-            poll_cap=0.02, uncertain_wait=0.0, connect_timeout=1.0, read_timeout=0.3)
+FAST = {"batch_max": 25, "batch_wait": 0.0, "backoff_base": 0.005, "backoff_cap": 0.05, "poll_first": 0.0,
+        "poll_base": 0.005, "poll_cap": 0.02, "uncertain_wait": 0.0, "processing_window_minutes": 0.0,
+        "connect_timeout": 1.0, "read_timeout": 0.3}
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +128,7 @@ def test_retry_after_a_timeout_past_creation_creates_no_second_document(fresh_st
 
 
 def test_document_waiting_longer_than_alert_after_raises_the_alert(signed, tmp_path, caplog):
-    config, engine, docs = signed
+    _, _, docs = signed
     now = [1_000_000.0]
     clock = lambda: now[0]  # noqa: E731
     notes: list[tuple[int, str, str | None]] = []
@@ -152,3 +153,26 @@ def test_document_waiting_longer_than_alert_after_raises_the_alert(signed, tmp_p
     assert up.alerts_once() == 0  # alerted once, not at every tick
     now[0] += 600.0
     assert up.alerts_once() == 1 and alerts[-1][1]["doc"] == 2
+
+
+def test_a_refused_provider_token_pauses_the_channel_and_keeps_documents_queued(fresh_state, monkeypatch):
+    """A bad credential is a problem of the installation: nothing is rejected, the alert names
+    uplink.http.token, and the channel resumes by itself once the provider accepts it."""
+    config, engine, docs = fresh_state
+    states: dict[int, list[tuple[str, str | None]]] = {}
+    sink = lambda doc_id, state, note=None, **kw: states.setdefault(doc_id, []).append((state, note))  # noqa: E731
+    with FakeSii(caf_keys=trusted_caf_keys(config), provider_token="another-token") as fake:
+        up = http_uplink(config, engine, fake, sink, monkeypatch)
+        up.s.installation_retry = 0.1
+        alerts: list[tuple[str, dict]] = []
+        up.on_alert = lambda kind, info: alerts.append((kind, info))
+        ids = enqueue(up, docs[:2])
+        up.drain_once()
+        assert up.queue.paused("http") and up.queue.counts() == {"pending": 2}
+        assert states[1][-1][0] == "queued" and "uplink.http.token" in (states[1][-1][1] or "")
+        assert [k for k, _ in alerts] == ["SII_INSTALLATION"]
+        fake.provider_token = TOKEN  # the provider accepts our credential again
+        time.sleep(0.15)
+        run_until_empty(up)
+    assert {i: s[-1][0] for i, s in states.items()} == {i: "accepted" for i in ids}
+    assert not up.queue.paused("http") and [k for k, _ in alerts] == ["SII_INSTALLATION", "RESOLVED"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_BOUNDARY = re.compile(r"boundary=\"?([^\";\s]+)\"?", re.I)
-_DISPOSITION = re.compile(r'form-data;\s*name="([^"]*)"(?:;\s*filename="([^"]*)")?', re.I)
+_BOUNDARY = re.compile(r"boundary=\"?([^\";\s]+)\"?", re.IGNORECASE)
+_DISPOSITION = re.compile(r'form-data;\s*name="([^"]*)"(?:;\s*filename="([^"]*)")?', re.IGNORECASE)
 
 
 class MultipartError(ValueError):

@@ -15,7 +15,7 @@ from sync.uplink.channels import HttpChannel, SiiBoletaChannel, SiiDteChannel
 from sync.uplink.endpoints import SiiEndpoints
 from sync.uplink.http_provider import HttpProvider
 from sync.uplink.queue import FILE_NAME, UplinkQueue
-from sync.uplink.service import Uplink, UplinkSettings
+from sync.uplink.service import StateSink, Uplink, UplinkSettings
 from sync.uplink.settings import UplinkConfig
 from sync.uplink.transport import Timeouts, new_session
 
@@ -35,7 +35,7 @@ def settings_of(uc: UplinkConfig) -> UplinkSettings:
     return UplinkSettings(**{k: getattr(uc, k) for k in names})
 
 
-def build_uplink(config: Any, certificate: Certificate, *, sink=None) -> Uplink | None:
+def build_uplink(config: Any, certificate: Certificate, *, sink: StateSink | None = None) -> Uplink | None:
     """None when `[uplink] kind = "none"` (documents stay `signed`). Refuses (URL_INSECURE) a
     URL the token would reach over plain http:// (except on this machine: fake-sii)."""
     uc: UplinkConfig = config.uplink or UplinkConfig()
@@ -49,25 +49,29 @@ def build_uplink(config: Any, certificate: Certificate, *, sink=None) -> Uplink 
     ep = endpoints(uc, config.environment)
     queue = open_queue(Path(config.folders.state))
     if uc.kind == "http":
+        assert uc.http_url is not None  # parse_uplink requires it for kind = "http"
         provider = HttpProvider(session, uc.http_url, read_secret(uc.http_token, name="uplink.http.token"), timeouts)
         helper = SiiDteChannel(session, ep, certificate, c.rut, c.fch_resol, c.nro_resol, timeouts,
                                auth.TokenCache(lambda: "", 0))
         channels: dict[str, Any] = {"http": HttpChannel(provider, helper.envelope)}
     else:
-        channels = sii_channels(session, ep, certificate, c, timeouts, uc.token_ttl)
+        channels = sii_channels(session, ep, certificate, c, timeouts, uc.token_ttl, environment=config.environment)
     route = (lambda tipo: "http") if uc.kind == "http" else sii_route
     return Uplink(queue, channels, sink=sink, settings=settings_of(uc), route=route)
 
 
 def sii_channels(session: Any, ep: SiiEndpoints, certificate: Certificate, company: Any, timeouts: Timeouts,
-                 token_ttl: float = auth.DEFAULT_TOKEN_TTL) -> dict[str, Any]:
-    """The SII's two channels: DTEUpload + QueryEstUp (SOAP token) and the boleta REST API (its own token)."""
+                 token_ttl: float = auth.DEFAULT_TOKEN_TTL, *, environment: str = "certificacion") -> dict[str, Any]:
+    """The SII's two channels: DTEUpload + QueryEstUp (SOAP token) and the boleta REST API (its own token).
+    `environment` only names the SII's pages in alerts (enrolment, company data)."""
     c = company
     soap_tokens = auth.TokenCache(lambda: auth.soap_token(session, ep, certificate, timeouts), token_ttl)
     rest_tokens = auth.TokenCache(lambda: auth.rest_token(session, ep, certificate, timeouts), token_ttl)
     return {
-        "dte": SiiDteChannel(session, ep, certificate, c.rut, c.fch_resol, c.nro_resol, timeouts, soap_tokens),
-        "boleta": SiiBoletaChannel(session, ep, certificate, c.rut, c.fch_resol, c.nro_resol, timeouts, rest_tokens),
+        "dte": SiiDteChannel(session, ep, certificate, c.rut, c.fch_resol, c.nro_resol, timeouts, soap_tokens,
+                             environment=environment),
+        "boleta": SiiBoletaChannel(session, ep, certificate, c.rut, c.fch_resol, c.nro_resol, timeouts, rest_tokens,
+                                   environment=environment),
     }
 
 

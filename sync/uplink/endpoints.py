@@ -28,7 +28,7 @@ class SiiEndpoints:
     api_envio: str
 
     @classmethod
-    def for_environment(cls, environment: str) -> "SiiEndpoints":
+    def for_environment(cls, environment: str) -> SiiEndpoints:
         try:
             soap, api, envio = ENVIRONMENTS[environment]
         except KeyError:
@@ -36,7 +36,7 @@ class SiiEndpoints:
         return cls(soap, api, envio)
 
     @classmethod
-    def single(cls, base: str) -> "SiiEndpoints":
+    def single(cls, base: str) -> SiiEndpoints:
         """Every service under one base URL (fake-sii serves them all on one port)."""
         base = base.rstrip("/")
         return cls(base, base, base)

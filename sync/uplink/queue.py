@@ -1,27 +1,33 @@
-"""The retry queue, in the journal database (not APScheduler's pickled job store): one row per
-signed document with its attempts, next attempt time and last error, and one row per envío.
+"""The retry queue, in its own store uplink.sqlite3 (not APScheduler's pickled job store): one
+row per signed document with its attempts, next attempt time and last error, and one row per envío.
 
 Row states:  pending -> sending -> sent -> final
                   ^         |
                   +---------+ (transient failure: back to pending with a backoff)
              sending --(crash, read timeout, reset)--> uncertain -> resolved, then final or pending
 
-`sending` is written (durably) before the upload starts, so after a crash a row still in
-`sending` may or may not have reached the SII: it becomes `uncertain` and is resolved by a
-per-document query before it is ever sent again. That is what keeps a folio from being
-uploaded twice.
+`sending` is written (durably, with `sent_at`) before the upload starts, so after a crash a
+row still in `sending` may or may not have reached the SII: it becomes `uncertain` and is
+resolved by per-document queries before it is ever sent again, and it goes back to `pending`
+only when the SII says it does not hold the document *after* the processing window has passed
+since `sent_at`. That is what keeps a folio from being uploaded twice.
+
+A row may also be *held* (`hold`: the alert that explains why), and a channel may be *paused*
+(`uplink_channels`: the installation is refused; what to fix; when to probe again).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from sync.storage import Store
 from sync.uplink.docref import DocRef
@@ -47,7 +53,12 @@ CREATE TABLE IF NOT EXISTS uplink_queue (
     result       TEXT,
     alerted      INTEGER NOT NULL DEFAULT 0,
     enqueued_at  REAL NOT NULL,
-    updated_at   REAL NOT NULL
+    updated_at   REAL NOT NULL,
+    sent_at      REAL,                     -- the last upload that may have reached the destination
+    checks       INTEGER NOT NULL DEFAULT 0, -- lookups since that upload
+    resends      INTEGER NOT NULL DEFAULT 0, -- uploads after the SII said it did not hold it
+    hold         TEXT,                     -- JSON {key, code, params}: held with an alert
+    revived      INTEGER NOT NULL DEFAULT 0  -- `dtesync retry` brought it back from rejected_sii
 );
 CREATE INDEX IF NOT EXISTS uplink_queue_due ON uplink_queue(state, next_at);
 CREATE TABLE IF NOT EXISTS uplink_envios (
@@ -61,7 +72,24 @@ CREATE TABLE IF NOT EXISTS uplink_envios (
     created_at   REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS uplink_envios_poll ON uplink_envios(state, next_poll_at);
+CREATE TABLE IF NOT EXISTS uplink_channels (
+    name         TEXT PRIMARY KEY,         -- a paused channel: the installation is refused
+    source       TEXT NOT NULL,            -- token | upload | query: what was refused
+    alert        TEXT NOT NULL,            -- JSON {key, code, params}
+    since        REAL NOT NULL,
+    probe_at     REAL NOT NULL
+);
 """
+# MIGRATIONS[i] takes a queue file from user_version i to i + 1 (sync.storage.Store).
+MIGRATIONS = (
+    # 1: lost answers are looked up within a processing window; documents held with an alert;
+    #    `dtesync retry` revives rejections that were no verdict.
+    """ALTER TABLE uplink_queue ADD COLUMN sent_at REAL;
+    ALTER TABLE uplink_queue ADD COLUMN checks INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE uplink_queue ADD COLUMN resends INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE uplink_queue ADD COLUMN hold TEXT;
+    ALTER TABLE uplink_queue ADD COLUMN revived INTEGER NOT NULL DEFAULT 0;""",
+)
 
 
 @dataclass
@@ -79,6 +107,21 @@ class QueuedDoc:
     result: str | None
     enqueued_at: float
     solo: bool
+    sent_at: float | None = None
+    checks: int = 0
+    resends: int = 0
+    hold: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A channel the installation problem `alert` stopped; probed again at `probe_at`."""
+
+    channel: str
+    source: str
+    alert: dict[str, Any]
+    since: float
+    probe_at: float
 
 
 @dataclass
@@ -106,6 +149,7 @@ class UplinkQueue(Store):
     the journal's file: `migrate_from_journal` moves them over once."""
 
     SCHEMA = SCHEMA
+    MIGRATIONS = MIGRATIONS
     TABLE = "uplink_queue"
 
     def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time, readonly: bool = False) -> None:
@@ -150,7 +194,8 @@ class UplinkQueue(Store):
     def _row(r: sqlite3.Row) -> QueuedDoc:
         ref = DocRef(r["tipo_dte"], r["folio"], r["rut_emisor"], r["rut_receptor"], r["fch_emis"], r["monto_total"])
         return QueuedDoc(r["doc_id"], r["channel"], ref, bytes(r["dte_xml"]), r["state"], r["attempts"], r["next_at"],
-                         r["last_error"], r["envio_id"], r["track_id"], r["result"], r["enqueued_at"], bool(r["solo"]))
+                         r["last_error"], r["envio_id"], r["track_id"], r["result"], r["enqueued_at"], bool(r["solo"]),
+                         r["sent_at"], r["checks"], r["resends"], json.loads(r["hold"]) if r["hold"] else None)
 
     # --- writes ------------------------------------------------------------------------------------
     def enqueue(self, doc_id: int, channel: str, ref: DocRef, dte_xml: bytes) -> bool:
@@ -190,11 +235,11 @@ class UplinkQueue(Store):
                 docs = solo[:1]
             elif len(docs) < limit and now - docs[0].enqueued_at < max_wait:
                 return None
-            envio = db.execute("INSERT INTO uplink_envios(channel, state, created_at) VALUES (?, 'sending', ?)",
-                               (channel, now)).lastrowid
-            db.executemany("UPDATE uplink_queue SET state='sending', envio_id=?, updated_at=? WHERE doc_id=?",
-                           [(envio, now, d.doc_id) for d in docs])
-        return int(envio), docs
+            envio = int(db.execute("INSERT INTO uplink_envios(channel, state, created_at) VALUES (?, 'sending', ?)",
+                                   (channel, now)).lastrowid or 0)
+            db.executemany("UPDATE uplink_queue SET state='sending', envio_id=?, updated_at=?, sent_at=?, checks=0"
+                           " WHERE doc_id=?", [(envio, now, now, d.doc_id) for d in docs])
+        return envio, docs
 
     def sent(self, envio_id: int, track_id: str, first_poll: float) -> None:
         now = self._clock()
@@ -219,17 +264,50 @@ class UplinkQueue(Store):
             )
 
     def requeue(self, doc_id: int, *, delay: float = 0.0) -> None:
-        """An uncertain document the SII does not have: send it again."""
+        """An uncertain document the SII says it does not hold (after the processing window):
+        send it again."""
         now = self._clock()
         with self._tx() as db:
-            db.execute("UPDATE uplink_queue SET state='pending', next_at=?, updated_at=? WHERE doc_id=? AND state='uncertain'",
-                       (now + delay, now, doc_id))
+            db.execute("UPDATE uplink_queue SET state='pending', next_at=?, updated_at=?, resends=resends+1, hold=NULL,"
+                       " envio_id=NULL WHERE doc_id=? AND state='uncertain'", (now + delay, now, doc_id))
+
+    def check_later(self, doc_id: int, delay: float, error: str | None = None) -> None:
+        """An uncertain document not resolved yet: look it up again in `delay` seconds."""
+        now = self._clock()
+        with self._tx() as db:
+            db.execute("UPDATE uplink_queue SET next_at=?, checks=checks+1, last_error=COALESCE(?, last_error),"
+                       " updated_at=? WHERE doc_id=? AND state='uncertain'", (now + delay, error, now, doc_id))
+
+    def unsent(self, envio_id: int, doc_ids: list[int], error: str, *, solo: bool = False) -> None:
+        """The SII refused a whole envío without filing its documents (schema, signature,
+        carátula): they go back to the queue (alone, to find the culprit, when `solo`)."""
+        now = self._clock()
+        with self._tx() as db:
+            db.execute("UPDATE uplink_envios SET state='failed', last_error=? WHERE id=?", (error, envio_id))
+            db.executemany(f"UPDATE uplink_queue SET state='pending', next_at=?, last_error=?, updated_at=?, envio_id=NULL,"
+                           f" track_id=NULL{', solo=1' if solo else ''} WHERE doc_id=? AND state='sent'",
+                           [(now, error, now, i) for i in doc_ids])
+
+    def hold(self, doc_ids: list[int], alert: dict[str, Any] | None) -> None:
+        """Mark documents held by the condition `alert` ({key, code, params}); None releases them."""
+        value = json.dumps(alert, ensure_ascii=False) if alert else None
+        with self._tx() as db:
+            db.executemany("UPDATE uplink_queue SET hold=? WHERE doc_id=? AND state!='final'",
+                           [(value, i) for i in doc_ids])
 
     def finish(self, doc_id: int, result: str, error: str | None = None) -> None:
+        self.finish_many([(doc_id, result, error)])
+
+    def finish_many(self, outcomes: list[tuple[int, str, str | None]], envio_done: int | None = None) -> None:
+        """Close rows (doc_id, result, error) in one transaction; also the envío, when given."""
+        if not outcomes and envio_done is None:
+            return
         now = self._clock()
         with self._tx() as db:
-            db.execute("UPDATE uplink_queue SET state='final', result=?, last_error=COALESCE(?, last_error), updated_at=?"
-                       " WHERE doc_id=?", (result, error, now, doc_id))
+            db.executemany("UPDATE uplink_queue SET state='final', result=?, last_error=COALESCE(?, last_error),"
+                           " updated_at=?, hold=NULL WHERE doc_id=?", [(r, e, now, i) for i, r, e in outcomes])
+            if envio_done is not None:
+                db.execute("UPDATE uplink_envios SET state='done' WHERE id=?", (envio_done,))
 
     def envio_done(self, envio_id: int) -> None:
         with self._tx() as db:
@@ -246,16 +324,76 @@ class UplinkQueue(Store):
             db.executemany("UPDATE uplink_queue SET alerted=1 WHERE doc_id=?", [(i,) for i in doc_ids])
 
     def retry_now(self, doc_ids: list[int] | None = None) -> int:
-        """`dtesync retry`: every waiting document (or these) becomes due now."""
+        """`dtesync retry`: every waiting document (or these) becomes due now, and every paused
+        channel is probed at the next tick. Uncertain documents are only looked up sooner:
+        they are sent again only once the SII says it does not hold them."""
         now = self._clock()
         with self._tx() as db:
+            db.execute("UPDATE uplink_channels SET probe_at=?", (now,))
             if doc_ids:
                 return sum(db.execute("UPDATE uplink_queue SET next_at=? WHERE doc_id=? AND state IN ('pending','uncertain')",
                                       (now, i)).rowcount for i in doc_ids)
             return db.execute("UPDATE uplink_queue SET next_at=? WHERE state IN ('pending','uncertain')", (now,)).rowcount
 
+    def revive(self, doc_ids: list[int] | None, is_mistake: Callable[[str], bool]) -> list[int]:
+        """`dtesync retry`: documents an earlier version finalised as `rejected_sii` for a reason
+        that was no verdict on them (`is_mistake(last_error)`: the certificate, the enrolment, an
+        HTTP error) come back as `uncertain`: looked up first, sent again only if the SII does
+        not hold them. Returns their ids."""
+        now = self._clock()
+        with self._tx() as db:
+            rows = db.execute("SELECT doc_id, last_error FROM uplink_queue WHERE state='final' AND result='rejected_sii'"
+                              ).fetchall()
+            wanted = set(doc_ids) if doc_ids else None
+            ids = [r[0] for r in rows if (wanted is None or r[0] in wanted) and is_mistake(r[1] or "")]
+            db.executemany("UPDATE uplink_queue SET state='uncertain', result=NULL, next_at=?, updated_at=?, revived=1,"
+                           " checks=0, solo=0, alerted=0, hold=NULL, envio_id=NULL, track_id=NULL,"
+                           " sent_at=COALESCE(sent_at, enqueued_at) WHERE doc_id=?", [(now, now, i) for i in ids])
+        return ids
+
+    def take_revived(self) -> list[QueuedDoc]:
+        """Revived documents not yet reported `queued` again; the mark is cleared. (Read first:
+        this runs at every drain tick and must not cost a write transaction when idle.)"""
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM uplink_queue WHERE revived=1 LIMIT 1").fetchone() is None:
+                return []
+        with self._tx() as db:
+            rows = db.execute("SELECT * FROM uplink_queue WHERE revived=1").fetchall()
+            db.execute("UPDATE uplink_queue SET revived=0 WHERE revived=1")
+        return [self._row(r) for r in rows]
+
+    # --- paused channels ---------------------------------------------------------------------------
+    def pause(self, channel: str, source: str, alert: dict[str, Any], probe_in: float) -> None:
+        now = self._clock()
+        with self._tx() as db:
+            db.execute("INSERT INTO uplink_channels(name, source, alert, since, probe_at) VALUES (?,?,?,?,?)"
+                       " ON CONFLICT(name) DO UPDATE SET source=excluded.source, alert=excluded.alert,"
+                       " probe_at=excluded.probe_at",
+                       (channel, source, json.dumps(alert, ensure_ascii=False), now, now + probe_in))
+
+    def probe_later(self, channel: str, delay: float) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE uplink_channels SET probe_at=? WHERE name=?", (self._clock() + delay, channel))
+
+    def resume(self, channel: str) -> Pause | None:
+        """The channel works again; returns the pause it was under (None if none)."""
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM uplink_channels WHERE name=?", (channel,)).fetchone()
+            db.execute("DELETE FROM uplink_channels WHERE name=?", (channel,))
+        return self._pause(row) if row else None
+
+    @staticmethod
+    def _pause(r: sqlite3.Row) -> Pause:
+        return Pause(r["name"], r["source"], json.loads(r["alert"]), r["since"], r["probe_at"])
+
+    def paused(self, channel: str | None = None) -> list[Pause]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM uplink_channels" + (" WHERE name=?" if channel else ""),
+                                    (channel,) if channel else ()).fetchall()
+        return [self._pause(r) for r in rows]
+
     # --- reads -------------------------------------------------------------------------------------
-    def _select(self, sql: str, args: tuple = ()) -> list[QueuedDoc]:
+    def _select(self, sql: str, args: tuple[Any, ...] = ()) -> list[QueuedDoc]:
         with self._lock:
             return [self._row(r) for r in self._db.execute(sql, args).fetchall()]
 
@@ -282,6 +420,13 @@ class UplinkQueue(Store):
 
     def unfinished(self) -> list[QueuedDoc]:
         return self._select(f"SELECT * FROM uplink_queue WHERE state IN {WAITING} ORDER BY enqueued_at, doc_id")
+
+    def held(self) -> list[QueuedDoc]:
+        return self._select("SELECT * FROM uplink_queue WHERE hold IS NOT NULL AND state!='final' ORDER BY doc_id")
+
+    def waiting_alerted(self) -> list[int]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT doc_id FROM uplink_queue WHERE alerted=1 AND state!='final'")]
 
     def counts(self) -> dict[str, int]:
         with self._lock:

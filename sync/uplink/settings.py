@@ -11,8 +11,8 @@ from sync.secrets import SecretRef
 
 KINDS = ("sii", "http", "none")
 _FLOATS = ("batch_wait", "backoff_base", "backoff_cap", "poll_first", "poll_base", "poll_cap", "uncertain_wait",
-           "drain_interval", "poll_interval", "alert_after", "alert_interval", "connect_timeout", "read_timeout",
-           "token_ttl")
+           "processing_window_minutes", "installation_retry", "drain_interval", "poll_interval", "alert_after",
+           "alert_interval", "connect_timeout", "read_timeout", "token_ttl")
 
 
 @dataclass
@@ -33,6 +33,8 @@ class UplinkConfig:
     poll_base: float = 5.0
     poll_cap: float = 600.0
     uncertain_wait: float = 60.0
+    processing_window_minutes: float = 30.0  # minutes: no re-send before the SII had this long to file an upload
+    installation_retry: float = 300.0  # seconds between probes while the SII refuses the installation
     drain_interval: float = 1.0
     poll_interval: float = 1.0
     alert_after: float = 4 * 3600.0
@@ -64,7 +66,8 @@ def parse_uplink(data: dict[str, Any], base: Path) -> UplinkConfig:
     for key in _FLOATS:
         value = section.get(key, getattr(c, key))
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise _invalid(key, f"se esperaba un número de segundos >= 0, se encontró {value!r}")
+            unit = "minutos" if key.endswith("_minutes") else "segundos"
+            raise _invalid(key, f"se esperaba un número de {unit} >= 0, se encontró {value!r}")
         setattr(c, key, float(value))
     batch = section.get("batch_max", c.batch_max)
     if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 2000:

@@ -28,7 +28,7 @@ def request(operation: str, namespace: str, params: list[tuple[str, str]]) -> by
         ' SOAP-ENV:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/">'
         f'<SOAP-ENV:Body><m:{operation} xmlns:m="{namespace}">{args}</m:{operation}></SOAP-ENV:Body>'
         "</SOAP-ENV:Envelope>"
-    ).encode("utf-8")
+    ).encode()
 
 
 def response(operation: str, namespace: str, inner: str) -> bytes:
@@ -40,7 +40,7 @@ def response(operation: str, namespace: str, inner: str) -> bytes:
         f'<ns1:{operation}Response soapenv:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/" xmlns:ns1="{namespace}">'
         f'<{operation}Return xsi:type="xsd:string">{escape(inner)}</{operation}Return>'
         f"</ns1:{operation}Response></soapenv:Body></soapenv:Envelope>"
-    ).encode("utf-8")
+    ).encode()
 
 
 def fault(message: str) -> bytes:
@@ -48,7 +48,7 @@ def fault(message: str) -> bytes:
         f'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="{SOAP_ENV}"><soapenv:Body>'
         f"<soapenv:Fault><faultcode>soapenv:Server</faultcode><faultstring>{escape(message)}</faultstring>"
         "</soapenv:Fault></soapenv:Body></soapenv:Envelope>"
-    ).encode("utf-8")
+    ).encode()
 
 
 def parse_request(data: bytes) -> tuple[str, dict[str, str]]:
@@ -126,11 +126,15 @@ def parse_respuesta(text: str | bytes) -> Respuesta:
     return out
 
 
-def respuesta(hdr: list[tuple[str, str]], body: list[tuple[str, str]] | None = None, extra: str = "") -> str:
-    """Render a `<SII:RESPUESTA>` (fake-sii's answers, and test vectors)."""
-    h = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in hdr)
+def respuesta(hdr: list[tuple[str, str]], body: list[tuple[str, str]] | None = None, extra: str = "", *,
+              body_first: bool = False) -> str:
+    """Render a `<SII:RESPUESTA>` (fake-sii's answers, and test vectors). `body_first`: the
+    order CrSeed and GetTokenFromSeed really answer in (auth manual cap. 8: RESP_BODY, then
+    RESP_HDR); clients that read the seed as `root[0][0]` depend on it. The query services
+    answer header first, as their manuals show."""
+    h = "<SII:RESP_HDR>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in hdr) + "</SII:RESP_HDR>"
     b = "" if body is None else "<SII:RESP_BODY>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in body) + "</SII:RESP_BODY>"
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<SII:RESPUESTA xmlns:SII="{SII_SCHEMA_NS}">'
-        f"<SII:RESP_HDR>{h}</SII:RESP_HDR>{b}{extra}</SII:RESPUESTA>"
+        + (b + h if body_first else h + b) + f"{extra}</SII:RESPUESTA>"
     )

@@ -16,20 +16,8 @@ from lxml import etree
 
 from sync import safexml
 from sync.rut import Rut
+from sync.uplink.answers import Answer, Kind, upload_answer
 from sync.uplink.transport import USER_AGENT, Timeouts, UplinkError, send
-
-# STATUS (manual p. 8) -> (kind, meaning). "Otro" = error interno: transient.
-UPLOAD_STATUS: dict[str, tuple[str, str]] = {
-    "0": ("ok", "Upload OK"),
-    "1": ("permanent", "El Sender no tiene permiso para enviar"),
-    "2": ("permanent", "Error en tamaño del archivo (muy grande o muy chico)"),
-    "3": ("transient", "Archivo cortado (tamaño <> al parámetro size)"),
-    "5": ("auth", "No está autenticado"),
-    "6": ("permanent", "Empresa no autorizada a enviar archivos"),
-    "7": ("permanent", "Esquema Invalido"),
-    "8": ("permanent", "Firma del Documento"),
-    "9": ("transient", "Sistema Bloqueado"),
-}
 
 
 @dataclass
@@ -56,13 +44,28 @@ def multipart_body(sender: Rut, company: Rut, filename: str, envelope: bytes, bo
     return head + file_head + envelope + f"\r\n--{boundary}--\r\n".encode("ascii")
 
 
+def is_html_page(data: bytes) -> bool:
+    """An HTML page where RECEPCIONDTE was expected: what the SII answers (HTTP 200) when the
+    session behind the TOKEN cookie is dead, and what a browser gets without `PROG 1.0`."""
+    head = data[:2048].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) or b"<html" in head[:512]
+
+
 def parse_recepcion(data: bytes) -> Recepcion:
+    """RECEPCIONDTE. Anything else came from something other than the upload CGI's normal
+    path: the dead-session page is a SESSION failure (renew the token and upload again, the
+    page means nothing was filed); any other text is UNKNOWN (possibly filed: resolve first)."""
+    if is_html_page(data):
+        raise UplinkError(Kind.SESSION, "SII_UPLOAD_FAILED", "el SII respondió una página HTML: sesión (TOKEN) caducada",
+                          service="DTEUpload")
     try:
         root = safexml.fromstring(data.strip())
     except etree.XMLSyntaxError as exc:
-        raise UplinkError("transient", "SII_UPLOAD_FAILED", f"respuesta no es XML: {exc}") from None
+        raise UplinkError(Kind.UNKNOWN, "SII_UPLOAD_FAILED", f"respuesta no es XML: {exc}", service="DTEUpload",
+                          answer=Answer("?", "respuesta que no es RECEPCIONDTE", Kind.UNKNOWN)) from None
     if root.tag != "RECEPCIONDTE":
-        raise UplinkError("transient", "SII_UPLOAD_FAILED", f"respuesta inesperada <{root.tag}>")
+        raise UplinkError(Kind.UNKNOWN, "SII_UPLOAD_FAILED", f"respuesta inesperada <{root.tag!s}>", service="DTEUpload",
+                          answer=Answer(f"<{root.tag!s}>", "respuesta que no es RECEPCIONDTE", Kind.UNKNOWN))
     return Recepcion(
         status=(root.findtext("STATUS") or "").strip(),
         track_id=(root.findtext("TRACKID") or "").strip() or None,
@@ -74,7 +77,7 @@ def parse_recepcion(data: bytes) -> Recepcion:
 
 def upload(session: requests.Session, url: str, token: str, sender: Rut, company: Rut, envelope: bytes,
            filename: str, timeouts: Timeouts, *, referer: str = "https://localhost/dtesync") -> str:
-    """POST one envelope; returns the TRACKID. Raises UplinkError by STATUS (UPLOAD_STATUS)."""
+    """POST one envelope; returns the TRACKID. Raises UplinkError by STATUS (answers.UPLOAD)."""
     boundary = "----dtesync" + os.urandom(12).hex()
     body = multipart_body(sender, company, filename, envelope, boundary)
     headers = {
@@ -89,10 +92,11 @@ def upload(session: requests.Session, url: str, token: str, sender: Rut, company
     }
     resp = send(session, "POST", url, timeouts, idempotent=False, headers=headers, data=body)
     rec = parse_recepcion(resp.content)
-    kind, meaning = UPLOAD_STATUS.get(rec.status, ("transient", "Error Interno"))
-    if kind == "ok":
+    answer = upload_answer(rec.status)
+    if answer.kind is Kind.OK:
         if not rec.track_id:
-            raise UplinkError("ambiguous", "SII_UPLOAD_FAILED", "STATUS 0 sin TRACKID")
+            raise UplinkError(Kind.LOST, "SII_UPLOAD_FAILED", "STATUS 0 sin TRACKID", service="DTEUpload")
         return rec.track_id
-    detail = f"STATUS {rec.status}: {meaning}" + (f" ({'; '.join(rec.errors)})" if rec.errors else "")
-    raise UplinkError(kind, "SII_UPLOAD_REJECTED" if kind == "permanent" else "SII_UPLOAD_FAILED", detail)
+    detail = f"STATUS {rec.status}: {answer.meaning}" + (f" ({'; '.join(rec.errors)})" if rec.errors else "")
+    code = "SII_UPLOAD_REJECTED" if answer.kind is Kind.VERDICT else "SII_UPLOAD_FAILED"
+    raise UplinkError(answer.kind, code, detail, answer=answer, service="DTEUpload")
