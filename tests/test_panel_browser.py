@@ -2,13 +2,15 @@
 downloaded build), against a running installation (real engine, TCP test printer, fake-sii).
 
 Lists, search, a document's page with its files, login, reprint and retry, a forged POST
-refused (CSRF), Spanish and English. Screenshots of the main pages go to docs/img/ (the
-admin's guide, docs/panel.md, shows them)."""
+refused (CSRF), Spanish and English. Every run takes screenshots of the main pages (into the
+test's temporary folder); `DTESYNC_SCREENSHOTS=docs/img` writes them where the admin's guide,
+docs/panel.md, shows them, so a test run never changes tracked files."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,7 +23,7 @@ from sync.config import load_config
 from sync.sandbox.build import create_sandbox
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
+SHOTS = Path(tempfile.mkdtemp(prefix="dtesync-panel-shots-"))
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is required (.ci/run installs it)")
 
 
@@ -81,9 +83,10 @@ def login(page, rig, next_path: str = "/") -> None:
 
 
 def shot(page, name: str) -> None:
-    if os.environ.get("DTESYNC_SCREENSHOTS", "1") != "0":
-        IMG.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(IMG / name), full_page=True)
+    folder = Path(os.environ["DTESYNC_SCREENSHOTS"]) if os.environ.get("DTESYNC_SCREENSHOTS") else SHOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name), full_page=True)
+    assert (folder / name).stat().st_size > 0
 
 
 def test_the_list_shows_todays_documents_with_state_type_folio_total_and_printing(page, rig):
