@@ -14,9 +14,11 @@ Scenarios (each on a fresh sandbox: test company, certificate, CAFs of 12 000 fo
            its NAME.status.json saying `signed`, seen by inotify on outbox/; p50/p95/p99.
 - backlog: B files (default 10 000) already in the inbox when the daemon starts; throughput from
            the process start to the last `signed` status (start-up and scan included).
-Peak RSS is the daemon process's VmHWM (/proc/PID/status) at the end of each scenario.
-NAME.pdf (sync.printing) is off unless --pdf: the figures are the daemon's own pipeline
-(claim, journal, engine, outbox, archive); --pdf adds the PDF rendering printing does per document.
+- idle:    the daemon up with nothing to do for 20 s: CPU % of one core (every process).
+Memory is summed over every process of the daemon (the daemon and its engine process): the
+peak of the sum of VmRSS sampled every 0.1 s, and the sum of each process's VmHWM.
+The configuration is the product's default: NAME.pdf is written for every document
+(`--no-pdf` turns it off); the time when the last PDF was written is reported too.
 
 Inputs are the shipped examples of every type and format, each made distinct (a receiver or
 item name carrying its number). The daemon runs as `python -m sync run --config ...`, a separate
@@ -159,14 +161,53 @@ class DaemonProcess:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
 
+        self.peak_sum_kb = 0
+        self._sampling = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def pids(self) -> list[int]:
+        """The daemon and every process it started (its engine process)."""
+        pids, frontier = [self.proc.pid], [self.proc.pid]
+        while frontier:
+            pid = frontier.pop()
+            try:
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                children = []
+            pids += [int(c) for c in children]
+            frontier += [int(c) for c in children]
+        return pids
+
     def vm(self, key: str) -> int:
-        """VmHWM / VmRSS of the daemon in kB."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-        return 0
+        """VmHWM / VmRSS in kB, summed over the daemon's processes."""
+        total = 0
+        for pid in self.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith(key + ":"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the daemon's processes so far."""
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except OSError:
+                pass
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def _sample(self) -> None:
+        while not self._sampling.wait(0.1):
+            self.peak_sum_kb = max(self.peak_sum_kb, self.vm("VmRSS"))
 
     def stop(self) -> int:
+        self._sampling.set()
         self.proc.send_signal(signal.SIGTERM)
         _, err = self.proc.communicate(timeout=120)
         if self.proc.returncode != 0:
@@ -194,7 +235,7 @@ def pct(values: list[float], p: float) -> float:
     return ordered[k]
 
 
-def run_scenario(kind: str, mode: str, n: int, rate: float, work: Path, pdf: bool = False) -> dict:
+def run_scenario(kind: str, mode: str, n: int, rate: float, work: Path, pdf: bool = True) -> dict:
     root = work / f"{kind}-{mode}"
     config = sandbox(root, mode, pdf)
     inbox, outbox = root / "inbox", root / "outbox"
@@ -225,9 +266,24 @@ def run_scenario(kind: str, mode: str, n: int, rate: float, work: Path, pdf: boo
                     time.sleep(delay)
                 dropped[name.rsplit(".", 1)[0]] = drop(inbox, name, body)
         stems = [name.rsplit(".", 1)[0] for name, _ in docs]
-        watch.wait(stems, max(300, n / 5), daemon, outbox)
-        end = max(watch.at[s] for s in stems)
-        hwm, rss = daemon.vm("VmHWM"), daemon.vm("VmRSS")
+        idle_cpu = 0.0
+        if kind == "idle":
+            time.sleep(5)  # start-up done
+            c0, t0 = daemon.cpu_seconds(), time.monotonic()
+            time.sleep(20)
+            idle_cpu = (daemon.cpu_seconds() - c0) / (time.monotonic() - t0) * 100
+            end = start + 1
+        else:
+            watch.wait(stems, max(300, n / 5), daemon, outbox)
+            end = max(watch.at[s] for s in stems)
+        last_pdf = None
+        if pdf and kind != "idle":
+            want = {f"{s}.pdf" for s in stems}
+            deadline = time.time() + max(600, n / 2)
+            while time.time() < deadline and not want <= {p.name for p in outbox.glob("*.pdf")}:
+                time.sleep(0.5)
+            last_pdf = max((outbox / p).stat().st_mtime for p in want if (outbox / p).exists())
+        hwm, rss, nproc = daemon.vm("VmHWM"), daemon.vm("VmRSS"), len(daemon.pids())
     finally:
         rc = daemon.stop()
         observer.stop()
@@ -236,9 +292,15 @@ def run_scenario(kind: str, mode: str, n: int, rate: float, work: Path, pdf: boo
     out = {
         "scenario": kind, "mode": mode, "pdf": pdf, "files": n, "exit_code": rc, "states": sorted(states),
         "seconds": round(end - start, 2), "docs_per_s": round(n / (end - start), 1),
-        "peak_rss_mb": round(hwm / 1024, 1), "final_rss_mb": round(rss / 1024, 1),
+        "peak_rss_sum_mb": round(daemon.peak_sum_kb / 1024, 1), "sum_of_hwm_mb": round(hwm / 1024, 1),
+        "final_rss_mb": round(rss / 1024, 1), "processes": nproc,
     }
-    if kind != "backlog":
+    if kind == "idle":
+        out = {"scenario": "idle", "mode": mode, "cpu_percent_of_one_core": round(idle_cpu, 2),
+               "peak_rss_sum_mb": out["peak_rss_sum_mb"], "processes": out["processes"]}
+    if last_pdf is not None:
+        out["last_pdf_after_s"] = round(last_pdf - start, 1)
+    if kind in ("burst", "steady"):
         lat = [(watch.at[s] - dropped[s]) * 1000 for s in stems]
         out.update(p50_ms=round(pct(lat, 50), 1), p95_ms=round(pct(lat, 95), 1), p99_ms=round(pct(lat, 99), 1),
                    max_ms=round(max(lat), 1), mean_ms=round(statistics.fmean(lat), 1))
@@ -332,12 +394,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="N=300, 10 s steady, backlog 1000")
     ap.add_argument("--modes", nargs="+", default=["events", "poll"], choices=["events", "poll"])
-    ap.add_argument("--scenarios", nargs="+", default=["burst", "steady", "backlog"], choices=["burst", "steady", "backlog"])
+    ap.add_argument("--scenarios", nargs="+", default=["burst", "steady", "backlog", "idle"],
+                    choices=["burst", "steady", "backlog", "idle"])
     ap.add_argument("-n", type=int, default=2000, help="files in the burst (default 2000)")
     ap.add_argument("--rate", type=float, default=20.0, help="files per second in the steady scenario")
     ap.add_argument("--steady-seconds", type=float, default=30.0)
     ap.add_argument("--backlog", type=int, default=10_000)
-    ap.add_argument("--pdf", action="store_true", help="also render NAME.pdf per document (sync.printing; off by default)")
+    ap.add_argument("--no-pdf", dest="pdf", action="store_false", help="no NAME.pdf (the product writes one per document)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--profile", choices=["burst", "backlog"], help="cProfile an in-process daemon instead")
     ap.add_argument("--cpu", type=int, metavar="N", help="instead: CPU ms per document of an in-process daemon draining N files")
@@ -352,7 +415,7 @@ def main() -> int:
         if args.profile:
             profile(args.profile, args.n if args.profile == "burst" else args.backlog, work)
             return 0
-        sizes = {"burst": args.n, "steady": int(args.rate * args.steady_seconds), "backlog": args.backlog}
+        sizes = {"burst": args.n, "steady": int(args.rate * args.steady_seconds), "backlog": args.backlog, "idle": 0}
         results = []
         for mode in args.modes:
             for kind in args.scenarios:

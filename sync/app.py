@@ -112,6 +112,7 @@ def product_stages(config: Config, engine: Any) -> list[Stage]:
     first (the cashier's ticket), then the uplink, delivery to receptors, the cluster (folio
     leases and the shared record, only with [cluster]), then the scheduled reports."""
     from sync.delivery.stage import build_delivery
+    from sync.engine_process import EngineProcess
     from sync.printing.service import build_printing
     from sync.reports import ReportsStage
     from sync.uplink.build import build_uplink
@@ -119,6 +120,8 @@ def product_stages(config: Config, engine: Any) -> list[Stage]:
     stages: list[Stage] = []
     printing = build_printing(config)
     if printing is not None:
+        if isinstance(engine, EngineProcess):
+            printing.pdf_offload = engine.render_pdf  # NAME.pdf in the engine process's spare time
         stages.append(printing)
     uplink = build_uplink(config, engine.certificate)
     if uplink is not None:
@@ -170,9 +173,10 @@ def build_app(config: Config, *, engine: EngineLike | None = None, stages: Seque
     imported) unless one is given, the stages the configuration asks for unless given, and the
     [daemon] settings with `daemon_overrides` applied (tests and benchmarks)."""
     if engine is None:
+        from sync.engine_process import EngineProcess
         from sync.runtime import open_engine
 
-        engine = open_engine(config)
+        engine = EngineProcess.open(config) if config.daemon.engine_processes else open_engine(config)
     settings = replace(config.daemon, **daemon_overrides) if daemon_overrides else config.daemon
     chosen = list(stages) if stages is not None else product_stages(config, engine)
     stations = stations_of(config) if stations is None else frozenset(stations)

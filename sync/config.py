@@ -86,6 +86,7 @@ class DaemonConfig:
     retry_cap: float = 30.0
     inbox_lock: bool = True  # also lock inbox/.dtesync.lock: two machines never share an inbox
     max_input_bytes: int = 10 * 1024 * 1024
+    engine_processes: int = 1  # the engine (and NAME.pdf) in its own process; 0 = in the daemon's process
 
 
 @dataclass
@@ -266,9 +267,12 @@ def parse_config(data: dict[str, Any], *, base: Path, path: Path | None = None) 
         retry_cap=r.seconds("daemon.retry_cap", d.retry_cap, positive=True),
         inbox_lock=r.bool("daemon.inbox_lock", d.inbox_lock),
         max_input_bytes=r.int("daemon.max_input_bytes", d.max_input_bytes),
+        engine_processes=r.int("daemon.engine_processes", d.engine_processes),
     )
     if daemon.max_attempts < 1 or daemon.batch_size < 1 or daemon.workers < 0 or daemon.max_input_bytes < 1:
         raise _invalid("daemon", "max_attempts, batch_size y max_input_bytes deben ser >= 1, workers >= 0")
+    if not 0 <= daemon.engine_processes <= 16:
+        raise _invalid("daemon.engine_processes", "se esperaba un entero entre 0 y 16")
     a = AlertsConfig()
     alerts = AlertsConfig(
         caf_stock_min=r.int("alerts.caf_stock_min", a.caf_stock_min),

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sync.backoff import Backoff
 from sync.config import DaemonConfig
@@ -47,10 +47,19 @@ log = logging.getLogger("dtesync.daemon")
 
 
 class EngineLike(Protocol):
-    """sync.engine.Engine, or a test double: one outcome per request, in order (the SignedDte
-    or the exception)."""
+    """sync.engine.Engine, sync.engine_process.EngineProcess, or a test double: one outcome per
+    request, in order (the SignedDte or the exception)."""
 
     def issue_many(self, requests: Sequence[Request]) -> Sequence[SignedDte | BaseException]: ...
+
+
+@runtime_checkable
+class ManagedEngine(Protocol):
+    """An engine with processes of its own: started before the first document, stopped last."""
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 30.0) -> None: ...
 
 
 class _Retry(Exception):
@@ -212,6 +221,9 @@ class Daemon:
         self.stations = stations
         self.stages = list(stages)
         self.backoff = Backoff(s.retry_base, s.retry_cap)
+        # Documents claimed but not yet filed, at most: a backlog of 10 000 files waits in the
+        # inbox (parked by the watcher) instead of in memory, and is claimed as room frees up.
+        self.in_flight_cap = max(64, 4 * self.workers * self.batch_size)
         self.stats = DaemonStats()
         self.watcher: InboxWatcher | None = None
         self._dispatcher = Dispatcher()
@@ -246,6 +258,8 @@ class Daemon:
                     self._inbox_lock = None
             self.filing.stages = self.stages
             self.filing.open()
+            if isinstance(self.engine, ManagedEngine):
+                self.engine.start()
             self.watcher = InboxWatcher(
                 folders.inbox,
                 mode=s.watch,
@@ -265,6 +279,7 @@ class Daemon:
             for stage in self.stages:
                 stage.start()
         except BaseException:
+            self._stop_engine(time.monotonic() + 10)
             self._release()
             raise
         self.watcher.start()
@@ -296,6 +311,7 @@ class Daemon:
                 stage.stop(max(1.0, deadline - time.monotonic()))
             except Exception:
                 log.exception("daemon: a stage failed to stop", extra={"stage": stage.name})
+        self._stop_engine(deadline)
         self._release()
         self._started = False
         log.info("daemon: stopped")
@@ -330,6 +346,13 @@ class Daemon:
                          "" if beat < stall else f"la lectura de la bandeja no avanza hace {beat:.0f} s"))
         return out
 
+    def _stop_engine(self, deadline: float) -> None:
+        if isinstance(self.engine, ManagedEngine):
+            try:
+                self.engine.stop(max(1.0, deadline - time.monotonic()))
+            except Exception:
+                log.exception("daemon: the engine failed to stop")
+
     def _release(self) -> None:
         self.filing.close()
         if self._inbox_lock:
@@ -339,19 +362,27 @@ class Daemon:
     # --- ingest ---------------------------------------------------------------------------------------
     def _ingest_loop(self) -> None:
         assert self.watcher
+        cap = self.in_flight_cap
         while not self._stopping.is_set():
             try:
                 self.ingest_beat = time.monotonic()
-                batch = self.watcher.next_batch(1.0)
+                room = cap - self._dispatcher.pending()
+                if room > cap // 2:
+                    self.watcher.unpark(room)  # files left in the inbox while the daemon was full
+                batch = self.watcher.next_batch(1.0 if room > 0 else 0.1)
                 self.filing.flush()  # deferred 'filed' marks (group commit)
+                room = cap - self._dispatcher.pending()
+                if len(batch) > max(room, 0):  # back-pressure: what does not fit waits in the inbox
+                    self.watcher.park(batch[max(room, 0):])
+                    batch = batch[:max(room, 0)]
                 if batch and not self._stopping.is_set():
                     docs, held = self.filing.claim(batch)
                     for r in held:
                         self.watcher.hold(r)
                     for doc in docs:
                         self.stats.claimed += 1
-                        log.info("daemon: claimed", extra={"doc": doc.id, "source": doc.rel, "sha256": doc.sha256,
-                                                           "state": doc.state})
+                        log.debug("daemon: claimed", extra={"doc": doc.id, "source": doc.rel, "sha256": doc.sha256,
+                                                            "state": doc.state})
                         self._dispatcher.put(Dispatcher.key_for(doc), doc.id)
                 self.first_scan.set()  # the first next_batch() ran the start-up scan
             except Exception:
@@ -421,13 +452,20 @@ class Daemon:
                     for (key, _, dte), doc in zip(decided, docs, strict=True):
                         to_file.append((key, doc))
                         self._recorded(doc, dte)
+            ready: list[tuple[object, Doc, SignedDte | None]] = []
             for key, doc in to_file:
                 try:
-                    self._file(doc)
+                    ready.append((key, doc, self._signed_for_filing(doc)))
                 except Exception as exc:
                     fail(key, doc.id, exc)
-                else:
-                    release(key)
+            if ready:
+                filed = self.filing.file_many([(doc, dte) for _, doc, dte in ready],
+                                                 defer_commit=self._dispatcher.pending() > len(ready))  # group commit
+                for (key, doc, _), error in zip(ready, filed, strict=True):
+                    if error is None:
+                        release(key)
+                    else:
+                        fail(key, doc.id, error if isinstance(error, Exception) else RuntimeError(str(error)))
         finally:
             for key, doc_id in list(open_keys.items()):
                 fail(key, doc_id, RuntimeError("the batch stopped before this document was done"))
@@ -493,11 +531,11 @@ class Daemon:
                   extra={"doc": doc.id, "source": doc.rel})
         return None
 
-    def _file(self, doc: Doc) -> None:
+    def _signed_for_filing(self, doc: Doc) -> SignedDte | None:
         dte = self._pending.pop(doc.id, None)
         if dte is None and self.filing.needs_xml(doc):
             dte = self._reissue(doc)  # after a crash: the engine is idempotent per doc_key
-        self.filing.file(doc, dte, defer_commit=self._dispatcher.pending() > 1)  # group commit under load only
+        return dte
 
     # --- views ----------------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -167,9 +167,10 @@ class Folder:
     opened. Where the platform has no descriptor-relative calls (Windows), paths are used with
     lstat checks before and fstat checks after opening."""
 
-    def __init__(self, path: Path, fd: int | None) -> None:
+    def __init__(self, path: Path, fd: int | None, *, owned: bool = True) -> None:
         self.path = path
         self.fd = fd
+        self._owned = owned  # a view of a parent's own descriptor is not closed with it
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True, mode: int = 0o755) -> Folder:
@@ -180,9 +181,9 @@ class Folder:
         return cls(Path(path), fd)
 
     def close(self) -> None:
-        if self.fd is not None:
+        if self.fd is not None and self._owned:
             os.close(self.fd)
-            self.fd = None
+        self.fd = None
 
     def __enter__(self) -> Folder:
         return self
@@ -199,7 +200,7 @@ class Folder:
         for p in parts:
             _check_name(p)
         if not parts:
-            return Folder(self.path, os.dup(self.fd) if self.fd is not None else None)
+            return Folder(self.path, self.fd, owned=False)
         if self.fd is None:
             path = self.path.joinpath(*parts)
             for i in range(1, len(parts) + 1):

@@ -415,8 +415,12 @@ class Journal(Store):
     def filed(self, doc_id: int, *, defer: bool = False) -> None:
         """Mark a document filed. `defer=True` rides on the next transaction (group commit):
         losing it in a crash only means redoing idempotent outbox work for that document."""
+        self.filed_many([doc_id], defer=defer)
+
+    def filed_many(self, doc_ids: Iterable[int], *, defer: bool = False) -> None:
+        now = self._clock()
         with self._pending_lock:
-            self._filed_pending.append((self._clock(), doc_id))
+            self._filed_pending.extend((now, i) for i in doc_ids)
         if not defer:
             self.flush()
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
-from sync.fileio import Folder
+from sync.fileio import Folder, fsync_dir
 from sync.journal import Doc, error_from_json
 
 RESULT_SUFFIXES = (".status.json", ".status.txt", ".xml", ".pdf", ".receptor.json")
@@ -112,6 +113,7 @@ class Outbox:
         self.lang, self.with_txt, self.tz = lang, status_txt, tz
         self.file_mode = file_mode
         self._roots = {p: Folder.open(p, mode=OUTBOX_DIR_MODE) for p in (self.outbox, self.archive, self.rejected)}
+        self._root_strs = [(str(p), folder) for p, folder in self._roots.items()]
         self._lock = threading.Lock()
         self.extras: list[Callable[[Doc], dict[str, Any]]] = []  # entries merged into status.json
         self._reserved: set[tuple[str, str]] = set()
@@ -137,19 +139,36 @@ class Outbox:
         base = self.results_base(doc)
         return base.with_name(base.name + suffix)
 
-    def _folder_of(self, path: Path, *, create: bool = True) -> Folder:
-        """The Folder holding `path`, reached from its root by descriptor (never through a link)."""
-        for root_path, root in self._roots.items():
-            try:
-                rel = path.parent.relative_to(root_path)
-            except ValueError:
+    def folder_of(self, path: Path, *, create: bool = True) -> Folder:
+        """The Folder holding `path`, reached from its root by descriptor (never through a link).
+        Plain string work: this runs for every file of every document."""
+        parent = os.path.dirname(str(path))
+        for root_path, root in self._root_strs:
+            if parent == root_path:
+                rel = ""
+            elif parent.startswith(root_path) and parent[len(root_path)] == os.sep:
+                rel = parent[len(root_path) + 1:].replace(os.sep, "/")
+            else:
                 continue
-            return root.sub(rel.as_posix(), create=create, mode=OUTBOX_DIR_MODE)
+            return root.sub(rel, create=create, mode=OUTBOX_DIR_MODE)
         raise ValueError(f"{path} is outside the outbox, archive and rejected folders")
+
+    def _dir_written(self, folder: Folder, dirs: set[str] | None) -> None:
+        """A rename in `folder` must become durable: now, or with the batch's `dirs` (the caller
+        fsyncs each once, `sync_dirs`, before anything says `filed`)."""
+        if dirs is None:
+            folder.fsync()
+        else:
+            dirs.add(str(folder.path))
+
+    @staticmethod
+    def sync_dirs(dirs: set[str]) -> None:
+        for d in sorted(dirs):
+            fsync_dir(d)
 
     # --- writes -----------------------------------------------------------------------------------
     def write_status(self, doc: Doc, history: Iterable[dict[str, Any]], xml: bytes | None = None,
-                     extras: dict[str, Any] | None = None) -> Path:
+                     extras: dict[str, Any] | None = None, dirs: set[str] | None = None) -> Path:
         """NAME.status.json (+ .status.txt), and NAME.xml first when given: the ERP that
         sees 'signed' finds the XML already there. One folder fsync for all of them."""
         base = self.results_base(doc)
@@ -159,8 +178,8 @@ class Outbox:
             status.update(extra(doc))
         if extras:
             status.update(extras)
-        data = json.dumps(status, ensure_ascii=False, indent=1).encode("utf-8")
-        with self._folder_of(base) as folder:
+        data = json.dumps(status, ensure_ascii=False).encode("utf-8")  # one line: the C encoder (indent is pure Python)
+        with self.folder_of(base) as folder:
             if xml is not None:
                 folder.write(base.name + ".xml", xml, mode=self.file_mode, sync=False)
             if self.with_txt:
@@ -168,13 +187,13 @@ class Outbox:
                              sync=False)
             folder.write(base.name + ".status.json", data, mode=self.file_mode, durable=durable, sync=False)
             if durable:
-                folder.fsync()
+                self._dir_written(folder, dirs)
         return base.with_name(base.name + ".status.json")
 
     def write_result(self, doc: Doc, suffix: str, data: bytes) -> Path:
         """One more result file (NAME.pdf, NAME.receptor.json), written atomically."""
         path = self.result_path(doc, suffix)
-        with self._folder_of(path) as folder:
+        with self.folder_of(path) as folder:
             folder.write(path.name, data, mode=self.file_mode)
         return path
 
@@ -183,7 +202,7 @@ class Outbox:
         when it is not there."""
         path = self.result_path(doc, suffix)
         try:
-            with self._folder_of(path, create=False) as folder:
+            with self.folder_of(path, create=False) as folder:
                 return folder.read(path.name, limit)
         except FileNotFoundError:
             return None
@@ -194,7 +213,7 @@ class Outbox:
     def has_result(self, doc: Doc, suffix: str) -> bool:
         path = self.result_path(doc, suffix)
         try:
-            with self._folder_of(path, create=False) as folder:
+            with self.folder_of(path, create=False) as folder:
                 return folder.exists(path.name)
         except FileNotFoundError:
             return False
@@ -205,7 +224,7 @@ class Outbox:
         src_base = self.outbox / old.folder / old.out_stem if old.folder else self.outbox / old.out_stem
         fp = Path(old.final_path)
         stem = _stem_of(fp.name)
-        with self._folder_of(src_base) as src, self._folder_of(fp) as dst:
+        with self.folder_of(src_base) as src, self.folder_of(fp) as dst:
             for suffix in RESULT_SUFFIXES:
                 name = src_base.name + suffix
                 if not src.exists(name):
@@ -229,10 +248,10 @@ class Outbox:
         stem = _stem_of(fp.name)
         moved = 0
         try:
-            src = self._folder_of(src_base, create=False)
+            src = self.folder_of(src_base, create=False)
         except FileNotFoundError:
             return 0
-        with src, self._folder_of(fp) as dst:
+        with src, self.folder_of(fp) as dst:
             for suffix in RESULT_SUFFIXES:
                 name = src_base.name + suffix
                 if not src.exists(name):
@@ -270,7 +289,7 @@ class Outbox:
             stem, ext = doc.name, ""
         stem = _fits(stem)
         ext = f".{ext}" if ext else ""
-        with self._lock, self._folder_of(d / "x") as folder:
+        with self._lock, self.folder_of(d / "x") as folder:
             for n in itertools.count(1):
                 cand_stem = stem if n == 1 else f"{stem}~{n}"
                 if self._free(folder, str(d), cand_stem, ext):
@@ -292,10 +311,11 @@ class Outbox:
             p = Path(final_path)
             self._reserved.discard((str(p.parent), _stem_of(p.name)))
 
-    def file_input(self, work: Folder, work_name: str, final_path: Path) -> None:
+    def file_input(self, work: Folder, work_name: str, final_path: Path, dirs: set[str] | None = None) -> None:
         """Move the claimed input to its final place (idempotent after a crash)."""
-        with self._folder_of(final_path) as dst:
-            work.move(work_name, dst, final_path.name)
+        with self.folder_of(final_path) as dst:
+            work.move(work_name, dst, final_path.name, durable=False)
+            self._dir_written(dst, dirs)
 
 
 def _stem_of(name: str) -> str:

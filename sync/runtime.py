@@ -95,9 +95,12 @@ def warn_loose_permissions(config: Config) -> list[str]:
     return [str(item.path) for item in found]
 
 
-def open_engine(config: Config) -> Engine:
+def open_engine(config: Config, *, import_cafs: bool = True) -> Engine:
     """Certificate + folio store with the CAF folder imported + engine. In cluster mode a site's
-    CAFs come with its leases (docs/sites.md): its CAF folder is not read."""
+    CAFs come with its leases (docs/sites.md): its CAF folder is not read. An engine process
+    (sync.engine_process) passes `import_cafs=False`: the daemon imported them before starting it."""
+    if not import_cafs:
+        return Engine.from_config(config, open_folio_store(config), load_certificate(config))
     warn_loose_permissions(config)
     certificate = load_certificate(config)
     store = open_folio_store(config)
@@ -106,7 +109,12 @@ def open_engine(config: Config) -> Engine:
             log.warning("caf_folder_ignored folder=%s (cluster mode: import CAFs with 'dtesync caf import')",
                         config.folders.caf)
         return Engine.from_config(config, store, certificate)
+    import_cafs_logged(store, config)
+    return Engine.from_config(config, store, certificate)
+
+
+def import_cafs_logged(store: FolioStore, config: Config) -> None:
+    """The CAF folder imported into the folio store, each file that fails logged (once per start)."""
     for result in import_caf_folder(store, config, date.today()):
         if result.error is not None:
             log.warning("caf_import_failed file=%s code=%s", result.path.name, result.error.code)
-    return Engine.from_config(config, store, certificate)

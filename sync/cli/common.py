@@ -31,6 +31,13 @@ class Registry:
         p.set_defaults(func=func)
         return p
 
+    def hidden(self, name: str, func: Command) -> argparse.ArgumentParser:
+        """A command other processes of dtesync run, left out of the help."""
+        p: argparse.ArgumentParser = self._sub.add_parser(name, parents=[self._common])
+        p.set_defaults(func=func)
+        self._sub._choices_actions = [a for a in self._sub._choices_actions if a.dest != name]
+        return p
+
     def group(self, name: str, help: str, dest: str = "action") -> Registry:
         p = self._sub.add_parser(name, help=help, description=help)
         return Registry(p.add_subparsers(title="actions", metavar="ACTION", dest=dest, required=True), self._common, dest)

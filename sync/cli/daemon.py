@@ -40,6 +40,7 @@ def register(r: Registry) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--cluster", action="store_true", help="cluster mode: every site's documents, leases and last contact")
     r.command("queue", cmd_queue, "documents not yet final, oldest first")
+    r.hidden("_engine-worker", cmd_engine_worker)  # started by the daemon itself (sync.engine_process)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -242,3 +243,10 @@ def cmd_queue(args: argparse.Namespace) -> int:
     print_table(["id", "archivo", "estación", "etapa", "estado", "intentos", "edad (s)"],
                  [(r["id"], r["source"], r["station"] or "", r["step"], r["state"], r["attempts"], r["age_s"]) for r in rows])
     return EXIT_OK
+
+
+def cmd_engine_worker(args: argparse.Namespace) -> int:
+    """The daemon's engine process: it talks to the daemon over stdin/stdout (not for people)."""
+    from sync.engine_process import serve_stdio
+
+    return serve_stdio()

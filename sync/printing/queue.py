@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS print_jobs (
 CREATE INDEX IF NOT EXISTS print_jobs_due ON print_jobs(station, state, id);
 CREATE INDEX IF NOT EXISTS print_jobs_doc ON print_jobs(doc_id);
 CREATE INDEX IF NOT EXISTS print_jobs_pending ON print_jobs(id) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS pdf_jobs (
+    doc_id     INTEGER PRIMARY KEY,    -- journal id: NAME.pdf handed to another process, not yet written
+    xml_path   TEXT NOT NULL,
+    pdf_path   TEXT NOT NULL,
+    label      TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS pdf_results (
     doc_id     INTEGER PRIMARY KEY,    -- journal id; a row only when NAME.pdf could not be written
     code       TEXT NOT NULL,
@@ -197,6 +204,30 @@ class PrintQueue(Store):
             "SELECT COUNT(*), MIN(created_at), SUM(attempts > 0) FROM print_jobs WHERE station=? AND state='pending'",
             (station,)).fetchone()
         return int(row[0]), row[1], int(row[2] or 0)
+
+    def pdf_queued(self, doc_id: int, xml_path: str, pdf_path: str, label: str) -> None:
+        """NAME.pdf handed to a renderer in another process: kept until it answers, so a stop or a
+        crash before then renders it again at the next start. Not fsynced: after a power cut the
+        PDF can always be made again from NAME.xml (`dtesync print`)."""
+        with self.tx(durable=False) as db:
+            db.execute("INSERT OR REPLACE INTO pdf_jobs(doc_id, xml_path, pdf_path, label, created_at)"
+                       " VALUES (?,?,?,?,?)", (doc_id, xml_path, pdf_path, label, time.time()))
+
+    def pdf_answered(self, doc_id: int, failure: tuple[str, str] | None) -> bool:
+        """The renderer's answer: the job is done, its failure (code, message) recorded or a former
+        one cleared. True when the status file's `pdf` entry changes."""
+        with self.tx(durable=False) as db:
+            db.execute("DELETE FROM pdf_jobs WHERE doc_id=?", (doc_id,))
+            if failure is not None:
+                db.execute("INSERT OR REPLACE INTO pdf_results(doc_id, code, message, at) VALUES (?,?,?,?)",
+                           (doc_id, failure[0], failure[1], time.time()))
+                return True
+            return db.execute("DELETE FROM pdf_results WHERE doc_id=?", (doc_id,)).rowcount > 0
+
+    def pdf_jobs(self) -> list[tuple[int, str, str, str]]:
+        """(doc_id, xml_path, pdf_path, label) of every PDF still to be written, oldest first."""
+        rows = self.conn().execute("SELECT doc_id, xml_path, pdf_path, label FROM pdf_jobs ORDER BY doc_id")
+        return [(int(r[0]), r[1], r[2], r[3]) for r in rows]
 
     def pdf_failed(self, doc_id: int, code: str, message: str, now: float | None = None) -> None:
         with self.tx() as db:

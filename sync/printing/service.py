@@ -27,7 +27,7 @@ from typing import Any
 
 from sync.backoff import Backoff
 from sync.config import Config
-from sync.errors import DteSyncError
+from sync.errors import CATALOG, DteSyncError
 from sync.journal import Doc
 from sync.printing.delivery import Outcome, deliver
 from sync.printing.escpos import job_start, render_ticket, reprint_marker, timbre_mode
@@ -37,7 +37,6 @@ from sync.printing.layout import (
     cedible_label,
     source_from_dte_xml,
 )
-from sync.printing.pdf import render_pdf
 from sync.printing.queue import FILE_NAME, Job, PrintQueue
 from sync.printing.rules import LayoutRefused, roll_refusal
 from sync.printing.stations import Station, Stations
@@ -49,6 +48,15 @@ from sync.stage import Check, QueueStats, Stage
 log = logging.getLogger("dtesync.printing")
 REPRINT_REASON = {"es": "Un envío anterior pudo quedar incompleto", "en": "An earlier attempt may be incomplete"}
 MANUAL_REASON = {"es": "Copia pedida con dtesync print", "en": "Copy asked with dtesync print"}
+
+
+@dataclass(frozen=True)
+class PdfJob:
+    """NAME.pdf to render from NAME.xml, for a renderer in another process (paths under the
+    outbox, archive or rejected folders, reached there through the outbox's link-safe folders)."""
+
+    xml_path: str
+    pdf_path: str
 
 
 def source_of(dte: SignedDte) -> PrintSource:
@@ -112,6 +120,8 @@ def refusal(station: Station, tipo_dte: int, lang: str = "es") -> DteSyncError |
 
 def pdf_bytes(src: PrintSource, config: Config) -> bytes:
     """Boletas on the configured roll, the rest on sheets; the CEDIBLE copy as a second page."""
+    from sync.printing.pdf import render_pdf  # reportlab: loaded only where PDFs are rendered (often another process)
+
     p = config.printing
     tipo = src.documento.tipo_dte
     fmt = p.roll if is_boleta(tipo) else p.sheet
@@ -298,7 +308,11 @@ class PrintService(Stage):
                         for s in self.stations}
         self.pdf_writer = PdfWriter(config, lambda doc, data: self.filing.write_result(doc, ".pdf", data),
                                     self._pdf_result)
+        # Where NAME.pdf is rendered: this process's PdfWriter thread, unless the composition root
+        # hands the job to the engine's worker process (sync.engine_process.EngineProcess.render_pdf).
+        self.pdf_offload: Callable[[PdfJob, Callable[[tuple[str, str] | None], None]], None] | None = None
         self._raised: dict[str, str] = {}  # station -> the code of its active printer alert
+        self._stopping = False
         self.listeners: list[Callable[[Job], None]] = []  # every change of a job (metrics: printed, errors)
         self._started = False
 
@@ -312,8 +326,12 @@ class PrintService(Stage):
                 s.start()
             self.pdf_writer.start()
             self._started = True
+            if self.pdf_offload is not None:  # PDFs a stop or a crash left unwritten
+                for doc_id, xml_path, pdf_path, rel in self.queue.pdf_jobs():
+                    self._offload(doc_id, rel, PdfJob(xml_path, pdf_path))
 
     def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
         if self._started:
             self.pdf_writer.drain_and_stop(timeout)
         for s in self.senders.values():
@@ -428,18 +446,42 @@ class PrintService(Stage):
 
     # --- the stage hook ------------------------------------------------------------------------
     def on_signed(self, doc: Doc, dte: SignedDte) -> None:
-        """Idempotent per `doc.id`: the ticket is queued once; NAME.pdf is rewritten identically."""
-        src = source_of(dte)
-        station = self.stations.route(folder=doc.folder, xml=src.xml)
+        """Idempotent per `doc.id`: the ticket is queued once; NAME.pdf is rewritten identically.
+        The document's model is parsed here only when a ticket or an in-process PDF needs it."""
+        station = self.stations.route(folder=doc.folder, xml=dte.tree if self.config.printing.route_field else None)
         if station is not None and not station.config.virtual:  # a virtual station e-mails (sync.delivery)
             source = str(self.filing.result_path(doc, ".xml")) if self._filing is not None else None
-            self.enqueue(src, station, doc_key=f"doc:{doc.id}", doc_id=doc.id,
+            self.enqueue(source_of(dte), station, doc_key=f"doc:{doc.id}", doc_id=doc.id,
                          label=f"{doc.rel}: TipoDTE {dte.tipo_dte} folio {dte.folio}", source=source)
-        if self.config.printing.pdf:
-            if self._started:
-                self.pdf_writer.submit(src, doc)  # off the signing path: ~10-30 ms of rendering
-            else:
-                self.pdf_writer.write(src, doc)
+        if not self.config.printing.pdf:
+            return
+        if self.pdf_offload is not None and self._filing is not None:
+            job = PdfJob(str(self.filing.result_path(doc, ".xml")), str(self.filing.result_path(doc, ".pdf")))
+            self.queue.pdf_queued(doc.id, job.xml_path, job.pdf_path, doc.rel)
+            self._offload(doc.id, doc.rel, job)
+        elif self._started:
+            self.pdf_writer.submit(source_of(dte), doc)  # off the signing path: ~10-30 ms of rendering
+        else:
+            self.pdf_writer.write(source_of(dte), doc)
+
+    def _offload(self, doc_id: int, rel: str, job: PdfJob) -> None:
+        assert self.pdf_offload is not None
+        self.pdf_offload(job, lambda outcome: self._offloaded(doc_id, rel, outcome))
+
+    def _offloaded(self, doc_id: int, rel: str, outcome: tuple[str, str] | None) -> None:
+        """The other process's answer for NAME.pdf (on its reader thread)."""
+        if self._stopping:
+            return  # the job stays recorded: rendered again at the next start
+        failure = None
+        if outcome is not None:
+            code, detail = outcome
+            error = DteSyncError(code if code in CATALOG else "PDF_NOT_WRITTEN", found=f"{rel}.pdf",
+                                 params={"detail": detail})
+            log.error("printing: no PDF", extra={"doc": doc_id, "code": error.code,
+                                                 "error": error.message(self.config.language)})
+            failure = (error.code, error.message(self.config.language))
+        if self.queue.pdf_answered(doc_id, failure):
+            self._refresh(doc_id)
 
     def reprint(self, doc_id: int) -> Job:
         """A new ticket for a signed document, for its station (as routed when it was signed),

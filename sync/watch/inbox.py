@@ -34,6 +34,7 @@ from sync.watch.rules import (
 )
 
 log = logging.getLogger("dtesync.watch")
+PARKED = 3600.0  # s: a parked file waits for `unpark` (or a reconciliation scan), not for a timer
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class InboxWatcher:
         self._next_scan = 0.0  # scan at start-up
         self._next_health = 0.0
         self._warned: set[str] = set()
+        self._parked: dict[str, None] = {}
         self._root = str(self.inbox)
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -111,6 +113,26 @@ class InboxWatcher:
     def hold(self, r: Ready) -> None:
         """Offer a complete file again in a moment (it could not be claimed just now)."""
         self.readiness.defer(r.rel, r.size, r.mtime_ns, self._clock())
+
+    def park(self, readies: list[Ready]) -> None:
+        """Complete files the daemon has no room for yet: remembered (not looked at again, not
+        in memory beyond their name) until `unpark`, oldest first; a reconciliation scan offers
+        them too."""
+        now = self._clock()
+        for r in readies:
+            self.readiness.defer(r.rel, r.size, r.mtime_ns, now, delay=PARKED)
+            self._parked.setdefault(r.rel)  # an ordered set: oldest first, each name once
+
+    def unpark(self, limit: int) -> None:
+        """Offer up to `limit` parked files again at the next `next_batch`."""
+        now = self._clock()
+        while self._parked and limit > 0:
+            rel = next(iter(self._parked))
+            del self._parked[rel]
+            c = self.readiness.candidates.get(rel)
+            if c is not None:
+                c.next_check = now
+                limit -= 1
 
     @property
     def observer_restarts(self) -> int:

@@ -134,10 +134,10 @@ class Readiness:
             del self.candidates[key]
         return verdict
 
-    def defer(self, key: str, size: int, mtime_ns: int, now: float) -> None:
-        """Keep a complete file waiting (for ordering); it is ready again at its next check
-        if unchanged."""
-        self.candidates[key] = Candidate(now, size, mtime_ns, now - self.stable_window, True, now + 0.05)
+    def defer(self, key: str, size: int, mtime_ns: int, now: float, delay: float = 0.05) -> None:
+        """Keep a complete file waiting (for ordering, or parked while the daemon is full); it
+        is ready again at its next check, `delay` s from now, if unchanged."""
+        self.candidates[key] = Candidate(now, size, mtime_ns, now - self.stable_window, True, now + delay)
 
     def forget(self, key: str) -> None:
         self.candidates.pop(key, None)

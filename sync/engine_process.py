@@ -1,0 +1,395 @@
+"""The engine in its own process: the daemon's second core.
+
+One Python process holds one interpreter lock: the engine (parse, totals, TED, signature, XSD:
+about 2 ms of CPU per document) and the daemon's own bookkeeping (claims, journal, status
+files) used to take turns on one core. `EngineProcess` runs the engine in a worker process,
+so the daemon's process does the bookkeeping while the worker signs, and the worker renders
+NAME.pdf in the time signing leaves free.
+
+- The worker is this same program started again (`dtesync _engine-worker`, also when frozen
+  by PyInstaller), talking over its stdin/stdout: the same on Linux and Windows, and no copy of
+  the daemon's threads and locks. It gets the configuration (secrets are references in it) and
+  opens the certificate and the folio store itself: no secret crosses the pipe.
+- Signing comes first: a reader thread sorts what arrives, the worker always takes a batch to
+  sign before a PDF, and starts a PDF only once signing has been quiet for PDF_AFTER_QUIET, so
+  a burst is signed at full speed (its PDFs follow) and a document meets at most one render.
+- A batch's outcome per request is a SignedDte (its header, the signed XML and the TED; the
+  lxml tree and the model stay behind and are parsed again only where a stage needs them) or
+  the typed error, rebuilt on this side.
+- If the worker dies, every batch it held fails as a whole (the daemon retries those documents:
+  the folio store hands each document its own folio back) and a new worker is started.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from datetime import date
+from pathlib import Path
+from typing import IO, Any
+
+from sync.config import Config
+from sync.engine import Request
+from sync.errors import DteSyncError, DteSyncErrors
+from sync.folios.store import FolioStore
+from sync.outbox import Outbox
+from sync.printing.rules import LayoutRefused
+from sync.printing.service import PdfJob, pdf_bytes, source_of
+from sync.runtime import import_cafs_logged, load_certificate, open_engine, open_folio_store, warn_loose_permissions
+from sync.signed import SignedDte
+
+log = logging.getLogger("dtesync.engine")
+
+START_TIMEOUT = 120.0  # s for a worker to load the certificate and the schemas
+# A PDF (10-30 ms of rendering) starts only after signing has been quiet this long: during a
+# burst the PDFs wait, and at a steady pace a document meets at most one render in progress.
+PDF_AFTER_QUIET = 0.05
+
+
+class EngineProcessDied(RuntimeError):
+    """The worker process ended with batches in hand: they are retried."""
+
+
+# --- what crosses the pipe ------------------------------------------------------------------------------
+def _pack_outcome(outcome: SignedDte | BaseException) -> tuple[Any, ...]:
+    if isinstance(outcome, SignedDte):
+        return ("ok", outcome.tipo_dte, outcome.folio, outcome.rut_emisor, outcome.rut_receptor,
+                outcome.fch_emis.isoformat(), outcome.monto_total, outcome.dte_xml, outcome.ted, outcome.mnt_neto,
+                outcome.mnt_exe, outcome.iva, outcome.rzn_soc_recep)
+    if isinstance(outcome, (DteSyncError, DteSyncErrors)):
+        from sync.journal import error_to_json
+
+        errors = outcome.errors if isinstance(outcome, DteSyncErrors) else [outcome]
+        return ("errors", [error_to_json(e) for e in errors], isinstance(outcome, DteSyncErrors))
+    return ("exception", type(outcome).__name__, str(outcome))
+
+
+def _unpack_outcome(packed: tuple[Any, ...]) -> SignedDte | BaseException:
+    kind = packed[0]
+    if kind == "ok":
+        (_, tipo, folio, rut_emisor, rut_receptor, fch, total, xml, ted, neto, exe, iva, rzn) = packed
+        return SignedDte(tipo_dte=tipo, folio=folio, rut_emisor=rut_emisor, rut_receptor=rut_receptor,
+                         fch_emis=date.fromisoformat(fch), monto_total=total, dte_xml=xml, ted=ted, mnt_neto=neto,
+                         mnt_exe=exe, iva=iva, rzn_soc_recep=rzn)
+    if kind == "errors":
+        from sync.journal import error_from_json
+
+        errors = [error_from_json(e) for e in packed[1]]
+        return DteSyncErrors(errors) if packed[2] else errors[0]
+    return RuntimeError(f"{packed[1]}: {packed[2]}")
+
+
+# --- what crosses the pipe: length-prefixed pickles between our own two processes ----------------------------
+class Channel:
+    """Messages over a pair of pipes (a child's stdin and stdout): 4-byte length, then a pickle.
+    Both ends are this program; nothing else writes to these pipes."""
+
+    def __init__(self, reader: IO[bytes], writer: IO[bytes]) -> None:
+        self._reader, self._writer = reader, writer
+        self._send_lock = threading.Lock()
+
+    def send(self, msg: tuple[Any, ...]) -> None:
+        data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._send_lock:
+            self._writer.write(struct.pack(">I", len(data)) + data)
+            self._writer.flush()
+
+    def recv(self) -> tuple[Any, ...]:
+        head = self._read_exactly(4)
+        msg: tuple[Any, ...] = pickle.loads(self._read_exactly(struct.unpack(">I", head)[0]))
+        return msg
+
+    def _read_exactly(self, n: int) -> bytes:
+        chunks, got = [], 0
+        while got < n:
+            chunk = self._reader.read(n - got)
+            if not chunk:
+                raise EOFError("the other end closed the pipe")
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+
+def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _engine-worker`)
+    """The worker process: the configuration arrives first, then batches to sign and PDFs to
+    render. A reader thread sorts what arrives; this thread signs first, renders in the time
+    left, and exits when the pipe closes or after a `stop`, once what it was handed is done."""
+    channel = Channel(sys.stdin.buffer, sys.stdout.buffer)
+    sys.stdout = sys.stderr  # nothing but messages may reach the pipe
+    (_, config) = channel.recv()
+    engine = open_engine(config, import_cafs=False)
+    channel.send(("ready", os.getpid()))
+    signing: collections.deque[tuple[int, list[tuple[bytes, str, str, str | None]]]] = collections.deque()
+    pdfs: collections.deque[tuple[int, PdfJob]] = collections.deque()
+    state: dict[str, Any] = {"stopping": False, "closed": False, "last_sign": 0.0}
+    cond = threading.Condition()
+
+    def read() -> None:
+        while True:
+            try:
+                msg = channel.recv()
+            except (EOFError, OSError):
+                msg = ("closed",)
+            with cond:
+                if msg[0] == "sign":
+                    signing.append((msg[1], msg[2]))
+                    state["last_sign"] = time.monotonic()
+                elif msg[0] == "pdf":
+                    pdfs.append((msg[1], msg[2]))
+                elif msg[0] == "stop":
+                    state["stopping"] = True
+                else:
+                    state["closed"] = True
+                cond.notify()
+            if msg[0] in ("stop", "closed"):
+                return
+
+    threading.Thread(target=read, name="dtesync-engine-pipe", daemon=True).start()
+    renderer: _PdfRenderer | None = None
+    while True:
+        with cond:
+            while True:
+                if state["closed"] or (state["stopping"] and not signing):
+                    return 0  # PDFs not rendered yet are recorded by printing: the next start renders them
+                if signing:
+                    break
+                quiet = time.monotonic() - state["last_sign"]
+                if pdfs and quiet >= PDF_AFTER_QUIET:
+                    break
+                cond.wait(PDF_AFTER_QUIET - quiet if pdfs else None)
+            sign = signing.popleft() if signing else None
+            pdf = pdfs.popleft() if sign is None else None
+        if sign is not None:
+            req_id, items = sign
+            requests = [Request(data, source, key, station) for data, source, key, station in items]
+            try:
+                outcomes: Sequence[SignedDte | BaseException] = engine.issue_many(requests)
+                channel.send(("signed", req_id, [_pack_outcome(o) for o in outcomes]))
+            except Exception as exc:  # the batch itself failed (the folio store): each document retries
+                channel.send(("failed", req_id, f"{type(exc).__name__}: {exc}"))
+        elif pdf is not None:
+            renderer = renderer or _PdfRenderer(config)
+            channel.send(("pdf", pdf[0], renderer.render(pdf[1])))
+
+
+def worker_command() -> list[str]:
+    """How to start a worker: this same program with the hidden `_engine-worker` command (the
+    frozen program is its own interpreter)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "_engine-worker"]
+    return [sys.executable, "-m", "sync", "_engine-worker"]
+
+
+class _PdfRenderer:  # pragma: no cover - runs in the child
+    """NAME.pdf from NAME.xml, read and written through the outbox's link-safe folders."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        f = config.folders
+        self.out = Outbox(f.outbox, f.archive, f.rejected)
+
+    def render(self, job: PdfJob) -> tuple[str, str] | None:
+        """None when written; (code, detail) when not."""
+        xml_path, pdf_path = Path(job.xml_path), Path(job.pdf_path)
+        try:
+            with self.out.folder_of(xml_path, create=False) as folder:
+                xml = folder.read(xml_path.name, 64 << 20)
+            data = pdf_bytes(source_of(SignedDte.from_xml(xml)), self.config)
+            with self.out.folder_of(pdf_path) as folder:
+                folder.write(pdf_path.name, data, mode=self.out.file_mode)
+        except LayoutRefused as exc:
+            return (exc.code, exc.detail)
+        except Exception as exc:
+            return ("PDF_NOT_WRITTEN", f"{type(exc).__name__}: {exc}")
+        return None
+
+
+# --- this side ----------------------------------------------------------------------------------------------
+class _Worker:
+    def __init__(self, config: Config) -> None:
+        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # a service has no console to show
+        self.process = subprocess.Popen(worker_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        creationflags=flags)
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.channel = Channel(self.process.stdout, self.process.stdin)
+        self.in_flight: dict[int, Future[list[SignedDte | BaseException]]] = {}
+        self.pdf_jobs: dict[int, Callable[[tuple[str, str] | None], None]] = {}
+        try:
+            self.channel.send(("config", config))
+            msg = self.channel.recv()  # "ready" once the certificate and the folio store are open
+        except (EOFError, OSError) as exc:
+            self.process.kill()
+            raise EngineProcessDied(f"the engine process did not start: {exc}") from None
+        if msg[0] != "ready":
+            self.process.kill()
+            raise EngineProcessDied(f"the engine process did not start: {msg!r}")
+        self.pid = int(msg[1])
+
+    def send(self, msg: tuple[Any, ...]) -> None:
+        self.channel.send(msg)
+
+    def close(self, timeout: float) -> None:
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+class EngineProcess:
+    """An engine in `processes` worker processes, with the Engine's `issue_many` contract."""
+
+    def __init__(self, config: Config, certificate: Any, folios: FolioStore, *, processes: int = 1) -> None:
+        self.config = config  # pickled to the worker: folders, company, secret references (never a secret)
+        self.certificate = certificate  # the daemon's side signs envelopes and SII seeds with it
+        self.folios = folios  # the same folio store the workers allocate from (cluster leases, stock)
+        self.processes = max(1, processes)
+        self._workers: list[_Worker] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._readers: list[threading.Thread] = []
+        self._stopping = False
+
+    @classmethod
+    def open(cls, config: Config) -> EngineProcess:
+        """The engine in `[daemon] engine_processes` workers: the CAF folder imported and the
+        certificate checked here first, so a broken installation fails at start, in this process."""
+        warn_loose_permissions(config)
+        certificate = load_certificate(config)
+        store = open_folio_store(config)
+        if config.cluster is None:
+            import_cafs_logged(store, config)
+        return cls(config, certificate, store, processes=config.daemon.engine_processes)
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._stopping = False
+        for _ in range(self.processes):
+            self._spawn()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful: the workers finish what they were handed (PDFs included), then exit."""
+        self._stopping = True
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for w in workers:
+            try:
+                w.send(("stop",))
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout
+        for w in workers:
+            w.close(max(0.1, deadline - time.monotonic()))
+        for t in self._readers:
+            t.join(1.0)
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [w.pid for w in self._workers]
+
+    def _spawn(self) -> _Worker:
+        w = _Worker(self.config)
+        with self._lock:
+            self._workers.append(w)
+        t = threading.Thread(target=self._read, args=(w,), name=f"dtesync-engine-reader-{w.pid}", daemon=True)
+        self._readers.append(t)
+        t.start()
+        log.info("engine: worker process started", extra={"pid": w.pid})
+        return w
+
+    def _pick(self) -> _Worker:
+        with self._lock:
+            if not self._workers:
+                raise EngineProcessDied("no engine process is running")
+            return min(self._workers, key=lambda w: len(w.in_flight))
+
+    # --- signing ------------------------------------------------------------------------------------------
+    def issue_many(self, requests: Sequence[Request]) -> list[SignedDte | BaseException]:
+        if not requests:
+            return []
+        w = self._pick()
+        req_id = next(self._ids)
+        future: Future[list[SignedDte | BaseException]] = Future()
+        with self._lock:
+            w.in_flight[req_id] = future
+        try:
+            w.send(("sign", req_id, [(r.data, r.source, r.doc_key, r.station) for r in requests]))
+        except OSError as exc:
+            with self._lock:
+                w.in_flight.pop(req_id, None)
+            raise EngineProcessDied(f"cannot reach the engine process: {exc}") from None
+        return future.result()
+
+    # --- PDFs -----------------------------------------------------------------------------------------------
+    def render_pdf(self, job: PdfJob, done: Callable[[tuple[str, str] | None], None]) -> None:
+        """Render NAME.pdf in a worker's spare time; `done(None)` once written, `done((code,
+        detail))` when it cannot be (called on a reader thread)."""
+        w = self._pick()
+        job_id = next(self._ids)
+        with self._lock:
+            w.pdf_jobs[job_id] = done
+        try:
+            w.send(("pdf", job_id, job))
+        except OSError as exc:
+            with self._lock:
+                w.pdf_jobs.pop(job_id, None)
+            done(("PDF_NOT_WRITTEN", f"engine process unreachable: {exc}"))
+
+    # --- the reader thread ------------------------------------------------------------------------------
+    def _read(self, w: _Worker) -> None:
+        while True:
+            try:
+                msg = w.channel.recv()
+            except (EOFError, OSError, pickle.UnpicklingError):
+                break
+            kind, req_id = msg[0], msg[1]
+            if kind == "signed":
+                with self._lock:
+                    future = w.in_flight.pop(req_id, None)
+                if future is not None:
+                    future.set_result([_unpack_outcome(p) for p in msg[2]])
+            elif kind == "failed":
+                with self._lock:
+                    future = w.in_flight.pop(req_id, None)
+                if future is not None:
+                    future.set_exception(RuntimeError(msg[2]))
+            elif kind == "pdf":
+                with self._lock:
+                    done = w.pdf_jobs.pop(req_id, None)
+                if done is not None:
+                    try:
+                        done(msg[2])
+                    except Exception:
+                        log.exception("engine: a PDF callback failed")
+        self._died(w)
+
+    def _died(self, w: _Worker) -> None:
+        with self._lock:
+            if w in self._workers:
+                self._workers.remove(w)
+            futures, w.in_flight = list(w.in_flight.values()), {}
+            jobs, w.pdf_jobs = list(w.pdf_jobs.values()), {}
+        for f in futures:
+            f.set_exception(EngineProcessDied("the engine process ended while signing"))
+        for done in jobs:
+            done(("PDF_NOT_WRITTEN", "the engine process ended before rendering it"))
+        if not self._stopping:
+            log.error("engine: worker process ended; starting another", extra={"pid": w.pid,
+                                                                             "exitcode": w.process.poll()})
+            try:
+                self._spawn()
+            except Exception:
+                log.exception("engine: could not start a new worker process")

@@ -1,0 +1,166 @@
+"""The engine in its own process (sync.engine_process): the daemon's second core.
+
+Documents signed through the worker process are the same documents (xmlsec1 and the official
+XSD); NAME.pdf is rendered there; a worker killed mid-run is replaced and no folio is used
+twice; PDFs a stop left unwritten are written at the next start; a backlog larger than what the
+daemon keeps in flight waits in the inbox and is all processed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import xmlsec1_verifies
+from sync.app import build_app
+from sync.config import load_config
+from sync.engine import Request
+from sync.engine_process import EngineProcess
+from sync.errors import DteSyncErrors
+from sync.printing.queue import FILE_NAME as PRINT_QUEUE
+from sync.printing.queue import PrintQueue
+from sync.sandbox.build import create_sandbox, examples_dir
+from sync.schema import schema_errors
+from sync.signed import SignedDte
+
+
+@pytest.fixture
+def config(tmp_path: Path):
+    sb = create_sandbox(tmp_path / "sb", folios_per_type=200)
+    return load_config(sb.config_path)
+
+
+def statuses(outbox: Path) -> dict[str, dict]:
+    out = {}
+    for p in outbox.glob("*.status.json"):
+        try:
+            out[p.name[: -len(".status.json")]] = json.loads(p.read_text("utf-8"))
+        except ValueError:
+            pass
+    return out
+
+
+def wait_until(pred, timeout: float = 120.0, what: str = "condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def drop(inbox: Path, name: str, body: bytes) -> None:
+    tmp = inbox / f".{name}.tmp"
+    tmp.write_bytes(body)
+    tmp.replace(inbox / name)
+
+
+def factura(n: int) -> bytes:
+    text = (examples_dir() / "33_factura.txt").read_text("utf-8")
+    return text.replace("RznSocRecep=", f"RznSocRecep=Cliente {n} ", 1).encode("utf-8")
+
+
+def test_the_worker_process_signs_what_the_engine_signs(config, tmp_path: Path) -> None:
+    engine = EngineProcess.open(config)
+    engine.start()
+    try:
+        good = (examples_dir() / "39_boleta.txt").read_bytes()
+        bad = b"[Encabezado.IdDoc]\nTipoDTE=33\n"
+        signed, refused = engine.issue_many([Request(good, "B.txt", "k:1"), Request(bad, "X.txt", "k:2")])
+    finally:
+        engine.stop()
+    assert isinstance(signed, SignedDte) and signed.tipo_dte == 39
+    assert SignedDte.from_xml(signed.dte_xml).ted == signed.ted  # what crossed the pipe is the document
+    assert isinstance(refused, DteSyncErrors) and {e.code for e in refused.errors} >= {"FIELD_REQUIRED"}
+    path = tmp_path / "B.xml"
+    path.write_bytes(signed.dte_xml)
+    assert xmlsec1_verifies(path) and schema_errors(signed.tree) == []
+
+
+def test_the_daemon_signs_in_the_worker_and_the_worker_writes_the_pdf(config) -> None:
+    app = build_app(config, stages=None)
+    assert isinstance(app.engine, EngineProcess)
+    app.start()
+    try:
+        for i in range(5):
+            drop(config.folders.inbox, f"F{i}.txt", factura(i))
+        wait_until(lambda: all((config.folders.outbox / f"F{i}.pdf").exists() for i in range(5)), what="PDFs")
+        st = statuses(config.folders.outbox)
+    finally:
+        app.stop()
+    assert {st[f"F{i}"]["state"] for i in range(5)} == {"signed"}
+    assert all((config.folders.outbox / f"F{i}.pdf").read_bytes().startswith(b"%PDF") for i in range(5))
+    assert os.getpid() not in (app.engine.pids() or [os.getpid() + 1])
+
+
+def test_a_killed_worker_is_replaced_and_no_folio_is_used_twice(config) -> None:
+    app = build_app(config, stages=[])
+    app.start()
+    engine = app.engine
+    assert isinstance(engine, EngineProcess)
+    try:
+        for i in range(40):
+            drop(config.folders.inbox, f"K{i}.txt", factura(i))
+            if i == 10:
+                os.kill(engine.pids()[0], signal.SIGKILL)
+        done = wait_until(lambda: (s := statuses(config.folders.outbox)) and len(s) == 40 and
+                          all(v["state"] == "signed" for v in s.values()) and s, what="40 signed")
+        assert len(engine.pids()) == 1
+    finally:
+        app.stop()
+    folios = [v["folio"] for v in done.values()]
+    assert len(set(folios)) == 40
+
+
+class ForgetfulEngine(EngineProcess):
+    """A worker that dies before rendering any PDF it was handed (signing still works)."""
+
+    def render_pdf(self, job, done) -> None:  # noqa: ANN001
+        pass
+
+
+def test_pdfs_left_unwritten_by_a_stop_are_written_at_the_next_start(config) -> None:
+    app = build_app(config, engine=ForgetfulEngine.open(config))
+    app.start()
+    try:
+        for i in range(8):
+            drop(config.folders.inbox, f"P{i}.txt", factura(i))
+        wait_until(lambda: len([s for s in statuses(config.folders.outbox).values() if s["state"] == "signed"]) == 8,
+                   what="8 signed")
+    finally:
+        app.stop()
+    assert not any(config.folders.outbox.glob("P*.pdf"))
+    with PrintQueue(config.folders.state / PRINT_QUEUE) as q:
+        assert len(q.pdf_jobs()) == 8  # every unwritten PDF is recorded
+    again = build_app(config)
+    again.start()
+    try:
+        wait_until(lambda: all((config.folders.outbox / f"P{i}.pdf").exists() for i in range(8)), what="all PDFs")
+    finally:
+        again.stop()
+    with PrintQueue(config.folders.state / PRINT_QUEUE) as q:
+        assert q.pdf_jobs() == []
+
+
+def test_a_backlog_larger_than_what_is_kept_in_flight_waits_in_the_inbox_and_is_all_processed(config) -> None:
+    for i in range(150):
+        drop(config.folders.inbox, f"L{i}.txt", factura(i))
+    app = build_app(config, stages=[], workers=1, batch_size=4)
+    app.daemon.in_flight_cap = 16
+    seen_in_flight = []
+    app.start()
+    try:
+        def all_signed():
+            seen_in_flight.append(app.daemon._dispatcher.pending())
+            s = statuses(config.folders.outbox)
+            return len(s) == 150 and all(v["state"] == "signed" for v in s.values())
+
+        wait_until(all_signed, what="150 signed")
+    finally:
+        app.stop()
+    assert max(seen_in_flight) <= 16 + 4  # the cap, plus at most one claim batch being resolved
