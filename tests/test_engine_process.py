@@ -7,6 +7,7 @@ daemon keeps in flight waits in the inbox and is all processed."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from sync.config import load_config
 from sync.engine import Request
 from sync.engine_process import EngineProcess
 from sync.errors import DteSyncErrors
+from sync.folios.store import FolioStore
 from sync.printing.queue import FILE_NAME as PRINT_QUEUE
 from sync.printing.queue import PrintQueue
 from sync.sandbox.build import create_sandbox, examples_dir
@@ -164,3 +166,43 @@ def test_a_backlog_larger_than_what_is_kept_in_flight_waits_in_the_inbox_and_is_
     finally:
         app.stop()
     assert max(seen_in_flight) <= 16 + 4  # the cap, plus at most one claim batch being resolved
+
+
+class CountingEngine(EngineProcess):
+    """Records which worker process each batch to sign went to."""
+
+    signers: set[int]
+
+    def _pick(self):  # noqa: ANN202
+        w = super()._pick()
+        self.__dict__.setdefault("signers", set()).add(w.pid)
+        return w
+
+
+def test_two_engine_workers_racing_for_one_caf_use_every_folio_once_and_no_more(tmp_path: Path) -> None:
+    """Issue #17's concurrency: two worker processes take folios of the same CAF at once. Every
+    folio of the CAF is used exactly once, and the documents beyond it wait for a CAF with
+    FOLIOS_EXHAUSTED instead of getting a folio twice."""
+    sb = create_sandbox(tmp_path / "sb", folios_per_type=30)
+    config = load_config(sb.config_path)
+    config = dataclasses.replace(config, daemon=dataclasses.replace(config.daemon, engine_processes=2, batch_size=4))
+    engine = CountingEngine.open(config)
+    app = build_app(config, stages=[], engine=engine)
+    app.start()
+    try:
+        assert len(engine.pids()) == 2
+        for i in range(40):
+            drop(config.folders.inbox, f"R{i}.txt", factura(i))
+        done = wait_until(lambda: (s := statuses(config.folders.outbox)) and len(s) == 40 and
+                          all(v["state"] in ("signed", "error") for v in s.values()) and s, what="40 final")
+    finally:
+        app.stop()
+    assert len(engine.signers) == 2  # both processes took folios
+    signed = [v for v in done.values() if v["state"] == "signed"]
+    waiting = [v for v in done.values() if v["state"] == "error"]
+    folios = sorted(v["folio"] for v in signed)
+    assert folios == list(range(1, 31))  # the whole CAF, each folio once
+    assert len(waiting) == 10
+    assert {e["code"] for v in waiting for e in v["errors"]} == {"FOLIOS_EXHAUSTED"}
+    with FolioStore(config.folders.state / "folios.sqlite", readonly=True) as store:
+        assert [store.state_of(33, f) for f in range(1, 31)] == ["used"] * 30
