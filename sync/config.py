@@ -80,7 +80,8 @@ class DaemonConfig:
     poll_interval: float = 0.5  # s between listings in poll mode (network shares)
     require_done_marker: bool = False  # only NAME.ext with a NAME.ext.done beside it is complete
     status_txt: bool = False  # also write NAME.status.txt (key=value) for ERPs without JSON
-    write_received: bool = True  # write a 'received' status as soon as a file is claimed
+    # 'received' is written for a document that waits (a retry); true: also before every engine call
+    write_received: bool = False
     max_attempts: int = 3  # engine failures that are nobody's fault, before the document is an error
     retry_base: float = 0.5  # s; backoff of those retries, doubled per attempt
     retry_cap: float = 30.0

@@ -478,6 +478,11 @@ class Daemon:
             log.error("daemon: unexpected failure; retrying", exc_info=exc, extra={"doc": doc_id})
         n = self._retries[doc_id] = self._retries.get(doc_id, 0) + 1
         self.stats.retries += 1
+        try:
+            self.filing.announce_waiting(doc_id)  # before it is queued again: no worker holds it
+        except Exception:
+            log.exception("daemon: cannot write the received status of a document waiting for a retry",
+                          extra={"doc": doc_id})
         self._dispatcher.later(key, doc_id, self.backoff.delay(n))
         self._dispatcher.done(key, retry_pending=True)
 

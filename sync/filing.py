@@ -88,7 +88,7 @@ class Filing:
         lang: str = "es",
         status_txt: bool = False,
         tz: tzinfo | None = None,
-        write_received: bool = True,
+        write_received: bool = False,
         max_input_bytes: int = DEFAULT_MAX_BYTES,
         allow_network_state: bool = False,
     ) -> None:
@@ -287,6 +287,13 @@ class Filing:
         (decision, _) = self.decision(doc, DteSyncErrors(errors))
         (decided,) = self.decide_many([decision])
         return Prepared(doc, decided=decided)
+
+    def announce_waiting(self, doc_id: int) -> None:
+        """A document that will wait (a transient failure, its retry later) gets its `received`
+        status now, so the ERP sees it is held. Called only while no worker holds the document."""
+        doc = self.journal.get(doc_id)
+        if doc is not None and doc.step == "claimed" and doc.state == DocState.RECEIVED:
+            self.write_status(doc)
 
     def read_input(self, doc: Doc) -> tuple[bytes | None, list[DteSyncError] | None]:
         """The claimed file's bytes (bounded, never through a link), or why it cannot be an

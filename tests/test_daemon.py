@@ -11,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from watchdog.events import FileSystemEventHandler
+from watchdog.observers.inotify import InotifyObserver
 
 from daemon_runner import BatchingFakeEngine, make_daemon
 from sync.errors import DteSyncError
@@ -127,7 +129,7 @@ def test_new_content_under_final_name_is_new_document_and_old_results_archived(r
 
 
 def test_same_name_while_unfinished_is_rejected_name_in_progress(run, tmp_path: Path) -> None:
-    run()
+    run(write_received=True)  # its 'received' status shows when F1 is in the engine
     (tmp_path / "inbox" / "F1.txt").write_bytes(b"SLOW factura")
     wait_for(lambda: read_status(tmp_path / "outbox" / "F1.status.json"))
     (tmp_path / "inbox" / "F1.xml").write_bytes(b"<otra/>")
@@ -228,6 +230,45 @@ def test_transient_engine_failure_is_retried(run, tmp_path: Path) -> None:
     run()
     (tmp_path / "inbox" / "R.txt").write_bytes(b"FLAKY")
     assert final_status(tmp_path, "R")["state"] == "signed"
+
+
+def test_a_document_waiting_for_a_retry_shows_received_meanwhile(run, tmp_path: Path) -> None:
+    run(retry_base=3.0)
+    (tmp_path / "inbox" / "H.txt").write_bytes(b"FLAKY held")
+    status = tmp_path / "outbox" / "H.status.json"
+    waiting = wait_for(lambda: (st := read_status(status)) and st["state"] == "received" and st, what="received")
+    assert waiting["folio"] is None and waiting["errors"] == []
+    assert final_status(tmp_path, "H")["state"] == "signed"
+
+
+class StatusRenames(FileSystemEventHandler):
+    """Every NAME.status.json renamed into the outbox (each is one complete status written)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def on_moved(self, event) -> None:  # noqa: ANN001
+        if str(event.dest_path).endswith(".status.json"):
+            self.names.append(os.path.basename(event.dest_path))
+
+
+@pytest.mark.parametrize("write_received", [False, True])
+def test_a_document_signed_at_once_gets_one_status_file_unless_received_is_asked_for(
+        run, tmp_path: Path, write_received: bool) -> None:
+    run(write_received=write_received)
+    seen = StatusRenames()
+    observer = InotifyObserver()
+    observer.schedule(seen, str(tmp_path / "outbox"))
+    observer.start()
+    try:
+        (tmp_path / "inbox" / "N.txt").write_bytes(b"factura now")
+        st = final_status(tmp_path, "N")
+        time.sleep(0.3)  # let the observer deliver what it saw
+    finally:
+        observer.stop()
+        observer.join()
+    assert st["state"] == "signed" and [h["state"] for h in st["history"]] == ["received", "signed"]
+    assert seen.names.count("N.status.json") == (2 if write_received else 1)
 
 
 def drain_backlog(tmp_path: Path, mode: str, files: dict[str, bytes], batch_size: int,
