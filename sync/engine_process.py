@@ -13,6 +13,9 @@ NAME.pdf in the time signing leaves free.
 - Signing comes first: a reader thread sorts what arrives, the worker always takes a batch to
   sign before a PDF, and starts a PDF only once signing has been quiet for PDF_AFTER_QUIET, so
   a burst is signed at full speed (its PDFs follow) and a document meets at most one render.
+- Batches that queued up while the worker was signing are signed in one engine call (up to
+  MERGE_DOCUMENTS: one durable folio transaction for them all), and replies leave from their
+  own thread, so the worker signs the next batch while the daemon drains the pipe.
 - A batch's outcome per request is a SignedDte (its header, the signed XML and the TED; the
   lxml tree and the model stay behind and are parsed again only where a stage needs them) or
   the typed error, rebuilt on this side.
@@ -27,6 +30,7 @@ import itertools
 import logging
 import os
 import pickle
+import queue
 import struct
 import subprocess
 import sys
@@ -54,6 +58,9 @@ START_TIMEOUT = 120.0  # s for a worker to load the certificate and the schemas
 # A PDF (10-30 ms of rendering) starts only after signing has been quiet this long: during a
 # burst the PDFs wait, and at a steady pace a document meets at most one render in progress.
 PDF_AFTER_QUIET = 0.05
+# Batches to sign that queued up in the worker are signed in one engine call up to this many
+# documents: one durable folio transaction (one fsync) for all of them.
+MERGE_DOCUMENTS = 64
 
 
 class EngineProcessDied(RuntimeError):
@@ -155,31 +162,70 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
                 return
 
     threading.Thread(target=read, name="dtesync-engine-pipe", daemon=True).start()
-    renderer: _PdfRenderer | None = None
-    while True:
+    replies: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+
+    def write() -> None:
+        """Replies leave from their own thread: a batch's signed XML is larger than a pipe's
+        buffer, and signing goes on while the daemon drains it."""
+        while (msg := replies.get()) is not None:
+            try:
+                channel.send(msg)
+            except OSError:  # the daemon is gone
+                with cond:
+                    state["closed"] = True
+                    cond.notify()
+                return
+
+    writer = threading.Thread(target=write, name="dtesync-engine-reply", daemon=True)
+    writer.start()
+
+    def next_task() -> tuple[list[tuple[int, list[tuple[bytes, str, str, str | None]]]],
+                             tuple[int, PdfJob] | None] | None:
+        """The batches waiting to be signed (merged up to MERGE_DOCUMENTS), else a PDF once
+        signing has been quiet; None when it is time to exit (PDFs not rendered yet are recorded
+        by printing: the next start renders them)."""
         with cond:
             while True:
                 if state["closed"] or (state["stopping"] and not signing):
-                    return 0  # PDFs not rendered yet are recorded by printing: the next start renders them
+                    return None
                 if signing:
-                    break
+                    batches = [signing.popleft()]
+                    size = len(batches[0][1])
+                    while signing and size + len(signing[0][1]) <= MERGE_DOCUMENTS:
+                        size += len(signing[0][1])
+                        batches.append(signing.popleft())
+                    return batches, None
                 quiet = time.monotonic() - state["last_sign"]
                 if pdfs and quiet >= PDF_AFTER_QUIET:
-                    break
+                    return [], pdfs.popleft()
                 cond.wait(PDF_AFTER_QUIET - quiet if pdfs else None)
-            sign = signing.popleft() if signing else None
-            pdf = pdfs.popleft() if sign is None else None
-        if sign is not None:
-            req_id, items = sign
-            requests = [Request(data, source, key, station) for data, source, key, station in items]
-            try:
-                outcomes: Sequence[SignedDte | BaseException] = engine.issue_many(requests)
-                channel.send(("signed", req_id, [_pack_outcome(o) for o in outcomes]))
-            except Exception as exc:  # the batch itself failed (the folio store): each document retries
-                channel.send(("failed", req_id, f"{type(exc).__name__}: {exc}"))
+
+    def sign_batches(batches: list[tuple[int, list[tuple[bytes, str, str, str | None]]]]) -> None:
+        """One engine call for the batches that queued up: one durable folio transaction for all
+        of them instead of one each; each batch is answered on its own."""
+        requests = [Request(data, source, key, station) for _, items in batches for data, source, key, station in items]
+        try:
+            outcomes: Sequence[SignedDte | BaseException] = engine.issue_many(requests)
+        except Exception as exc:  # the batch itself failed (the folio store): each document retries
+            for req_id, _ in batches:
+                replies.put(("failed", req_id, f"{type(exc).__name__}: {exc}"))
+            return
+        start = 0
+        for req_id, items in batches:
+            replies.put(("signed", req_id, [_pack_outcome(o) for o in outcomes[start:start + len(items)]]))
+            start += len(items)
+
+    renderer: _PdfRenderer | None = None
+    while (task := next_task()) is not None:
+        batches, pdf = task
+        if batches:
+            sign_batches(batches)
         elif pdf is not None:
             renderer = renderer or _PdfRenderer(config)
-            channel.send(("pdf", pdf[0], renderer.render(pdf[1])))
+            replies.put(("pdf", pdf[0], renderer.render(pdf[1])))
+    replies.put(None)  # what was signed reaches the daemon before this process exits
+    writer.join()
+    return 0
 
 
 def worker_command() -> list[str]:

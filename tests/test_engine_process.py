@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from sync.printing.queue import PrintQueue
 from sync.sandbox.build import create_sandbox, examples_dir
 from sync.schema import schema_errors
 from sync.signed import SignedDte
+from sync.watch.inbox import InboxWatcher
 
 
 @pytest.fixture
@@ -82,6 +84,32 @@ def test_the_worker_process_signs_what_the_engine_signs(config, tmp_path: Path) 
     path = tmp_path / "B.xml"
     path.write_bytes(signed.dte_xml)
     assert xmlsec1_verifies(path) and schema_errors(signed.tree) == []
+
+
+def test_batches_sent_at_once_each_get_their_own_answers_in_order(config) -> None:
+    """Batches that queue up in the worker are signed in one engine call (one folio
+    transaction); each batch still gets the answers to its own requests, in its order."""
+    engine = EngineProcess.open(config)
+    engine.start()
+    bad = b"[Encabezado.IdDoc]\nTipoDTE=33\n"
+    batches = [[Request(factura(10 * b + i) if i != 2 else bad, f"B{b}-{i}.txt", f"k:{b}:{i}") for i in range(5)]
+               for b in range(6)]
+    try:
+        with ThreadPoolExecutor(len(batches)) as pool:
+            answers = list(pool.map(engine.issue_many, batches))
+    finally:
+        engine.stop()
+    folios = []
+    for b, outcomes in enumerate(answers):
+        assert len(outcomes) == 5
+        for i, outcome in enumerate(outcomes):
+            if i == 2:
+                assert isinstance(outcome, DteSyncErrors)
+                continue
+            assert isinstance(outcome, SignedDte)
+            assert f"Cliente {10 * b + i} ".encode() in outcome.dte_xml
+            folios.append(outcome.folio)
+    assert len(set(folios)) == 6 * 4
 
 
 def test_the_daemon_signs_in_the_worker_and_the_worker_writes_the_pdf(config) -> None:
@@ -166,6 +194,30 @@ def test_a_backlog_larger_than_what_is_kept_in_flight_waits_in_the_inbox_and_is_
     finally:
         app.stop()
     assert max(seen_in_flight) <= 16 + 4  # the cap, plus at most one claim batch being resolved
+
+
+def test_workers_wake_the_ingest_loop_as_soon_as_there_is_room_for_parked_files(config, monkeypatch) -> None:
+    """Parked files come back when the workers have drained half the cap, not at the ingest
+    loop's next timeout (up to a second per refill: the workers starved behind a full inbox)."""
+    for i in range(60):
+        drop(config.folders.inbox, f"W{i}.txt", factura(i))
+    wakes_with_parked: list[int] = []
+    real_wake = InboxWatcher.wake
+
+    def wake(watcher: InboxWatcher) -> None:
+        wakes_with_parked.append(watcher.parked)
+        real_wake(watcher)
+
+    monkeypatch.setattr(InboxWatcher, "wake", wake)
+    app = build_app(config, stages=[], workers=1, batch_size=4)
+    app.daemon.in_flight_cap = 16
+    app.start()
+    try:
+        wait_until(lambda: (s := statuses(config.folders.outbox)) and len(s) == 60
+                   and all(v["state"] == "signed" for v in s.values()), what="60 signed")
+    finally:
+        app.stop()
+    assert any(n > 0 for n in wakes_with_parked)
 
 
 class CountingEngine(EngineProcess):

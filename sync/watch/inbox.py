@@ -135,6 +135,11 @@ class InboxWatcher:
                 limit -= 1
 
     @property
+    def parked(self) -> int:
+        """How many files wait in the inbox for room (read from worker threads: one len())."""
+        return len(self._parked)
+
+    @property
     def observer_restarts(self) -> int:
         return self._supervisor.restarts
 
