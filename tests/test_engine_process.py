@@ -147,6 +147,35 @@ def test_a_killed_worker_is_replaced_and_no_folio_is_used_twice(config) -> None:
     assert len(set(folios)) == 40
 
 
+class WindowWatchingEngine(EngineProcess):
+    """Records how many PDF jobs its worker processes hold whenever one more is handed over."""
+
+    held: list[int]
+
+    def render_pdf(self, job, done) -> None:  # noqa: ANN001
+        super().render_pdf(job, done)
+        with self._lock:
+            self.__dict__.setdefault("held", []).append(sum(len(w.pdf_jobs) for w in self._workers))
+
+
+def test_pdfs_of_a_backlog_reach_the_worker_a_window_at_a_time_and_all_get_written(config, monkeypatch) -> None:
+    """A backlog's PDFs wait in the print queue's table, not in memory on both sides of the
+    pipe: the worker holds at most PDF_WINDOW of them, and every NAME.pdf is still written."""
+    monkeypatch.setattr("sync.printing.service.PDF_WINDOW", 4)
+    for i in range(30):
+        drop(config.folders.inbox, f"N{i}.txt", factura(i))
+    engine = WindowWatchingEngine.open(config)
+    app = build_app(config, engine=engine)
+    app.start()
+    try:
+        wait_until(lambda: all((config.folders.outbox / f"N{i}.pdf").exists() for i in range(30)), what="30 PDFs")
+    finally:
+        app.stop()
+    assert len(engine.held) >= 30 and max(engine.held) <= 4
+    with PrintQueue(config.folders.state / PRINT_QUEUE) as q:
+        assert q.pdf_jobs() == []
+
+
 class ForgetfulEngine(EngineProcess):
     """A worker that dies before rendering any PDF it was handed (signing still works)."""
 

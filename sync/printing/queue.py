@@ -224,9 +224,11 @@ class PrintQueue(Store):
                 return True
             return db.execute("DELETE FROM pdf_results WHERE doc_id=?", (doc_id,)).rowcount > 0
 
-    def pdf_jobs(self) -> list[tuple[int, str, str, str]]:
-        """(doc_id, xml_path, pdf_path, label) of every PDF still to be written, oldest first."""
-        rows = self.conn().execute("SELECT doc_id, xml_path, pdf_path, label FROM pdf_jobs ORDER BY doc_id")
+    def pdf_jobs(self, limit: int = -1) -> list[tuple[int, str, str, str]]:
+        """(doc_id, xml_path, pdf_path, label) of the PDFs still to be written, oldest first
+        (all of them, or the `limit` oldest)."""
+        rows = self.conn().execute("SELECT doc_id, xml_path, pdf_path, label FROM pdf_jobs ORDER BY doc_id LIMIT ?",
+                                   (limit,))
         return [(int(r[0]), r[1], r[2], r[3]) for r in rows]
 
     def pdf_failed(self, doc_id: int, code: str, message: str, now: float | None = None) -> None:

@@ -47,6 +47,9 @@ from sync.stage import Check, QueueStats, Stage
 
 log = logging.getLogger("dtesync.printing")
 REPRINT_REASON = {"es": "Un envío anterior pudo quedar incompleto", "en": "An earlier attempt may be incomplete"}
+# NAME.pdf jobs handed to the other process at once; the rest wait in the queue's pdf_jobs table
+# (a 10 000-file backlog would otherwise hold 10 000 jobs in memory on both sides of the pipe).
+PDF_WINDOW = 32
 MANUAL_REASON = {"es": "Copia pedida con dtesync print", "en": "Copy asked with dtesync print"}
 
 
@@ -315,6 +318,9 @@ class PrintService(Stage):
         self._stopping = False
         self.listeners: list[Callable[[Job], None]] = []  # every change of a job (metrics: printed, errors)
         self._started = False
+        self._offloading: set[int] = set()  # doc ids whose NAME.pdf the other process holds (PDF_WINDOW at most)
+        self._window_lock = threading.Lock()
+        self._refilling = threading.local()
 
     def start(self) -> None:
         if not self._started:
@@ -327,8 +333,7 @@ class PrintService(Stage):
             self.pdf_writer.start()
             self._started = True
             if self.pdf_offload is not None:  # PDFs a stop or a crash left unwritten
-                for doc_id, xml_path, pdf_path, rel in self.queue.pdf_jobs():
-                    self._offload(doc_id, rel, PdfJob(xml_path, pdf_path))
+                self._refill()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping = True
@@ -464,12 +469,49 @@ class PrintService(Stage):
         else:
             self.pdf_writer.write(source_of(dte), doc)
 
-    def _offload(self, doc_id: int, rel: str, job: PdfJob) -> None:
+    def _offload(self, doc_id: int, rel: str, job: PdfJob) -> bool:
+        """Hand the job over if the window has room; otherwise it waits in pdf_jobs for `_refill`.
+        False when the other process cannot take it now (no worker running): it stays recorded."""
         assert self.pdf_offload is not None
-        self.pdf_offload(job, lambda outcome: self._offloaded(doc_id, rel, outcome))
+        with self._window_lock:
+            if doc_id in self._offloading or len(self._offloading) >= PDF_WINDOW:
+                return True
+            self._offloading.add(doc_id)
+        try:
+            self.pdf_offload(job, lambda outcome: self._offloaded(doc_id, rel, outcome))
+        except Exception as exc:
+            with self._window_lock:
+                self._offloading.discard(doc_id)
+            log.warning("printing: PDF left for later", extra={"doc": doc_id, "error": str(exc)})
+            return False
+        return True
+
+    def _refill(self) -> None:
+        """Fill the window from pdf_jobs, oldest first. A renderer that answers at once (the other
+        process is unreachable) answers inside this loop: that answer does not start another."""
+        if getattr(self._refilling, "active", False):
+            return
+        self._refilling.active = True
+        try:
+            while not self._stopping:
+                with self._window_lock:
+                    held = set(self._offloading)
+                room = PDF_WINDOW - len(held)
+                if room <= 0:
+                    return
+                waiting = [row for row in self.queue.pdf_jobs(limit=len(held) + room) if row[0] not in held][:room]
+                if not waiting:
+                    return
+                for doc_id, xml_path, pdf_path, rel in waiting:
+                    if not self._offload(doc_id, rel, PdfJob(xml_path, pdf_path)):
+                        return  # the next answer, or the next start, tries again
+        finally:
+            self._refilling.active = False
 
     def _offloaded(self, doc_id: int, rel: str, outcome: tuple[str, str] | None) -> None:
         """The other process's answer for NAME.pdf (on its reader thread)."""
+        with self._window_lock:
+            self._offloading.discard(doc_id)
         if self._stopping:
             return  # the job stays recorded: rendered again at the next start
         failure = None
@@ -482,6 +524,7 @@ class PrintService(Stage):
             failure = (error.code, error.message(self.config.language))
         if self.queue.pdf_answered(doc_id, failure):
             self._refresh(doc_id)
+        self._refill()
 
     def reprint(self, doc_id: int) -> Job:
         """A new ticket for a signed document, for its station (as routed when it was signed),
