@@ -92,7 +92,7 @@ class Verdict(enum.Enum):
     EMPTY = "empty"  # claim it and reject as INPUT_EMPTY
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     """What we know about one inbox file between first sight and its claim."""
 
