@@ -31,10 +31,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sync.errors import DteSyncError, DteSyncErrors, as_error_list
-from sync.fileio import Folder, Identity, TooLarge, UnsafeFile
+from sync.fileio import Folder, Identity, TooLarge, UnsafeFile, WriteGroup
 from sync.journal import FILE_NAME as JOURNAL_FILE
 from sync.journal import ClaimIntent, Decision, Doc, Journal
 from sync.outbox import Outbox, render_errors
@@ -358,28 +358,38 @@ class Filing:
     def file_many(self, items: Sequence[tuple[Doc, SignedDte | None]], *,
                   defer_commit: bool = False) -> list[BaseException | None]:
         """File a batch of decided documents as one group commit; one outcome per document
-        (None when filed). For each: the final status (and NAME.xml first, every file fsynced),
-        the stages' on_signed, the input moved to archive/ or rejected/; then each folder fsynced
-        once, and only then the documents marked `filed` (one journal commit, or riding on the
-        next one with `defer_commit`). `dte` is None after a crash (NAME.xml is then already
-        written) or for rejections. (Writing the files from a pool of threads was measured: the
-        waits overlap, but the interpreter lock handed between more threads costs more.)"""
+        (None when filed). First every document's NAME.xml and final status, written as one
+        WriteGroup (all staged, then all fsynced, the disk's waits overlapping, then renamed:
+        NAME.xml before its status); then for each the stages' on_signed and the input moved to
+        archive/ or rejected/; then each folder fsynced once, and only then the documents marked
+        `filed` (one journal commit, or riding on the next one with `defer_commit`). `dte` is
+        None after a crash (NAME.xml is then already written) or for rejections."""
         dirs: set[str] = set()
-        errors: list[BaseException | None] = []
+        group = WriteGroup()
+        errors: dict[int, BaseException] = {}
+        dtes: list[SignedDte | None] = []
         for doc, dte in items:
             try:
-                self._after_status(doc, self._final_status(doc, dte, dirs), dirs)
-                errors.append(None)
+                dtes.append(self._final_status(doc, dte, group))
             except Exception as exc:
-                errors.append(exc)
+                group.drop(doc.id)
+                errors[doc.id] = exc
+                dtes.append(None)
+        errors.update(cast("dict[int, BaseException]", group.commit(dirs)))
+        for (doc, _), dte in zip(items, dtes, strict=True):
+            if doc.id not in errors:
+                try:
+                    self._after_status(doc, dte, dirs)
+                except Exception as exc:
+                    errors[doc.id] = exc
         Outbox.sync_dirs(dirs)
-        filed = [doc for (doc, _), err in zip(items, errors, strict=True) if err is None]
+        filed = [doc for doc, _ in items if doc.id not in errors]
         if filed:
             self.journal.filed_many((d.id for d in filed), defer=defer_commit)
         for doc in filed:
             self._finished(doc)
             self._answer_duplicate(doc)
-        return errors
+        return [errors.get(doc.id) for doc, _ in items]
 
     def file(self, doc: Doc, dte: SignedDte | None, *, defer_commit: bool = False) -> None:
         """`file_many` of one document; raises what went wrong."""
@@ -387,11 +397,11 @@ class Filing:
         if error is not None:
             raise error
 
-    def _final_status(self, doc: Doc, dte: SignedDte | None, dirs: set[str]) -> SignedDte | None:
-        """NAME.xml and the final status; the SignedDte for the stages."""
+    def _final_status(self, doc: Doc, dte: SignedDte | None, group: WriteGroup) -> SignedDte | None:
+        """NAME.xml and the final status, staged in `group`; the SignedDte for the stages."""
         assert doc.final_path
         if doc.state != DocState.DUPLICATE:
-            self.write_status(doc, xml=dte.dte_xml if dte is not None else None, dirs=dirs)
+            self.write_status(doc, xml=dte.dte_xml if dte is not None else None, group=group)
         if doc.state == DocState.SIGNED and dte is None:
             dte = self.signed_dte(doc)
             if dte is None:
@@ -455,14 +465,15 @@ class Filing:
                 self.write_status(doc)
                 self.journal.record_changed(doc_id, "refresh")
 
-    def write_status(self, doc: Doc, *, xml: bytes | None = None, dirs: set[str] | None = None) -> Path:
+    def write_status(self, doc: Doc, *, xml: bytes | None = None, dirs: set[str] | None = None,
+                     group: WriteGroup | None = None) -> Path:
         extras: dict[str, Any] = {}
         for stage in self.stages:
             try:
                 extras.update(stage.status_entry(doc))
             except Exception:
                 log.exception("filing: a stage's status entry failed", extra={"stage": stage.name, "doc": doc.id})
-        return self.out.write_status(doc, self.journal.history(doc.id), xml, extras, dirs)
+        return self.out.write_status(doc, self.journal.history(doc.id), xml, extras, dirs, group)
 
     # --- retention (sync.retention) ------------------------------------------------------------------------
     def retain(self, docs: Sequence[Doc]) -> int:

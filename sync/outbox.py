@@ -21,7 +21,7 @@ from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
-from sync.fileio import Folder, fsync_dir
+from sync.fileio import Folder, WriteGroup, fsync_dir
 from sync.journal import Doc, error_from_json
 
 RESULT_SUFFIXES = (".status.json", ".status.txt", ".xml", ".pdf", ".receptor.json")
@@ -168,9 +168,12 @@ class Outbox:
 
     # --- writes -----------------------------------------------------------------------------------
     def write_status(self, doc: Doc, history: Iterable[dict[str, Any]], xml: bytes | None = None,
-                     extras: dict[str, Any] | None = None, dirs: set[str] | None = None) -> Path:
+                     extras: dict[str, Any] | None = None, dirs: set[str] | None = None,
+                     group: WriteGroup | None = None) -> Path:
         """NAME.status.json (+ .status.txt), and NAME.xml first when given: the ERP that
-        sees 'signed' finds the XML already there. One folder fsync for all of them."""
+        sees 'signed' finds the XML already there. One folder fsync for all of them. With a
+        `group`, the files are staged in it (owned by the document's id) and appear when the
+        group is committed."""
         base = self.results_base(doc)
         durable = doc.state != "received"
         status = status_dict(doc, history, self.lang, self.tz)
@@ -179,15 +182,22 @@ class Outbox:
         if extras:
             status.update(extras)
         data = json.dumps(status, ensure_ascii=False).encode("utf-8")  # one line: the C encoder (indent is pure Python)
-        with self.folder_of(base) as folder:
-            if xml is not None:
-                folder.write(base.name + ".xml", xml, mode=self.file_mode, sync=False)
-            if self.with_txt:
-                folder.write(base.name + ".status.txt", status_txt(status), mode=self.file_mode, durable=durable,
-                             sync=False)
-            folder.write(base.name + ".status.json", data, mode=self.file_mode, durable=durable, sync=False)
-            if durable:
-                self._dir_written(folder, dirs)
+        files = []
+        if xml is not None:
+            files.append((base.name + ".xml", xml, True))
+        if self.with_txt:
+            files.append((base.name + ".status.txt", status_txt(status), durable))
+        files.append((base.name + ".status.json", data, durable))
+        if group is not None:
+            folder = group.hold(self.folder_of(base))
+            for name, content, sync in files:
+                group.write(doc.id, folder, name, content, mode=self.file_mode, durable=sync)
+        else:
+            with self.folder_of(base) as folder:
+                for name, content, sync in files:
+                    folder.write(name, content, mode=self.file_mode, durable=sync, sync=False)
+                if durable:
+                    self._dir_written(folder, dirs)
         return base.with_name(base.name + ".status.json")
 
     def write_result(self, doc: Doc, suffix: str, data: bytes) -> Path:
