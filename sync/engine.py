@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -31,7 +32,7 @@ from sync import schema
 from sync.config import BoletasConfig, Branch, Company, Config
 from sync.dte import rules
 from sync.dte.build import build_documento
-from sync.envio import NSMAP, Caratula, build_envio, envelope_part, new_dte_root, sign_dte_canonical, to_bytes
+from sync.envio import NSMAP, Caratula, DteSigning, build_envio, envelope_part, new_dte_root, to_bytes
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.folios.caf import Caf
 from sync.folios.store import FolioStore
@@ -61,6 +62,17 @@ class Request:
     station: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Stamped:
+    """A document with its folio and TED, waiting for the private key's signature."""
+
+    doc: Documento
+    folio: int
+    root: etree._Element  # the DTE the signed Documento goes into
+    ted: bytes
+    signing: DteSigning
+
+
 Outcome = SignedDte | Exception  # per request: the signed document, or why there is none
 Prepared = tuple[Documento, etree._Element]  # the completed model and its unsigned Documento
 Taken = tuple[int, Caf]  # a folio and the CAF that authorizes it
@@ -76,20 +88,25 @@ class Engine:
         timezone: str = "America/Santiago",
         clock: Callable[[], datetime] | None = None,
         boletas: BoletasConfig | None = None,
+        signer: Executor | None = None,
     ):
         self.company = company
         self.folios = folios
         self.certificate = certificate
         self.boletas = boletas or BoletasConfig()
+        # Where the private key signs (None: inline). The engine process passes one thread: RSA
+        # runs without the interpreter lock, so a batch's signatures overlap its other work.
+        self.signer = signer
         self.tz = ZoneInfo(timezone)
         self._clock = clock or (lambda: datetime.now(self.tz))
 
     @classmethod
     def from_config(
         cls, config: Config, folios: FolioStore, certificate: Certificate, *,
-        clock: Callable[[], datetime] | None = None,
+        clock: Callable[[], datetime] | None = None, signer: Executor | None = None,
     ) -> Engine:
-        return cls(config.company, folios, certificate, timezone=config.timezone, clock=clock, boletas=config.boletas)
+        return cls(config.company, folios, certificate, timezone=config.timezone, clock=clock, boletas=config.boletas,
+                   signer=signer)
 
     def now(self) -> datetime:
         """Local wall-clock time, naive, as the SII writes TSTED/TmstFirma."""
@@ -127,31 +144,58 @@ class Engine:
         return outcomes
 
     def _issue_prepared(self, prepared: list[tuple[str, Prepared | Exception]], now: datetime) -> list[Outcome]:
-        """Folios for every prepared document, then TED + signature + XSD each, then mark used."""
-        outcomes: list[Outcome] = []
-        used: list[tuple[int, int]] = []
+        """Folios for every prepared document, then TED + signature + XSD each, then mark used.
+        Each document is stamped and its signature handed to the signer, then the signed ones
+        are finished in order: with a signer thread, document n+1 is stamped while n is signed."""
+        stamped: list[Outcome | tuple[_Stamped, Future[bytes]]] = []
         for work in self._take_folios(prepared, now):
             if isinstance(work, Exception):
-                outcomes.append(work)
+                stamped.append(work)
                 continue
             (doc, documento), (folio, caf) = work
             try:
-                outcomes.append(self._stamp_and_sign(doc, documento, folio, caf, now))
-                used.append((doc.tipo_dte, folio))
+                st = self._stamp(doc, documento, folio, caf, now)
+                stamped.append((st, self._sign(st.signing.to_sign)))
             except BaseException as exc:
-                # The folio was taken and is now in an unknown state: never reuse it. Every input
-                # error was refused before the folio, so this is an internal fault: say so.
-                detail = _fault_detail(exc)
-                self.folios.release_for_annulment(doc.tipo_dte, folio, detail[:500], now=now.date())
-                log.error("folio %s of TipoDTE %s released for annulment: %s", folio, doc.tipo_dte, detail)
-                if not isinstance(exc, Exception):
-                    raise
-                outcomes.append(DteSyncError("FOLIO_PENDING_ANNULMENT", field="Folio",
-                                             params={"folio": folio, "tipo_dte": doc.tipo_dte, "detail": detail}))
+                stamped.append(self._annul(doc, folio, exc, now))
+        outcomes: list[Outcome] = []
+        used: list[tuple[int, int]] = []
+        for item in stamped:
+            if not isinstance(item, tuple):
+                outcomes.append(item)
+                continue
+            st, value = item
+            try:
+                outcomes.append(self._finish(st, value.result()))
+                used.append((st.doc.tipo_dte, st.folio))
+            except BaseException as exc:
+                outcomes.append(self._annul(st.doc, st.folio, exc, now))
         problems = iter(self.folios.mark_used_many(used) if used else ())
         return [
             (next(problems) or outcome) if isinstance(outcome, SignedDte) else outcome for outcome in outcomes
         ]
+
+    def _annul(self, doc: Documento, folio: int, exc: BaseException, now: datetime) -> DteSyncError:
+        """The folio was taken and is now in an unknown state: never reuse it. Every input error
+        was refused before the folio, so this is an internal fault: say so."""
+        detail = _fault_detail(exc)
+        self.folios.release_for_annulment(doc.tipo_dte, folio, detail[:500], now=now.date())
+        log.error("folio %s of TipoDTE %s released for annulment: %s", folio, doc.tipo_dte, detail)
+        if not isinstance(exc, Exception):
+            raise exc
+        return DteSyncError("FOLIO_PENDING_ANNULMENT", field="Folio",
+                            params={"folio": folio, "tipo_dte": doc.tipo_dte, "detail": detail})
+
+    def _sign(self, data: bytes) -> Future[bytes]:
+        """The private key's signature of `data`: on the signer thread, or now."""
+        if self.signer is not None:
+            return self.signer.submit(self.certificate.sign_sha1, data)
+        done: Future[bytes] = Future()
+        try:
+            done.set_result(self.certificate.sign_sha1(data))
+        except Exception as exc:
+            done.set_exception(exc)
+        return done
 
     def _take_folios(
         self, prepared: list[tuple[str, Prepared | Exception]], now: datetime
@@ -184,8 +228,8 @@ class Engine:
             work.append(folio if isinstance(folio, Exception) else (item, folio))
         return work
 
-    def _stamp_and_sign(self, doc: Documento, documento: etree._Element, folio: int, caf: Caf,
-                        now: datetime) -> SignedDte:
+    def _stamp(self, doc: Documento, documento: etree._Element, folio: int, caf: Caf, now: datetime) -> _Stamped:
+        """The folio, TED and TmstFirma in the Documento, and its signature prepared."""
         tipo = doc.tipo_dte
         doc.id_doc.folio = folio
         folio_el = documento.find(_FOLIO_PATH)
@@ -212,17 +256,23 @@ class Engine:
         documento.append(ted)
         etree.SubElement(documento, SII_Q + "TmstFirma").text = now.strftime("%Y-%m-%dT%H:%M:%S")
         root = new_dte_root()
-        canonical = sign_dte_canonical(root, self.certificate, documento)
+        return _Stamped(doc, folio, root, ted_bytes, DteSigning.prepare(root, documento))
+
+    def _finish(self, st: _Stamped, value: bytes) -> SignedDte:
+        """The signature in place, the DTE checked against the XSD, and its bytes."""
+        doc, root = st.doc, st.root
+        canonical = st.signing.finish(self.certificate, value)
         schema.validate(root)
+        receptor, totales = doc.receptor, doc.totales
         return SignedDte(
-            tipo_dte=tipo,
-            folio=folio,
+            tipo_dte=doc.tipo_dte,
+            folio=st.folio,
             rut_emisor=str(required(doc.emisor.rut_emisor, "RUTEmisor", "Documento/Encabezado/Emisor/RUTEmisor")),
-            rut_receptor=str(rut_recep),
-            fch_emis=fch_emis,
-            monto_total=mnt_total,
+            rut_receptor=str(receptor.rut_recep),
+            fch_emis=required(doc.id_doc.fch_emis, "FchEmis", "Documento/Encabezado/IdDoc/FchEmis"),
+            monto_total=required(totales.mnt_total, "MntTotal", "Documento/Encabezado/Totales/MntTotal"),
             dte_xml=to_bytes(root),
-            ted=ted_bytes,
+            ted=st.ted,
             mnt_neto=totales.mnt_neto or 0,
             mnt_exe=totales.mnt_exe or 0,
             iva=totales.iva or 0,

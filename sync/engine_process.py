@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import IO, Any
@@ -134,7 +134,9 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
     channel = Channel(sys.stdin.buffer, sys.stdout.buffer)
     sys.stdout = sys.stderr  # nothing but messages may reach the pipe
     (_, config) = channel.recv()
-    engine = open_engine(config, import_cafs=False)
+    # RSA signs without the interpreter lock: on its own thread, a batch's signatures overlap the
+    # stamping of its next documents (the second core, used by one process).
+    engine = open_engine(config, import_cafs=False, signer=ThreadPoolExecutor(1, thread_name_prefix="dtesync-rsa"))
     channel.send(("ready", os.getpid()))
     signing: collections.deque[tuple[int, list[tuple[bytes, str, str, str | None]]]] = collections.deque()
     pdfs: collections.deque[tuple[int, PdfJob]] = collections.deque()

@@ -30,7 +30,7 @@ from sync import safexml
 from sync.errors import DteSyncError
 from sync.rut import SII_RUT, Rut
 from sync.signing.certificate import Certificate
-from sync.signing.xmldsig import NsMap, sign_after, sign_canonical, sign_into, sign_into_canonical
+from sync.signing.xmldsig import NsMap, SigningInto, sign_after, sign_canonical, sign_into
 from sync.sii import SII_NS, SII_Q, XSI_NS, is_boleta
 
 XML_HEADER = b'<?xml version="1.0" encoding="ISO-8859-1"?>\n'
@@ -70,13 +70,35 @@ def sign_dte_canonical(dte_root: etree._Element, cert: Certificate, documento: e
     """`sign_dte(dte_root, cert, documento)`, returning the C14N of the signed standalone DTE,
     composed from what signing canonicalized anyway (no second C14N pass): the envelope needs it
     (`envelope_part`). tests/test_envio.py compares it with lxml's C14N of the DTE."""
-    if dict(dte_root.nsmap) != NSMAP or dict(dte_root.attrib) != {"version": "1.0"} or len(dte_root) or dte_root.text:
-        raise ValueError("sign_dte_canonical: the DTE must be an empty new_dte_root()")
-    _, documento_c14n, signature_c14n = sign_into_canonical(dte_root, documento, cert)
-    if not documento_c14n.startswith(_DOCUMENTO_OPEN):
-        raise ValueError("sign_dte_canonical: Documento must declare exactly the DTE's namespaces")
-    # Inside the DTE, Documento's namespaces are already rendered by the DTE start tag.
-    return _DTE_OPEN + b"<Documento" + documento_c14n[len(_DOCUMENTO_OPEN):] + signature_c14n + _DTE_CLOSE
+    signing = DteSigning.prepare(dte_root, documento)
+    return signing.finish(cert, cert.sign_sha1(signing.to_sign))
+
+
+@dataclass(frozen=True, slots=True)
+class DteSigning:
+    """`sign_dte_canonical` in its two halves around the private key (`SigningInto`): the
+    engine signs `to_sign` on another thread while it prepares the next document."""
+
+    into: SigningInto
+
+    @classmethod
+    def prepare(cls, dte_root: etree._Element, documento: etree._Element) -> DteSigning:
+        if (dict(dte_root.nsmap) != NSMAP or dict(dte_root.attrib) != {"version": "1.0"} or len(dte_root)
+                or dte_root.text):
+            raise ValueError("sign_dte_canonical: the DTE must be an empty new_dte_root()")
+        return cls(SigningInto.prepare(dte_root, documento))
+
+    @property
+    def to_sign(self) -> bytes:
+        return self.into.signature.to_sign
+
+    def finish(self, cert: Certificate, value: bytes) -> bytes:
+        """The signed DTE's C14N, once `value` (cert.sign_sha1 of `to_sign`) is known."""
+        _, documento_c14n, signature_c14n = self.into.finish(cert, value)
+        if not documento_c14n.startswith(_DOCUMENTO_OPEN):
+            raise ValueError("sign_dte_canonical: Documento must declare exactly the DTE's namespaces")
+        # Inside the DTE, Documento's namespaces are already rendered by the DTE start tag.
+        return _DTE_OPEN + b"<Documento" + documento_c14n[len(_DOCUMENTO_OPEN):] + signature_c14n + _DTE_CLOSE
 
 
 def to_bytes(root: etree._Element) -> bytes:

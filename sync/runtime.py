@@ -6,6 +6,7 @@ behave identically for the same config.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -95,12 +96,13 @@ def warn_loose_permissions(config: Config) -> list[str]:
     return [str(item.path) for item in found]
 
 
-def open_engine(config: Config, *, import_cafs: bool = True) -> Engine:
+def open_engine(config: Config, *, import_cafs: bool = True, signer: Executor | None = None) -> Engine:
     """Certificate + folio store with the CAF folder imported + engine. In cluster mode a site's
     CAFs come with its leases (docs/sites.md): its CAF folder is not read. An engine process
-    (sync.engine_process) passes `import_cafs=False`: the daemon imported them before starting it."""
+    (sync.engine_process) passes `import_cafs=False`: the daemon imported them before starting it;
+    and its signer thread (Engine.signer)."""
     if not import_cafs:
-        return Engine.from_config(config, open_folio_store(config), load_certificate(config))
+        return Engine.from_config(config, open_folio_store(config), load_certificate(config), signer=signer)
     warn_loose_permissions(config)
     certificate = load_certificate(config)
     store = open_folio_store(config)
@@ -108,9 +110,9 @@ def open_engine(config: Config, *, import_cafs: bool = True) -> Engine:
         if config.folders.caf.is_dir() and any(config.folders.caf.glob("*.xml")):
             log.warning("caf_folder_ignored folder=%s (cluster mode: import CAFs with 'dtesync caf import')",
                         config.folders.caf)
-        return Engine.from_config(config, store, certificate)
+        return Engine.from_config(config, store, certificate, signer=signer)
     import_cafs_logged(store, config)
-    return Engine.from_config(config, store, certificate)
+    return Engine.from_config(config, store, certificate, signer=signer)
 
 
 def import_cafs_logged(store: FolioStore, config: Config) -> None:

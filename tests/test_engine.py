@@ -384,3 +384,46 @@ def test_a_fault_after_the_folio_reports_it_and_lists_the_folio_for_annulment(sa
     assert "un defecto del motor" in pending.reason
     monkeypatch.undo()
     assert engine.issue(FACTURA, "f.txt", doc_key="fault").folio == 2  # a retry takes a new folio
+
+
+# --- the signer thread (the engine process signs on its own thread) ---------------------------------
+
+def test_a_batch_signed_on_a_signer_thread_is_byte_for_byte_the_batch_signed_inline(sandbox_config, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    caf = default_fake_sii().make_caf(DEMO_RUT, "X", 33, 1, 50, date.today())
+    clock = lambda: datetime(2026, 12, 3, 10, 0, 0, tzinfo=timezone.utc)  # noqa: E731
+    inline = fresh_engine(sandbox_config, tmp_path / "a", cafs=[caf])
+    threaded = fresh_engine(sandbox_config, tmp_path / "b", cafs=[caf])
+    inline._clock = threaded._clock = clock
+    with ThreadPoolExecutor(1) as signer:
+        threaded.signer = signer
+        requests = [Request(FACTURA, f"f{i}.txt", f"k{i}") for i in range(8)]
+        a, b = inline.issue_many(requests), threaded.issue_many(requests)
+    assert [o.dte_xml for o in a] == [o.dte_xml for o in b]  # type: ignore[union-attr]
+    path = tmp_path / "dte.xml"
+    path.write_bytes(b[-1].dte_xml)  # type: ignore[union-attr]
+    assert xmlsec1_verifies(path)
+
+
+def test_a_signer_that_fails_lists_that_folio_for_annulment_and_the_others_are_signed(sandbox_config, tmp_path):
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    caf = default_fake_sii().make_caf(DEMO_RUT, "X", 33, 1, 10, date.today())
+    engine = fresh_engine(sandbox_config, tmp_path, cafs=[caf])
+    calls = []
+
+    class FailingSecond(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
+            calls.append(1)
+            if len(calls) == 2:
+                return super().submit(lambda: (_ for _ in ()).throw(OSError("el token se desconectó")))
+            return super().submit(fn, *args, **kwargs)
+
+    with FailingSecond(1) as signer:
+        engine.signer = signer
+        outcomes = engine.issue_many([Request(FACTURA, f"f{i}.txt", f"k{i}") for i in range(3)])
+    assert isinstance(outcomes[0], SignedDte) and isinstance(outcomes[2], SignedDte)
+    assert isinstance(outcomes[1], DteSyncError) and outcomes[1].code == "FOLIO_PENDING_ANNULMENT"
+    (pending,) = engine.folios.pending_annulment()
+    assert pending.folio == outcomes[1].params["folio"] and "token" in pending.reason

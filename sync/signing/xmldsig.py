@@ -145,20 +145,36 @@ def _signature_text(cert: Certificate, uri: str, digest: bytes, scope: NsMap, tr
     """The Signature as XML text, which is also its C14N in any context whose default
     namespace is not xmldsig's: every tag and attribute is written as C14N writes them, and the
     texts (base64, line-wrapped with LF) need no escaping. tests/test_signing.py checks it."""
-    inner = (
-        f'<CanonicalizationMethod Algorithm="{ALG_C14N}"></CanonicalizationMethod>'
-        f'<SignatureMethod Algorithm="{ALG_RSA_SHA1}"></SignatureMethod>'
-        f'<Reference URI="{uri}"><Transforms><Transform Algorithm="{transform}"></Transform></Transforms>'
-        f'<DigestMethod Algorithm="{ALG_SHA1}"></DigestMethod>'
-        f"<DigestValue>{_b64(digest)}</DigestValue></Reference>"
-    )
-    prefixed = tuple(sorted((p, u) for p, u in scope.items() if p is not None))
-    canonical = f"<SignedInfo{_ns_decls(prefixed)}>{inner}</SignedInfo>"
-    value = cert.sign_sha1(canonical.encode("utf-8"))
-    return (
-        f'<Signature xmlns="{DSIG_NS}"><SignedInfo>{inner}</SignedInfo>'
-        f"<SignatureValue>{_b64(value)}</SignatureValue>{_key_info(cert)}</Signature>"
-    )
+    pending = PendingSignature.of(uri, digest, scope, transform)
+    return pending.text(cert, cert.sign_sha1(pending.to_sign))
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSignature:
+    """A Signature up to the private key's part: `to_sign` (the canonical SignedInfo) goes to
+    `Certificate.sign_sha1`, which runs without the interpreter lock, so the engine can sign on
+    another thread while it stamps the next document; `text(cert, value)` is then the Signature."""
+
+    inner: str  # the SignedInfo's children, as C14N writes them
+    to_sign: bytes
+
+    @classmethod
+    def of(cls, uri: str, digest: bytes, scope: NsMap, transform: str) -> PendingSignature:
+        inner = (
+            f'<CanonicalizationMethod Algorithm="{ALG_C14N}"></CanonicalizationMethod>'
+            f'<SignatureMethod Algorithm="{ALG_RSA_SHA1}"></SignatureMethod>'
+            f'<Reference URI="{uri}"><Transforms><Transform Algorithm="{transform}"></Transform></Transforms>'
+            f'<DigestMethod Algorithm="{ALG_SHA1}"></DigestMethod>'
+            f"<DigestValue>{_b64(digest)}</DigestValue></Reference>"
+        )
+        prefixed = tuple(sorted((p, u) for p, u in scope.items() if p is not None))
+        return cls(inner, f"<SignedInfo{_ns_decls(prefixed)}>{inner}</SignedInfo>".encode())
+
+    def text(self, cert: Certificate, value: bytes) -> str:
+        return (
+            f'<Signature xmlns="{DSIG_NS}"><SignedInfo>{self.inner}</SignedInfo>'
+            f"<SignatureValue>{_b64(value)}</SignatureValue>{_key_info(cert)}</Signature>"
+        )
 
 
 def sign_canonical(cert: Certificate, ref: str, canonical: bytes, scope: NsMap) -> etree._Element:
@@ -203,19 +219,42 @@ def sign_into_canonical(
     """`sign_into`, also returning what it canonicalized on the way: the C14N of `element` as
     a root (the bytes its digest covers) and the Signature's part of the C14N of `parent`.
     Callers compose the canonical form of the signed parent from them (sync.envio)."""
-    ref = element.get("ID")
-    if not ref or not _NCNAME.match(ref):
-        raise ValueError(f"{element.tag!s}: needs an ID attribute that is an XML NCName, got {ref!r}")
-    if not _alone_in_document(element) or element.nsmap != parent.nsmap:
-        raise ValueError(f"sign_into: {element.tag!s} must be a document root declaring exactly {parent.nsmap}")
-    if any(name.startswith("{" + XML_NS) for node in (parent, *parent.iterancestors()) for name in node.attrib):
-        raise ValueError("sign_into: the parent's xml:* attributes would be inherited (use sign_after)")
-    canonical = c14n(element)
-    text = _signature_text(cert, "#" + ref, hashlib.sha1(canonical).digest(), parent.nsmap, ALG_C14N)
-    signature = etree.fromstring(text)
-    parent.append(element)
-    parent.append(signature)
-    return signature, canonical, text.encode("utf-8")
+    into = SigningInto.prepare(parent, element)
+    return into.finish(cert, cert.sign_sha1(into.signature.to_sign))
+
+
+@dataclass(frozen=True, slots=True)
+class SigningInto:
+    """`sign_into_canonical` in its two halves around the private key: `prepare` checks and
+    canonicalizes, `finish` takes the signature value and puts the element and its Signature in
+    the parent."""
+
+    parent: etree._Element
+    element: etree._Element
+    canonical: bytes  # C14N of the element as a root: what the digest covers
+    signature: PendingSignature
+
+    @classmethod
+    def prepare(cls, parent: etree._Element, element: etree._Element) -> SigningInto:
+        ref = element.get("ID")
+        if not ref or not _NCNAME.match(ref):
+            raise ValueError(f"{element.tag!s}: needs an ID attribute that is an XML NCName, got {ref!r}")
+        if not _alone_in_document(element) or element.nsmap != parent.nsmap:
+            raise ValueError(f"sign_into: {element.tag!s} must be a document root declaring exactly {parent.nsmap}")
+        if any(name.startswith("{" + XML_NS) for node in (parent, *parent.iterancestors()) for name in node.attrib):
+            raise ValueError("sign_into: the parent's xml:* attributes would be inherited (use sign_after)")
+        canonical = c14n(element)
+        pending = PendingSignature.of("#" + ref, hashlib.sha1(canonical).digest(), parent.nsmap, ALG_C14N)
+        return cls(parent, element, canonical, pending)
+
+    def finish(self, cert: Certificate, value: bytes) -> tuple[etree._Element, bytes, bytes]:
+        """The Signature with `value` (cert.sign_sha1 of `signature.to_sign`), the element's
+        C14N, and the Signature's C14N."""
+        text = self.signature.text(cert, value)
+        signature = etree.fromstring(text)
+        self.parent.append(self.element)
+        self.parent.append(signature)
+        return signature, self.canonical, text.encode("utf-8")
 
 
 def sign_enveloped(root: etree._Element, cert: Certificate) -> etree._Element:
