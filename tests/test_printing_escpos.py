@@ -143,3 +143,15 @@ def test_reprint_mark_heads_every_copy_and_the_timbre_still_reads(issued, sandbo
         assert first == ["*** REIMPRESIÓN ***", "Un envío anterior pudo quedar incompleto"]
     found = [b.bytes for img in d.rasters for b in zxingcpp.read_barcodes(img.convert("L"))]
     assert found == [issued["39_boleta.txt"].ted] * 2
+
+
+def test_a_daemon_that_prints_no_ticket_never_loads_pil_or_pdf417gen() -> None:
+    """2.6 MB of the daemon's memory budget: they load with a printer station's warm-up, or
+    when a symbol is first drawn, not with the printing stage's modules."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sync.app, sync.daemon, sync.printing.service, sync.engine_process; "
+            "print(sorted(m for m in ('PIL', 'pdf417gen') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

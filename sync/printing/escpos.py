@@ -21,15 +21,16 @@ from __future__ import annotations
 import logging
 import math
 import textwrap
-from typing import Any
-
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from sync.printing import pdf417
 from sync.printing.layout import Layout, exento_mark, quantity_text
 from sync.printing.profiles import Profile
 from sync.printing.rules import QUIET_MM, LayoutRefused, RollTimbre, roll_timbre
 from sync.sii import is_boleta
+
+if TYPE_CHECKING:
+    from PIL import Image  # loaded when a raster is drawn (sync.printing.pdf417)
 
 log = logging.getLogger("dtesync.printing")
 
@@ -260,6 +261,8 @@ def _timbre(t: Ticket, ted: bytes, timbre: RollTimbre, mode: str) -> None:
 
 def timbre_raster(timbre: RollTimbre, profile: Profile) -> Image.Image:
     """The print area's width in dots, the symbol at its place, blank rows for the quiet zone."""
+    from PIL import Image
+
     sym = pdf417.render(timbre.plan.symbol, profile.module_dots, rotate=timbre.plan.rotated)
     quiet = math.ceil(QUIET_MM / profile.dot_mm - 1e-9)
     img = Image.new("1", (profile.width_dots, sym.height + 2 * quiet), 1)

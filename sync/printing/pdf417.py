@@ -19,13 +19,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from pdf417gen.compaction.byte import compact_bytes
-from pdf417gen.data import ERROR_CORRECTION_FACTORS
-from pdf417gen.encoding import PADDING_CODE_WORD, encode_rows
-from pdf417gen.rendering import barcode_size, modules
-from pdf417gen.util import chunks
-from PIL import Image
+if TYPE_CHECKING:
+    from PIL import Image
+
+# pdf417gen is imported where it is used: its package imports PIL, and a daemon that prints no
+# ticket never needs either (2.6 MB). A station's printer loads them at start (escpos.warm_up).
 
 SECURITY_LEVEL = 5  # SII: "se debe utilizar nivel 5"
 EC_WORDS = 1 << (SECURITY_LEVEL + 1)  # 64 error-correction code words at level 5
@@ -42,6 +42,8 @@ class Pdf417Error(ValueError):
 
 def data_code_words(payload: bytes) -> list[int]:
     """Latch + byte compaction of the whole payload: no text or numeric sub-modes."""
+    from pdf417gen.compaction.byte import compact_bytes
+
     latch = BYTE_LATCH_6 if len(payload) % 6 == 0 else BYTE_LATCH
     return [latch, *compact_bytes(payload)]
 
@@ -53,6 +55,8 @@ _FIELD = 32  # bits per packed error-correction word: 928 x 928 x 928 < 2**30 ne
 def _impulses() -> tuple[int, ...]:
     """Packed state of the level-5 encoder (ISO 15438 annex, as pdf417gen runs it) after a data
     word of 1 followed by k zeros, for k = 0..927."""
+    from pdf417gen.data import ERROR_CORRECTION_FACTORS
+
     factors = ERROR_CORRECTION_FACTORS[SECURITY_LEVEL]
     n = len(factors)
     state, out, word = [0] * n, [], 1
@@ -93,7 +97,9 @@ class Symbol:
 
     @property
     def width_modules(self) -> int:
-        return int(barcode_size(self.rows)[0])
+        """17 modules per code word of a row (start, row indicators, data, stop) plus the stop
+        pattern's final bar (pdf417gen.rendering.barcode_size, without importing PIL)."""
+        return len(self.rows[0]) * 17 + 1
 
     @property
     def row_count(self) -> int:
@@ -107,6 +113,9 @@ def encode(payload: bytes, columns: int) -> Symbol:
     Cached: the ticket, the PDF and its CEDIBLE copy of one document share one encoding (the
     level-5 error correction is the costly part, ~20 ms in pure Python). Symbols are read-only.
     """
+    from pdf417gen.encoding import PADDING_CODE_WORD, encode_rows
+    from pdf417gen.util import chunks
+
     if not 1 <= columns <= 30:
         raise Pdf417Error(f"columns must be 1..30, got {columns}")
     data = data_code_words(payload)
@@ -144,6 +153,9 @@ def columns_for_height(payload: bytes, height_modules: int) -> int | None:
 def render(symbol: Symbol, x_px: int, *, quiet_px: int = 0, rotate: bool = False) -> Image.Image:
     """A 1-bit image (black = 0): each module `x_px` wide, each row `3·x_px` tall, with a
     white border of `quiet_px`; rotated 90° counter-clockwise when `rotate`."""
+    from pdf417gen.rendering import barcode_size, modules
+    from PIL import Image
+
     w, h = barcode_size(symbol.rows)
     img = Image.new("1", (w, h), 1)
     px = img.load()
