@@ -287,3 +287,10 @@ def test_two_engine_workers_racing_for_one_caf_use_every_folio_once_and_no_more(
     assert {e["code"] for v in waiting for e in v["errors"]} == {"FOLIOS_EXHAUSTED"}
     with FolioStore(config.folders.state / "folios.sqlite", readonly=True) as store:
         assert [store.state_of(33, f) for f in range(1, 31)] == ["used"] * 30
+
+
+def test_pdfs_wait_for_a_longer_quiet_after_a_backlogs_full_batch_than_after_a_trickle() -> None:
+    from sync.engine_process import BACKLOG_BATCH, PDF_AFTER_BACKLOG_QUIET, PDF_AFTER_QUIET, pdf_quiet
+
+    assert pdf_quiet(1) == pdf_quiet(BACKLOG_BATCH - 1) == PDF_AFTER_QUIET
+    assert pdf_quiet(BACKLOG_BATCH) == pdf_quiet(16) == PDF_AFTER_BACKLOG_QUIET > PDF_AFTER_QUIET
