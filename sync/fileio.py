@@ -118,6 +118,15 @@ def ensure_dir(path: Path, mode: int = 0o755) -> None:
         _known_dirs.add(str(path))
 
 
+def _fill(fd: int, data: bytes, mode: int) -> None:
+    """A new temp file's final permission (fchmod: the umask does not apply) and all of `data`."""
+    if mode != 0o600 and hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, sync_dir: bool = True, durable: bool = True) -> None:
     """Write `data` to `path` so readers never see a partial file and no planted link is
     followed. `mode` is the final permission, set with fchmod (the umask does not apply;
@@ -135,11 +144,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, sync_dir: bool =
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     try:
         try:
-            if mode != 0o600 and hasattr(os, "fchmod"):
-                os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _fill(fd, data, mode)
             if durable:
                 os.fsync(fd)
         finally:
@@ -362,11 +367,7 @@ class Folder:
         _check_name(name)
         tmp, fd = self._create_temp(name)
         try:
-            if mode != 0o600 and hasattr(os, "fchmod"):
-                os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _fill(fd, data, mode)
             if durable and writeback:
                 start_writeback(fd)
         except BaseException:
