@@ -6,10 +6,9 @@ import filecmp
 from pathlib import Path
 
 import pytest
-import zxingcpp
 
 from escpos_decode import decode
-from printing_fixtures import FakePrinter, free_port
+from printing_fixtures import FakePrinter, free_port, read_pdf417
 from sync.cli import main
 from sync.cli.printing import sample_payload
 from sync.config import parse_config
@@ -43,7 +42,7 @@ def test_printers_test_prints_a_full_size_timbre_and_says_how(sandbox, tmp_path,
     d = decode(printer.wait_jobs(1)[0], {p.code_page_number: p.code_page})
     assert "\n Ñandú Peñalolén ¿áéíóú ü?\n 25° N° $1.990\n" in d.text and d.rasters  # 5 mm off the edge
     assert "\n " + ("1234567890" * 4)[: p.text_columns] + "\n" in d.text
-    [ted] = [b.bytes for b in zxingcpp.read_barcodes(d.rasters[0].convert("L"))]
+    [ted] = [b.bytes for b in read_pdf417(d.rasters[0])]
     assert ted == sample_payload("caja1", DESIGN_TED_BYTES)  # as big as a real timbre gets
     out = capsys.readouterr().out
     assert "OK   caja1" in out and "imagen (GS v 0)" in out and "impresora: lista" in out
@@ -58,7 +57,7 @@ def test_printers_test_finds_out_a_printer_without_gs_k(sandbox, tmp_path, capsy
     assert printer.wait(lambda p: p.idle() and b"\x1dv0" in p.paper)  # the test page came out, as an image
     p = load_profile("epson-tm-t88")
     d = printer.printed(p)
-    assert [b.bytes for img in d.rasters for b in zxingcpp.read_barcodes(img.convert("L"))] == [
+    assert [b.bytes for img in d.rasters for b in read_pdf417(img)] == [
         sample_payload("caja1", DESIGN_TED_BYTES)]
 
 
@@ -91,7 +90,7 @@ def test_print_name_reprints_from_the_outbox_xml(sandbox, tmp_path, engine):
     for job in jobs:
         d = decode(job, {p.code_page_number: p.code_page})
         assert "S.I.I. - ÑUÑOA" in d.text and "REIMPRESIÓN" in d.text  # a copy says so
-        assert [b.bytes for b in zxingcpp.read_barcodes(d.rasters[0].convert("L"))] == [issued.ted]
+        assert [b.bytes for b in read_pdf417(d.rasters[0])] == [issued.ted]
 
 
 def test_print_to_a_printer_that_is_down_queues_the_job(sandbox, tmp_path, engine):

@@ -8,10 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import zxingcpp
 
 from escpos_decode import decode
-from printing_fixtures import EXAMPLES, FakePrinter, free_port
+from printing_fixtures import EXAMPLES, FakePrinter, free_port, read_pdf417
 from sync.alerts import Alerts
 from sync.app import build_app, folders_of
 from sync.config import Folders, PrintingConfig, PrintStation, load_config
@@ -73,7 +72,7 @@ def _ted_from_ticket(data: bytes) -> bytes:
     d = decode(data, {p.code_page_number: p.code_page})
     if d.pdf417:
         return d.pdf417[0].data
-    return zxingcpp.read_barcodes(d.rasters[0].convert("L"), formats=zxingcpp.BarcodeFormat.PDF417)[0].bytes
+    return read_pdf417(d.rasters[0])[0].bytes
 
 
 def test_signed_documents_print_at_their_station_and_get_a_pdf(base_config, tmp_path):
@@ -173,7 +172,7 @@ def test_paper_out_shows_in_the_status_file_and_the_ticket_prints_once_refilled(
         ted = source_from_dte_xml((out / "caja1/P.xml").read_bytes()).ted
         assert _wait(printer.idle)
         d = printer.printed(load_profile("generic-80mm"))
-        assert [b.bytes for img in d.rasters for b in zxingcpp.read_barcodes(img.convert("L"))] == [ted]
+        assert [b.bytes for img in d.rasters for b in read_pdf417(img)] == [ted]
         assert "error" not in _status(out, "caja1/P")["print"]
     finally:
         daemon.stop()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import zxingcpp
 
 from escpos_decode import decode
-from printing_fixtures import ONE_PER_TYPE, decode_ticket, issue_examples
+from printing_fixtures import ONE_PER_TYPE, decode_ticket, issue_examples, read_pdf417
 from sync.config import PrintStation
 from sync.printing.escpos import job_start, render_ticket, reprint_marker
 from sync.printing.layout import build_layout
@@ -78,7 +77,7 @@ def test_raster_timbre_rebuilt_from_gs_v_0_decodes_to_the_ted(profile_name, name
     assert len(d.rasters) == 1 and not d.pdf417
     img = d.rasters[0]
     assert img.width <= profile.width_dots
-    found = zxingcpp.read_barcodes(img.convert("L"), formats=zxingcpp.BarcodeFormat.PDF417)
+    found = read_pdf417(img)
     assert [b.bytes for b in found] == [issued[name].ted]
 
 
@@ -141,7 +140,7 @@ def test_reprint_mark_heads_every_copy_and_the_timbre_still_reads(issued, sandbo
     for lines in d.lines:
         first = [text.strip() for _, _, text, _ in lines[:2]]
         assert first == ["*** REIMPRESIÓN ***", "Un envío anterior pudo quedar incompleto"]
-    found = [b.bytes for img in d.rasters for b in zxingcpp.read_barcodes(img.convert("L"))]
+    found = [b.bytes for img in d.rasters for b in read_pdf417(img)]
     assert found == [issued["39_boleta.txt"].ted] * 2
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import zxingcpp
 from PIL import Image
 
 from escpos_decode import decode  # noqa: F401  (keeps the helper importable from here too)
-from printing_fixtures import ONE_PER_TYPE, issue_examples, pdf_text, rasterise
+from printing_fixtures import ONE_PER_TYPE, issue_examples, pdf_text, rasterise, read_pdf417
 from sync.printing import pdf417
 from sync.printing.layout import build_layout, cedible_label, source_from_dte_xml
 from sync.printing.pdf import SHEET_X_MM, roll_timbre_image, sheet_timbre
@@ -22,7 +21,7 @@ def issued(engine):
 
 
 def _decode_all(img: Image.Image) -> list[bytes]:
-    return [b.bytes for b in zxingcpp.read_barcodes(img, formats=zxingcpp.BarcodeFormat.PDF417)]
+    return [b.bytes for b in read_pdf417(img)]
 
 
 @pytest.mark.parametrize("name", ONE_PER_TYPE)

@@ -13,9 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import zxingcpp
 
-from printing_fixtures import EXAMPLES, FakePrinter, decode_ticket
+from printing_fixtures import EXAMPLES, FakePrinter, decode_ticket, read_pdf417
 from sync.config import PrintingConfig, PrintStation
 from sync.printing.emulator import EmulatedPrinter
 from sync.printing.profiles import BUILTIN, load_profile
@@ -86,7 +85,7 @@ def _has_ink(img) -> bool:
 def _paper(printer: EmulatedPrinter, profile_name: str = "generic-80mm"):
     """(TEDs read on paper, how many copies carry the REIMPRESIÓN mark, copies on paper)."""
     d = decode_ticket(bytes(printer.paper), load_profile(profile_name))
-    teds = [b.bytes for img in d.copies for b in zxingcpp.read_barcodes(img.convert("L"))]
+    teds = [b.bytes for img in d.copies for b in read_pdf417(img)]
     marked = sum(1 for lines in d.lines if any("REIMPRESIÓN" in text for _, _, text, _ in lines))
     inked = sum(1 for img in d.copies if _has_ink(img))
     return teds, marked, inked
