@@ -78,6 +78,16 @@ Prepared = tuple[Documento, etree._Element]  # the completed model and its unsig
 Taken = tuple[int, Caf]  # a folio and the CAF that authorizes it
 
 
+@dataclass(frozen=True, slots=True)
+class Issuing:
+    """A batch between `Engine.begin_many` and `Engine.finish_many`: per request, the outcome
+    already known (a refused input) or the stamped document with its pending signature."""
+
+    requests: tuple[Request, ...]
+    stamped: list[Outcome | tuple[_Stamped, Future[bytes]]]
+    now: datetime
+
+
 class Engine:
     def __init__(
         self,
@@ -128,6 +138,13 @@ class Engine:
         not per document. Every input is parsed, completed and built before any folio is taken,
         so a bad input in the batch never burns a folio; the others go on.
         """
+        return self.finish_many(self.begin_many(requests))
+
+    def begin_many(self, requests: Sequence[Request]) -> Issuing:
+        """The first half of `issue_many`: every input parsed and built, the batch's folios taken
+        (durably), each document stamped and its signature handed to the signer. With a signer
+        thread, the caller can begin the next batch before finishing this one: the private key
+        then signs this batch while the next is parsed (the engine process does so)."""
         now = self.now()
         prepared: list[tuple[str, Prepared | Exception]] = []
         for req in requests:
@@ -136,17 +153,6 @@ class Engine:
                 prepared.append((req.doc_key, _prepared(self, doc, where, req.station, now)))
             except Exception as exc:
                 prepared.append((req.doc_key, exc))
-        outcomes = self._issue_prepared(prepared, now)
-        for req, outcome in zip(requests, outcomes, strict=True):
-            if isinstance(outcome, (DteSyncError, DteSyncErrors)):
-                for e in outcome.errors if isinstance(outcome, DteSyncErrors) else (outcome,):
-                    e.source = e.source or req.source
-        return outcomes
-
-    def _issue_prepared(self, prepared: list[tuple[str, Prepared | Exception]], now: datetime) -> list[Outcome]:
-        """Folios for every prepared document, then TED + signature + XSD each, then mark used.
-        Each document is stamped and its signature handed to the signer, then the signed ones
-        are finished in order: with a signer thread, document n+1 is stamped while n is signed."""
         stamped: list[Outcome | tuple[_Stamped, Future[bytes]]] = []
         for work in self._take_folios(prepared, now):
             if isinstance(work, Exception):
@@ -158,9 +164,14 @@ class Engine:
                 stamped.append((st, self._sign(st.signing.to_sign)))
             except BaseException as exc:
                 stamped.append(self._annul(doc, folio, exc, now))
+        return Issuing(tuple(requests), stamped, now)
+
+    def finish_many(self, issuing: Issuing) -> list[Outcome]:
+        """The second half: each signature in place and checked against the XSD, in order, then
+        the batch's folios marked used (one transaction)."""
         outcomes: list[Outcome] = []
         used: list[tuple[int, int]] = []
-        for item in stamped:
+        for item in issuing.stamped:
             if not isinstance(item, tuple):
                 outcomes.append(item)
                 continue
@@ -169,11 +180,14 @@ class Engine:
                 outcomes.append(self._finish(st, value.result()))
                 used.append((st.doc.tipo_dte, st.folio))
             except BaseException as exc:
-                outcomes.append(self._annul(st.doc, st.folio, exc, now))
+                outcomes.append(self._annul(st.doc, st.folio, exc, issuing.now))
         problems = iter(self.folios.mark_used_many(used) if used else ())
-        return [
-            (next(problems) or outcome) if isinstance(outcome, SignedDte) else outcome for outcome in outcomes
-        ]
+        outcomes = [(next(problems) or outcome) if isinstance(outcome, SignedDte) else outcome for outcome in outcomes]
+        for req, outcome in zip(issuing.requests, outcomes, strict=True):
+            if isinstance(outcome, (DteSyncError, DteSyncErrors)):
+                for e in outcome.errors if isinstance(outcome, DteSyncErrors) else (outcome,):
+                    e.source = e.source or req.source
+        return outcomes
 
     def _annul(self, doc: Documento, folio: int, exc: BaseException, now: datetime) -> DteSyncError:
         """The folio was taken and is now in an unknown state: never reuse it. Every input error

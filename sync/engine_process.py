@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sync.config import Config
-from sync.engine import Request
+from sync.engine import Issuing, Request
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.folios.store import FolioStore
 from sync.outbox import Outbox
@@ -73,6 +73,10 @@ def pdf_quiet(last_batch_documents: int) -> float:
 # Batches to sign that queued up in the worker are signed in one engine call up to this many
 # documents: one durable folio transaction (one fsync) for all of them.
 MERGE_DOCUMENTS = 64
+
+
+# A sign request as it reaches a worker: (request id, [(input, source, doc_key, station)]).
+SignBatch = tuple[int, list[tuple[bytes, str, str, str | None]]]
 
 
 class EngineProcessDied(RuntimeError):
@@ -150,7 +154,7 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
     # stamping of its next documents (the second core, used by one process).
     engine = open_engine(config, import_cafs=False, signer=ThreadPoolExecutor(1, thread_name_prefix="dtesync-rsa"))
     channel.send(("ready", os.getpid()))
-    signing: collections.deque[tuple[int, list[tuple[bytes, str, str, str | None]]]] = collections.deque()
+    signing: collections.deque[SignBatch] = collections.deque()
     pdfs: collections.deque[tuple[int, PdfJob]] = collections.deque()
     state: dict[str, Any] = {"stopping": False, "closed": False, "last_sign": 0.0, "last_size": 0}
     cond = threading.Condition()
@@ -193,11 +197,11 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
     writer = threading.Thread(target=write, name="dtesync-engine-reply", daemon=True)
     writer.start()
 
-    def next_task() -> tuple[list[tuple[int, list[tuple[bytes, str, str, str | None]]]],
-                             tuple[int, PdfJob] | None] | None:
+    def next_task(wait: bool) -> tuple[list[SignBatch], tuple[int, PdfJob] | None] | None:
         """The batches waiting to be signed (merged up to MERGE_DOCUMENTS), else a PDF once
-        signing has been quiet; None when it is time to exit (PDFs not rendered yet are recorded
-        by printing: the next start renders them)."""
+        signing has been quiet; ([], None) when nothing is waiting and `wait` is false; None when
+        it is time to exit (PDFs not rendered yet are recorded by printing: the next start
+        renders them)."""
         with cond:
             while True:
                 if state["closed"] or (state["stopping"] and not signing):
@@ -209,18 +213,32 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
                         size += len(signing[0][1])
                         batches.append(signing.popleft())
                     return batches, None
+                if not wait:
+                    return [], None
                 quiet, wanted = time.monotonic() - state["last_sign"], pdf_quiet(state["last_size"])
                 if pdfs and quiet >= wanted:
                     return [], pdfs.popleft()
                 cond.wait(wanted - quiet if pdfs else None)
 
-    def sign_batches(batches: list[tuple[int, list[tuple[bytes, str, str, str | None]]]]) -> None:
+    def begin(batches: list[SignBatch]) -> tuple[list[SignBatch], Issuing | str]:
         """One engine call for the batches that queued up: one durable folio transaction for all
-        of them instead of one each; each batch is answered on its own."""
+        of them instead of one each. Returns the failure's text when the batch itself failed (the
+        folio store): each of its documents then retries."""
         requests = [Request(data, source, key, station) for _, items in batches for data, source, key, station in items]
         try:
-            outcomes: Sequence[SignedDte | BaseException] = engine.issue_many(requests)
-        except Exception as exc:  # the batch itself failed (the folio store): each document retries
+            return batches, engine.begin_many(requests)
+        except Exception as exc:
+            return batches, f"{type(exc).__name__}: {exc}"
+
+    def finish(batches: list[SignBatch], issuing: Issuing | str) -> None:
+        """Each batch answered on its own, once its signatures are in place."""
+        if isinstance(issuing, str):
+            for req_id, _ in batches:
+                replies.put(("failed", req_id, issuing))
+            return
+        try:
+            outcomes: Sequence[SignedDte | BaseException] = engine.finish_many(issuing)
+        except Exception as exc:
             for req_id, _ in batches:
                 replies.put(("failed", req_id, f"{type(exc).__name__}: {exc}"))
             return
@@ -229,14 +247,25 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
             replies.put(("signed", req_id, [_pack_outcome(o) for o in outcomes[start:start + len(items)]]))
             start += len(items)
 
+    # Two batches overlap when the daemon keeps several waiting: the next is parsed and stamped
+    # while the signer thread signs the one begun before it, which is then finished and answered.
     renderer: _PdfRenderer | None = None
-    while (task := next_task()) is not None:
+    begun: tuple[list[SignBatch], Issuing | str] | None = None
+    while (task := next_task(wait=begun is None)) is not None:
         batches, pdf = task
         if batches:
-            sign_batches(batches)
+            started = begin(batches)
+            if begun is not None:
+                finish(*begun)
+            begun = started
+        elif begun is not None:
+            finish(*begun)
+            begun = None
         elif pdf is not None:
             renderer = renderer or _PdfRenderer(config)
             replies.put(("pdf", pdf[0], renderer.render(pdf[1])))
+    if begun is not None:
+        finish(*begun)
     replies.put(None)  # what was signed reaches the daemon before this process exits
     writer.join()
     return 0

@@ -427,3 +427,35 @@ def test_a_signer_that_fails_lists_that_folio_for_annulment_and_the_others_are_s
     assert isinstance(outcomes[1], DteSyncError) and outcomes[1].code == "FOLIO_PENDING_ANNULMENT"
     (pending,) = engine.folios.pending_annulment()
     assert pending.folio == outcomes[1].params["folio"] and "token" in pending.reason
+
+
+def test_a_batch_begun_before_the_one_before_it_is_finished_gets_the_next_folios_and_both_verify(
+        sandbox_config, tmp_path):
+    """The engine process begins batch 2 (parse, folios, TED, signature handed to the signer)
+    while batch 1 is still being signed, then finishes 1 and 2 in that order: the documents
+    are those issue_many gives, folios in the order the batches began, every one marked used."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    caf = default_fake_sii().make_caf(DEMO_RUT, "X", 33, 1, 50, date.today())
+    clock = lambda: datetime(2026, 12, 3, 10, 0, 0, tzinfo=timezone.utc)  # noqa: E731
+    at_once = fresh_engine(sandbox_config, tmp_path / "a", cafs=[caf])
+    overlapped = fresh_engine(sandbox_config, tmp_path / "b", cafs=[caf])
+    at_once._clock = overlapped._clock = clock
+    first = [Request(FACTURA, f"f{i}.txt", f"k{i}") for i in range(4)]
+    bad = Request(b"[Encabezado.IdDoc]\nTipoDTE=33\n", "bad.txt", "bad")
+    second = [bad] + [Request(FACTURA, f"f{i}.txt", f"k{i}") for i in range(4, 7)]
+    expected = at_once.issue_many(first) + at_once.issue_many(second)
+    with ThreadPoolExecutor(1) as signer:
+        overlapped.signer = signer
+        one = overlapped.begin_many(first)
+        two = overlapped.begin_many(second)
+        got = overlapped.finish_many(one) + overlapped.finish_many(two)
+    assert isinstance(got[4], DteSyncErrors) and got[4].errors[0].source == "bad.txt"
+    signed = [o for o in got if isinstance(o, SignedDte)]
+    assert [o.folio for o in signed] == [1, 2, 3, 4, 5, 6, 7]
+    assert [o.dte_xml for o in signed] == [o.dte_xml for o in expected if isinstance(o, SignedDte)]
+    assert {overlapped.folios.state_of(33, folio) for folio in range(1, 8)} == {"used"}
+    for o in signed[::3]:
+        path = tmp_path / f"{o.folio}.xml"
+        path.write_bytes(o.dte_xml)
+        assert xmlsec1_verifies(path)
