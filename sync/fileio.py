@@ -248,23 +248,33 @@ class Folder:
         fd = os.dup(self.fd)
         try:
             for p in parts:
-                if create:
-                    try:
-                        os.mkdir(p, mode, dir_fd=fd)
-                    except FileExistsError:
-                        pass
-                try:
-                    nfd = os.open(p, os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise UnsafeFile(self.path.joinpath(*parts), "not a plain folder (a link?)") from None
-                    raise
+                nfd = self._open_sub(fd, p, parts, create, mode)
                 os.close(fd)
                 fd = nfd
             return Folder(self.path.joinpath(*parts), fd)
         except BaseException:
             os.close(fd)
             raise
+
+    def _open_sub(self, fd: int, name: str, parts: list[str], create: bool, mode: int) -> int:
+        """Open the folder `name` in `fd` without following a link; when missing and `create`,
+        make it first. Opening first: the folders of every document exist after the first, and a
+        mkdir that fails with EEXIST is a wasted system call per folder per file."""
+        for attempt in (1, 2):
+            try:
+                return os.open(name, os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, dir_fd=fd)
+            except FileNotFoundError:
+                if not create or attempt == 2:
+                    raise
+                try:
+                    os.mkdir(name, mode, dir_fd=fd)
+                except FileExistsError:  # made meanwhile by another thread
+                    pass
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafeFile(self.path.joinpath(*parts), "not a plain folder (a link?)") from None
+                raise
+        raise AssertionError("unreachable")
 
     # --- reading ----------------------------------------------------------------------------------------
     def lstat(self, name: str) -> os.stat_result:

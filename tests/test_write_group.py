@@ -84,3 +84,18 @@ def test_a_group_write_keeps_the_files_mode(folder: Folder) -> None:
     group.write(1, folder, "F1.xml", b"<DTE/>", mode=0o640)
     group.commit(set())
     assert (folder.path / "F1.xml").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_sub_folder_is_made_once_and_then_only_opened(folder: Folder, monkeypatch) -> None:
+    """Every document reaches its folders through `sub`: a folder that exists is opened without
+    a mkdir first (a failed mkdir per folder per file was two system calls per document)."""
+    made: list[str] = []
+    real_mkdir = os.mkdir
+    monkeypatch.setattr(fileio.os, "mkdir", lambda p, *a, **k: (made.append(str(p)), real_mkdir(p, *a, **k))[1])
+    for _ in range(3):
+        with folder.sub("2026-12-04/caja1", create=True) as sub:
+            assert sub.path == folder.path / "2026-12-04" / "caja1"
+    assert made == ["2026-12-04", "caja1"]
+    (folder.path / "2026-12-04" / "link").symlink_to(folder.path / "2026-12-04" / "caja1")
+    with pytest.raises(fileio.UnsafeFile):
+        folder.sub("2026-12-04/link", create=True)
