@@ -115,7 +115,6 @@ def product_stages(config: Config, engine: Any) -> list[Stage]:
     from sync.engine_process import EngineProcess
     from sync.printing.service import build_printing
     from sync.reports import ReportsStage
-    from sync.uplink.build import build_uplink
 
     stages: list[Stage] = []
     printing = build_printing(config)
@@ -123,9 +122,14 @@ def product_stages(config: Config, engine: Any) -> list[Stage]:
         if isinstance(engine, EngineProcess):
             printing.pdf_offload = engine.render_pdf  # NAME.pdf in the engine process's spare time
         stages.append(printing)
-    uplink = build_uplink(config, engine.certificate)
-    if uplink is not None:
-        stages.append(uplink)
+    if config.uplink is not None and config.uplink.kind != "none":
+        # requests (with urllib3 and charset_normalizer, which loads every codec) is about
+        # 13 MB of the daemon's memory: imported only when something goes out over HTTP.
+        from sync.uplink.build import build_uplink
+
+        uplink = build_uplink(config, engine.certificate)
+        if uplink is not None:
+            stages.append(uplink)
     delivery = build_delivery(config, engine.certificate)
     if delivery is not None:
         stages.append(delivery)  # after the uplink: it waits for the SII's acceptance

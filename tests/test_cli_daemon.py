@@ -152,3 +152,21 @@ def test_second_run_on_the_same_config_is_refused_with_daemon_already_running(tm
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=60)
     assert first.returncode == 0
+
+
+def test_a_daemon_without_an_uplink_never_loads_requests(tmp_path: Path) -> None:
+    """About 13 MB of the daemon's memory budget (requests, urllib3 and charset_normalizer,
+    which imports every codec): loaded only when [uplink] sends documents somewhere."""
+    config = create_sandbox(tmp_path / "sb", folios_per_type=5).config_path
+    code = ("import sys; from sync.app import product_stages; from sync.config import load_config; "
+            "from sync.runtime import open_engine; c = load_config(sys.argv[1]); "
+            "names = [type(s).__name__ for s in product_stages(c, open_engine(c))]; "
+            "print('requests' in sys.modules, 'Uplink' in names)")
+    out = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
+    text = config.read_text("utf-8")
+    config.write_text(text + '\n[uplink]\nkind = "sii"\nurl = "https://127.0.0.1:9/"\n', "utf-8")
+    out = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"]
