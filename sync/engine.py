@@ -315,7 +315,7 @@ def _prepared(engine: Engine, doc: Documento, where: SourceMap, station: str | N
     """Defaults, rules, totals and the unsigned Documento (Folio still a placeholder), every
     value checked against its XSD facets: every input error is raised here, before a folio
     is taken, placed in the input by `where`. The Documento is the root of its own document
-    declaring the DTE's namespaces, so it is signed without a copy (sign_dte_canonical)."""
+    declaring the DTE's namespaces, so it is signed without a copy (DteSigning)."""
     try:
         prepare(doc, engine.company, engine.company.branches.get(station or ""), today=now.date(),
                 boletas=engine.boletas)

@@ -66,18 +66,13 @@ def sign_dte(dte_root: etree._Element, cert: Certificate, documento: etree._Elem
     return sign_after(documento, cert)
 
 
-def sign_dte_canonical(dte_root: etree._Element, cert: Certificate, documento: etree._Element) -> bytes:
-    """`sign_dte(dte_root, cert, documento)`, returning the C14N of the signed standalone DTE,
-    composed from what signing canonicalized anyway (no second C14N pass): the envelope needs it
-    (`envelope_part`). tests/test_envio.py compares it with lxml's C14N of the DTE."""
-    signing = DteSigning.prepare(dte_root, documento)
-    return signing.finish(cert, cert.sign_sha1(signing.to_sign))
-
-
 @dataclass(frozen=True, slots=True)
 class DteSigning:
-    """`sign_dte_canonical` in its two halves around the private key (`SigningInto`): the
-    engine signs `to_sign` on another thread while it prepares the next document."""
+    """`sign_dte(dte_root, cert, documento)` in two halves around the private key
+    (`SigningInto`), so the engine can sign `to_sign` on another thread while it prepares the
+    next document. `finish` returns the C14N of the signed standalone DTE, composed from what
+    signing canonicalized anyway (no second C14N pass): the envelope needs it (`envelope_part`;
+    tests/test_engine.py compares it with lxml's C14N of the DTE)."""
 
     into: SigningInto
 
@@ -85,7 +80,7 @@ class DteSigning:
     def prepare(cls, dte_root: etree._Element, documento: etree._Element) -> DteSigning:
         if (dict(dte_root.nsmap) != NSMAP or dict(dte_root.attrib) != {"version": "1.0"} or len(dte_root)
                 or dte_root.text):
-            raise ValueError("sign_dte_canonical: the DTE must be an empty new_dte_root()")
+            raise ValueError("DteSigning: the DTE must be an empty new_dte_root()")
         return cls(SigningInto.prepare(dte_root, documento))
 
     @property
@@ -96,7 +91,7 @@ class DteSigning:
         """The signed DTE's C14N, once `value` (cert.sign_sha1 of `to_sign`) is known."""
         _, documento_c14n, signature_c14n = self.into.finish(cert, value)
         if not documento_c14n.startswith(_DOCUMENTO_OPEN):
-            raise ValueError("sign_dte_canonical: Documento must declare exactly the DTE's namespaces")
+            raise ValueError("DteSigning: Documento must declare exactly the DTE's namespaces")
         # Inside the DTE, Documento's namespaces are already rendered by the DTE start tag.
         return _DTE_OPEN + b"<Documento" + documento_c14n[len(_DOCUMENTO_OPEN):] + signature_c14n + _DTE_CLOSE
 
@@ -215,7 +210,7 @@ def envelope_part(
     dte_xml: bytes, dte: etree._Element | None = None, *, canonical: bytes | None = None
 ) -> EnvelopePart | None:
     """The envelope form of a standalone DTE (`dte`: its parsed tree, if the caller has it;
-    `canonical`: its C14N, if known, e.g. from `sign_dte_canonical`).
+    `canonical`: its C14N, if known, e.g. from `DteSigning.finish`).
 
     Inside the envelope a standalone DTE loses only its two namespace declarations, which the
     envelope root makes; the same holds for its inclusive C14N (a namespace already rendered by
