@@ -122,9 +122,9 @@ def product_stages(config: Config, engine: Any) -> list[Stage]:
         if isinstance(engine, EngineProcess):
             printing.pdf_offload = engine.render_pdf  # NAME.pdf in the engine process's spare time
         stages.append(printing)
-    if config.uplink is not None and config.uplink.kind != "none":
+    if config.uplink is not None and config.uplink.sends:
         # requests (with urllib3 and charset_normalizer, which loads every codec) is about
-        # 13 MB of the daemon's memory: imported only when something goes out over HTTP.
+        # 7 MB of the daemon's memory: imported only when documents go out over HTTP.
         from sync.uplink.build import build_uplink
 
         uplink = build_uplink(config, engine.certificate)

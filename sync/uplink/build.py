@@ -39,7 +39,7 @@ def build_uplink(config: Any, certificate: Certificate, *, sink: StateSink | Non
     """None when `[uplink] kind = "none"` (documents stay `signed`). Refuses (URL_INSECURE) a
     URL the token would reach over plain http:// (except on this machine: fake-sii)."""
     uc: UplinkConfig = config.uplink or UplinkConfig()
-    if uc.kind == "none":
+    if not uc.sends:
         return None
     for key, url in token_urls(uc):  # a token never travels in clear (`dtesync check` says the same)
         require_tls(key, url)

@@ -44,6 +44,11 @@ class UplinkConfig:
     token_ttl: float = 1800.0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def sends(self) -> bool:
+        """Documents go somewhere (`sii` or `http`); with `none` they stay `signed`."""
+        return self.kind != "none"
+
 
 def _invalid(key: str, detail: str) -> DteSyncError:
     return DteSyncError("CONFIG_INVALID", field=f"uplink.{key}", params={"detail": detail})
