@@ -339,7 +339,8 @@ class _Worker:
 
 
 class EngineProcess:
-    """An engine in `processes` worker processes, with the Engine's `issue_many` contract."""
+    """An engine in `processes` worker processes, with the Engine's `issue_many` contract, and
+    `submit_many` for a caller that does not wait."""
 
     def __init__(self, config: Config, certificate: Any, folios: FolioStore, *, processes: int = 1) -> None:
         self.config = config  # pickled to the worker: folders, company, secret references (never a secret)
@@ -407,12 +408,20 @@ class EngineProcess:
 
     # --- signing ------------------------------------------------------------------------------------------
     def issue_many(self, requests: Sequence[Request]) -> list[SignedDte | BaseException]:
+        return self.submit_many(requests).result()
+
+    def submit_many(self, requests: Sequence[Request]) -> Future[list[SignedDte | BaseException]]:
+        """Hand a batch to a worker process and return at once: the Future gets the outcomes
+        (on a reader thread), or EngineProcessDied if the process ends first."""
+        future: Future[list[SignedDte | BaseException]] = Future()
         if not requests:
-            return []
+            future.set_result([])
+            return future
         w = self._pick()
         req_id = next(self._ids)
-        future: Future[list[SignedDte | BaseException]] = Future()
         with self._lock:
+            if w not in self._workers:  # it died since _pick: its in-flight batches were already failed
+                raise EngineProcessDied("the engine process ended")
             w.in_flight[req_id] = future
         try:
             w.send(("sign", req_id, [(r.data, r.source, r.doc_key, r.station) for r in requests]))
@@ -420,7 +429,7 @@ class EngineProcess:
             with self._lock:
                 w.in_flight.pop(req_id, None)
             raise EngineProcessDied(f"cannot reach the engine process: {exc}") from None
-        return future.result()
+        return future
 
     # --- PDFs -----------------------------------------------------------------------------------------------
     def render_pdf(self, job: PdfJob, done: Callable[[tuple[str, str] | None], None]) -> None:

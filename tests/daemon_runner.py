@@ -15,10 +15,12 @@ with ROOT/{inbox,outbox,archive,rejected,state}; it prints READY once started.
 from __future__ import annotations
 
 import hashlib
+import queue
 import sqlite3
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from datetime import date
 from pathlib import Path
 
@@ -99,6 +101,47 @@ class BatchingFakeEngine(FakeEngine):
             self._fail_next = False
             raise DteSyncError("INTERNAL", params={"detail": "folio store unavailable"})
         return super().issue_many(requests)
+
+
+class SubmittingFakeEngine(FakeEngine):
+    """FakeEngine that answers later, as the engine process does (`submit_many` returns a
+    Future at once; a thread of its own answers it). `hold` keeps every answer back until it is
+    set; `refuse_first` makes the first submission raise (the process unreachable);
+    `die_holding_first` fails the first batch's Future (the process died holding it)."""
+
+    def __init__(self, db_path: Path, *, refuse_first: bool = False, die_holding_first: bool = False) -> None:
+        super().__init__(db_path)
+        self.hold = threading.Event()
+        self.hold.set()
+        self.submitted: list[list[str]] = []
+        self.answered = 0
+        self._refuse_next, self._die_next = refuse_first, die_holding_first
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._answer, daemon=True).start()
+
+    def submit_many(self, requests):
+        from sync.engine_process import EngineProcessDied
+
+        if self._refuse_next:
+            self._refuse_next = False
+            raise EngineProcessDied("cannot reach the engine process: [Errno 32] Broken pipe")
+        self.submitted.append([r.source for r in requests])
+        future: Future = Future()
+        die, self._die_next = self._die_next, False
+        self._queue.put((future, list(requests), die))
+        return future
+
+    def _answer(self) -> None:
+        from sync.engine_process import EngineProcessDied
+
+        while True:
+            future, requests, die = self._queue.get()
+            self.hold.wait()
+            if die:
+                future.set_exception(EngineProcessDied("the engine process ended while signing"))
+            else:
+                future.set_result(self.issue_many(requests))
+            self.answered += 1
 
 
 def make_daemon(root: Path, mode: str, *, stations=frozenset(), stages=(), lang: str = "es", **kw):
