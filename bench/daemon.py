@@ -245,7 +245,11 @@ def run_scenario(kind: str, mode: str, n: int, rate: float, work: Path, pdf: boo
             drop(inbox, name, body)
     watch = SignedWatch()
     observer = Observer()
-    observer.schedule(watch, str(outbox), recursive=False)
+    # Moves only: SignedWatch needs nothing else, and the stock mask also delivers every open,
+    # write and close in the outbox (the bench's own reads of status files included) to Python
+    # handlers. Measured in a 6 000-file backlog: the bench's process used 8.2 s of CPU with the
+    # stock mask and 2.1 s with this one, on the two cores the daemon runs on.
+    observer.schedule(watch, str(outbox), recursive=False, event_filter=[FileMovedEvent])
     observer.start()
     daemon = DaemonProcess(config)
     try:
