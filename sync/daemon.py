@@ -154,24 +154,14 @@ class Dispatcher:
             heapq.heappush(self._timers, (time.monotonic() + delay, self._seq, key, doc_id))
             self._cond.notify_all()
 
-    def get(self) -> tuple[object, int] | None:
-        batch = self.get_batch(1)
-        return batch[0] if batch else None
-
-    def get_batch(self, limit: int, share: int = 1) -> list[tuple[object, int]] | None:
-        """Up to `limit` documents ready now, each of another key (a station's documents go one
-        at a time, so its order holds), and no more than a `share`-th of what is ready, so the
-        other workers get theirs; waits for the first. None once closed."""
-        work = self.get_work(limit, share)
-        assert not isinstance(work, _Issued), "get_batch is for daemons whose engine answers at once"
-        return work
-
     def get_work(self, limit: int, share: int = 1) -> _Issued | list[tuple[object, int]] | None:
-        """A batch the engine has answered (to be filed: it frees room), else what get_batch
-        gives; but while the engine holds fewer than `engine_low` documents, ready documents go
-        first, so the engine has its next batch before it finishes this one, and while it holds
-        `engine_high` or more, none go (their inputs are read only when the engine can take
-        them). Once closed, only the answers still owed, then None."""
+        """A batch the engine has answered (to be filed: it frees room), else up to `limit`
+        documents ready now, each of another key (a station's documents go one at a time, so its
+        order holds), and no more than a `share`-th of what is ready, so the other workers get
+        theirs; waits for either. But while the engine holds fewer than `engine_low` documents,
+        ready documents go first, so the engine has its next batch before it finishes this one;
+        and while it holds `engine_high` or more, none go (their inputs are read only when the
+        engine can take them). Once closed, only the answers still owed, then None."""
         with self._cond:
             while True:
                 if self._ready and not self._closed and self._engine_documents < self.engine_low:
@@ -216,7 +206,9 @@ class Dispatcher:
         with self._cond:
             self._answered.append(issued)
             self._engine_documents -= len(issued.to_issue)
-            self._cond.notify()
+            # One worker for the answer, and one more when ready documents may now go to the
+            # engine (room below engine_high): both conditions changed.
+            self._cond.notify(2 if self._ready else 1)
 
     def done(self, key: object, *, retry_pending: bool = False) -> None:
         with self._cond:
@@ -472,7 +464,8 @@ class Daemon:
                 else:
                     self._process_batch(work)
             except Exception:  # a bug: every key was already released; keep the worker
-                log.exception("daemon: unexpected failure in a worker")
+                docs = list(work.open_keys.values()) if isinstance(work, _Issued) else [d for _, d in work]
+                log.exception("daemon: unexpected failure in a worker", extra={"docs": docs})
             self._wake_ingest_if_room()
 
     def _has_room_for_parked(self, room: int) -> bool:
