@@ -164,6 +164,8 @@ class Dispatcher:
         engine can take them). Once closed, only the answers still owed, then None."""
         with self._cond:
             while True:
+                if not self._closed:
+                    self._fire_timers()  # a retry that is due queues up now, not once the backlog is gone
                 if self._ready and not self._closed and self._engine_documents < self.engine_low:
                     return self._take(limit, share)
                 if self._answered:
@@ -176,7 +178,6 @@ class Dispatcher:
                         return None
                     self._cond.wait()
                     continue
-                self._fire_timers()
                 if self._ready and self._engine_documents < self.engine_high:
                     return self._take(limit, share)
                 timeout = self._timers[0][0] - time.monotonic() if self._timers else None
@@ -464,7 +465,8 @@ class Daemon:
                 else:
                     self._process_batch(work)
             except Exception:  # a bug: every key was already released; keep the worker
-                docs = list(work.open_keys.values()) if isinstance(work, _Issued) else [d for _, d in work]
+                docs = ([d.id for _, d, _ in work.to_issue] + [d.id for _, d in work.to_file]
+                        if isinstance(work, _Issued) else [d for _, d in work])
                 log.exception("daemon: unexpected failure in a worker", extra={"docs": docs})
             self._wake_ingest_if_room()
 
@@ -529,7 +531,7 @@ class Daemon:
         try:
             issued.answer = engine.submit_many(requests)
         except Exception as exc:  # the engine process unreachable: each document retries
-            issued.answer = _answered_now(exc)
+            issued.answer = _answered_now(exc.with_traceback(None))  # its frames hold the batch's inputs
         issued.answer.add_done_callback(lambda _: self._dispatcher.answered(issued))
         return True
 
@@ -618,11 +620,11 @@ class Daemon:
         engine process, a bug: not any input's fault) each document gets a _BatchFailed."""
         if not docs or answer is None:
             return []
-        try:
-            outcomes = answer.result()
-        except Exception as exc:
-            log.error("daemon: engine batch failed; each document retries", exc_info=exc)
-            return [_BatchFailed(f"{type(exc).__name__}: {exc}") for _ in docs]
+        failure = answer.exception()  # not result(): a re-raise would tie the Future to this frame
+        if failure is not None:
+            log.error("daemon: engine batch failed; each document retries", exc_info=failure)
+            return [_BatchFailed(f"{type(failure).__name__}: {failure}") for _ in docs]
+        outcomes = answer.result()
         if len(outcomes) != len(docs):
             return [_BatchFailed(f"engine returned {len(outcomes)} outcomes for {len(docs)} inputs") for _ in docs]
         return outcomes
@@ -708,7 +710,7 @@ def _answered_now(call: Callable[[], list[SignedDte | BaseException]] | BaseExce
     try:
         answer.set_result(call())
     except Exception as exc:
-        answer.set_exception(exc)
+        answer.set_exception(exc.with_traceback(None))  # the failure's frames would hold the batch
     return answer
 
 

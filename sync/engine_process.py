@@ -448,17 +448,32 @@ class EngineProcess:
 
     # --- the reader thread ------------------------------------------------------------------------------
     def _read(self, w: _Worker) -> None:
+        """Answers from one worker until its pipe closes; then (or if reading fails in any other
+        way) the worker counts as dead: what it held fails and is retried, never left waiting."""
+        try:
+            self._read_answers(w)
+        except Exception:
+            log.exception("engine: cannot read the worker process's answers", extra={"pid": w.pid})
+            w.process.kill()
+        self._died(w)
+
+    def _read_answers(self, w: _Worker) -> None:
         while True:
             try:
                 msg = w.channel.recv()
             except (EOFError, OSError, pickle.UnpicklingError):
-                break
+                return
             kind, req_id = msg[0], msg[1]
             if kind == "signed":
                 with self._lock:
                     future = w.in_flight.pop(req_id, None)
                 if future is not None:
-                    future.set_result([_unpack_outcome(p) for p in msg[2]])
+                    try:
+                        outcomes = [_unpack_outcome(p) for p in msg[2]]
+                    except Exception as exc:  # popped above: fail it here, or nobody would
+                        future.set_exception(RuntimeError(f"unreadable answer: {type(exc).__name__}: {exc}"))
+                        raise
+                    future.set_result(outcomes)
             elif kind == "failed":
                 with self._lock:
                     future = w.in_flight.pop(req_id, None)
@@ -472,7 +487,6 @@ class EngineProcess:
                         done(msg[2])
                     except Exception:
                         log.exception("engine: a PDF callback failed")
-        self._died(w)
 
     def _died(self, w: _Worker) -> None:
         with self._lock:

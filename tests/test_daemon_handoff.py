@@ -103,7 +103,7 @@ def test_ready_documents_go_before_answers_while_the_engine_is_short_of_work() -
     answer = _Issued({"a": 1})
     dispatcher.answered(answer)
     dispatcher.put("b", 2)
-    assert dispatcher.get_work(16) == [("b", 2)]  # the engine holds no document: feed it first
+    assert dispatcher.get_work(16) == [("b", 2)]  # the engine holds 4, fewer than 8: feed it first
     assert dispatcher.get_work(16) is answer
 
 
@@ -134,3 +134,35 @@ def test_no_new_batch_goes_out_while_the_engine_holds_enough() -> None:
     worker.join(5)
     assert taken == [[("b", 2)]]  # the engine is empty again: feed it, then file the answer
     assert dispatcher.get_work(16) is answer
+
+
+def test_a_retry_that_is_due_is_handed_out_while_new_documents_keep_arriving() -> None:
+    dispatcher = Dispatcher()
+    dispatcher.engine_low = 8  # the engine is short of work: ready documents go first
+    dispatcher.put("s", 1)
+    assert dispatcher.get_work(1) == [("s", 1)]
+    dispatcher.later("s", 1, 0.0)  # its retry is due at once
+    dispatcher.done("s", retry_pending=True)
+    handed = []
+    for i in range(5):
+        dispatcher.put(f"k{i}", 10 + i)  # a steady stream: something is always ready
+        handed += dispatcher.get_work(1) or []
+    assert ("s", 1) in handed
+
+
+def test_an_answer_wakes_a_second_worker_when_ready_documents_may_now_go_to_the_engine() -> None:
+    dispatcher = Dispatcher()
+    dispatcher.engine_low, dispatcher.engine_high = 8, 16
+    dispatcher.handed_to_engine(16)  # full: the ready document waits
+    dispatcher.put("b", 2)
+    taken: list[object] = []
+    workers = [threading.Thread(target=lambda: taken.append(dispatcher.get_work(16)), daemon=True) for _ in range(2)]
+    for w in workers:
+        w.start()
+    wait_for(lambda: len(dispatcher._cond._waiters) == 2, what="both workers waiting")  # type: ignore[attr-defined]
+    answer = _Issued({"a": 1}, to_issue=[("a", None, b"")] * 4)  # type: ignore[list-item]
+    dispatcher.answered(answer)  # 12 documents left with the engine: room for the ready one
+    for w in workers:
+        w.join(5)
+    assert not any(w.is_alive() for w in workers)
+    assert answer in taken and [("b", 2)] in taken

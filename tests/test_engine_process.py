@@ -147,6 +147,28 @@ def test_a_killed_worker_is_replaced_and_no_folio_is_used_twice(config) -> None:
     assert len(set(folios)) == 40
 
 
+def test_an_answer_this_side_cannot_read_fails_its_batch_and_the_worker_is_replaced(config, monkeypatch) -> None:
+    import sync.engine_process as engine_process
+
+    engine = EngineProcess.open(config)
+    engine.start()
+    try:
+        first_pid = engine.pids()[0]
+
+        def unreadable(packed):  # noqa: ANN001, ANN202
+            raise ValueError("answer from another version")
+
+        monkeypatch.setattr(engine_process, "_unpack_outcome", unreadable)
+        with pytest.raises(RuntimeError, match="unreadable answer"):  # an error, not a wait for ever
+            engine.submit_many([Request(factura(1), "U1.txt", "u:1")]).result(timeout=60)
+        monkeypatch.undo()
+        wait_until(lambda: engine.pids() and engine.pids()[0] != first_pid, 60, "a new worker process")
+        (signed,) = engine.issue_many([Request(factura(1), "U1.txt", "u:1")])
+        assert isinstance(signed, SignedDte)  # the same doc_key gets its folio back from the new worker
+    finally:
+        engine.stop()
+
+
 class WindowWatchingEngine(EngineProcess):
     """Records how many PDF jobs its worker processes hold whenever one more is handed over."""
 
