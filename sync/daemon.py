@@ -569,13 +569,13 @@ class Daemon:
                     self._fail_key(issued, key, doc.id, exc)
             if ready:
                 filed = self.filing.file_many([(doc, dte) for _, doc, dte in ready],
-                                                 defer_commit=self._dispatcher.pending() > len(ready))  # group commit
+                                              defer_commit=self._dispatcher.pending() > len(ready))  # group commit
                 for (key, doc, _), error in zip(ready, filed, strict=True):
                     if error is None:
                         self._release_key(issued, key)
                     else:
                         self._fail_key(issued, key, doc.id,
-                                   error if isinstance(error, Exception) else RuntimeError(str(error)))
+                                       error if isinstance(error, Exception) else RuntimeError(str(error)))
         finally:
             self._fail_open_keys(issued)
 
