@@ -461,7 +461,8 @@ class EngineProcess:
         while True:
             try:
                 msg = w.channel.recv()
-            except (EOFError, OSError, pickle.UnpicklingError):
+            except (EOFError, OSError, pickle.UnpicklingError) as exc:
+                self._end_if_alive(w, exc)
                 return
             kind, req_id = msg[0], msg[1]
             if kind == "signed":
@@ -487,6 +488,19 @@ class EngineProcess:
                         done(msg[2])
                     except Exception:
                         log.exception("engine: a PDF callback failed")
+
+    def _end_if_alive(self, w: _Worker, exc: BaseException) -> None:
+        """A worker whose pipe closed (or lost its framing: seen under a profiler) while it lives
+        on is killed, so it is not left running beside its replacement holding the folio store."""
+        if self._stopping:
+            return  # stop() waits for it and kills it past its deadline
+        try:
+            w.process.wait(1.0 if isinstance(exc, EOFError) else 0)  # an exiting worker closes its pipe first
+        except subprocess.TimeoutExpired:
+            log.error("engine: the worker process's answers cannot be read; replacing it",
+                      extra={"pid": w.pid, "error": f"{type(exc).__name__}: {exc}"})
+            w.process.kill()
+            w.process.wait()
 
     def _died(self, w: _Worker) -> None:
         with self._lock:

@@ -21,7 +21,7 @@ from conftest import xmlsec1_verifies
 from sync.app import build_app
 from sync.config import load_config
 from sync.engine import Request
-from sync.engine_process import EngineProcess
+from sync.engine_process import EngineProcess, EngineProcessDied
 from sync.errors import DteSyncErrors
 from sync.folios.store import FolioStore
 from sync.printing.queue import FILE_NAME as PRINT_QUEUE
@@ -165,6 +165,40 @@ def test_an_answer_this_side_cannot_read_fails_its_batch_and_the_worker_is_repla
         wait_until(lambda: engine.pids() and engine.pids()[0] != first_pid, 60, "a new worker process")
         (signed,) = engine.issue_many([Request(factura(1), "U1.txt", "u:1")])
         assert isinstance(signed, SignedDte)  # the same doc_key gets its folio back from the new worker
+    finally:
+        engine.stop()
+
+
+def test_a_garbled_pipe_from_a_live_worker_ends_that_worker_and_a_new_one_signs(config, monkeypatch) -> None:
+    """Seen under a profiler: the stream from a worker lost its framing while the worker lived
+    on. The worker must not be left running beside its replacement (two engines' memory, and a
+    process holding the folio store that nobody talks to)."""
+    import pickle
+    import types
+
+    import sync.engine_process as engine_process
+
+    engine = EngineProcess.open(config)
+    engine.start()
+    try:
+        first_pid = engine.pids()[0]
+        garbled = {"once": True}
+
+        def loads(data):  # noqa: ANN001, ANN202
+            if garbled.pop("once", False):
+                raise pickle.UnpicklingError("invalid load key, 'w'.")
+            return pickle.loads(data)
+
+        monkeypatch.setattr(engine_process, "pickle", types.SimpleNamespace(
+            loads=loads, dumps=pickle.dumps, HIGHEST_PROTOCOL=pickle.HIGHEST_PROTOCOL,
+            UnpicklingError=pickle.UnpicklingError))
+        with pytest.raises(EngineProcessDied):
+            engine.submit_many([Request(factura(1), "G1.txt", "g:1")]).result(timeout=60)
+        wait_until(lambda: engine.pids() and engine.pids()[0] != first_pid, 60, "a new worker process")
+        with pytest.raises(ProcessLookupError):
+            os.kill(first_pid, 0)  # ended and reaped, not left beside the new one
+        (signed,) = engine.issue_many([Request(factura(1), "G1.txt", "g:1")])
+        assert isinstance(signed, SignedDte)
     finally:
         engine.stop()
 
