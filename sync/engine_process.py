@@ -59,17 +59,24 @@ START_TIMEOUT = 120.0  # s for a worker to load the certificate and the schemas
 # A PDF (10-30 ms of rendering) starts only after signing has been quiet this long: during a
 # burst the PDFs wait, and at a steady pace a document meets at most one render in progress.
 PDF_AFTER_QUIET = 0.05
-# While a backlog is drained (batches of BACKLOG_BATCH documents or more arrive), the gaps
-# between batches are the daemon filing the last answer, and a PDF started there delays the
-# next batch: PDFs then wait for a longer quiet (measured: PDFs rendered in those gaps cost a
-# 6 000-file backlog 8-10 % of its throughput). A steady trickle comes in batches of one or two.
+# While a backlog is drained, the gaps between batches are the daemon filing the last answer,
+# and a PDF started there delays the next batch: PDFs then wait for a longer quiet (measured: PDFs
+# rendered in those gaps cost a 6 000-file backlog 8-10 % of its throughput). A backlog shows as
+# a batch of BACKLOG_BATCH documents or more, or as BACKLOG_RATE documents or more in the last
+# second (the daemon feeds an engine that runs low with whatever is ready, so a backlog's batches
+# can be small: counted by size alone, 110 PDFs were still rendered inside a 10 000 backlog). A
+# steady trickle (a shop's tills: 20 files/s is a busy one) comes in batches of one or two.
 BACKLOG_BATCH = 8
+BACKLOG_RATE = 50
 PDF_AFTER_BACKLOG_QUIET = 0.5
 
 
-def pdf_quiet(last_batch_documents: int) -> float:
-    """How long signing must have been quiet before a PDF starts, after a batch of this size."""
-    return PDF_AFTER_BACKLOG_QUIET if last_batch_documents >= BACKLOG_BATCH else PDF_AFTER_QUIET
+def pdf_quiet(last_batch_documents: int, documents_last_second: int = 0) -> float:
+    """How long signing must have been quiet before a PDF starts, after a batch of this size
+    that arrived with this many documents (itself included) in the second before it."""
+    if last_batch_documents >= BACKLOG_BATCH or documents_last_second >= BACKLOG_RATE:
+        return PDF_AFTER_BACKLOG_QUIET
+    return PDF_AFTER_QUIET
 # Batches to sign that queued up in the worker are signed in one engine call up to this many
 # documents: one durable folio transaction (one fsync) for all of them.
 MERGE_DOCUMENTS = 64
@@ -156,7 +163,8 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
     channel.send(("ready", os.getpid()))
     signing: collections.deque[SignBatch] = collections.deque()
     pdfs: collections.deque[tuple[int, PdfJob]] = collections.deque()
-    state: dict[str, Any] = {"stopping": False, "closed": False, "last_sign": 0.0, "last_size": 0}
+    state: dict[str, Any] = {"stopping": False, "closed": False, "last_sign": 0.0, "last_size": 0, "last_rate": 0}
+    arrivals: collections.deque[tuple[float, int]] = collections.deque()  # (when, documents), the last second
     cond = threading.Condition()
 
     def read() -> None:
@@ -168,7 +176,12 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
             with cond:
                 if msg[0] == "sign":
                     signing.append((msg[1], msg[2]))
-                    state["last_sign"], state["last_size"] = time.monotonic(), len(msg[2])
+                    now = time.monotonic()
+                    arrivals.append((now, len(msg[2])))
+                    while arrivals[0][0] < now - 1.0:
+                        arrivals.popleft()
+                    state["last_sign"], state["last_size"] = now, len(msg[2])
+                    state["last_rate"] = sum(n for _, n in arrivals)
                 elif msg[0] == "pdf":
                     pdfs.append((msg[1], msg[2]))
                 elif msg[0] == "stop":
@@ -215,7 +228,7 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
                     return batches, None
                 if not wait:
                     return [], None
-                quiet, wanted = time.monotonic() - state["last_sign"], pdf_quiet(state["last_size"])
+                quiet, wanted = time.monotonic() - state["last_sign"], pdf_quiet(state["last_size"], state["last_rate"])
                 if pdfs and quiet >= wanted:
                     return [], pdfs.popleft()
                 cond.wait(wanted - quiet if pdfs else None)

@@ -350,3 +350,10 @@ def test_pdfs_wait_for_a_longer_quiet_after_a_backlogs_full_batch_than_after_a_t
 
     assert pdf_quiet(1) == pdf_quiet(BACKLOG_BATCH - 1) == PDF_AFTER_QUIET
     assert pdf_quiet(BACKLOG_BATCH) == pdf_quiet(16) == PDF_AFTER_BACKLOG_QUIET > PDF_AFTER_QUIET
+
+
+def test_pdfs_wait_for_the_longer_quiet_when_a_backlog_arrives_in_small_batches() -> None:
+    from sync.engine_process import BACKLOG_RATE, PDF_AFTER_BACKLOG_QUIET, PDF_AFTER_QUIET, pdf_quiet
+
+    assert pdf_quiet(2, documents_last_second=BACKLOG_RATE) == PDF_AFTER_BACKLOG_QUIET
+    assert pdf_quiet(1, documents_last_second=20) == PDF_AFTER_QUIET  # a busy shop's 20 files/s
