@@ -73,7 +73,7 @@ class DaemonConfig:
 
     watch: str = "auto"  # auto | events | poll
     workers: int = 0  # 0 = two per core
-    batch_size: int = 16  # documents a worker issues together when several are ready
+    batch_size: int = 32  # documents a worker issues together when several are ready
     stable_window: float = 0.2  # s a file's size and mtime must hold still before it is complete
     empty_timeout: float = 30.0  # s after which a file that stays empty is rejected
     scan_interval: float = 5.0  # s between reconciliation scans of the inbox
