@@ -23,6 +23,7 @@ from typing import Any
 from sync.alerts import Alerts
 from sync.config import Config, DaemonConfig
 from sync.daemon import Daemon, EngineLike
+from sync.engine_pipe import Launched
 from sync.filing import Filing, Folders
 from sync.stage import Stage
 
@@ -172,15 +173,20 @@ def build_alerts(config: Config) -> Alerts:
 
 
 def build_app(config: Config, *, engine: EngineLike | None = None, stages: Sequence[Stage] | None = None,
-              stations: frozenset[str] | None = None, **daemon_overrides: Any) -> App:
+              stations: frozenset[str] | None = None, launched: Launched | None = None,
+              **daemon_overrides: Any) -> App:
     """The product's daemon for a configuration: the real engine (certificate, CAF folder
     imported) unless one is given, the stages the configuration asks for unless given, and the
-    [daemon] settings with `daemon_overrides` applied (tests and benchmarks)."""
+    [daemon] settings with `daemon_overrides` applied (tests and benchmarks). `launched`: an
+    engine worker already started for this configuration (`dtesync run` starts it first)."""
     if engine is None:
         from sync.engine_process import EngineProcess
         from sync.runtime import open_engine
 
-        engine = EngineProcess.open(config) if config.daemon.engine_processes else open_engine(config)
+        if config.daemon.engine_processes:
+            engine = EngineProcess.open(config, launched=launched)
+        else:
+            engine = open_engine(config)
     settings = replace(config.daemon, **daemon_overrides) if daemon_overrides else config.daemon
     chosen = list(stages) if stages is not None else product_stages(config, engine)
     stations = stations_of(config) if stations is None else frozenset(stations)

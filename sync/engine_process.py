@@ -32,7 +32,6 @@ import logging
 import os
 import pickle
 import queue
-import struct
 import subprocess
 import sys
 import threading
@@ -41,10 +40,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sync.config import Config
 from sync.engine import Issuing, Request
+from sync.engine_pipe import Channel, Launched
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.folios.store import FolioStore
 from sync.outbox import Outbox
@@ -119,47 +119,24 @@ def _unpack_outcome(packed: tuple[Any, ...]) -> SignedDte | BaseException:
     return RuntimeError(f"{packed[1]}: {packed[2]}")
 
 
-# --- what crosses the pipe: length-prefixed pickles between our own two processes ----------------------------
-class Channel:
-    """Messages over a pair of pipes (a child's stdin and stdout): 4-byte length, then a pickle.
-    Both ends are this program; nothing else writes to these pipes."""
-
-    def __init__(self, reader: IO[bytes], writer: IO[bytes]) -> None:
-        self._reader, self._writer = reader, writer
-        self._send_lock = threading.Lock()
-
-    def send(self, msg: tuple[Any, ...]) -> None:
-        data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
-        with self._send_lock:
-            self._writer.write(struct.pack(">I", len(data)) + data)
-            self._writer.flush()
-
-    def recv(self) -> tuple[Any, ...]:
-        head = self._read_exactly(4)
-        msg: tuple[Any, ...] = pickle.loads(self._read_exactly(struct.unpack(">I", head)[0]))
-        return msg
-
-    def _read_exactly(self, n: int) -> bytes:
-        chunks, got = [], 0
-        while got < n:
-            chunk = self._reader.read(n - got)
-            if not chunk:
-                raise EOFError("the other end closed the pipe")
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
-
-
 def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _engine-worker`)
     """The worker process: the configuration arrives first, then batches to sign and PDFs to
     render. A reader thread sorts what arrives; this thread signs first, renders in the time
     left, and exits when the pipe closes or after a `stop`, once what it was handed is done."""
     channel = Channel(sys.stdin.buffer, sys.stdout.buffer)
     sys.stdout = sys.stderr  # nothing but messages may reach the pipe
-    (_, config) = channel.recv()
+    try:
+        (_, config) = channel.recv()
+    except EOFError:  # launched early by a daemon that then did not start (sync.engine_pipe)
+        return 0
     # RSA signs without the interpreter lock: on its own thread, a batch's signatures overlap the
     # stamping of its next documents (the second core, used by one process).
-    engine = open_engine(config, import_cafs=False, signer=ThreadPoolExecutor(1, thread_name_prefix="dtesync-rsa"))
+    try:
+        engine = open_engine(config, import_cafs=False,
+                             signer=ThreadPoolExecutor(1, thread_name_prefix="dtesync-rsa"))
+    except Exception as exc:  # the daemon says why it did not start; no traceback on its console
+        channel.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return 1
     channel.send(("ready", os.getpid()))
     signing: collections.deque[SignBatch] = collections.deque()
     pdfs: collections.deque[tuple[int, PdfJob]] = collections.deque()
@@ -284,14 +261,6 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
     return 0
 
 
-def worker_command() -> list[str]:
-    """How to start a worker: this same program with the hidden `_engine-worker` command (the
-    frozen program is its own interpreter)."""
-    if getattr(sys, "frozen", False):
-        return [sys.executable, "_engine-worker"]
-    return [sys.executable, "-m", "sync", "_engine-worker"]
-
-
 class _PdfRenderer:  # pragma: no cover - runs in the child
     """NAME.pdf from NAME.xml, read and written through the outbox's link-safe folders."""
 
@@ -318,23 +287,20 @@ class _PdfRenderer:  # pragma: no cover - runs in the child
 
 # --- this side ----------------------------------------------------------------------------------------------
 class _Worker:
-    def __init__(self, config: Config) -> None:
-        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # a service has no console to show
-        self.process = subprocess.Popen(worker_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        creationflags=flags)
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.channel = Channel(self.process.stdout, self.process.stdin)
+    def __init__(self, launched: Launched) -> None:
+        """Wait for a launched worker to say it is ready (certificate, schemas, folio store open)."""
+        self.process, self.channel = launched.process, launched.channel
         self.in_flight: dict[int, Future[list[SignedDte | BaseException]]] = {}
         self.pdf_jobs: dict[int, Callable[[tuple[str, str] | None], None]] = {}
         try:
-            self.channel.send(("config", config))
-            msg = self.channel.recv()  # "ready" once the certificate and the folio store are open
-        except (EOFError, OSError) as exc:
+            msg = self.channel.recv()
+        except (EOFError, OSError, pickle.UnpicklingError) as exc:
             self.process.kill()
             raise EngineProcessDied(f"the engine process did not start: {exc}") from None
         if msg[0] != "ready":
             self.process.kill()
-            raise EngineProcessDied(f"the engine process did not start: {msg!r}")
+            reason = msg[1] if msg[0] == "failed" and len(msg) > 1 else repr(msg)
+            raise EngineProcessDied(f"the engine process did not start: {reason}")
         self.pid = int(msg[1])
 
     def send(self, msg: tuple[Any, ...]) -> None:
@@ -355,7 +321,8 @@ class EngineProcess:
     """An engine in `processes` worker processes, with the Engine's `issue_many` contract, and
     `submit_many` for a caller that does not wait."""
 
-    def __init__(self, config: Config, certificate: Any, folios: FolioStore, *, processes: int = 1) -> None:
+    def __init__(self, config: Config, certificate: Any, folios: FolioStore, *, processes: int = 1,
+                 launched: Launched | None = None) -> None:
         self.config = config  # pickled to the worker: folders, company, secret references (never a secret)
         self.certificate = certificate  # the daemon's side signs envelopes and SII seeds with it
         self.folios = folios  # the same folio store the workers allocate from (cluster leases, stock)
@@ -365,17 +332,19 @@ class EngineProcess:
         self._lock = threading.Lock()
         self._readers: list[threading.Thread] = []
         self._stopping = False
+        self._launched = launched  # a worker `dtesync run` started early (sync.engine_pipe), taken by start()
 
     @classmethod
-    def open(cls, config: Config) -> EngineProcess:
+    def open(cls, config: Config, *, launched: Launched | None = None) -> EngineProcess:
         """The engine in `[daemon] engine_processes` workers: the CAF folder imported and the
-        certificate checked here first, so a broken installation fails at start, in this process."""
+        certificate checked here first, so a broken installation fails at start, in this process.
+        `launched`: a worker already started for this configuration, used as the first one."""
         warn_loose_permissions(config)
         certificate = load_certificate(config)
         store = open_folio_store(config)
         if config.cluster is None:
             import_cafs_logged(store, config)
-        return cls(config, certificate, store, processes=config.daemon.engine_processes)
+        return cls(config, certificate, store, processes=config.daemon.engine_processes, launched=launched)
 
     # --- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -386,6 +355,8 @@ class EngineProcess:
     def stop(self, timeout: float = 30.0) -> None:
         """Graceful: the workers finish what they were handed (PDFs included), then exit."""
         self._stopping = True
+        if self._launched is not None:
+            self._launched.discard()  # never started (the daemon failed before): nothing to finish
         with self._lock:
             workers, self._workers = self._workers, []
         for w in workers:
@@ -404,7 +375,11 @@ class EngineProcess:
             return [w.pid for w in self._workers]
 
     def _spawn(self) -> _Worker:
-        w = _Worker(self.config)
+        launched, self._launched = self._launched, None
+        if launched is None or not launched.take():
+            launched = Launched(self.config)
+            launched.take()
+        w = _Worker(launched)
         with self._lock:
             self._workers.append(w)
         t = threading.Thread(target=self._read, args=(w,), name=f"dtesync-engine-reader-{w.pid}", daemon=True)

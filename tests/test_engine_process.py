@@ -21,6 +21,7 @@ from conftest import xmlsec1_verifies
 from sync.app import build_app
 from sync.config import load_config
 from sync.engine import Request
+from sync.engine_pipe import Launched
 from sync.engine_process import EngineProcess, EngineProcessDied
 from sync.errors import DteSyncErrors
 from sync.folios.store import FolioStore
@@ -176,7 +177,7 @@ def test_a_garbled_pipe_from_a_live_worker_ends_that_worker_and_a_new_one_signs(
     import pickle
     import types
 
-    import sync.engine_process as engine_process
+    import sync.engine_pipe as engine_pipe
 
     engine = EngineProcess.open(config)
     engine.start()
@@ -189,7 +190,7 @@ def test_a_garbled_pipe_from_a_live_worker_ends_that_worker_and_a_new_one_signs(
                 raise pickle.UnpicklingError("invalid load key, 'w'.")
             return pickle.loads(data)
 
-        monkeypatch.setattr(engine_process, "pickle", types.SimpleNamespace(
+        monkeypatch.setattr(engine_pipe, "pickle", types.SimpleNamespace(
             loads=loads, dumps=pickle.dumps, HIGHEST_PROTOCOL=pickle.HIGHEST_PROTOCOL,
             UnpicklingError=pickle.UnpicklingError))
         with pytest.raises(EngineProcessDied):
@@ -201,6 +202,40 @@ def test_a_garbled_pipe_from_a_live_worker_ends_that_worker_and_a_new_one_signs(
         assert isinstance(signed, SignedDte)
     finally:
         engine.stop()
+
+
+def test_a_worker_launched_early_becomes_the_engines_first_worker(config) -> None:
+    """`dtesync run` starts the worker before its own imports; the engine then talks to that
+    same process instead of starting a second one."""
+    launched = Launched(config)
+    engine = EngineProcess.open(config, launched=launched)
+    engine.start()
+    try:
+        assert engine.pids() == [launched.process.pid]
+        (signed,) = engine.issue_many([Request(factura(1), "E1.txt", "e:1")])
+        assert isinstance(signed, SignedDte)
+    finally:
+        engine.stop()
+    assert launched.process.poll() == 0  # it finished gracefully, not killed by a discard
+
+
+def test_a_worker_launched_for_a_daemon_that_never_starts_is_ended(config) -> None:
+    """The daemon failed after the launch (another daemon holds the lock, a stage refused its
+    settings): stopping the engine ends the worker nobody took."""
+    launched = Launched(config)
+    engine = EngineProcess.open(config, launched=launched)
+    engine.stop()
+    assert launched.process.poll() is not None
+
+
+def test_a_worker_that_cannot_open_the_certificate_says_why(config) -> None:
+    (config.folders.state.parent / "cert" / "password.txt").write_text("not-the-password", "utf-8")
+    broken = load_config(config.folders.state.parent / "dtesync.toml")
+    launched = Launched(broken)
+    engine = EngineProcess(broken, None, None, launched=launched)  # type: ignore[arg-type]
+    with pytest.raises(EngineProcessDied, match="did not start: DteSyncError: CERT_PASSWORD"):
+        engine.start()
+    assert launched.process.wait(30) is not None  # ended, not left waiting
 
 
 class WindowWatchingEngine(EngineProcess):
