@@ -186,6 +186,8 @@ class InboxWatcher:
     def _hold_back_for_station_order(self, ready: dict[str, Ready]) -> None:
         """A station's documents are claimed in the order they were written (mtime): a
         complete file waits while an older, non-empty file of its station is pending."""
+        if all(r.station is None for r in ready.values()):
+            return  # nothing to hold back: skip the walk over every pending file (a parked backlog)
         oldest: dict[str, int] = {}
         for rel, c in self.readiness.candidates.items():
             folder = rel.rpartition("/")[0]
