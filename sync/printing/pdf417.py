@@ -17,6 +17,7 @@ is 2 dots (0.25 mm), at 600 dpi 5 dots (0.212 mm).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -150,18 +151,24 @@ def columns_for_height(payload: bytes, height_modules: int) -> int | None:
     return cols if cols <= 30 and math.ceil(need / cols) * cols <= MAX_CODE_WORDS else None
 
 
+def _row_bits(row: Sequence[int], width: int) -> bytes:
+    """One row of modules as a 1-bit image row (bar = 0, space = 1, padded to whole bytes):
+    each code word's bar/space pattern is its binary form, which always starts with a bar (the
+    layout pdf417gen's own renderer reads too, one module at a time; this is one int per row)."""
+    bits = "".join(format(value, "b") for value in row)
+    if len(bits) != width:
+        raise ValueError(f"a PDF417 row of {len(bits)} modules, expected {width}")
+    pad = -width % 8
+    return ((int(bits, 2) ^ ((1 << width) - 1)) << pad | ((1 << pad) - 1)).to_bytes((width + pad) // 8, "big")
+
+
 def render(symbol: Symbol, x_px: int, *, quiet_px: int = 0, rotate: bool = False) -> Image.Image:
     """A 1-bit image (black = 0): each module `x_px` wide, each row `3·x_px` tall, with a
     white border of `quiet_px`; rotated 90° counter-clockwise when `rotate`."""
-    from pdf417gen.rendering import barcode_size, modules
     from PIL import Image
 
-    w, h = barcode_size(symbol.rows)
-    img = Image.new("1", (w, h), 1)
-    px = img.load()
-    assert px is not None  # a new in-memory image always has its pixels
-    for x, y in modules(symbol.rows):
-        px[x, y] = 0
+    w, h = 17 * len(symbol.rows[0]) + 1, len(symbol.rows)
+    img = Image.frombytes("1", (w, h), b"".join(_row_bits(row, w) for row in symbol.rows))
     img = img.resize((w * x_px, h * x_px * ROW_RATIO), Image.Resampling.NEAREST)
     if quiet_px:
         framed = Image.new("1", (img.width + 2 * quiet_px, img.height + 2 * quiet_px), 1)
