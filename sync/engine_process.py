@@ -12,8 +12,9 @@ NAME.pdf in the time signing leaves free.
   opens the certificate and the folio store itself: no secret crosses the pipe.
 - Signing comes first: a reader thread sorts what arrives, the worker always takes a batch to
   sign before a PDF, and starts a PDF only once signing has been quiet for PDF_AFTER_QUIET
-  (PDF_AFTER_BACKLOG_QUIET while a backlog arrives: a full batch, or BACKLOG_RATE documents a second), so a burst is signed at full speed
-  (its PDFs follow) and a document meets at most one render.
+  (PDF_AFTER_BACKLOG_QUIET while a backlog arrives: a full batch, or BACKLOG_RATE documents a
+  second), so a burst is signed at full speed (its PDFs follow) and a document meets at most
+  one render.
 - Batches that queued up while the worker was signing are signed in one engine call (up to
   MERGE_DOCUMENTS: one durable folio transaction for them all), and replies leave from their
   own thread, so the worker signs the next batch while the daemon drains the pipe.
