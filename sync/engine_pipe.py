@@ -68,9 +68,17 @@ class Launched:
         self.channel = Channel(self.process.stdout, self.process.stdin)
         self._taken = False
         self._lock = threading.Lock()
+        # From a thread: the pickled configuration (about 4 KB) can fill a pipe's buffer (4 KB
+        # on Windows), and the worker reads it only after its imports; the daemon goes on with
+        # its own meanwhile. The worker's "ready" answer comes after it, so whoever waits for
+        # that answer never overtakes this send.
+        threading.Thread(target=self._send_config, args=(config,), name="dtesync-engine-launch",
+                         daemon=True).start()
+
+    def _send_config(self, config: Any) -> None:
         try:
             self.channel.send(("config", config))
-        except OSError:  # it died at once: the handshake (`take`'s caller) reports it
+        except (OSError, ValueError):  # it died at once, or was discarded (its pipe closed)
             pass
 
     def take(self) -> bool:

@@ -128,7 +128,7 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
     sys.stdout = sys.stderr  # nothing but messages may reach the pipe
     try:
         (_, config) = channel.recv()
-    except EOFError:  # launched early by a daemon that then did not start (sync.engine_pipe)
+    except (EOFError, OSError):  # launched early by a daemon that then did not start (sync.engine_pipe)
         return 0
     # RSA signs without the interpreter lock: on its own thread, a batch's signatures overlap the
     # stamping of its next documents (the second core, used by one process).
@@ -136,7 +136,10 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
         engine = open_engine(config, import_cafs=False,
                              signer=ThreadPoolExecutor(1, thread_name_prefix="dtesync-rsa"))
     except Exception as exc:  # the daemon says why it did not start; no traceback on its console
-        channel.send(("failed", f"{type(exc).__name__}: {exc}"))
+        try:
+            channel.send(("failed", f"{type(exc).__name__}: {exc}"))
+        except OSError:
+            pass  # the daemon is gone already
         return 1
     channel.send(("ready", os.getpid()))
     signing: collections.deque[SignBatch] = collections.deque()
@@ -296,10 +299,10 @@ class _Worker:
         try:
             msg = self.channel.recv()
         except (EOFError, OSError, pickle.UnpicklingError) as exc:
-            self.process.kill()
+            self.close(0)
             raise EngineProcessDied(f"the engine process did not start: {exc}") from None
         if msg[0] != "ready":
-            self.process.kill()
+            self.close(0)
             reason = msg[1] if msg[0] == "failed" and len(msg) > 1 else repr(msg)
             raise EngineProcessDied(f"the engine process did not start: {reason}")
         self.pid = int(msg[1])
@@ -444,6 +447,7 @@ class EngineProcess:
         except Exception:
             log.exception("engine: cannot read the worker process's answers", extra={"pid": w.pid})
             w.process.kill()
+            w.process.wait()
         self._died(w)
 
     def _read_answers(self, w: _Worker) -> None:

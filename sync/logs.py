@@ -83,17 +83,23 @@ class RotatingLog(logging.handlers.RotatingFileHandler):
 
     def _open(self) -> Any:
         stream = super()._open()
-        self._size = os.fstat(stream.fileno()).st_size
-        self._regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+        st = os.fstat(stream.fileno())
+        self._size, self._regular = st.st_size, stat.S_ISREG(st.st_mode)
         return stream
+
+    def _bytes(self, text: str) -> int:
+        """What `text` takes in the file: in the stream's encoding, each newline written as
+        os.linesep (the file is opened in text mode)."""
+        encoding = getattr(self.stream, "encoding", None) or "utf-8"
+        return len(text.encode(encoding, "replace")) + text.count("\n") * (len(os.linesep) - 1)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             text = self.format(record) + self.terminator
-            size = len(text.encode(self.encoding or "utf-8", "replace"))
             if self.stream is None:
                 self.stream = self._open()
-            if self.maxBytes > 0 and self._regular and self._size + size >= self.maxBytes:
+            size = self._bytes(text)
+            if self.maxBytes > 0 and self._regular and 0 < self._size and self._size + size >= self.maxBytes:
                 self.doRollover()  # reopens through _open: the count starts again
                 if self.stream is None:
                     self.stream = self._open()

@@ -169,9 +169,27 @@ def _quiet(ink: Image.Image, left: int, top: int, right: int, bottom: int, px: f
     return {"left": gap_left * px, "right": gap_right * px, "top": gap_top * px, "bottom": gap_bottom * px}
 
 
+def _pdf_streams(pdf: bytes) -> list[tuple[bytes, bytes]]:
+    """(dictionary, raw body) of every stream with a direct /Length, skipping over each body."""
+    import re
+
+    start = re.compile(rb"<<((?:(?!<<|>>).)*?)>>\s*stream\r?\n", re.DOTALL)
+    found, pos = [], 0
+    while (m := start.search(pdf, pos)) is not None:
+        length = re.search(rb"/Length (\d+)(?! \d+ R)", m.group(1))
+        if length is None:
+            pos = m.end()
+            continue
+        end = m.end() + int(length.group(1))
+        found.append((m.group(1), pdf[m.end():end]))
+        pos = end
+    return found
+
+
 def pdf_strings(pdf: bytes) -> list[tuple[str, float, str]]:
     """(base font, size in pt, text) of every string a PDF draws, read from its content streams
-    (ASCII85 + Flate, as reportlab writes them), independently of the code that drew them."""
+    (Flate, optionally inside ASCII85), independently of the code that drew them. A stream's
+    body is taken by its /Length: binary data may end in bytes that look like white space."""
     import base64
     import re
     import zlib
@@ -179,9 +197,9 @@ def pdf_strings(pdf: bytes) -> list[tuple[str, float, str]]:
     fonts = {m.group(2).decode(): m.group(1).decode()
              for m in re.finditer(rb"/BaseFont /([\w-]+) /Encoding /\w+ /Name /(\w+)", pdf)}
     out = []
-    for m in re.finditer(rb"<<(.*?)>>\s*stream\r?\n(.*?)endstream", pdf, re.DOTALL):
-        head, body = m.group(1), m.group(2).strip()
+    for head, body in _pdf_streams(pdf):
         if b"ASCII85Decode" in head:
+            body = body.strip()
             body = base64.a85decode(body[:-2] if body.endswith(b"~>") else body)
         if b"FlateDecode" in head:
             body = zlib.decompress(body)

@@ -13,6 +13,10 @@ from sync.logs import StructuredFormatter, setup_logging
 
 @pytest.fixture
 def log_at(tmp_path: Path):
+    """setup_logging() reconfigures the process-wide 'dtesync' logger: put it back afterwards,
+    or later tests that read records through pytest's root handler see nothing."""
+    root = logging.getLogger("dtesync")
+    propagate, level = root.propagate, root.level
     made: list[logging.Logger] = []
 
     def make(max_bytes: int = 10 * 1024 * 1024, backups: int = 3) -> logging.Logger:
@@ -24,6 +28,8 @@ def log_at(tmp_path: Path):
         for h in list(logger.handlers):
             logger.removeHandler(h)
             h.close()
+    root.propagate = propagate
+    root.setLevel(level)  # through setLevel: it also clears the loggers' cached levels
 
 
 def test_each_record_is_one_json_line_with_its_facts_and_secrets_redacted(tmp_path: Path, log_at) -> None:
