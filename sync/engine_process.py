@@ -72,6 +72,23 @@ BACKLOG_RATE = 50
 PDF_AFTER_BACKLOG_QUIET = 0.5
 
 
+class RecentDocuments:
+    """How many documents reached the worker for signing in the last `window` seconds."""
+
+    def __init__(self, window: float = 1.0) -> None:
+        self.window = window
+        self._arrivals: collections.deque[tuple[float, int]] = collections.deque()
+        self._total = 0
+
+    def add(self, now: float, documents: int) -> int:
+        """Count a batch that arrived at `now` (monotonic); the total of the window ending there."""
+        self._arrivals.append((now, documents))
+        self._total += documents
+        while self._arrivals[0][0] < now - self.window:
+            self._total -= self._arrivals.popleft()[1]
+        return self._total
+
+
 def pdf_quiet(last_batch_documents: int, documents_last_second: int = 0) -> float:
     """How long signing must have been quiet before a PDF starts, after a batch of this size
     that arrived with this many documents (itself included) in the second before it."""
@@ -145,7 +162,7 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
     signing: collections.deque[SignBatch] = collections.deque()
     pdfs: collections.deque[tuple[int, PdfJob]] = collections.deque()
     state: dict[str, Any] = {"stopping": False, "closed": False, "last_sign": 0.0, "last_size": 0, "last_rate": 0}
-    arrivals: collections.deque[tuple[float, int]] = collections.deque()  # (when, documents), the last second
+    recent = RecentDocuments()
     cond = threading.Condition()
 
     def read() -> None:
@@ -158,11 +175,8 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
                 if msg[0] == "sign":
                     signing.append((msg[1], msg[2]))
                     now = time.monotonic()
-                    arrivals.append((now, len(msg[2])))
-                    while arrivals[0][0] < now - 1.0:
-                        arrivals.popleft()
                     state["last_sign"], state["last_size"] = now, len(msg[2])
-                    state["last_rate"] = sum(n for _, n in arrivals)
+                    state["last_rate"] = recent.add(now, len(msg[2]))
                 elif msg[0] == "pdf":
                     pdfs.append((msg[1], msg[2]))
                 elif msg[0] == "stop":

@@ -387,6 +387,17 @@ def test_pdfs_wait_for_a_longer_quiet_after_a_backlogs_full_batch_than_after_a_t
     assert pdf_quiet(BACKLOG_BATCH) == pdf_quiet(16) == PDF_AFTER_BACKLOG_QUIET > PDF_AFTER_QUIET
 
 
+def test_the_documents_of_the_last_second_are_counted_over_a_sliding_window() -> None:
+    from sync.engine_process import RecentDocuments
+
+    recent = RecentDocuments(window=1.0)
+    assert recent.add(10.0, 30) == 30
+    assert recent.add(10.5, 30) == 60
+    assert recent.add(11.0, 5) == 65  # 10.0 is exactly one second old: still inside
+    assert recent.add(11.6, 10) == 15  # 10.0 and 10.5 have left the window
+    assert recent.add(20.0, 2) == 2
+
+
 def test_pdfs_wait_for_the_longer_quiet_when_a_backlog_arrives_in_small_batches() -> None:
     from sync.engine_process import BACKLOG_RATE, PDF_AFTER_BACKLOG_QUIET, PDF_AFTER_QUIET, pdf_quiet
 
