@@ -167,7 +167,7 @@ def render(symbol: Symbol, x_px: int, *, quiet_px: int = 0, rotate: bool = False
     white border of `quiet_px`; rotated 90° counter-clockwise when `rotate`."""
     from PIL import Image
 
-    w, h = 17 * len(symbol.rows[0]) + 1, len(symbol.rows)
+    w, h = symbol.width_modules, symbol.row_count
     img = Image.frombytes("1", (w, h), b"".join(_row_bits(row, w) for row in symbol.rows))
     img = img.resize((w * x_px, h * x_px * ROW_RATIO), Image.Resampling.NEAREST)
     if quiet_px:
