@@ -91,10 +91,16 @@ class Launched:
 
     def discard(self) -> None:
         """End the worker if nobody took it (the daemon did not start)."""
-        if not self.take():
-            return
-        self.process.kill()
-        self.process.wait()
+        if self.take():
+            self.end(0)
+
+    def end(self, timeout: float) -> None:
+        """Let the worker exit within `timeout` seconds, kill it past that, close its pipes."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         for pipe in (self.process.stdin, self.process.stdout):
             if pipe is not None:
                 pipe.close()

@@ -95,6 +95,8 @@ def pdf_quiet(last_batch_documents: int, documents_last_second: int = 0) -> floa
     if last_batch_documents >= BACKLOG_BATCH or documents_last_second >= BACKLOG_RATE:
         return PDF_AFTER_BACKLOG_QUIET
     return PDF_AFTER_QUIET
+
+
 # Batches to sign that queued up in the worker are signed in one engine call up to this many
 # documents: one durable folio transaction (one fsync) for all of them.
 MERGE_DOCUMENTS = 64
@@ -307,7 +309,7 @@ class _PdfRenderer:  # pragma: no cover - runs in the child
 class _Worker:
     def __init__(self, launched: Launched) -> None:
         """Wait for a launched worker to say it is ready (certificate, schemas, folio store open)."""
-        self.process, self.channel = launched.process, launched.channel
+        self.launched, self.process, self.channel = launched, launched.process, launched.channel
         self.in_flight: dict[int, Future[list[SignedDte | BaseException]]] = {}
         self.pdf_jobs: dict[int, Callable[[tuple[str, str] | None], None]] = {}
         try:
@@ -325,14 +327,7 @@ class _Worker:
         self.channel.send(msg)
 
     def close(self, timeout: float) -> None:
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        for pipe in (self.process.stdin, self.process.stdout):
-            if pipe is not None:
-                pipe.close()
+        self.launched.end(timeout)
 
 
 class EngineProcess:
@@ -394,7 +389,7 @@ class EngineProcess:
 
     def _spawn(self) -> _Worker:
         launched, self._launched = self._launched, None
-        if launched is None or not launched.take():
+        if launched is None or not launched.take():  # none launched early, or a stop discarded it
             launched = Launched(self.config)
             launched.take()
         w = _Worker(launched)
