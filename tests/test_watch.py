@@ -75,6 +75,12 @@ def test_readiness_marker_required_mode_waits_for_marker() -> None:
     assert r.observe("a", Observation(5, 1, has_marker=True), Hint.SCAN, now=5) is Verdict.READY
 
 
+def test_readiness_settled_file_is_ready_at_first_sight() -> None:
+    r = Readiness(stable_window=10)
+    assert r.observe("a", Observation(5, 1, settled=True), Hint.SCAN, now=0) is Verdict.READY
+    assert r.observe("e", Observation(0, 1, settled=True), Hint.SCAN, now=0) is Verdict.WAIT  # empty: the timeout still counts
+
+
 def test_readiness_symlink_is_ready_to_be_rejected() -> None:
     assert Readiness().observe("l", Observation(10, 1, is_symlink=True), Hint.SCAN, 0) is Verdict.READY
 
@@ -181,6 +187,50 @@ def test_watcher_done_marker_makes_file_ready(tmp_path: Path) -> None:
         assert [r.rel for r in got] == ["F1.txt"] and got[0].markers == (w.inbox / "F1.done",)
     finally:
         w.stop()
+
+
+def _watcher_at_rest(inbox: Path, files: dict[str, float]) -> InboxWatcher:
+    """A watcher (not started: only its scans run) over `files`, each written `age` s ago."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for name, age in files.items():
+        (inbox / name).write_text(name)
+        os.utime(inbox / name, (now - age, now - age))
+    return InboxWatcher(inbox, mode="events", stable_window=0.2, scan_interval=3600)
+
+
+def test_start_up_scan_claims_files_untouched_for_longer_than_the_window_at_first_sight(tmp_path: Path) -> None:
+    w = _watcher_at_rest(tmp_path / "in", {"old.txt": 60, "fresh.txt": 0})
+    assert [r.rel for r in w.next_batch(0)] == ["old.txt"]  # fresh.txt: two stats 0.2 s apart first
+    assert [r.rel for r in _collect(w, 1)] == ["fresh.txt"]
+
+
+def test_mtime_is_no_evidence_on_a_network_share(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import sync.watch.inbox as inbox_mod
+
+    monkeypatch.setattr(inbox_mod, "network_fs", lambda p: "cifs")  # another machine's clock
+    w = _watcher_at_rest(tmp_path / "in", {"old.txt": 60})
+    assert w.next_batch(0) == []
+    assert [r.rel for r in _collect(w, 1)] == ["old.txt"]
+
+
+def test_reconciliation_scan_leaves_parked_files_to_unpark(tmp_path: Path) -> None:
+    w = _watcher_at_rest(tmp_path / "in", {"a.txt": 60, "b.txt": 60})
+    w.park(w.next_batch(0))
+    found: dict = {}
+    w.scan(found)
+    assert found == {} and w.parked == 2
+    w.unpark(1)
+    assert [r.rel for r in w.next_batch(0)] == ["a.txt"] and w.parked == 1
+
+
+def test_scan_finds_done_markers_in_its_listing(tmp_path: Path) -> None:
+    inbox = tmp_path / "in"
+    w = _watcher_at_rest(inbox, {"F1.txt": 0, "F2.txt": 0})
+    (inbox / "F1.done").write_text("")
+    (inbox / "F2.txt.done").mkdir()  # a folder is no marker
+    got = w.next_batch(0)
+    assert [(r.rel, r.markers) for r in got] == [("F1.txt", (inbox / "F1.done",))]
 
 
 def test_supervisor_restarts_a_dead_observer(watcher: InboxWatcher) -> None:

@@ -34,7 +34,8 @@ from sync.watch.rules import (
 )
 
 log = logging.getLogger("dtesync.watch")
-PARKED = 3600.0  # s: a parked file waits for `unpark` (or a reconciliation scan), not for a timer
+PARKED = 3600.0  # s: a parked file waits for `unpark`, not for a timer
+SETTLED_MARGIN = 1.0  # s beyond the stability window: an mtime this old on a local disk is a stable file
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,11 @@ class InboxWatcher:
         self._warned: set[str] = set()
         self._parked: dict[str, None] = {}
         self._root = str(self.inbox)
+        # On a local disk a file's mtime is the last write, by this machine's clock: one written
+        # longer ago than the window is as stable as two stats that far apart would show (a
+        # backlog found at start-up is claimed at its first sight). A share's mtime is another
+        # machine's clock: there, only the stats count.
+        self._settled_ns = None if network_fs(self.inbox) else int((stable_window + SETTLED_MARGIN) * 1e9)
 
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -118,8 +124,8 @@ class InboxWatcher:
 
     def park(self, readies: list[Ready]) -> None:
         """Complete files the daemon has no room for yet: remembered (not looked at again, not
-        in memory beyond their name) until `unpark`, oldest first; a reconciliation scan offers
-        them too."""
+        in memory beyond their name, skipped by reconciliation scans) until `unpark` offers
+        them again, oldest first."""
         now = self._clock()
         for r in readies:
             self.readiness.defer(r.rel, r.size, r.mtime_ns, now, delay=PARKED)
@@ -231,6 +237,7 @@ class InboxWatcher:
         except OSError as exc:
             log.error("watch: cannot list folder", extra={"folder": path, "error": str(exc)})
             return
+        listed = {e.name for e in entries}
         for e in entries:
             try:
                 is_dir = e.is_dir(follow_symlinks=False)
@@ -242,7 +249,7 @@ class InboxWatcher:
                 else:
                     self._accept_folder(self._rel(e.path) or e.name, is_dir_entry=True)
             else:
-                self._examine(e.path, Hint.SCAN, ready)
+                self._examine(e.path, Hint.SCAN, ready, listed)
 
     def _accept_folder(self, rel: str, *, is_dir_entry: bool) -> bool:
         """Stations are accepted; other folders get one warning and are left alone."""
@@ -255,9 +262,11 @@ class InboxWatcher:
             self._warn_once(rel, f"watch: ignoring inbox folder ({what})", folder=rel)
         return ok
 
-    def _examine(self, path: str, hint: Hint, ready: dict[str, Ready]) -> None:
+    def _examine(self, path: str, hint: Hint, ready: dict[str, Ready], listed: set[str] | None = None) -> None:
+        """Stat one file and record what it says; `listed` is the folder's listing when a scan
+        calls (markers are looked up in it, and parked files wait for `unpark`)."""
         rel = self._rel(path)
-        if rel is None:
+        if rel is None or (listed is not None and rel in self._parked):
             return
         folder, _, name = rel.rpartition("/")
         if folder.split("/", 1)[0].startswith((".", "~")):
@@ -286,8 +295,10 @@ class InboxWatcher:
                 self._accept_folder(rel, is_dir_entry=True)
             return
         regular = stat.S_ISREG(st.st_mode)
-        markers = self._markers(path, name) if regular else ()
-        obs = Observation(st.st_size, st.st_mtime_ns, is_symlink=not regular, has_marker=bool(markers))
+        markers = self._markers(path, name, listed) if regular else ()
+        settled = self._settled_ns is not None and 0 <= time.time_ns() - st.st_mtime_ns >= self._settled_ns
+        obs = Observation(st.st_size, st.st_mtime_ns, is_symlink=not regular, has_marker=bool(markers),
+                          settled=settled)
         verdict = self.readiness.observe(rel, obs, hint, self._clock())
         if verdict is not Verdict.WAIT:
             station = station_of(folder, self.stations)[1]
@@ -295,12 +306,12 @@ class InboxWatcher:
                 path, rel, folder, name, station, verdict, st.st_size, st.st_mtime_ns, st.st_mode, markers
             )
 
-    def _markers(self, path: str, name: str) -> tuple[Path, ...]:
+    def _markers(self, path: str, name: str, listed: set[str] | None = None) -> tuple[Path, ...]:
         d = os.path.dirname(path)
         found = []
         for m in marker_names(name):
             mp = os.path.join(d, m)
-            if os.path.isfile(mp):
+            if (listed is None or m in listed) and os.path.isfile(mp):  # a listing spares the stat of absent ones
                 found.append(Path(mp))
         return tuple(found)
 

@@ -84,6 +84,7 @@ class Observation:
     mtime_ns: int
     is_symlink: bool = False
     has_marker: bool = False
+    settled: bool = False  # its mtime says nobody has written it for longer than the window
 
 
 class Verdict(enum.Enum):
@@ -158,7 +159,7 @@ class Readiness:
             return Verdict.READY
         if self.require_marker:
             return Verdict.WAIT
-        if c.complete_hint or now - c.stable_since >= self.stable_window:
+        if c.complete_hint or obs.settled or now - c.stable_since >= self.stable_window:
             return Verdict.READY
         return Verdict.WAIT
 
