@@ -368,20 +368,24 @@ class Filing:
         group = WriteGroup()
         errors: dict[int, BaseException] = {}
         dtes: list[SignedDte | None] = []
+        answered = [doc for doc, _ in items if doc.state != DocState.DUPLICATE]
+        histories = self.journal.histories([doc.id for doc in answered])
+        extras = self._status_entries(answered)
         for doc, dte in items:
             try:
-                dtes.append(self._final_status(doc, dte, group))
+                dtes.append(self._final_status(doc, dte, group, histories.get(doc.id), extras.get(doc.id)))
             except Exception as exc:
                 group.drop(doc.id)
                 errors[doc.id] = exc
                 dtes.append(None)
         errors.update(cast("dict[int, BaseException]", group.commit(dirs)))
-        for (doc, _), dte in zip(items, dtes, strict=True):
-            if doc.id not in errors:
-                try:
-                    self._after_status(doc, dte, dirs)
-                except Exception as exc:
-                    errors[doc.id] = exc
+        committed = [(doc, dte) for (doc, _), dte in zip(items, dtes, strict=True) if doc.id not in errors]
+        self._on_signed_many([(doc, dte) for doc, dte in committed if doc.state == DocState.SIGNED and dte is not None])
+        for doc, _ in committed:
+            try:
+                self._file_input(doc, dirs)
+            except Exception as exc:
+                errors[doc.id] = exc
         Outbox.sync_dirs(dirs)
         filed = [doc for doc, _ in items if doc.id not in errors]
         if filed:
@@ -397,11 +401,13 @@ class Filing:
         if error is not None:
             raise error
 
-    def _final_status(self, doc: Doc, dte: SignedDte | None, group: WriteGroup) -> SignedDte | None:
+    def _final_status(self, doc: Doc, dte: SignedDte | None, group: WriteGroup,
+                      history: list[dict[str, Any]] | None, extras: dict[str, Any] | None) -> SignedDte | None:
         """NAME.xml and the final status, staged in `group`; the SignedDte for the stages."""
         assert doc.final_path
         if doc.state != DocState.DUPLICATE:
-            self.write_status(doc, xml=dte.dte_xml if dte is not None else None, group=group)
+            self.out.write_status(doc, history if history is not None else self.journal.history(doc.id),
+                                  dte.dte_xml if dte is not None else None, extras or {}, None, group)
         if doc.state == DocState.SIGNED and dte is None:
             dte = self.signed_dte(doc)
             if dte is None:
@@ -409,10 +415,9 @@ class Filing:
                           extra={"doc": doc.id, "source": doc.rel})
         return dte
 
-    def _after_status(self, doc: Doc, dte: SignedDte | None, dirs: set[str]) -> None:
+    def _file_input(self, doc: Doc, dirs: set[str]) -> None:
+        """The input moved to archive/ or rejected/, once its status is in place."""
         assert doc.final_path
-        if doc.state == DocState.SIGNED and dte is not None:
-            self._on_signed(doc, dte)
         try:
             self.out.file_input(self.work, doc.work_name, Path(doc.final_path), dirs)
         except FileNotFoundError:
@@ -435,12 +440,31 @@ class Filing:
         final = self.out.choose_final_path(doc, rejected=True, now=time.time())
         return Decision(doc.id, DocState.ERROR, str(final), errors=errors)
 
-    def _on_signed(self, doc: Doc, dte: SignedDte) -> None:
+    def _on_signed_many(self, signed: Sequence[tuple[Doc, SignedDte]]) -> None:
+        if not signed:
+            return
         for stage in self.stages:
             try:
-                stage.on_signed(doc, dte)
+                stage.on_signed_many(signed)
             except Exception:
-                log.exception("filing: a stage failed on a signed document", extra={"stage": stage.name, "doc": doc.id})
+                log.exception("filing: a stage failed on signed documents",
+                              extra={"stage": stage.name, "docs": [doc.id for doc, _ in signed]})
+
+    def _status_entries(self, docs: Sequence[Doc]) -> dict[int, dict[str, Any]]:
+        """Every stage's status entries for a batch, merged per document (as `write_status`)."""
+        out: dict[int, dict[str, Any]] = {doc.id: {} for doc in docs}
+        if not docs:
+            return out
+        for stage in self.stages:
+            try:
+                entries = stage.status_entries(docs)
+            except Exception:
+                log.exception("filing: a stage's status entries failed",
+                              extra={"stage": stage.name, "docs": [doc.id for doc in docs]})
+                continue
+            for doc_id, entry in entries.items():
+                out[doc_id].update(entry)
+        return out
 
     # --- later stages -------------------------------------------------------------------------------------
     def update_state(self, doc_id: int, state: str, note: str | None = None, **values: Any) -> Doc:

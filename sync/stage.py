@@ -8,17 +8,21 @@ The contract:
 - `on_signed(doc, dte)` runs on a daemon worker right after the document's `signed` status is
   durable, at least once per document (again after a crash): be idempotent on `doc.id`, be
   quick (queue the work durably, wake your own thread), never raise for one document's sake.
+  The daemon calls `on_signed_many` with every document of a filed batch; its default calls
+  `on_signed` for each (override it to queue a batch in one transaction).
 - `on_state(doc)` runs after a later stage moved a document to another public state (queued,
   sent, accepted, ...), e.g. delivery waits for `accepted`.
 - A stage reports back only through the Filing: `filing.update_state(...)` to change the public
   state, `filing.refresh(doc_id)` when its own `status_entry` changed.
-- `status_entry(doc)` is merged into NAME.status.json (e.g. `{"print": {...}}`).
+- `status_entry(doc)` is merged into NAME.status.json (e.g. `{"print": {...}}`); a batch's
+  final statuses ask `status_entries(docs)`, which defaults to `status_entry` for each.
 - `checks()` and `queues()` feed /health, /metrics, `dtesync status` and alerts.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -88,12 +92,32 @@ class Stage:
     def on_signed(self, doc: Doc, dte: SignedDte) -> None:
         """A document was signed (see the module docstring for the contract)."""
 
+    def on_signed_many(self, signed: Sequence[tuple[Doc, SignedDte]]) -> None:
+        """A batch filed together was signed: `on_signed` for each unless the stage does better
+        (one transaction for all). A failure is logged per document and stops nothing."""
+        for doc, dte in signed:
+            try:
+                self.on_signed(doc, dte)
+            except Exception:
+                log.exception("stage: failed on a signed document", extra={"stage": self.name, "doc": doc.id})
+
     def on_state(self, doc: Doc) -> None:
         """A document moved to another public state (`doc.state`)."""
 
     def status_entry(self, doc: Doc) -> dict[str, Any]:
         """Entries this stage adds to the document's status file."""
         return {}
+
+    def status_entries(self, docs: Sequence[Doc]) -> dict[int, dict[str, Any]]:
+        """`status_entry` of a batch, by document id (a stage may read them in one query). A
+        failure is logged per document: that status file goes without this stage's entry."""
+        out: dict[int, dict[str, Any]] = {}
+        for doc in docs:
+            try:
+                out[doc.id] = self.status_entry(doc)
+            except Exception:
+                log.exception("stage: status entry failed", extra={"stage": self.name, "doc": doc.id})
+        return out
 
     # --- observation --------------------------------------------------------------------------------
     def checks(self) -> list[Check]:

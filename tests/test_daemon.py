@@ -362,6 +362,34 @@ def test_stage_gets_signed_documents_and_state_changes_and_adds_to_the_status(ru
     assert st2["recorder"] == {"seen": True}
 
 
+class Picky(Recorder):
+    """Fails on the document named B, in both hooks."""
+
+    name = "picky"
+
+    def on_signed(self, doc, dte) -> None:
+        if doc.name.startswith("B"):
+            raise RuntimeError("picky")
+        super().on_signed(doc, dte)
+
+    def status_entry(self, doc) -> dict:
+        if doc.name.startswith("B"):
+            raise RuntimeError("picky")
+        return super().status_entry(doc)
+
+
+def test_a_stage_failing_on_one_document_fails_no_other_document_of_its_batch(run, tmp_path: Path) -> None:
+    rec = Picky()
+    run(stages=[rec])
+    for name in "ABC":
+        (tmp_path / "inbox" / f"{name}.txt").write_bytes(b"x")
+    st = {name: final_status(tmp_path, name) for name in "ABC"}
+    assert {s["state"] for s in st.values()} == {"signed"}
+    wait_for(lambda: len(rec.signed) == 2, 10, "on_signed")
+    assert sorted(i for i, _ in rec.signed) == sorted(st[name]["document_id"] for name in "AC")
+    assert "recorder" in st["A"] and "recorder" in st["C"] and "recorder" not in st["B"]
+
+
 def test_snapshot_and_queue(run, tmp_path: Path) -> None:
     d, _ = run()
     (tmp_path / "inbox" / "A.txt").write_bytes(b"x")

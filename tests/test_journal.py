@@ -164,3 +164,11 @@ def test_journal_of_the_previous_version_gains_the_new_columns(tmp_path: Path) -
         assert j.conn().execute("PRAGMA user_version").fetchone()[0] == len(journal_mod.MIGRATIONS)
         [doc] = j.all_docs()
         assert (doc.name, doc.state, doc.fch_emis, doc.mnt_neto) == ("A.txt", "signed", None, None)
+
+
+def test_histories_of_a_batch_are_each_documents_history(j: Journal) -> None:
+    a, b = claim(j, "A.txt", "aa"), claim(j, "B.txt", "bb")
+    finish(j, a)
+    got = j.histories([a.id, b.id, 999])
+    assert got == {a.id: j.history(a.id), b.id: j.history(b.id), 999: []}
+    assert [h["state"] for h in got[a.id]] == ["received", "signed"]

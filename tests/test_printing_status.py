@@ -380,3 +380,13 @@ def test_an_older_queue_file_gains_the_new_columns(tmp_path):
     q.retry(job.id, "sin papel", 1.0, condition="paper_out", code="PRINTER_PAPER_OUT", partial=True)
     assert q.get(job.id).status()["reprint"] is True
     q.close()
+
+
+def test_print_status_of_a_batch_reads_as_each_document_alone(tmp_path):
+    with PrintQueue(tmp_path / FILE_NAME) as q:
+        q.enqueue("doc:1", "caja1", b"x", label="first", doc_id=1)
+        q.enqueue("reprint:1", "caja1", b"y", label="again", doc_id=1)
+        q.pdf_failed(2, "PDF_WRITE_FAILED", "disco lleno")
+        got = q.status_of_docs([1, 2, 3])
+        assert got == {1: (q.for_doc(1), None), 2: (None, q.pdf_result(2)), 3: (None, None)}
+        assert got[1][0] is not None and got[1][0].label == "again"  # the newest job, as for_doc

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 from sync.storage import Store
 
@@ -213,6 +214,14 @@ class PrintQueue(Store):
             db.execute("INSERT OR REPLACE INTO pdf_jobs(doc_id, xml_path, pdf_path, label, created_at)"
                        " VALUES (?,?,?,?,?)", (doc_id, xml_path, pdf_path, label, time.time()))
 
+    def pdf_queued_many(self, jobs: Sequence[tuple[int, str, str, str]]) -> None:
+        """`pdf_queued` of a filed batch, (doc_id, xml_path, pdf_path, label) each, in one
+        transaction."""
+        now = time.time()
+        with self.tx(durable=False) as db:
+            db.executemany("INSERT OR REPLACE INTO pdf_jobs(doc_id, xml_path, pdf_path, label, created_at)"
+                           " VALUES (?,?,?,?,?)", [(*job, now) for job in jobs])
+
     def pdf_answered(self, doc_id: int, failure: tuple[str, str] | None) -> bool:
         """The renderer's answer: the job is done, its failure (code, message) recorded or a former
         one cleared. True when the status file's `pdf` entry changes."""
@@ -244,6 +253,25 @@ class PrintQueue(Store):
         """(code, message) when the document's PDF could not be written."""
         row = self.conn().execute("SELECT code, message FROM pdf_results WHERE doc_id=?", (doc_id,)).fetchone()
         return (row[0], row[1]) if row else None
+
+    def status_of_docs(self, doc_ids: Sequence[int]) -> dict[int, tuple[Job | None, tuple[str, str] | None]]:
+        """(`for_doc`, `pdf_result`) of a batch of documents, in two queries per 500 ids."""
+        out: dict[int, tuple[Job | None, tuple[str, str] | None]] = {}
+        ids = list(dict.fromkeys(doc_ids))
+        jobs: dict[int, Job] = {}
+        failed: dict[int, tuple[str, str]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn().execute(f"SELECT {_COLS} FROM print_jobs WHERE doc_id IN ({marks}) ORDER BY id", chunk):
+                job = Job(*row)
+                jobs[cast(int, job.doc_id)] = job  # the newest wins, as in for_doc
+            for doc_id, code, message in self.conn().execute(
+                    f"SELECT doc_id, code, message FROM pdf_results WHERE doc_id IN ({marks})", chunk):
+                failed[doc_id] = (code, message)
+        for doc_id in ids:
+            out[doc_id] = (jobs.get(doc_id), failed.get(doc_id))
+        return out
 
     def stations_with_pending(self) -> set[str]:
         return {r[0] for r in self.conn().execute("SELECT DISTINCT station FROM print_jobs WHERE state='pending'")}

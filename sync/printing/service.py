@@ -20,7 +20,7 @@ import logging
 import queue as queue_mod
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -408,13 +408,18 @@ class PrintService(Stage):
     def status_entry(self, doc: Doc) -> dict[str, Any]:
         """`print` entry for NAME.status.json (absent when the document has no ticket), and a
         `pdf` entry when NAME.pdf could not be written (with the reason)."""
-        out: dict[str, Any] = {}
-        job = self.queue.for_doc(doc.id)
-        if job is not None:
-            out["print"] = job.status()
-        failed = self.queue.pdf_result(doc.id)
-        if failed is not None:
-            out["pdf"] = {"state": "failed", "code": failed[0], "error": failed[1]}
+        return self.status_entries([doc])[doc.id]
+
+    def status_entries(self, docs: Sequence[Doc]) -> dict[int, dict[str, Any]]:
+        """`status_entry` of a batch in two queries."""
+        out: dict[int, dict[str, Any]] = {}
+        for doc_id, (job, failed) in self.queue.status_of_docs([doc.id for doc in docs]).items():
+            entry: dict[str, Any] = {}
+            out[doc_id] = entry
+            if job is not None:
+                entry["print"] = job.status()
+            if failed is not None:
+                entry["pdf"] = {"state": "failed", "code": failed[0], "error": failed[1]}
         return out
 
     # --- /health ---------------------------------------------------------------------------------
@@ -451,23 +456,42 @@ class PrintService(Stage):
 
     # --- the stage hook ------------------------------------------------------------------------
     def on_signed(self, doc: Doc, dte: SignedDte) -> None:
+        self.on_signed_many([(doc, dte)])
+
+    def on_signed_many(self, signed: Sequence[tuple[Doc, SignedDte]]) -> None:
         """Idempotent per `doc.id`: the ticket is queued once; NAME.pdf is rewritten identically.
-        The document's model is parsed here only when a ticket or an in-process PDF needs it."""
+        The document's model is parsed here only when a ticket or an in-process PDF needs it.
+        A batch's PDFs handed to the other process are recorded in one transaction."""
+        offloaded: list[tuple[Doc, PdfJob]] = []
+        for doc, dte in signed:
+            try:
+                job = self._on_signed(doc, dte)
+            except Exception:
+                log.exception("printing: failed on a signed document", extra={"doc": doc.id})
+                continue
+            if job is not None:
+                offloaded.append((doc, job))
+        if offloaded:
+            self.queue.pdf_queued_many([(doc.id, job.xml_path, job.pdf_path, doc.rel) for doc, job in offloaded])
+            for doc, job in offloaded:
+                self._offload(doc.id, doc.rel, job)
+
+    def _on_signed(self, doc: Doc, dte: SignedDte) -> PdfJob | None:
+        """The ticket queued, NAME.pdf written or submitted; the PdfJob to hand to the other process."""
         station = self.stations.route(folder=doc.folder, xml=dte.tree if self.config.printing.route_field else None)
         if station is not None and not station.config.virtual:  # a virtual station e-mails (sync.delivery)
             source = str(self.filing.result_path(doc, ".xml")) if self._filing is not None else None
             self.enqueue(source_of(dte), station, doc_key=f"doc:{doc.id}", doc_id=doc.id,
                          label=f"{doc.rel}: TipoDTE {dte.tipo_dte} folio {dte.folio}", source=source)
         if not self.config.printing.pdf:
-            return
+            return None
         if self.pdf_offload is not None and self._filing is not None:
-            job = PdfJob(str(self.filing.result_path(doc, ".xml")), str(self.filing.result_path(doc, ".pdf")))
-            self.queue.pdf_queued(doc.id, job.xml_path, job.pdf_path, doc.rel)
-            self._offload(doc.id, doc.rel, job)
-        elif self._started:
+            return PdfJob(str(self.filing.result_path(doc, ".xml")), str(self.filing.result_path(doc, ".pdf")))
+        if self._started:
             self.pdf_writer.submit(source_of(dte), doc)  # off the signing path: ~10-30 ms of rendering
         else:
             self.pdf_writer.write(source_of(dte), doc)
+        return None
 
     def _offload(self, doc_id: int, rel: str, job: PdfJob) -> bool:
         """Hand the job over if the window has room; otherwise it waits in pdf_jobs for `_refill`.
