@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +213,7 @@ class Doc:
 
 
 _COLUMNS = [f.name for f in fields(Doc)]
+_SELECT_DOCS = f"SELECT {', '.join(_COLUMNS)} FROM documents"  # in Doc's order: a row is Doc(*row)
 
 
 @dataclass(frozen=True)
@@ -353,11 +354,12 @@ class Journal(Store):
                 doc = self._get(db, doc_id)
                 if doc is None or doc.step != "claiming":
                     continue
-                self._resolve(db, doc, sha, now)
-                out.append(self._get(db, doc_id))
-        return [d for d in out if d is not None]
+                out.append(self._resolve(db, doc, sha, now))
+        return out
 
-    def _resolve(self, db: sqlite3.Connection, doc: Doc, sha: str | None, now: float) -> None:
+    def _resolve(self, db: sqlite3.Connection, doc: Doc, sha: str | None, now: float) -> Doc:
+        """The claimed document's name resolved (new, duplicate, superseding, or refused while
+        its name is in progress); returns its row as written."""
         cur = self._current(db, doc.folder, doc.out_stem, before=doc.id)
         sets: dict[str, Any] = {"sha256": sha, "step": "claimed", "updated_at": now}
         note = None
@@ -373,11 +375,12 @@ class Journal(Store):
         cols = ", ".join(f"{k}=?" for k in sets)
         db.execute(f"UPDATE documents SET {cols} WHERE id=?", (*sets.values(), doc.id))
         self._history(db, doc.id, "received", now, note)
+        return replace(doc, **sets)
 
     def _current(self, db: sqlite3.Connection, folder: str, out_stem: str, before: int) -> Doc | None:
         """The document that holds (folder, NAME) now: not superseded, not a duplicate."""
         row = db.execute(
-            "SELECT * FROM documents WHERE folder=? AND out_stem=? AND id<? AND superseded=0"
+            f"{_SELECT_DOCS} WHERE folder=? AND out_stem=? AND id<? AND superseded=0"
             " AND dup_of IS NULL AND step!='gone'"
             " ORDER BY id DESC LIMIT 1",
             (folder, out_stem, before),
@@ -484,7 +487,7 @@ class Journal(Store):
         docs: dict[int, Doc] = {}
         for k in range(0, len(ids), 500):
             chunk = ids[k:k + 500]
-            found = db.execute(f"SELECT * FROM documents WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            found = db.execute(f"{_SELECT_DOCS} WHERE id IN ({','.join('?' * len(chunk))})", chunk)
             docs.update((d.id, d) for d in map(self._doc, found) if d is not None)
         return [(r[0], r[1], r[2], r[3], r[4], r[5], docs.get(r[2])) for r in rows]
 
@@ -504,10 +507,10 @@ class Journal(Store):
 
     # --- reads ----------------------------------------------------------------------------------
     def _doc(self, row: sqlite3.Row | None) -> Doc | None:
-        return Doc(**{k: row[k] for k in _COLUMNS}) if row is not None else None
+        return Doc(*row) if row is not None else None
 
     def _get(self, db: sqlite3.Connection, doc_id: int) -> Doc | None:
-        return self._doc(db.execute("SELECT * FROM documents WHERE id=?", (doc_id,)).fetchone())
+        return self._doc(db.execute(f"{_SELECT_DOCS} WHERE id=?", (doc_id,)).fetchone())
 
     def get(self, doc_id: int) -> Doc | None:
         return self._get(self.conn(), doc_id)
@@ -534,14 +537,14 @@ class Journal(Store):
     def unfinished(self) -> list[Doc]:
         self.flush()
         rows = self.conn().execute(
-            "SELECT * FROM documents WHERE step IN ('claiming','claimed','decided') ORDER BY id"
+            f"{_SELECT_DOCS} WHERE step IN ('claiming','claimed','decided') ORDER BY id"
         ).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
 
     def superseding(self, folder: str, out_stem: str) -> list[Doc]:
         """Documents of this NAME whose outbox files still have to move to the archive."""
         rows = self.conn().execute(
-            "SELECT * FROM documents WHERE folder=? AND out_stem=? AND superseded=1 ORDER BY id",
+            f"{_SELECT_DOCS} WHERE folder=? AND out_stem=? AND superseded=1 ORDER BY id",
             (folder, out_stem),
         ).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
@@ -562,19 +565,19 @@ class Journal(Store):
 
     def last_errors(self, limit: int = 10) -> list[Doc]:
         rows = self.conn().execute(
-            "SELECT * FROM documents WHERE errors IS NOT NULL ORDER BY updated_at DESC, id DESC LIMIT ?", (limit,)
+            f"{_SELECT_DOCS} WHERE errors IS NOT NULL ORDER BY updated_at DESC, id DESC LIMIT ?", (limit,)
         ).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
 
     def all_docs(self) -> list[Doc]:
-        rows = self.conn().execute("SELECT * FROM documents ORDER BY id").fetchall()
+        rows = self.conn().execute(f"{_SELECT_DOCS} ORDER BY id").fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
 
     def issued_on(self, day: str) -> list[Doc]:
         """Documents with a folio whose FchEmis is `day` (YYYY-MM-DD): the day's informe de ventas
         reads these rows, never the XML files."""
         rows = self.conn().execute(
-            "SELECT * FROM documents WHERE fch_emis=? AND folio IS NOT NULL AND step!='gone' ORDER BY tipo_dte, folio",
+            f"{_SELECT_DOCS} WHERE fch_emis=? AND folio IS NOT NULL AND step!='gone' ORDER BY tipo_dte, folio",
             (day,),
         ).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
@@ -597,7 +600,7 @@ class Journal(Store):
 
     def recent(self, limit: int = 50, before_id: int | None = None) -> list[Doc]:
         """The newest documents (by id), `limit` of them, older than `before_id` when given."""
-        sql = "SELECT * FROM documents WHERE step!='gone'" + (" AND id<?" if before_id else "")
+        sql = f"{_SELECT_DOCS} WHERE step!='gone'" + (" AND id<?" if before_id else "")
         args: tuple[Any, ...] = (before_id,) if before_id else ()
         rows = self.conn().execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
@@ -605,7 +608,7 @@ class Journal(Store):
     def created_between(self, start: float, end: float, limit: int = 200) -> list[Doc]:
         """Documents claimed in [start, end) (a day in the panel), newest first."""
         rows = self.conn().execute(
-            "SELECT * FROM documents WHERE created_at>=? AND created_at<? AND step!='gone' ORDER BY created_at DESC,"
+            f"{_SELECT_DOCS} WHERE created_at>=? AND created_at<? AND step!='gone' ORDER BY created_at DESC,"
             " id DESC LIMIT ?", (start, end, limit)).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
 
@@ -624,7 +627,7 @@ class Journal(Store):
             where, args = "rut_receptor=?", (rut_receptor,)
         else:
             return []
-        rows = self.conn().execute(f"SELECT * FROM documents WHERE {where} AND step!='gone' ORDER BY id DESC LIMIT ?",
+        rows = self.conn().execute(f"{_SELECT_DOCS} WHERE {where} AND step!='gone' ORDER BY id DESC LIMIT ?",
                                    (*args, limit)).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
 
@@ -635,7 +638,7 @@ class Journal(Store):
         keep = tuple(keep_states)
         rows = self.conn().execute(
             # `+step`, `+state`: walk the small partial index documents_outbox, never documents_step
-            "SELECT * FROM documents WHERE retained<2 AND retained=0 AND created_at<? AND +step IN ('filed','gone')"
+            f"{_SELECT_DOCS} WHERE retained<2 AND retained=0 AND created_at<? AND +step IN ('filed','gone')"
             f" AND +state NOT IN ({','.join('?' * len(keep))}) ORDER BY created_at LIMIT ?",
             (cutoff, *keep, limit)).fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
@@ -643,7 +646,7 @@ class Journal(Store):
     def retaining(self) -> list[Doc]:
         """Documents whose results were moving when the process stopped (retention resumes them)."""
         rows = self.conn().execute(
-            "SELECT * FROM documents WHERE retained<2 AND retained=1 ORDER BY created_at").fetchall()
+            f"{_SELECT_DOCS} WHERE retained<2 AND retained=1 ORDER BY created_at").fetchall()
         return [d for d in map(self._doc, rows) if d is not None]
 
     def mark_retention(self, doc_ids: Iterable[int], value: int) -> None:
