@@ -44,6 +44,7 @@ from sync.errors import DteSyncError, DteSyncErrors
 from sync.fileio import LockHeld, UnsafeFile, lock_file, read_small
 from sync.filing import Filing
 from sync.journal import Decision, Doc
+from sync.memory import Trimmer
 from sync.signed import SignedDte
 from sync.stage import Check, Stage
 from sync.watch.inbox import InboxWatcher
@@ -284,6 +285,7 @@ class Daemon:
         # inbox (parked by the watcher) instead of in memory, and is claimed as room frees up.
         self.in_flight_cap = max(64, 4 * self.workers * self.batch_size)
         self.stats = DaemonStats()
+        self.trimmer = Trimmer()  # a drained backlog's freed memory back to the system
         self.watcher: InboxWatcher | None = None
         self._dispatcher = Dispatcher()
         # An engine process that answers later: two batches waiting keep it signing while the
@@ -443,12 +445,15 @@ class Daemon:
                     docs, held = self.filing.claim(batch)
                     for r in held:
                         self.watcher.hold(r)
+                    self.trimmer.worked(len(docs))
                     for doc in docs:
                         self.stats.claimed += 1
                         log.debug("daemon: claimed", extra={"doc": doc.id, "source": doc.rel, "sha256": doc.sha256,
                                                             "state": doc.state})
                         self._dispatcher.put(Dispatcher.key_for(doc), doc.id)
                 self.first_scan.set()  # the first next_batch() ran the start-up scan
+                if self._dispatcher.pending() == 0 and self.trimmer.drained():
+                    log.debug("daemon: freed memory returned after a run of documents")
             except Exception:
                 log.exception("daemon: ingest loop error; continuing")
                 self._stopping.wait(0.5)

@@ -48,6 +48,7 @@ from sync.engine import Issuing, Request
 from sync.engine_pipe import Channel, Launched
 from sync.errors import DteSyncError, DteSyncErrors
 from sync.folios.store import FolioStore
+from sync.memory import Trimmer
 from sync.outbox import Outbox
 from sync.printing.rules import LayoutRefused
 from sync.printing.service import PdfJob, pdf_bytes, source_of
@@ -261,9 +262,11 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
     # while the signer thread signs the one begun before it, which is then finished and answered.
     renderer: _PdfRenderer | None = None
     begun: tuple[list[SignBatch], Issuing | str] | None = None
+    trimmer = Trimmer()  # a signing run's freed memory back to the system before the PDFs
     while (task := next_task(wait=begun is None)) is not None:
         batches, pdf = task
         if batches:
+            trimmer.worked(sum(len(items) for _, items in batches))
             started = begin(batches)
             if begun is not None:
                 finish(*begun)
@@ -272,6 +275,7 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
             finish(*begun)
             begun = None
         elif pdf is not None:
+            trimmer.drained()
             renderer = renderer or _PdfRenderer(config)
             replies.put(("pdf", pdf[0], renderer.render(pdf[1])))
     if begun is not None:
