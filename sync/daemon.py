@@ -141,12 +141,23 @@ class Dispatcher:
 
     def put(self, key: object, doc_id: int, *, front: bool = False) -> None:
         with self._cond:
-            q = self._queues.setdefault(key, collections.deque())
-            q.appendleft(doc_id) if front else q.append(doc_id)
-            self._queued += 1
-            if len(q) == 1 and key not in self._busy:
-                self._ready.append(key)
+            self._put(key, doc_id, front)
             self._cond.notify()
+
+    def put_many(self, items: Sequence[tuple[object, int]]) -> None:
+        """A claimed batch, queued at once: the worker that wakes takes it whole instead of its
+        first document (one engine batch, one filing, not one per document)."""
+        with self._cond:
+            for key, doc_id in items:
+                self._put(key, doc_id, False)
+            self._cond.notify(len(items))
+
+    def _put(self, key: object, doc_id: int, front: bool) -> None:
+        q = self._queues.setdefault(key, collections.deque())
+        q.appendleft(doc_id) if front else q.append(doc_id)
+        self._queued += 1
+        if len(q) == 1 and key not in self._busy:
+            self._ready.append(key)
 
     def later(self, key: object, doc_id: int, delay: float) -> None:
         """Retry `doc_id` after `delay` s; its station stays blocked to keep the order."""
@@ -286,6 +297,11 @@ class Daemon:
         self.in_flight_cap = max(64, 4 * self.workers * self.batch_size)
         self.stats = DaemonStats()
         self.trimmer = Trimmer()  # a drained backlog's freed memory back to the system
+        # An engine in-process signs on the worker's own thread: what is ready is shared out so
+        # the workers sign side by side. An engine process is one pipeline that merges what it
+        # is handed; splitting a burst's arrivals into tiny batches there only multiplies each
+        # batch's filing (its folder fsyncs, its journal commit).
+        self._share = 1 if isinstance(engine, SubmittingEngine) else self.workers
         self.watcher: InboxWatcher | None = None
         self._dispatcher = Dispatcher()
         # An engine process that answers later: two batches waiting keep it signing while the
@@ -338,8 +354,7 @@ class Daemon:
                 ignore_dirs=frozenset({str(self.filing.work_dir)}),
             )
             resumed = self.filing.recover_claims()
-            for doc in resumed:
-                self._dispatcher.put(Dispatcher.key_for(doc), doc.id)
+            self._dispatcher.put_many([(Dispatcher.key_for(doc), doc.id) for doc in resumed])
             if resumed:
                 log.info("daemon: resuming unfinished documents", extra={"count": len(resumed)})
             for stage in self.stages:
@@ -450,7 +465,7 @@ class Daemon:
                         self.stats.claimed += 1
                         log.debug("daemon: claimed", extra={"doc": doc.id, "source": doc.rel, "sha256": doc.sha256,
                                                             "state": doc.state})
-                        self._dispatcher.put(Dispatcher.key_for(doc), doc.id)
+                    self._dispatcher.put_many([(Dispatcher.key_for(doc), doc.id) for doc in docs])
                 self.first_scan.set()  # the first next_batch() ran the start-up scan
                 if self._dispatcher.pending() == 0 and self.trimmer.drained():
                     log.debug("daemon: freed memory returned after a run of documents")
@@ -461,7 +476,7 @@ class Daemon:
     # --- workers ----------------------------------------------------------------------------------------
     def _worker_loop(self) -> None:
         while True:
-            work = self._dispatcher.get_work(self.batch_size, share=self.workers)
+            work = self._dispatcher.get_work(self.batch_size, share=self._share)
             if work is None:
                 return
             try:
