@@ -381,11 +381,7 @@ class Filing:
         errors.update(cast("dict[int, BaseException]", group.commit(dirs)))
         committed = [(doc, dte) for (doc, _), dte in zip(items, dtes, strict=True) if doc.id not in errors]
         self._on_signed_many([(doc, dte) for doc, dte in committed if doc.state == DocState.SIGNED and dte is not None])
-        for doc, _ in committed:
-            try:
-                self._file_input(doc, dirs)
-            except Exception as exc:
-                errors[doc.id] = exc
+        errors.update(self._file_inputs([doc for doc, _ in committed], dirs))
         Outbox.sync_dirs(dirs)
         filed = [doc for doc, _ in items if doc.id not in errors]
         if filed:
@@ -415,14 +411,20 @@ class Filing:
                           extra={"doc": doc.id, "source": doc.rel})
         return dte
 
-    def _file_input(self, doc: Doc, dirs: set[str]) -> None:
-        """The input moved to archive/ or rejected/, once its status is in place."""
-        assert doc.final_path
-        try:
-            self.out.file_input(self.work, doc.work_name, Path(doc.final_path), dirs)
-        except FileNotFoundError:
-            log.error("filing: input missing when filing", extra={"doc": doc.id, "source": doc.rel})
-        self.out.release(doc.final_path)
+    def _file_inputs(self, docs: Sequence[Doc], dirs: set[str]) -> dict[int, BaseException]:
+        """The inputs moved to archive/ or rejected/, once their statuses are in place; what
+        failed, by document id (an input already gone is logged, not a failure)."""
+        failed = self.out.file_inputs(self.work, [(doc.id, doc.work_name, cast(str, doc.final_path)) for doc in docs], dirs)
+        errors: dict[int, BaseException] = {}
+        for doc in docs:
+            exc = failed.get(doc.id)
+            if isinstance(exc, FileNotFoundError):
+                log.error("filing: input missing when filing", extra={"doc": doc.id, "source": doc.rel})
+            elif exc is not None:
+                errors[doc.id] = exc
+                continue
+            self.out.release(cast(str, doc.final_path))
+        return errors
 
     def _answer_duplicate(self, doc: Doc) -> None:
         if doc.state == DocState.DUPLICATE and doc.dup_of is not None:

@@ -16,7 +16,7 @@ import itertools
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any
@@ -321,11 +321,29 @@ class Outbox:
             p = Path(final_path)
             self._reserved.discard((str(p.parent), _stem_of(p.name)))
 
-    def file_input(self, work: Folder, work_name: str, final_path: Path, dirs: set[str] | None = None) -> None:
-        """Move the claimed input to its final place (idempotent after a crash)."""
-        with self.folder_of(final_path) as dst:
-            work.move(work_name, dst, final_path.name, durable=False)
-            self._dir_written(dst, dirs)
+    def file_inputs(self, work: Folder, moves: Sequence[tuple[Hashable, str, str]],
+                    dirs: set[str] | None = None) -> dict[Hashable, BaseException]:
+        """Move claimed inputs to their final places, (owner, work_name, final_path) each
+        (idempotent after a crash). Every destination folder is opened once: a batch's inputs
+        share their day's folder. Returns what failed, by owner; the others are moved."""
+        by_folder: dict[str, list[tuple[Hashable, str, str]]] = {}
+        for move in moves:
+            by_folder.setdefault(os.path.dirname(move[2]), []).append(move)
+        failed: dict[Hashable, BaseException] = {}
+        for group in by_folder.values():
+            try:
+                dst = self.folder_of(Path(group[0][2]))
+            except Exception as exc:
+                failed.update((owner, exc) for owner, _, _ in group)
+                continue
+            with dst:
+                for owner, work_name, final_path in group:
+                    try:
+                        work.move(work_name, dst, os.path.basename(final_path), durable=False)
+                    except Exception as exc:
+                        failed[owner] = exc
+                self._dir_written(dst, dirs)
+        return failed
 
 
 def _stem_of(name: str) -> str:

@@ -88,6 +88,24 @@ def test_final_paths_never_collide(env) -> None:
     assert out.choose_final_path(a, rejected=False, now=0).name == "F1~2.txt"  # F1 taken on disk
 
 
+def test_a_batch_of_inputs_is_filed_each_on_its_own_and_again_without_harm(env) -> None:
+    from sync.fileio import Folder
+
+    _, out, root = env
+    work = Folder.open(root / "work")
+    for name in ("1.txt", "2.json"):
+        (root / "work" / name).write_text(name)
+    day, rejected = root / "archive" / "2026-12-04", root / "rejected"
+    moves = [(1, "1.txt", str(day / "A.txt")), (2, "2.json", str(rejected / "B.json")), (3, "3.xml", str(day / "C.xml"))]
+    dirs: set[str] = set()
+    failed = out.file_inputs(work, moves, dirs)
+    assert list(failed) == [3] and isinstance(failed[3], FileNotFoundError)  # its input is gone: only it fails
+    assert (day / "A.txt").read_text() == "1.txt" and (rejected / "B.json").read_text() == "2.json"
+    assert dirs == {str(day), str(rejected)}
+    assert out.file_inputs(work, moves[:2], dirs) == {}  # after a crash: already moved, nothing to do
+    work.close()
+
+
 def test_superseded_results_move_beside_archived_input(env) -> None:
     j, out, root = env
     doc = claimed(j, "F1.txt")
