@@ -373,7 +373,7 @@ class Filing:
         extras = self._status_entries(answered)
         for doc, dte in items:
             try:
-                dtes.append(self._final_status(doc, dte, group, histories.get(doc.id), extras.get(doc.id)))
+                dtes.append(self._final_status(doc, dte, group, histories.get(doc.id, []), extras.get(doc.id, {})))
             except Exception as exc:
                 group.drop(doc.id)
                 errors[doc.id] = exc
@@ -398,12 +398,12 @@ class Filing:
             raise error
 
     def _final_status(self, doc: Doc, dte: SignedDte | None, group: WriteGroup,
-                      history: list[dict[str, Any]] | None, extras: dict[str, Any] | None) -> SignedDte | None:
-        """NAME.xml and the final status, staged in `group`; the SignedDte for the stages."""
+                      history: list[dict[str, Any]], extras: dict[str, Any]) -> SignedDte | None:
+        """NAME.xml and the final status (from the batch's history and stage entries), staged in
+        `group`; the SignedDte for the stages."""
         assert doc.final_path
         if doc.state != DocState.DUPLICATE:
-            self.out.write_status(doc, history if history is not None else self.journal.history(doc.id),
-                                  dte.dte_xml if dte is not None else None, extras or {}, None, group)
+            self.out.write_status(doc, history, dte.dte_xml if dte is not None else None, extras, None, group)
         if doc.state == DocState.SIGNED and dte is None:
             dte = self.signed_dte(doc)
             if dte is None:
@@ -493,12 +493,7 @@ class Filing:
 
     def write_status(self, doc: Doc, *, xml: bytes | None = None, dirs: set[str] | None = None,
                      group: WriteGroup | None = None) -> Path:
-        extras: dict[str, Any] = {}
-        for stage in self.stages:
-            try:
-                extras.update(stage.status_entry(doc))
-            except Exception:
-                log.exception("filing: a stage's status entry failed", extra={"stage": stage.name, "doc": doc.id})
+        extras = self._status_entries([doc])[doc.id]
         return self.out.write_status(doc, self.journal.history(doc.id), xml, extras, dirs, group)
 
     # --- retention (sync.retention) ------------------------------------------------------------------------
