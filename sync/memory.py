@@ -10,10 +10,7 @@ musl) have no such call and give memory back on their own terms: there `Trimmer`
 from __future__ import annotations
 
 import ctypes
-import logging
 from collections.abc import Callable
-
-log = logging.getLogger("dtesync.memory")
 
 TRIM_AFTER = 1000  # documents: a run shorter than this leaves too little behind to bother
 

@@ -206,17 +206,11 @@ class PrintQueue(Store):
             (station,)).fetchone()
         return int(row[0]), row[1], int(row[2] or 0)
 
-    def pdf_queued(self, doc_id: int, xml_path: str, pdf_path: str, label: str) -> None:
-        """NAME.pdf handed to a renderer in another process: kept until it answers, so a stop or a
-        crash before then renders it again at the next start. Not fsynced: after a power cut the
-        PDF can always be made again from NAME.xml (`dtesync print`)."""
-        with self.tx(durable=False) as db:
-            db.execute("INSERT OR REPLACE INTO pdf_jobs(doc_id, xml_path, pdf_path, label, created_at)"
-                       " VALUES (?,?,?,?,?)", (doc_id, xml_path, pdf_path, label, time.time()))
-
     def pdf_queued_many(self, jobs: Sequence[tuple[int, str, str, str]]) -> None:
-        """`pdf_queued` of a filed batch, (doc_id, xml_path, pdf_path, label) each, in one
-        transaction."""
+        """NAME.pdf of a filed batch, (doc_id, xml_path, pdf_path, label) each, handed to a
+        renderer in another process: kept until it answers, so a stop or a crash before then
+        renders it again at the next start. One transaction, not fsynced: after a power cut
+        the PDF can always be made again from NAME.xml (`dtesync print`)."""
         now = time.time()
         with self.tx(durable=False) as db:
             db.executemany("INSERT OR REPLACE INTO pdf_jobs(doc_id, xml_path, pdf_path, label, created_at)"
