@@ -90,7 +90,8 @@ class InboxWatcher:
         self.readiness = Readiness(stable_window, empty_timeout, require_marker)
         self._clock = clock
         self._hints: queue.SimpleQueue[tuple[str, Hint, bool] | None] = queue.SimpleQueue()
-        self._supervisor = ObserverSupervisor(self.inbox, self.mode, self.hint, poll_interval=poll_interval)
+        self._supervisor = ObserverSupervisor(self.inbox, self.mode, self.hint, poll_interval=poll_interval,
+                                              ignore=ignore_dirs)
         self._next_scan = 0.0  # scan at start-up
         self._next_health = 0.0
         self._warned: set[str] = set()
