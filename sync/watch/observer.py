@@ -228,8 +228,9 @@ class InotifyHints:
         """Watch the root's folders as they are now: new ones added, gone ones dropped, a
         renamed one followed (inotify keeps its watch; only its path changes)."""
         try:
+            # is_dir first: it is the listing's d_type, and a backlog puts 10 000 files beside the folders
             listed = {e.inode(): e.path for e in os.scandir(self._root)
-                      if e.name[0] not in ".~" and e.path not in self._ignore and e.is_dir(follow_symlinks=False)}
+                      if e.is_dir(follow_symlinks=False) and e.name[0] not in ".~" and e.path not in self._ignore}
         except OSError:
             return  # the root itself is gone: its DELETE_SELF says so
         with self._lock:
