@@ -370,7 +370,7 @@ class Filing:
         dtes: list[SignedDte | None] = []
         answered = [doc for doc, _ in items if doc.state != DocState.DUPLICATE]
         histories = self.journal.histories([doc.id for doc in answered])
-        extras = self._status_entries(answered)
+        extras = self.status_entries(answered)
         for doc, dte in items:
             try:
                 dtes.append(self._final_status(doc, dte, group, histories.get(doc.id, []), extras.get(doc.id, {})))
@@ -452,12 +452,16 @@ class Filing:
                 log.exception("filing: a stage failed on signed documents",
                               extra={"stage": stage.name, "docs": [doc.id for doc, _ in signed]})
 
-    def _status_entries(self, docs: Sequence[Doc]) -> dict[int, dict[str, Any]]:
-        """Every stage's status entries for a batch, merged per document (as `write_status`)."""
+    def status_entries(self, docs: Sequence[Doc], *, skip: Stage | None = None) -> dict[int, dict[str, Any]]:
+        """Every stage's status entries for a batch, merged per document: what NAME.status.json,
+        the panel and the cluster's record carry besides the journal's row. `skip`: a stage
+        asking for the others' entries. A stage that fails costs only its own entries (logged)."""
         out: dict[int, dict[str, Any]] = {doc.id: {} for doc in docs}
         if not docs:
             return out
         for stage in self.stages:
+            if stage is skip:
+                continue
             try:
                 entries = stage.status_entries(docs)
             except Exception:
@@ -493,7 +497,7 @@ class Filing:
 
     def write_status(self, doc: Doc, *, xml: bytes | None = None, dirs: set[str] | None = None,
                      group: WriteGroup | None = None) -> Path:
-        extras = self._status_entries([doc])[doc.id]
+        extras = self.status_entries([doc])[doc.id]
         return self.out.write_status(doc, self.journal.history(doc.id), xml, extras, dirs, group)
 
     # --- retention (sync.retention) ------------------------------------------------------------------------

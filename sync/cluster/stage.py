@@ -293,13 +293,7 @@ class ClusterStage(Stage):
         """A document's record as the cluster keeps it, with the other stages' entries."""
         if doc is None:
             return {}
-        extra: dict[str, Any] = {}
-        for stage in self.filing.stages:
-            if stage is not self:
-                try:
-                    extra.update(stage.status_entry(doc))
-                except Exception:
-                    log.exception("cluster: a stage's status entry failed", extra={"stage": stage.name})
+        extra = self.filing.status_entries([doc], skip=self)[doc.id]
         return {
             "source": doc.rel, "state": doc.state, "tipo_dte": doc.tipo_dte, "folio": doc.folio,
             "track_id": doc.track_id, "rut_receptor": doc.rut_receptor, "rzn_soc_recep": doc.rzn_soc_recep,

@@ -158,16 +158,11 @@ def create_app(panel: Panel) -> Flask:
     # --- documents ---------------------------------------------------------------------------------
     def entries(doc: Doc) -> dict[str, Any]:
         """The stages' status entries of a document (print, delivery ...)."""
-        out: dict[str, Any] = {}
-        for stage in panel.app.stages:
-            try:
-                out.update(stage.status_entry(doc))
-            except Exception:
-                log.exception("web: a stage's status entry failed", extra={"stage": stage.name, "doc": doc.id})
-        return out
+        return panel.app.filing.status_entries([doc])[doc.id]
 
     def rows(docs: list[Doc]) -> list[dict[str, Any]]:
-        return [{"doc": d, "entries": entries(d)} for d in docs]
+        found = panel.app.filing.status_entries(docs)  # a page's documents: one query per stage
+        return [{"doc": d, "entries": found[d.id]} for d in docs]
 
     def day_bounds(day: date) -> tuple[float, float]:
         start = datetime(day.year, day.month, day.day, tzinfo=panel.tz) if panel.tz else datetime(
