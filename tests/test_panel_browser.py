@@ -100,7 +100,7 @@ def test_the_list_shows_todays_documents_with_state_type_folio_total_and_printin
     shot(page, "panel-documents.png")
 
 
-def test_search_by_name_folio_rut_and_date(page, rig):
+def test_search_by_name_folio_rut_and_date(page, rig, base):
     page.goto(rig.url + "/")
     page.fill("input[name=q]", "nc3")
     page.click("form.search button")
@@ -117,9 +117,12 @@ def test_search_by_name_folio_rut_and_date(page, rig):
     page.goto(rig.url + "/?q=" + urllib.parse.quote(receptor))
     assert "F100.txt" in page.locator("#results").inner_text()
     assert rut is not None
-    from datetime import date
+    from datetime import datetime
 
-    page.goto(rig.url + f"/?day={date.today().isoformat()}")
+    from sync.app import timezone_of
+
+    today = datetime.now(timezone_of(base)).date()  # the company's day: from 21:00 in Chile, UTC's is tomorrow
+    page.goto(rig.url + f"/?day={today.isoformat()}")
     assert page.locator("#results tbody tr").count() == 4
     page.goto(rig.url + "/?day=2001-01-01")
     assert page.locator("#results").count() == 0
