@@ -417,6 +417,62 @@ def test_graceful_stop_then_restart_processes_what_arrived_meanwhile(tmp_path: P
         d2.stop()
 
 
+class SlowStartEngine:
+    """A managed engine (an engine process's lifecycle) whose start takes a while, or fails:
+    it records what the journal held when its start was called."""
+
+    def __init__(self, inner, journal_path: Path, fail: bool = False) -> None:
+        self.inner, self.journal_path, self.fail = inner, journal_path, fail
+        self.claimed_when_started: int | None = None
+
+    def start(self) -> None:
+        import sqlite3
+
+        time.sleep(0.5)  # the engine process importing its modules: the scan runs meanwhile
+        with sqlite3.connect(self.journal_path) as db:
+            self.claimed_when_started = db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+        if self.fail:
+            raise RuntimeError("the engine process did not start")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        pass
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+def test_a_backlog_found_at_start_is_claimed_only_once_the_engine_is_up(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "inbox").mkdir(parents=True)
+    for i in range(5):
+        (tmp_path / "inbox" / f"A{i}.txt").write_bytes(b"a%d" % i)
+    _, fake = make_daemon(tmp_path, mode)
+    eng = SlowStartEngine(fake, tmp_path / "state" / "journal.sqlite3")
+    d, _ = make_daemon(tmp_path, mode, engine=eng)
+    d.start()
+    try:
+        assert eng.claimed_when_started == 0
+        assert {final_status(tmp_path, f"A{i}")["state"] for i in range(5)} == {"signed"}
+    finally:
+        d.stop()
+
+
+def test_a_start_that_fails_leaves_the_inbox_as_it_was(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "inbox").mkdir(parents=True)
+    (tmp_path / "inbox" / "A.txt").write_bytes(b"a")
+    _, fake = make_daemon(tmp_path, mode)
+    d, _ = make_daemon(tmp_path, mode, engine=SlowStartEngine(fake, tmp_path / "state" / "journal.sqlite3", fail=True))
+    with pytest.raises(RuntimeError, match="did not start"):
+        d.start()
+    assert [n for n in os.listdir(tmp_path / "inbox") if not n.startswith(".")] == ["A.txt"]  # .dtesync.lock aside
+    assert not any((tmp_path / "outbox").glob("*"))
+    d2, _ = make_daemon(tmp_path, mode, engine=fake)  # the locks were released: the next start works
+    d2.start()
+    try:
+        assert final_status(tmp_path, "A")["state"] == "signed"
+    finally:
+        d2.stop()
+
+
 def write_burst(inbox: Path, n: int, seed: int = 7, prefix: str = "D") -> dict[str, bytes]:
     """n files of mixed kinds: direct, slow chunked, renamed into place, dropped twice, bad."""
     rnd = random.Random(seed)
