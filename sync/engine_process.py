@@ -162,6 +162,10 @@ def serve_stdio() -> int:  # pragma: no cover - runs in the child (`dtesync _eng
             pass  # the daemon is gone already
         return 1
     channel.send(("ready", os.getpid()))
+    try:
+        engine.warm_up()  # while the daemon finishes starting: its first batch comes later
+    except Exception:
+        pass  # what failed here fails again, with its own error, where a document needs it
     signing: collections.deque[SignBatch] = collections.deque()
     pdfs: collections.deque[tuple[int, PdfJob]] = collections.deque()
     state: dict[str, Any] = {"stopping": False, "closed": False, "last_sign": 0.0, "last_size": 0, "last_rate": 0}

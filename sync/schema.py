@@ -43,6 +43,12 @@ def get_schema(root_name: str) -> etree.XMLSchema:
         return schema
 
 
+def warm_up() -> None:
+    """Compile the schemas every document is validated against (DTE, BoletaDTE)."""
+    for name in ("DTE", "BoletaDTE"):
+        get_schema(name)
+
+
 def schema_errors(root: etree._Element) -> list[str]:
     """Human-readable violations of the official schema for this root ([] if valid)."""
     name = etree.QName(root).localname

@@ -132,6 +132,18 @@ def test_all_cafs_expired_raises_caf_expired(store):
     assert info.value.code == "CAF_EXPIRED" and info.value.params["expired_on"] == "2024-07-01"
 
 
+def test_warm_up_parses_only_the_cafs_that_still_have_folios_to_give(tmp_path):
+    july = date(2024, 7, 1)
+    with FolioStore(tmp_path / "folios.db") as first:
+        load(first, caf(desde=1, hasta=10, fa=date(2024, 1, 1)))  # expired by July
+        load(first, caf(desde=11, hasta=12, fa=date(2024, 3, 1)))  # used up below
+        load(first, caf(desde=13, hasta=20, fa=date(2024, 3, 1)))
+        assert [first.allocate(33, july, k)[0] for k in ("a", "b")] == [11, 12]
+    with FolioStore(tmp_path / "folios.db") as fresh:  # a new process: nothing parsed yet
+        fresh.warm_up(july)
+        assert sorted(c.desde for c in fresh._cafs.values()) == [13]
+
+
 def test_boleta_cafs_do_not_expire(store):
     load(store, caf(tipo=39, fa=date(2024, 1, 1)))
     assert store.allocate(39, date(2030, 1, 1), "d")[0] == 1
