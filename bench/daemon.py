@@ -25,6 +25,11 @@ item name carrying its number). The daemon runs as `python -m sync run --config 
 process, so the bench's own work (writing files, watching the outbox) is not in its RSS; both
 share the machine's cores, as an ERP and dtesync do.
 
+On ext4 without a journal, creating files costs several times more in a block group where many
+were deleted in the last minutes, and a folder lands in its parent's group: to compare runs,
+pass --keep and point TMPDIR at a folder nothing else deletes from (docs/performance.md, ninth
+session).
+
 Prints figures; it is not a test and asserts nothing about speed.
 """
 
