@@ -160,3 +160,70 @@ def test_the_supervisor_starts_over_when_the_inbox_comes_back(inbox: Path) -> No
         hints.wait_for(inbox / "F1.txt", Hint.CLOSED)
     finally:
         sup.stop()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_starting_and_stopping_again_and_again_leaks_no_descriptor(inbox: Path) -> None:
+    for _ in range(3):  # warm-up: imports and logging may open their own
+        source, _ = _start(inbox)
+        source.stop()
+    before = _open_fds()
+    for _ in range(20):
+        source, _ = _start(inbox)
+        source.stop()
+    assert _open_fds() == before
+
+
+def test_a_source_that_cannot_start_says_so_and_leaks_no_descriptor(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "inbox"
+    not_a_folder.write_text("x")
+    for _ in range(3):
+        with pytest.raises(OSError):
+            InotifyHints(str(not_a_folder), Hints()).start()
+    before = _open_fds()
+    for _ in range(20):
+        with pytest.raises(OSError):
+            InotifyHints(str(not_a_folder), Hints()).start()
+    assert _open_fds() == before
+
+
+def test_an_inbox_configured_as_a_link_to_its_folder_is_watched(tmp_path: Path) -> None:
+    real = tmp_path / "data" / "inbox"
+    real.mkdir(parents=True)
+    link = tmp_path / "inbox"
+    link.symlink_to(real, target_is_directory=True)
+    source, hints = _start(link)
+    try:
+        (real / "F1.txt").write_text("x")
+        hints.wait_for(link / "F1.txt", Hint.CLOSED)
+    finally:
+        source.stop()
+
+
+def test_a_source_that_failed_to_start_is_retried_later_not_at_every_check(
+        inbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sync.watch import observer
+
+    now = [100.0]
+    sup = ObserverSupervisor(inbox, "events", Hints(), clock=lambda: now[0])
+    real = observer.make_source
+
+    def refused(*args, **kwargs):
+        raise OSError(24, "inotify instance limit reached")
+
+    monkeypatch.setattr(observer, "make_source", refused)
+    assert not sup.start()
+    assert not sup.check()  # at once: no
+    now[0] += 1.1
+    assert sup.check() and sup.restarts == 1  # after a second: tried (and refused again)
+    now[0] += 1.1
+    assert not sup.check()  # the second wait is two seconds
+    monkeypatch.setattr(observer, "make_source", real)
+    now[0] += 1.0
+    try:
+        assert sup.check() and sup.healthy()
+    finally:
+        sup.stop()

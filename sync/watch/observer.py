@@ -24,6 +24,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
@@ -44,7 +45,7 @@ from watchdog.observers.polling import PollingObserver
 from sync.watch.rules import Hint, Kind, classify_name
 
 if TYPE_CHECKING:
-    from watchdog.observers.inotify_c import InotifyEvent, InotifyFD, WatchDescriptor
+    from watchdog.observers.inotify_c import InotifyEvent, InotifyFD, Mask, WatchDescriptor
 
 log = logging.getLogger("dtesync.watch")
 
@@ -128,6 +129,32 @@ class WatchdogHints:
         self._root_gone = True
 
 
+def _reader_class() -> type[InotifyFD]:
+    """watchdog's InotifyFD, closing its descriptors however it ends. watchdog's own close()
+    leaves them open when it comes before the reader thread's first read (a source that
+    failed to start, or was stopped at once): a supervisor restarting such a source every
+    second would leak an inotify instance each time, and the user's limit is 128."""
+    from watchdog.observers.inotify_c import InotifyFD
+
+    class Reader(InotifyFD):
+        _released = False
+
+        def _close_resources(self) -> None:
+            if not self._released:
+                self._released = True
+                super()._close_resources()
+
+        def run(self) -> None:
+            try:
+                super().run()
+            finally:
+                with self._lock:
+                    if self._closed:
+                        self._close_resources()
+
+    return Reader
+
+
 class InotifyHints:
     """Linux: raw inotify events as hints (see the module docstring for why not watchdog's
     observer). The inbox is two levels deep, so the watches are the root and each of its
@@ -135,17 +162,21 @@ class InotifyHints:
     folder appears or moves there, or the kernel's queue overflowed."""
 
     def __init__(self, root: str, sink: HintSink, ignore: frozenset[str] = frozenset()) -> None:
-        from watchdog.observers.inotify_c import CallbackId, InotifyFD, Mask
+        from watchdog.observers.inotify_c import CallbackId, Mask
         from watchdog.observers.inotify_c import InotifyConstants as C
 
         self._root, self._sink, self._ignore = root, sink, ignore
         self._C = C
         self._id = CallbackId(1)  # our callback's id on each of watchdog's watches
-        self._mask = Mask(C.IN_CREATE | C.IN_MOVED_TO | C.IN_CLOSE_WRITE | C.IN_DELETE_SELF | C.IN_MOVE_SELF
-                      | C.IN_ONLYDIR | C.IN_DONT_FOLLOW)
-        self._fd: InotifyFD = InotifyFD()
-        self._folders: dict[WatchDescriptor, tuple[str, int]] = {}  # wd -> (absolute path, inode)
-        self._lock = threading.Lock()  # _folders: the reader thread and start() both change it
+        events = C.IN_CREATE | C.IN_MOVED_TO | C.IN_CLOSE_WRITE | C.IN_DELETE_SELF | C.IN_MOVE_SELF | C.IN_ONLYDIR
+        self._root_mask = Mask(events)  # the configured inbox may be a link to its folder
+        self._mask = Mask(events | C.IN_DONT_FOLLOW)  # a link inside it is never followed
+        self._fd = _reader_class()()
+        self._folders: dict[WatchDescriptor, tuple[str, tuple[int, int]]] = {}  # wd -> (path, (st_dev, st_ino))
+        # _folders and the watches: the reader thread and start() both change them. Taken
+        # before watchdog's own lock, never inside it (watchdog calls us without holding it).
+        self._lock = threading.Lock()
+        self._root_id = (0, 0)
         self._root_gone = False
 
     # --- HintSource --------------------------------------------------------------------------
@@ -153,7 +184,7 @@ class InotifyHints:
         self._fd.start()
         try:
             with self._lock:
-                self._add_watch(self._root)
+                self._root_id = self._add_watch(self._root, self._root_mask)
             self._rewatch()
         except OSError:
             self.stop()
@@ -184,6 +215,12 @@ class InotifyHints:
 
     def on_queue_overflow(self) -> None:
         log.warning("watch: the kernel dropped inotify events (queue overflow); rescanning the inbox")
+        try:  # the root's own DELETE_SELF may have been among the lost events
+            st = os.stat(self._root)
+            if (st.st_dev, st.st_ino) != self._root_id:
+                self._root_gone = True
+        except OSError:
+            self._root_gone = True
         self._rewatch()
 
     def on_events_lost(self) -> None:
@@ -220,40 +257,48 @@ class InotifyHints:
         else:
             self._sink(path, Hint.CREATED, False)
 
-    def _add_watch(self, path: str) -> None:
-        wd = self._fd.add_callback(os.fsencode(path), self._mask, self, self._id)
-        self._folders[wd] = (path, os.stat(path, follow_symlinks=False).st_ino)
+    def _add_watch(self, path: str, mask: Mask) -> tuple[int, int]:
+        """Watch `path` (the caller holds _lock); its (st_dev, st_ino). The identity is taken
+        before the watch, so a folder replaced in between is seen as new by the next listing."""
+        st = os.stat(path, follow_symlinks=path == self._root)
+        wd = self._fd.add_callback(os.fsencode(path), mask, self, self._id)
+        self._folders[wd] = (path, (st.st_dev, st.st_ino))
+        return st.st_dev, st.st_ino
 
     def _rewatch(self) -> None:
         """Watch the root's folders as they are now: new ones added, gone ones dropped, a
-        renamed one followed (inotify keeps its watch; only its path changes)."""
-        try:
-            # is_dir first: it is the listing's d_type, and a backlog puts 10 000 files beside the folders
-            listed = {e.inode(): e.path for e in os.scandir(self._root)
-                      if e.is_dir(follow_symlinks=False) and e.name[0] not in ".~" and e.path not in self._ignore}
-        except OSError:
-            return  # the root itself is gone: its DELETE_SELF says so
+        renamed one followed (inotify keeps its watch; only its path changes). Listing and
+        watches change under one lock: an older listing never undoes a newer one."""
         with self._lock:
+            try:
+                # is_dir first: the listing's d_type, while a backlog puts 10 000 files beside the folders
+                listed = {}
+                for e in os.scandir(self._root):
+                    if e.is_dir(follow_symlinks=False) and e.name[0] not in ".~" and e.path not in self._ignore:
+                        st = e.stat(follow_symlinks=False)
+                        listed[(st.st_dev, st.st_ino)] = e.path
+            except OSError:
+                return  # the root itself is gone: its DELETE_SELF says so
             drop = []
-            for wd, (path, ino) in list(self._folders.items()):
+            for wd, (path, ident) in list(self._folders.items()):
                 if path == self._root:
                     continue
-                now = listed.pop(ino, None)
+                now = listed.pop(ident, None)
                 if now is None:
                     drop.append(wd)
                     del self._folders[wd]
                 elif now != path:
-                    self._folders[wd] = (now, ino)
+                    self._folders[wd] = (now, ident)
+            if drop:
+                self._fd.remove_callbacks([(wd, self._id) for wd in drop])
             for path in listed.values():
                 try:
-                    self._add_watch(path)
+                    self._add_watch(path, self._mask)
                 except FileNotFoundError:
                     continue  # gone again already
                 except OSError as exc:
                     log.error("watch: cannot watch station folder; relying on scans",
                               extra={"folder": path, "error": str(exc)})
-        if drop:
-            self._fd.remove_callbacks([(wd, self._id) for wd in drop])
 
 
 def make_source(mode: str, root: str, sink: HintSink, *, poll_interval: float,
@@ -273,24 +318,36 @@ def make_source(mode: str, root: str, sink: HintSink, *, poll_interval: float,
 
 
 class ObserverSupervisor:
-    """Owns the hint source; `check()` (called from the inbox loop) restarts a dead one."""
+    """Owns the hint source; `check()` (called from the inbox loop) restarts a dead one. A
+    source that fails to start is tried again after 1, 2, 4 ... up to 60 s, not at every check
+    (the scans carry the inbox meanwhile)."""
+
+    RETRY_MAX = 60.0
 
     def __init__(self, root: Path, mode: str, sink: HintSink, *, poll_interval: float = 0.5,
-                 ignore: frozenset[str] = frozenset()) -> None:
+                 ignore: frozenset[str] = frozenset(), clock: Callable[[], float] = time.monotonic) -> None:
         self.root = os.path.normpath(str(root))
         self.mode, self.sink, self.poll_interval, self.ignore = mode, sink, poll_interval, ignore
         self.source: HintSource | None = None
         self.restarts = 0
+        self._clock = clock
+        self._stopped = False
+        self._failures = 0
+        self._retry_at = 0.0
 
     def start(self) -> bool:
         """Start a source; False (logged) when the platform refuses, e.g. inotify limits."""
+        self._stopped = False
         try:
             source = make_source(self.mode, self.root, self.sink, poll_interval=self.poll_interval, ignore=self.ignore)
             source.start()
         except OSError as exc:
+            self._failures += 1
+            self._retry_at = self._clock() + min(self.RETRY_MAX, 2.0 ** (self._failures - 1))
             log.error("watch: observer failed to start; relying on scans", extra={"error": str(exc), "mode": self.mode})
             self.source = None
             return False
+        self._failures = 0
         self.source = source
         return True
 
@@ -299,16 +356,18 @@ class ObserverSupervisor:
 
     def check(self) -> bool:
         """Restart the source if it died; True when a restart happened (rescan then)."""
-        if self.healthy():
+        if self._stopped or self.healthy() or (self.source is None and self._clock() < self._retry_at):
             return False
         log.warning("watch: observer is not running; restarting it", extra={"mode": self.mode})
         self.stop()
+        self._stopped = False
         self.restarts += 1
         if os.path.isdir(self.root):
             self.start()
         return True
 
     def stop(self) -> None:
+        self._stopped = True
         source, self.source = self.source, None
         if source is not None:
             source.stop()
