@@ -403,7 +403,8 @@ class Daemon:
                 log.exception("daemon: a stage failed to stop", extra={"stage": stage.name})
         self._stop_engine(time.monotonic() + 10)
         self._release()
-        self._stopping.clear()
+        # _stopping stays set, as after stop(): an ingest thread still in a long start-up scan
+        # (a share) ends when the scan does, without a claim, and this object is not started again.
 
     def stop(self, timeout: float = 60.0) -> None:
         """Graceful: stop claiming, let workers finish the document in hand, stop the stages,
@@ -481,6 +482,8 @@ class Daemon:
                 if self._has_room_for_parked(room):
                     self.watcher.unpark(room)  # files left in the inbox while the daemon was full
                 batch = self.watcher.next_batch(1.0 if room > 0 else 0.1)
+                if self._stopping.is_set():
+                    break  # a stop, or a start that failed while this scan ran (the Filing is closed)
                 self.filing.flush()  # deferred 'filed' marks (group commit)
                 room = cap - self._dispatcher.pending()
                 if len(batch) > max(room, 0):  # back-pressure: what does not fit waits in the inbox

@@ -469,7 +469,7 @@ class Filing:
                               extra={"stage": stage.name, "docs": [doc.id for doc in docs]})
                 continue
             for doc_id, entry in entries.items():
-                out[doc_id].update(entry)
+                out.setdefault(doc_id, {}).update(entry)
         return out
 
     # --- later stages -------------------------------------------------------------------------------------
