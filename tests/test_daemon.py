@@ -445,6 +445,7 @@ def test_a_backlog_found_at_start_is_claimed_only_once_the_engine_is_up(tmp_path
     (tmp_path / "inbox").mkdir(parents=True)
     for i in range(5):
         (tmp_path / "inbox" / f"A{i}.txt").write_bytes(b"a%d" % i)
+        os.utime(tmp_path / "inbox" / f"A{i}.txt", (time.time() - 3600,) * 2)  # ready at the scan's first sight
     _, fake = make_daemon(tmp_path, mode)
     eng = SlowStartEngine(fake, tmp_path / "state" / "journal.sqlite3")
     d, _ = make_daemon(tmp_path, mode, engine=eng)
