@@ -227,3 +227,53 @@ def test_a_source_that_failed_to_start_is_retried_later_not_at_every_check(
         assert sup.check() and sup.healthy()
     finally:
         sup.stop()
+
+
+def test_a_stop_during_a_restart_leaves_no_source_running(inbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """check() (the inbox loop) and stop() (the daemon) come from different threads."""
+    from sync.watch import observer
+
+    sup = ObserverSupervisor(inbox, "events", Hints())
+    started: list[InotifyHints] = []
+    in_start, release = threading.Event(), threading.Event()
+    real = observer.make_source
+
+    def slow_source(*args, **kwargs):
+        in_start.set()
+        release.wait(5)  # a polling source's first snapshot of a share takes this long
+        src = real(*args, **kwargs)
+        started.append(src)
+        return src
+
+    monkeypatch.setattr(observer, "make_source", slow_source)
+    restarting = threading.Thread(target=sup.check)  # no source yet: it restarts
+    restarting.start()
+    assert in_start.wait(5)
+    stopping = threading.Thread(target=sup.stop)
+    stopping.start()
+    release.set()
+    restarting.join(5)
+    stopping.join(5)
+    assert sup.source is None and started and not started[0].alive()
+
+
+def test_a_folder_gone_between_listing_and_stat_does_not_stop_the_others_being_watched(
+        inbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (inbox / "gone").mkdir()
+    (inbox / "caja1").mkdir()
+    real_scandir = os.scandir
+
+    def listing_then_gone(path):  # the listing still names `gone`, which is removed before its stat
+        entries = list(real_scandir(path))
+        if os.path.isdir(inbox / "gone"):
+            os.rmdir(inbox / "gone")
+        return iter(entries)
+
+    monkeypatch.setattr(os, "scandir", listing_then_gone)
+    source, hints = _start(inbox)
+    monkeypatch.setattr(os, "scandir", real_scandir)
+    try:
+        (inbox / "caja1" / "F1.txt").write_text("x")
+        hints.wait_for(inbox / "caja1" / "F1.txt", Hint.CLOSED)
+    finally:
+        source.stop()

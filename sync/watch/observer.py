@@ -20,6 +20,7 @@ OSError, e.g. a share that went away: watchdog #1065).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -45,7 +46,7 @@ from watchdog.observers.polling import PollingObserver
 from sync.watch.rules import Hint, Kind, classify_name
 
 if TYPE_CHECKING:
-    from watchdog.observers.inotify_c import InotifyEvent, InotifyFD, Mask, WatchDescriptor
+    from watchdog.observers.inotify_c import CallbackId, InotifyEvent, InotifyFD, Mask, WatchCallback, WatchDescriptor
 
 log = logging.getLogger("dtesync.watch")
 
@@ -139,18 +140,27 @@ def _reader_class() -> type[InotifyFD]:
     class Reader(InotifyFD):
         _released = False
 
-        def _close_resources(self) -> None:
+        def _close_resources(self) -> None:  # always under watchdog's lock
             if not self._released:
                 self._released = True
                 super()._close_resources()
 
+        def _add_callback(self, path: bytes, mask: Mask, callback: WatchCallback, id_: CallbackId) -> WatchDescriptor:
+            if self._closed:  # a listing that raced stop(): not a number some other file now has
+                raise OSError(errno.EBADF, "the inotify reader is closed")
+            return super()._add_callback(path, mask, callback, id_)
+
+        def _remove_callback(self, wd: WatchDescriptor, id_: CallbackId) -> None:
+            if not self._closed:
+                super()._remove_callback(wd, id_)
+
         def run(self) -> None:
             try:
                 super().run()
-            finally:
+            finally:  # stopped, or failed: nothing reads any more (the dispatcher was joined)
                 with self._lock:
-                    if self._closed:
-                        self._close_resources()
+                    self._closed = True
+                    self._close_resources()
 
     return Reader
 
@@ -270,12 +280,15 @@ class InotifyHints:
         renamed one followed (inotify keeps its watch; only its path changes). Listing and
         watches change under one lock: an older listing never undoes a newer one."""
         with self._lock:
+            listed = {}
             try:
                 # is_dir first: the listing's d_type, while a backlog puts 10 000 files beside the folders
-                listed = {}
                 for e in os.scandir(self._root):
                     if e.is_dir(follow_symlinks=False) and e.name[0] not in ".~" and e.path not in self._ignore:
-                        st = e.stat(follow_symlinks=False)
+                        try:
+                            st = e.stat(follow_symlinks=False)
+                        except FileNotFoundError:
+                            continue  # gone since the listing: nothing to watch
                         listed[(st.st_dev, st.st_ino)] = e.path
             except OSError:
                 return  # the root itself is gone: its DELETE_SELF says so
@@ -319,10 +332,9 @@ def make_source(mode: str, root: str, sink: HintSink, *, poll_interval: float,
 
 class ObserverSupervisor:
     """Owns the hint source; `check()` (called from the inbox loop) restarts a dead one. A
-    source that fails to start is tried again after 1, 2, 4 ... up to 60 s, not at every check
-    (the scans carry the inbox meanwhile)."""
-
-    RETRY_MAX = 60.0
+    source that fails to start is tried again after 1, 2, 4 ... up to 64 s, not at every check
+    (the scans carry the inbox meanwhile). `check()` and `stop()` come from different threads:
+    one lock, so a stop never leaves a source that a restart started behind it."""
 
     def __init__(self, root: Path, mode: str, sink: HintSink, *, poll_interval: float = 0.5,
                  ignore: frozenset[str] = frozenset(), clock: Callable[[], float] = time.monotonic) -> None:
@@ -331,19 +343,45 @@ class ObserverSupervisor:
         self.source: HintSource | None = None
         self.restarts = 0
         self._clock = clock
+        self._lock = threading.Lock()
         self._stopped = False
         self._failures = 0
         self._retry_at = 0.0
 
     def start(self) -> bool:
         """Start a source; False (logged) when the platform refuses, e.g. inotify limits."""
-        self._stopped = False
+        with self._lock:
+            self._stopped = False
+            return self._start()
+
+    def healthy(self) -> bool:
+        source = self.source
+        return source is not None and source.alive()
+
+    def check(self) -> bool:
+        """Restart the source if it died; True when a restart happened (rescan then)."""
+        with self._lock:
+            if self._stopped or self.healthy() or (self.source is None and self._clock() < self._retry_at):
+                return False
+            log.warning("watch: observer is not running; restarting it", extra={"mode": self.mode})
+            self._drop_source()
+            self.restarts += 1
+            if os.path.isdir(self.root):
+                self._start()
+            return True
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self._drop_source()
+
+    def _start(self) -> bool:
         try:
             source = make_source(self.mode, self.root, self.sink, poll_interval=self.poll_interval, ignore=self.ignore)
             source.start()
         except OSError as exc:
             self._failures += 1
-            self._retry_at = self._clock() + min(self.RETRY_MAX, 2.0 ** (self._failures - 1))
+            self._retry_at = self._clock() + 2.0 ** min(self._failures - 1, 6)
             log.error("watch: observer failed to start; relying on scans", extra={"error": str(exc), "mode": self.mode})
             self.source = None
             return False
@@ -351,23 +389,7 @@ class ObserverSupervisor:
         self.source = source
         return True
 
-    def healthy(self) -> bool:
-        return self.source is not None and self.source.alive()
-
-    def check(self) -> bool:
-        """Restart the source if it died; True when a restart happened (rescan then)."""
-        if self._stopped or self.healthy() or (self.source is None and self._clock() < self._retry_at):
-            return False
-        log.warning("watch: observer is not running; restarting it", extra={"mode": self.mode})
-        self.stop()
-        self._stopped = False
-        self.restarts += 1
-        if os.path.isdir(self.root):
-            self.start()
-        return True
-
-    def stop(self) -> None:
-        self._stopped = True
+    def _drop_source(self) -> None:
         source, self.source = self.source, None
         if source is not None:
             source.stop()
