@@ -258,17 +258,26 @@ def test_a_document_signed_at_once_gets_one_status_file_unless_received_is_asked
     run(write_received=write_received)
     seen = StatusRenames()
     observer = InotifyObserver()
-    observer.schedule(seen, str(tmp_path / "outbox"))
+    outbox = tmp_path / "outbox"
+    observer.schedule(seen, str(outbox))
     observer.start()
     try:
+        # the observer adds its watch on its own thread: a probe's rename says it is in place
+        end = time.monotonic() + 10
+        while "probe.status.json" not in seen.names and time.monotonic() < end:
+            (outbox / ".probe.tmp").write_text("{}")
+            os.replace(outbox / ".probe.tmp", outbox / "probe.status.json")
+            time.sleep(0.1)
         (tmp_path / "inbox" / "N.txt").write_bytes(b"factura now")
         st = final_status(tmp_path, "N")
-        time.sleep(0.3)  # let the observer deliver what it saw
+        want = 2 if write_received else 1
+        wait_for(lambda: seen.names.count("N.status.json") >= want, 10, "the status renames")
+        time.sleep(0.3)  # and no more than that
     finally:
         observer.stop()
         observer.join()
     assert st["state"] == "signed" and [h["state"] for h in st["history"]] == ["received", "signed"]
-    assert seen.names.count("N.status.json") == (2 if write_received else 1)
+    assert seen.names.count("N.status.json") == want
 
 
 def drain_backlog(tmp_path: Path, mode: str, files: dict[str, bytes], batch_size: int,
