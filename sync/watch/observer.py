@@ -21,6 +21,7 @@ OSError, e.g. a share that went away: watchdog #1065).
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import sys
@@ -130,6 +131,7 @@ class WatchdogHints:
         self._root_gone = True
 
 
+@functools.cache  # one class, however many sources a supervisor starts
 def _reader_class() -> type[InotifyFD]:
     """watchdog's InotifyFD, closing its descriptors however it ends. watchdog's own close()
     leaves them open when it comes before the reader thread's first read (a source that
